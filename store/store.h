@@ -1,0 +1,207 @@
+// itemfs store: a content-addressed, zlib-compressed collection of JSON items
+// in one SQLite database.
+//
+// The contract:
+//  - An item is an id (UTF-8, no '/', no NUL, at most 250 bytes so that
+//    "<id>.json" fits NAME_MAX) mapped to bytes that are one valid JSON document
+//    (RFC 8259), plus mode, owner and times. Bytes are kept exactly as written.
+//  - Content is split into chunks (one per item up to kChunkSize); each
+//    distinct chunk (by SHA-256) is stored once as a blob, reference-counted by
+//    the items that use it. A blob that does not shrink under zlib is kept raw.
+//  - Every change goes through Store::write(), which runs one SQLite
+//    transaction: either all of a batch lands or none of it. Readers (any
+//    thread, any number) see the state before or after, never a mix.
+//  - Registered CommitHooks run inside that same transaction, so an index kept
+//    by a hook can never be out of step with the items.
+//  - Every method is thread-safe. Writers are serialised; readers never wait
+//    for writers (WAL). "database is locked" never escapes: busy waits are
+//    retried internally.
+//  - Errors that a caller must act on are returned as Status (an errno and a
+//    sentence). Unexpected SQLite or I/O failures throw StoreError.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <istream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+
+namespace itemfs::store {
+
+inline constexpr uint64_t kChunkSize = 1 << 20;
+inline constexpr int kFormatVersion = 1;
+
+using Sha256 = std::array<uint8_t, 32>;
+std::string to_hex(const Sha256& digest);
+
+// An errno plus a human sentence. ok() when code == 0.
+struct Status {
+  int code = 0;
+  std::string message;
+  bool ok() const { return code == 0; }
+  static Status success() { return {}; }
+  static Status error(int code, std::string message) { return {code, std::move(message)}; }
+};
+
+class StoreError : public std::runtime_error {
+ public:
+  StoreError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  int code() const { return code_; }  // an errno value (EIO, ENOSPC, ...)
+ private:
+  int code_;
+};
+
+// Attributes a writer controls.
+struct Attrs {
+  uint32_t mode = 0100644;  // including S_IFREG / S_IFDIR
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  int64_t mtime_ns = 0;
+};
+
+struct ItemInfo {
+  int64_t ino = 0;  // stable for the life of the item, kept across rename
+  std::string id;
+  uint64_t size = 0;
+  Attrs attrs;
+  int64_t ctime_ns = 0;
+  Sha256 sha256{};
+};
+
+// A shard directory under items/ ("" is items/ itself).
+struct DirInfo {
+  int64_t ino = 0;
+  std::string name;
+  Attrs attrs;
+  int64_t ctime_ns = 0;
+};
+
+struct Stats {
+  uint64_t items = 0;
+  uint64_t logical_bytes = 0;  // sum of item sizes
+  uint64_t unique_bytes = 0;   // sum of raw sizes of distinct blobs
+  uint64_t stored_bytes = 0;   // sum of stored (compressed) blob sizes
+  uint64_t blobs = 0;
+  uint64_t database_bytes = 0;  // store.db + WAL on disk
+  double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / double(unique_bytes) : 1.0; }
+  double compression_ratio() const { return stored_bytes ? double(unique_bytes) / double(stored_bytes) : 1.0; }
+};
+
+// Shard of an id: its first two code points; "00" for one-code-point ids.
+std::string shard_of(std::string_view id);
+// Why an id cannot name an item (EINVAL / ENAMETOOLONG), or success.
+Status check_id(std::string_view id);
+// Validates one JSON document read from `in`. On failure the message says
+// line, column and what was expected. Memory use does not grow with nesting.
+Status validate_json(std::istream& in);
+
+class Transaction;
+
+// Hooks run inside Store::write()'s transaction; throwing aborts the batch.
+class CommitHook {
+ public:
+  virtual ~CommitHook() = default;
+  // `content` is positioned at the start of the (already validated) item.
+  virtual void on_put(Transaction& txn, const ItemInfo& item, std::istream& content) = 0;
+  virtual void on_remove(Transaction& txn, const ItemInfo& item) = 0;
+  // The content is unchanged; only the id moved.
+  virtual void on_rename(Transaction& txn, const ItemInfo& item, std::string_view old_id) = 0;
+};
+
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+  virtual sqlite3* db() = 0;
+};
+
+// One write transaction. Methods returning Status leave the batch usable on
+// failure (nothing of that call was applied); the batch commits when the
+// callback passed to Store::write() returns.
+class WriteBatch : public Transaction {
+ public:
+  // Stores `content` as item `id` (creating or replacing it), validating it
+  // first. attrs.mtime_ns == 0 means now.
+  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs) = 0;
+  virtual Status remove(std::string_view id) = 0;                           // ENOENT
+  virtual Status rename(std::string_view from, std::string_view to) = 0;  // replaces `to`
+  virtual Status set_attrs(std::string_view id, const Attrs& attrs) = 0;
+  virtual Status make_dir(std::string_view shard, const Attrs& attrs) = 0;  // EEXIST
+  virtual Status remove_dir(std::string_view shard) = 0;                  // ENOTEMPTY
+  virtual Status set_dir_attrs(std::string_view shard, const Attrs& attrs) = 0;
+  // Ids whose content or existence changed in this batch so far.
+  virtual const std::vector<std::string>& changed_ids() const = 0;
+};
+
+// A consistent read view: everything read through it is one point in time.
+class Snapshot {
+ public:
+  virtual ~Snapshot() = default;
+  virtual sqlite3* db() = 0;
+  virtual std::optional<ItemInfo> item(std::string_view id) = 0;
+  // All items in id order.
+  virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
+  // Streams the item's bytes to `sink` in order (at most kChunkSize at a time).
+  virtual void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) = 0;
+};
+
+class ItemReader {
+ public:
+  virtual ~ItemReader() = default;
+  // Replaces `out` with up to `size` bytes from `offset` (fewer at the end).
+  virtual Status pread(uint64_t offset, uint64_t size, std::string& out) = 0;
+};
+
+struct Options {
+  uint64_t max_item_size = 64ull << 20;  // EFBIG above
+  bool sync_full = false;                // PRAGMA synchronous=FULL instead of NORMAL
+  bool read_only = false;
+};
+
+struct FsckReport {
+  std::vector<std::string> problems;  // one readable line each
+  uint64_t blobs_checked = 0;
+  uint64_t items_checked = 0;
+  uint64_t repaired = 0;
+  bool clean() const { return problems.empty(); }
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the store directory `dir` holding store.db.
+  static std::unique_ptr<Store> open(const std::filesystem::path& dir, const Options& options = {});
+  virtual ~Store() = default;
+
+  virtual const std::filesystem::path& dir() const = 0;
+  virtual const Options& options() const = 0;
+  virtual void add_hook(CommitHook* hook) = 0;  // not owned; add before use
+
+  // Runs `fn` in one write transaction and commits it, retrying on busy.
+  // If `fn` throws, nothing is applied and the exception propagates.
+  virtual void write(const std::function<void(WriteBatch&)>& fn) = 0;
+
+  // Point reads, each its own read transaction.
+  virtual std::optional<ItemInfo> item(std::string_view id) = 0;
+  virtual std::optional<ItemInfo> item_by_ino(int64_t ino) = 0;
+  virtual std::vector<ItemInfo> list_shard(std::string_view shard) = 0;
+  virtual std::optional<DirInfo> dir_info(std::string_view shard) = 0;
+  virtual std::vector<DirInfo> list_dirs() = 0;  // shard dirs, not ""
+  // A reader of one version of an item: the chunk list is fixed when it is
+  // opened, so it never mixes versions; ESTALE if that version was removed.
+  virtual std::unique_ptr<ItemReader> open_item(const ItemInfo& item) = 0;
+  virtual std::unique_ptr<Snapshot> snapshot() = 0;
+  // Runs `fn` with a pooled read connection (for hooks' own queries).
+  virtual void with_reader(const std::function<void(sqlite3*)>& fn) = 0;
+
+  virtual Stats stats() = 0;
+  virtual FsckReport fsck(bool repair) = 0;
+};
+
+}  // namespace itemfs::store
