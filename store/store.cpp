@@ -1,0 +1,895 @@
+#include "store/store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <streambuf>
+#include <unordered_map>
+
+#include "store/codec.h"
+#include "store/hash.h"
+#include "store/json_check.h"
+#include "store/sqlite_db.h"
+
+namespace itemfs::store {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Format version 1 schema. docs/FORMAT.md describes every column.
+const char* const kSchema = R"SQL(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dicts(
+  id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 BLOB NOT NULL UNIQUE,
+  raw_size INTEGER NOT NULL, stored_size INTEGER NOT NULL,
+  codec INTEGER NOT NULL, dict_id INTEGER, refs INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dirs(
+  ino INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+  mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS items(
+  ino INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, shard TEXT NOT NULL,
+  size INTEGER NOT NULL, sha256 BLOB NOT NULL,
+  mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS items_by_shard ON items(shard, id);
+CREATE TABLE IF NOT EXISTS chunks(
+  ino INTEGER NOT NULL, seq INTEGER NOT NULL, blob INTEGER NOT NULL,
+  PRIMARY KEY(ino, seq)) WITHOUT ROWID;
+)SQL";
+
+const char* const kItemColumns = "ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns";
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+ItemInfo item_from(Stmt& s) {
+  ItemInfo info;
+  info.ino = s.int64(0);
+  info.id = std::string(s.text(1));
+  info.size = uint64_t(s.int64(2));
+  auto digest = s.blob(3);
+  if (digest.size() == info.sha256.size()) std::copy(digest.begin(), digest.end(), info.sha256.begin());
+  info.attrs.mode = uint32_t(s.int64(4));
+  info.attrs.uid = uint32_t(s.int64(5));
+  info.attrs.gid = uint32_t(s.int64(6));
+  info.attrs.mtime_ns = s.int64(7);
+  info.ctime_ns = s.int64(8);
+  return info;
+}
+
+DirInfo dir_from(Stmt& s) {
+  DirInfo info;
+  info.ino = s.int64(0);
+  info.name = std::string(s.text(1));
+  info.attrs.mode = uint32_t(s.int64(2));
+  info.attrs.uid = uint32_t(s.int64(3));
+  info.attrs.gid = uint32_t(s.int64(4));
+  info.attrs.mtime_ns = s.int64(5);
+  info.ctime_ns = s.int64(6);
+  return info;
+}
+
+// A seekable istream over bytes already in memory, for hooks.
+class MemoryBuf : public std::streambuf {
+ public:
+  explicit MemoryBuf(std::string_view bytes) {
+    char* p = const_cast<char*>(bytes.data());
+    setg(p, p, p + bytes.size());
+  }
+
+ protected:
+  pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
+    char* target = (dir == std::ios_base::beg ? eback() : dir == std::ios_base::cur ? gptr() : egptr()) + off;
+    if (target < eback() || target > egptr()) return pos_type(off_type(-1));
+    setg(eback(), target, egptr());
+    return pos_type(target - eback());
+  }
+  pos_type seekpos(pos_type pos, std::ios_base::openmode mode) override {
+    return seekoff(off_type(pos), std::ios_base::beg, mode);
+  }
+};
+
+struct ChunkRef {
+  int64_t blob = 0;
+  uint64_t raw_size = 0;
+};
+
+class StoreImpl;
+
+// Everything about one blob needed to turn it back into bytes.
+struct BlobRow {
+  std::string data;
+  uint64_t raw_size = 0;
+  int codec = 0;
+  int64_t dict_id = 0;
+  Sha256 sha256{};
+};
+
+class WriteBatchImpl final : public WriteBatch {
+ public:
+  WriteBatchImpl(StoreImpl& store, Db& db) : store_(store), db_(db) {}
+  sqlite3* db() override { return db_.handle(); }
+  Status put(std::string_view id, std::istream& content, const Attrs& attrs) override;
+  Status remove(std::string_view id) override;
+  Status rename(std::string_view from, std::string_view to) override;
+  Status set_attrs(std::string_view id, const Attrs& attrs) override;
+  Status make_dir(std::string_view shard, const Attrs& attrs) override;
+  Status remove_dir(std::string_view shard) override;
+  Status set_dir_attrs(std::string_view shard, const Attrs& attrs) override;
+  const std::vector<std::string>& changed_ids() const override { return changed_; }
+
+ private:
+  // Runs `fn` inside a savepoint so a failed call leaves the batch as it was.
+  Status guarded(const std::function<Status()>& fn);
+  std::optional<ItemInfo> find(std::string_view id);
+  int64_t store_chunk(std::string_view raw);
+  void release_chunks(int64_t ino);
+  void ensure_dir(const std::string& shard, const Attrs& like, int64_t now);
+  void touch_dir(const std::string& shard, int64_t now);
+  Status put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs);
+  Status put_stream(std::string_view id, std::istream& content, uint64_t size, const Attrs& attrs);
+  Status finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest, uint64_t size,
+                    const Attrs& attrs, std::istream& content);
+
+  StoreImpl& store_;
+  Db& db_;
+  std::vector<std::string> changed_;
+  std::string compressed_;
+};
+
+class StoreImpl final : public Store {
+ public:
+  StoreImpl(fs::path dir, Options options) : dir_(std::move(dir)), options_(options), compressor_(6) {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec) throw StoreError(ec.value(), "cannot create store directory " + dir_.string() + ": " + ec.message());
+    writer_ = std::make_unique<Db>(db_path(), options_.read_only, options_.sync_full);
+    if (!options_.read_only) init_schema();
+    check_version();
+  }
+
+  const fs::path& dir() const override { return dir_; }
+  const Options& options() const override { return options_; }
+  void add_hook(CommitHook* hook) override { hooks_.push_back(hook); }
+  const std::vector<CommitHook*>& hooks() const { return hooks_; }
+  Compressor& compressor() { return compressor_; }
+
+  void write(const std::function<void(WriteBatch&)>& fn) override {
+    if (options_.read_only) throw StoreError(EROFS, "the store is open read-only");
+    std::lock_guard lock(write_mutex_);
+    writer_->exec("BEGIN IMMEDIATE");
+    try {
+      WriteBatchImpl batch(*this, *writer_);
+      fn(batch);
+      writer_->exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  std::optional<ItemInfo> item(std::string_view id) override {
+    auto reader = acquire();
+    return find_item(*reader, id);
+  }
+
+  std::optional<ItemInfo> item_by_ino(int64_t ino) override {
+    auto reader = acquire();
+    auto s = reader->cached("SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE ino=?");
+    s->bind(1, ino);
+    if (!s->step()) return std::nullopt;
+    return item_from(*s);
+  }
+
+  std::vector<ItemInfo> list_shard(std::string_view shard) override {
+    auto reader = acquire();
+    auto s = reader->cached(
+        "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE shard=? ORDER BY id");
+    s->bind(1, shard);
+    std::vector<ItemInfo> out;
+    while (s->step()) out.push_back(item_from(*s));
+    return out;
+  }
+
+  std::optional<DirInfo> dir_info(std::string_view shard) override {
+    auto reader = acquire();
+    auto s = reader->cached("SELECT ino, name, mode, uid, gid, mtime_ns, ctime_ns FROM dirs WHERE name=?");
+    s->bind(1, shard);
+    if (!s->step()) return std::nullopt;
+    return dir_from(*s);
+  }
+
+  std::vector<DirInfo> list_dirs() override {
+    auto reader = acquire();
+    auto s = reader->cached("SELECT ino, name, mode, uid, gid, mtime_ns, ctime_ns FROM dirs WHERE name<>'' ORDER BY name");
+    std::vector<DirInfo> out;
+    while (s->step()) out.push_back(dir_from(*s));
+    return out;
+  }
+
+  std::unique_ptr<ItemReader> open_item(const ItemInfo& item) override;
+  std::unique_ptr<Snapshot> snapshot() override;
+
+  void with_reader(const std::function<void(sqlite3*)>& fn) override {
+    auto reader = acquire();
+    fn(reader->handle());
+  }
+
+  Stats stats() override {
+    Stats stats;
+    auto reader = acquire();
+    reader->exec("BEGIN");
+    {
+      auto s = reader->cached("SELECT count(*), coalesce(sum(size),0) FROM items");
+      s->step();
+      stats.items = uint64_t(s->int64(0));
+      stats.logical_bytes = uint64_t(s->int64(1));
+    }
+    {
+      auto s = reader->cached("SELECT count(*), coalesce(sum(raw_size),0), coalesce(sum(stored_size),0) FROM blobs");
+      s->step();
+      stats.blobs = uint64_t(s->int64(0));
+      stats.unique_bytes = uint64_t(s->int64(1));
+      stats.stored_bytes = uint64_t(s->int64(2));
+    }
+    reader->exec("COMMIT");
+    for (const char* suffix : {"", "-wal"}) {
+      std::error_code ec;
+      auto size = fs::file_size(db_path().string() + suffix, ec);
+      if (!ec) stats.database_bytes += size;
+    }
+    return stats;
+  }
+
+  FsckReport fsck(bool repair) override;
+
+  // Blob bytes, decompressed and checked against raw size; nullopt if gone.
+  std::optional<std::string> load_blob(Db& db, int64_t blob_id, std::string* problem = nullptr) {
+    auto s = db.cached("SELECT data, raw_size, codec, dict_id, sha256 FROM blobs WHERE id=?");
+    s->bind(1, blob_id);
+    if (!s->step()) return std::nullopt;
+    BlobRow row;
+    row.data = std::string(s->blob(0));
+    row.raw_size = uint64_t(s->int64(1));
+    row.codec = int(s->int64(2));
+    row.dict_id = s->is_null(3) ? 0 : s->int64(3);
+    return decode(db, row, problem);
+  }
+
+  std::optional<std::string> decode(Db& db, const BlobRow& row, std::string* problem) {
+    if (row.codec == int(Codec::kRaw)) {
+      if (row.data.size() != row.raw_size) {
+        if (problem) *problem = "raw blob has the wrong size";
+        return std::nullopt;
+      }
+      return row.data;
+    }
+    if (row.codec != int(Codec::kZlib)) {
+      if (problem) *problem = "unknown codec " + std::to_string(row.codec);
+      return std::nullopt;
+    }
+    std::string dictionary = row.dict_id ? load_dictionary(db, row.dict_id) : std::string();
+    std::string out;
+    if (!decompress(row.data, dictionary, row.raw_size, out)) {
+      if (problem) *problem = "zlib data is damaged";
+      return std::nullopt;
+    }
+    return out;
+  }
+
+  std::string load_dictionary(Db& db, int64_t dict_id) {
+    {
+      std::lock_guard lock(dict_mutex_);
+      if (auto it = dicts_.find(dict_id); it != dicts_.end()) return it->second;
+    }
+    auto s = db.cached("SELECT data FROM dicts WHERE id=?");
+    s->bind(1, dict_id);
+    std::string data = s->step() ? std::string(s->blob(0)) : std::string();
+    std::lock_guard lock(dict_mutex_);
+    dicts_[dict_id] = data;
+    return data;
+  }
+
+  // A pooled read connection, returned to the pool when the handle dies.
+  class Lease {
+   public:
+    Lease(StoreImpl& store, std::unique_ptr<Db> db) : store_(&store), db_(std::move(db)) {}
+    Lease(Lease&& other) noexcept = default;
+    ~Lease() {
+      if (db_) store_->release(std::move(db_));
+    }
+    Db* operator->() { return db_.get(); }
+    Db& operator*() { return *db_; }
+
+   private:
+    StoreImpl* store_;
+    std::unique_ptr<Db> db_;
+  };
+
+  Lease acquire() {
+    {
+      std::lock_guard lock(pool_mutex_);
+      if (!pool_.empty()) {
+        auto db = std::move(pool_.back());
+        pool_.pop_back();
+        return Lease(*this, std::move(db));
+      }
+    }
+    return Lease(*this, std::make_unique<Db>(db_path(), true, options_.sync_full));
+  }
+
+  void release(std::unique_ptr<Db> db) {
+    // A connection left inside a transaction must not pin an old snapshot.
+    if (!sqlite3_get_autocommit(db->handle())) sqlite3_exec(db->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+    std::lock_guard lock(pool_mutex_);
+    if (pool_.size() < 16) pool_.push_back(std::move(db));
+  }
+
+  static std::optional<ItemInfo> find_item(Db& db, std::string_view id) {
+    auto s = db.cached("SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE id=?");
+    s->bind(1, id);
+    if (!s->step()) return std::nullopt;
+    return item_from(*s);
+  }
+
+ private:
+  fs::path db_path() const { return dir_ / "store.db"; }
+
+  void init_schema() {
+    writer_->exec("BEGIN IMMEDIATE");
+    try {
+      writer_->exec(kSchema);
+      auto version = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
+      bool fresh = !version->step();
+      version->reset();
+      if (fresh) {
+        auto set = writer_->cached("INSERT INTO meta(key, value) VALUES('format_version', ?)");
+        set->bind(1, int64_t(kFormatVersion));
+        set->run();
+        auto root = writer_->cached(
+            "INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES('', ?, ?, ?, ?, ?)");
+        int64_t now = now_ns();
+        root->bind(1, int64_t(S_IFDIR | 0755)).bind(2, int64_t(getuid())).bind(3, int64_t(getgid()));
+        root->bind(4, now).bind(5, now).run();
+      }
+      writer_->exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  void check_version() {
+    auto s = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
+    if (!s->step()) throw StoreError(EINVAL, dir_.string() + " is not an itemfs store (no format_version)");
+    int64_t version = s->int64(0);
+    if (version != kFormatVersion)
+      throw StoreError(EINVAL, "store format " + std::to_string(version) + " is not supported (this build reads " +
+                                   std::to_string(kFormatVersion) + ")");
+  }
+
+  fs::path dir_;
+  Options options_;
+  std::vector<CommitHook*> hooks_;
+  std::mutex write_mutex_;
+  std::unique_ptr<Db> writer_;
+  Compressor compressor_;
+  std::mutex pool_mutex_;
+  std::vector<std::unique_ptr<Db>> pool_;
+  std::mutex dict_mutex_;
+  std::unordered_map<int64_t, std::string> dicts_;
+};
+
+// ---- WriteBatch ----------------------------------------------------------
+
+Status WriteBatchImpl::guarded(const std::function<Status()>& fn) {
+  db_.exec("SAVEPOINT call");
+  try {
+    Status status = fn();
+    db_.exec(status.ok() ? "RELEASE call" : "ROLLBACK TO call; RELEASE call");
+    return status;
+  } catch (...) {
+    sqlite3_exec(db_.handle(), "ROLLBACK TO call; RELEASE call", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+std::optional<ItemInfo> WriteBatchImpl::find(std::string_view id) { return StoreImpl::find_item(db_, id); }
+
+int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
+  Sha256 digest = sha256_of(raw);
+  {
+    auto s = db_.cached("UPDATE blobs SET refs=refs+1 WHERE sha256=? RETURNING id");
+    s->bind_blob(1, digest.data(), digest.size());
+    if (s->step()) return s->int64(0);
+  }
+  Codec codec = store_.compressor().compress(raw, {}, compressed_);
+  std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
+  auto s = db_.cached(
+      "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, NULL, 1, ?) "
+      "RETURNING id");
+  s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(raw.size())).bind(3, int64_t(stored.size()));
+  s->bind(4, int64_t(codec)).bind_blob(5, stored.data(), stored.size());
+  if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
+  return s->int64(0);
+}
+
+void WriteBatchImpl::release_chunks(int64_t ino) {
+  {
+    auto s = db_.cached("UPDATE blobs SET refs=refs-1 WHERE id IN (SELECT blob FROM chunks WHERE ino=?)");
+    s->bind(1, ino).run();
+  }
+  // A blob used twice by one item loses one reference per use.
+  {
+    auto s = db_.cached(
+        "UPDATE blobs SET refs=refs-(SELECT count(*)-1 FROM chunks WHERE chunks.ino=?1 AND chunks.blob=blobs.id) "
+        "WHERE id IN (SELECT blob FROM chunks WHERE ino=?1 GROUP BY blob HAVING count(*)>1)");
+    s->bind(1, ino).run();
+  }
+  {
+    auto s = db_.cached("DELETE FROM blobs WHERE refs<=0 AND id IN (SELECT blob FROM chunks WHERE ino=?)");
+    s->bind(1, ino).run();
+  }
+  auto s = db_.cached("DELETE FROM chunks WHERE ino=?");
+  s->bind(1, ino).run();
+}
+
+void WriteBatchImpl::ensure_dir(const std::string& shard, const Attrs& like, int64_t now) {
+  auto s = db_.cached(
+      "INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?, ?, ?, ?, ?, ?)");
+  s->bind(1, shard).bind(2, int64_t(S_IFDIR | 0755)).bind(3, int64_t(like.uid)).bind(4, int64_t(like.gid));
+  s->bind(5, now).bind(6, now).run();
+}
+
+void WriteBatchImpl::touch_dir(const std::string& shard, int64_t now) {
+  auto s = db_.cached("UPDATE dirs SET mtime_ns=?1, ctime_ns=?1 WHERE name=?2");
+  s->bind(1, now).bind(2, shard).run();
+}
+
+Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs) {
+  if (Status status = check_id(id); !status.ok()) return status;
+  content.clear();
+  content.seekg(0, std::ios::end);
+  auto end = content.tellg();
+  content.seekg(0, std::ios::beg);
+  if (end < 0 || !content) return Status::error(EIO, "cannot read the content to store");
+  uint64_t size = uint64_t(end);
+  if (size > store_.options().max_item_size)
+    return Status::error(EFBIG, "item is " + std::to_string(size) + " bytes; the limit is " +
+                                    std::to_string(store_.options().max_item_size));
+  if (size <= kChunkSize) {
+    std::string bytes(size, '\0');
+    if (!content.read(bytes.data(), std::streamsize(size))) return Status::error(EIO, "short read of the content");
+    return put_bytes(id, bytes, attrs);
+  }
+  return put_stream(id, content, size, attrs);
+}
+
+Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs) {
+  if (Status status = validate_json_bytes(bytes); !status.ok()) return status;
+  return guarded([&] {
+    std::vector<ChunkRef> chunks{{store_chunk(bytes), bytes.size()}};
+    MemoryBuf buf(bytes);
+    std::istream in(&buf);
+    return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs, in);
+  });
+}
+
+Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, uint64_t size, const Attrs& attrs) {
+  if (size == 0) return Status::error(EINVAL, "invalid JSON: the file is empty");
+  if (Status status = validate_json(content); !status.ok()) return status;
+  return guarded([&] {
+    content.clear();
+    content.seekg(0);
+    Sha256Hasher whole;
+    std::vector<ChunkRef> chunks;
+    std::string buffer(kChunkSize, '\0');
+    uint64_t total = 0;
+    while (total < size) {
+      auto want = std::streamsize(std::min<uint64_t>(kChunkSize, size - total));
+      content.read(buffer.data(), want);
+      if (content.gcount() != want) throw StoreError(EIO, "the content changed while it was stored");
+      std::string_view piece(buffer.data(), size_t(want));
+      whole.update(piece);
+      chunks.push_back({store_chunk(piece), piece.size()});
+      total += uint64_t(want);
+    }
+    content.clear();
+    content.seekg(0);
+    return finish_put(id, chunks, whole.finish(), size, attrs, content);
+  });
+}
+
+Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest,
+                                  uint64_t size, const Attrs& attrs, std::istream& content) {
+  int64_t now = now_ns();
+  int64_t mtime = attrs.mtime_ns ? attrs.mtime_ns : now;
+  std::string shard = shard_of(id);
+  auto existing = find(id);
+  int64_t ino;
+  if (existing) {
+    ino = existing->ino;
+    release_chunks(ino);
+    auto s = db_.cached(
+        "UPDATE items SET size=?, sha256=?, mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE ino=?");
+    s->bind(1, int64_t(size)).bind_blob(2, digest.data(), digest.size()).bind(3, int64_t(attrs.mode));
+    s->bind(4, int64_t(attrs.uid)).bind(5, int64_t(attrs.gid)).bind(6, mtime).bind(7, now).bind(8, ino).run();
+  } else {
+    ensure_dir(shard, attrs, now);
+    auto s = db_.cached(
+        "INSERT INTO items(id, shard, size, sha256, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,?,?,?,?,?,?,?) "
+        "RETURNING ino");
+    s->bind(1, id).bind(2, shard).bind(3, int64_t(size)).bind_blob(4, digest.data(), digest.size());
+    s->bind(5, int64_t(attrs.mode)).bind(6, int64_t(attrs.uid)).bind(7, int64_t(attrs.gid)).bind(8, mtime);
+    s->bind(9, now);
+    if (!s->step()) throw StoreError(EIO, "item insert returned no ino");
+    ino = s->int64(0);
+    s->reset();
+    touch_dir(shard, now);
+  }
+  {
+    auto s = db_.cached("INSERT INTO chunks(ino, seq, blob) VALUES(?, ?, ?)");
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      s->bind(1, ino).bind(2, int64_t(i)).bind(3, chunks[i].blob).run();
+    }
+  }
+  ItemInfo info;
+  info.ino = ino;
+  info.id = std::string(id);
+  info.size = size;
+  info.attrs = attrs;
+  info.attrs.mtime_ns = mtime;
+  info.ctime_ns = now;
+  info.sha256 = digest;
+  for (CommitHook* hook : store_.hooks()) {
+    content.clear();
+    content.seekg(0);
+    hook->on_put(*this, info, content);
+  }
+  changed_.emplace_back(id);
+  return Status::success();
+}
+
+Status WriteBatchImpl::remove(std::string_view id) {
+  return guarded([&] {
+    auto existing = find(id);
+    if (!existing) return Status::error(ENOENT, "no item " + std::string(id));
+    for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *existing);
+    release_chunks(existing->ino);
+    auto s = db_.cached("DELETE FROM items WHERE ino=?");
+    s->bind(1, existing->ino).run();
+    touch_dir(shard_of(id), now_ns());
+    changed_.emplace_back(id);
+    return Status::success();
+  });
+}
+
+Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
+  if (Status status = check_id(to); !status.ok()) return status;
+  return guarded([&] {
+    auto source = find(from);
+    if (!source) return Status::error(ENOENT, "no item " + std::string(from));
+    if (from == to) return Status::success();
+    if (auto target = find(to)) {
+      for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *target);
+      release_chunks(target->ino);
+      auto s = db_.cached("DELETE FROM items WHERE ino=?");
+      s->bind(1, target->ino).run();
+    }
+    int64_t now = now_ns();
+    std::string shard = shard_of(to);
+    ensure_dir(shard, source->attrs, now);
+    auto s = db_.cached("UPDATE items SET id=?, shard=?, ctime_ns=? WHERE ino=?");
+    s->bind(1, to).bind(2, shard).bind(3, now).bind(4, source->ino).run();
+    touch_dir(shard_of(from), now);
+    touch_dir(shard, now);
+    ItemInfo moved = *source;
+    moved.id = std::string(to);
+    moved.ctime_ns = now;
+    for (CommitHook* hook : store_.hooks()) hook->on_rename(*this, moved, from);
+    changed_.emplace_back(from);
+    changed_.emplace_back(to);
+    return Status::success();
+  });
+}
+
+Status WriteBatchImpl::set_attrs(std::string_view id, const Attrs& attrs) {
+  return guarded([&] {
+    auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=?");
+    s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
+    s->bind(4, attrs.mtime_ns).bind(5, now_ns()).bind(6, id).run();
+    if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no item " + std::string(id));
+    return Status::success();
+  });
+}
+
+bool valid_shard_name(std::string_view shard) { return !shard.empty() && shard_of(shard) == shard && check_id(shard).ok(); }
+
+Status WriteBatchImpl::make_dir(std::string_view shard, const Attrs& attrs) {
+  if (!valid_shard_name(shard))
+    return Status::error(EINVAL, "a directory under items/ is a shard: the first two characters of its ids");
+  return guarded([&] {
+    int64_t now = now_ns();
+    auto s = db_.cached("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,?,?,?,?)");
+    s->bind(1, shard).bind(2, int64_t(attrs.mode)).bind(3, int64_t(attrs.uid)).bind(4, int64_t(attrs.gid));
+    s->bind(5, attrs.mtime_ns ? attrs.mtime_ns : now).bind(6, now).run();
+    if (sqlite3_changes(db_.handle()) == 0) return Status::error(EEXIST, "shard exists");
+    touch_dir("", now);
+    return Status::success();
+  });
+}
+
+Status WriteBatchImpl::remove_dir(std::string_view shard) {
+  if (shard.empty()) return Status::error(EBUSY, "items/ itself cannot be removed");
+  return guarded([&] {
+    auto used = db_.cached("SELECT 1 FROM items WHERE shard=? LIMIT 1");
+    used->bind(1, shard);
+    if (used->step()) return Status::error(ENOTEMPTY, "shard is not empty");
+    used->reset();
+    auto s = db_.cached("DELETE FROM dirs WHERE name=?");
+    s->bind(1, shard).run();
+    if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no shard " + std::string(shard));
+    touch_dir("", now_ns());
+    return Status::success();
+  });
+}
+
+Status WriteBatchImpl::set_dir_attrs(std::string_view shard, const Attrs& attrs) {
+  return guarded([&] {
+    auto s = db_.cached("UPDATE dirs SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE name=?");
+    s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
+    s->bind(4, attrs.mtime_ns).bind(5, now_ns()).bind(6, shard).run();
+    if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no shard " + std::string(shard));
+    return Status::success();
+  });
+}
+
+// ---- reading -------------------------------------------------------------
+
+class ItemReaderImpl final : public ItemReader {
+ public:
+  ItemReaderImpl(StoreImpl& store, std::vector<ChunkRef> chunks, std::string first_chunk)
+      : store_(store), chunks_(std::move(chunks)), cached_index_(0), cached_(std::move(first_chunk)) {}
+
+  Status pread(uint64_t offset, uint64_t size, std::string& out) override {
+    out.clear();
+    uint64_t chunk_start = 0;
+    for (size_t i = 0; i < chunks_.size() && out.size() < size; ++i) {
+      uint64_t chunk_end = chunk_start + chunks_[i].raw_size;
+      if (offset < chunk_end) {
+        if (cached_index_ != i) {
+          auto reader = store_.acquire();
+          auto bytes = store_.load_blob(*reader, chunks_[i].blob);
+          if (!bytes) return Status::error(ESTALE, "this version of the item is gone");
+          if (bytes->size() != chunks_[i].raw_size) return Status::error(EIO, "a blob of the item is damaged");
+          cached_ = std::move(*bytes);
+          cached_index_ = i;
+        }
+        uint64_t from = std::max(offset, chunk_start) - chunk_start;
+        uint64_t take = std::min<uint64_t>(size - out.size(), cached_.size() - from);
+        out.append(cached_, size_t(from), size_t(take));
+        offset = chunk_start + from + take;
+      }
+      chunk_start = chunk_end;
+    }
+    return Status::success();
+  }
+
+ private:
+  StoreImpl& store_;
+  std::vector<ChunkRef> chunks_;
+  size_t cached_index_;
+  std::string cached_;
+};
+
+std::vector<ChunkRef> chunk_list(Db& db, int64_t ino) {
+  auto s = db.cached(
+      "SELECT chunks.blob, blobs.raw_size FROM chunks JOIN blobs ON blobs.id=chunks.blob WHERE chunks.ino=? "
+      "ORDER BY chunks.seq");
+  s->bind(1, ino);
+  std::vector<ChunkRef> chunks;
+  while (s->step()) chunks.push_back({s->int64(0), uint64_t(s->int64(1))});
+  return chunks;
+}
+
+std::unique_ptr<ItemReader> StoreImpl::open_item(const ItemInfo& item) {
+  auto reader = acquire();
+  reader->exec("BEGIN");
+  auto current = find_item(*reader, item.id);
+  std::vector<ChunkRef> chunks;
+  std::optional<std::string> first;
+  bool same = current && current->ino == item.ino && current->sha256 == item.sha256;
+  if (same) chunks = chunk_list(*reader, item.ino);
+  // Loading the first chunk in the same read transaction means an item of one
+  // chunk (nearly all of them) can be read to the end whatever writers do.
+  if (!chunks.empty()) first = load_blob(*reader, chunks[0].blob);
+  reader->exec("COMMIT");
+  if (!same || (!chunks.empty() && !first)) return nullptr;
+  return std::make_unique<ItemReaderImpl>(*this, std::move(chunks), first ? std::move(*first) : std::string());
+}
+
+class SnapshotImpl final : public Snapshot {
+ public:
+  SnapshotImpl(StoreImpl& store, StoreImpl::Lease lease) : store_(store), lease_(std::move(lease)) {
+    lease_->exec("BEGIN");
+    // The snapshot starts at the first read, so read now.
+    auto s = lease_->cached("SELECT count(*) FROM meta");
+    s->step();
+  }
+  ~SnapshotImpl() override { sqlite3_exec(lease_->handle(), "COMMIT", nullptr, nullptr, nullptr); }
+
+  sqlite3* db() override { return lease_->handle(); }
+  std::optional<ItemInfo> item(std::string_view id) override { return StoreImpl::find_item(*lease_, id); }
+
+  void for_each_item(const std::function<void(const ItemInfo&)>& fn) override {
+    // Its own statement: `fn` may use the cached ones (read_item) meanwhile.
+    Stmt s(lease_->handle(),
+           "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items ORDER BY id");
+    while (s.step()) fn(item_from(s));
+  }
+
+  void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) override {
+    for (const ChunkRef& chunk : chunk_list(*lease_, item.ino)) {
+      std::string problem;
+      auto bytes = store_.load_blob(*lease_, chunk.blob, &problem);
+      if (!bytes) throw StoreError(EIO, "item " + item.id + ": blob unreadable: " + problem);
+      sink(*bytes);
+    }
+  }
+
+ private:
+  StoreImpl& store_;
+  StoreImpl::Lease lease_;
+};
+
+std::unique_ptr<Snapshot> StoreImpl::snapshot() { return std::make_unique<SnapshotImpl>(*this, acquire()); }
+
+// ---- fsck ----------------------------------------------------------------
+
+FsckReport StoreImpl::fsck(bool repair) {
+  FsckReport report;
+  auto reader = acquire();
+  auto& db = *reader;
+  {
+    Stmt s(db.handle(), "PRAGMA quick_check");
+    while (s.step())
+      if (s.text(0) != "ok") report.problems.push_back("sqlite: " + std::string(s.text(0)));
+  }
+  db.exec("BEGIN");
+  // Every blob: decodes, has its raw size and hashes to its name.
+  std::set<int64_t> bad_blobs;
+  std::unordered_map<int64_t, int64_t> recorded_refs;
+  {
+    Stmt s(db.handle(), "SELECT id, sha256, raw_size, codec, dict_id, refs, data, stored_size FROM blobs");
+    while (s.step()) {
+      ++report.blobs_checked;
+      int64_t id = s.int64(0);
+      BlobRow row;
+      auto digest = s.blob(1);
+      std::string name = digest.size() == 32 ? to_hex([&] {
+        Sha256 d{};
+        std::copy(digest.begin(), digest.end(), d.begin());
+        return d;
+      }())
+                                             : "(bad sha256 column)";
+      row.raw_size = uint64_t(s.int64(2));
+      row.codec = int(s.int64(3));
+      row.dict_id = s.is_null(4) ? 0 : s.int64(4);
+      recorded_refs[id] = s.int64(5);
+      row.data = std::string(s.blob(6));
+      if (uint64_t(s.int64(7)) != row.data.size())
+        report.problems.push_back("blob " + name + ": stored_size does not match its data");
+      std::string problem;
+      auto bytes = decode(db, row, &problem);
+      if (!bytes) {
+        report.problems.push_back("blob " + name + ": " + problem);
+        bad_blobs.insert(id);
+      } else if (to_hex(sha256_of(*bytes)) != name) {
+        report.problems.push_back("blob " + name + ": content does not match its SHA-256");
+        bad_blobs.insert(id);
+      }
+    }
+  }
+  // Reference counts equal the chunk rows that use each blob.
+  std::unordered_map<int64_t, int64_t> actual_refs;
+  {
+    Stmt s(db.handle(), "SELECT blob, count(*) FROM chunks GROUP BY blob");
+    while (s.step()) actual_refs[s.int64(0)] = s.int64(1);
+  }
+  std::vector<std::pair<int64_t, int64_t>> ref_fixes;
+  for (auto [id, refs] : recorded_refs) {
+    int64_t actual = actual_refs.count(id) ? actual_refs[id] : 0;
+    if (actual != refs) {
+      report.problems.push_back("blob #" + std::to_string(id) + ": reference count " + std::to_string(refs) +
+                                ", used " + std::to_string(actual) + " times");
+      ref_fixes.emplace_back(id, actual);
+    }
+  }
+  for (auto [id, count] : actual_refs)
+    if (!recorded_refs.count(id))
+      report.problems.push_back("chunk refers to missing blob #" + std::to_string(id));
+  // Every item: its chunks add up to its size and hash to its sha256.
+  std::vector<std::string> missing_dirs;
+  {
+    std::set<std::string> dirs;
+    Stmt d(db.handle(), "SELECT name FROM dirs");
+    while (d.step()) dirs.emplace(d.text(0));
+    Stmt s(db.handle(), "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns, shard FROM items");
+    while (s.step()) {
+      ++report.items_checked;
+      ItemInfo item = item_from(s);
+      std::string shard(s.text(9));
+      if (shard != shard_of(item.id)) report.problems.push_back("item " + item.id + ": recorded in the wrong shard");
+      if (!dirs.count(shard)) {
+        report.problems.push_back("item " + item.id + ": shard directory " + shard + " is missing");
+        missing_dirs.push_back(shard);
+        dirs.insert(shard);
+      }
+      Sha256Hasher hasher;
+      uint64_t size = 0;
+      bool readable = true;
+      for (const ChunkRef& chunk : chunk_list(db, item.ino)) {
+        if (bad_blobs.count(chunk.blob)) {
+          readable = false;
+          continue;
+        }
+        auto bytes = load_blob(db, chunk.blob);
+        if (!bytes) {
+          readable = false;
+          continue;
+        }
+        hasher.update(*bytes);
+        size += bytes->size();
+      }
+      if (!readable)
+        report.problems.push_back("item " + item.id + ": content damaged (a blob it uses failed its check)");
+      else if (size != item.size)
+        report.problems.push_back("item " + item.id + ": chunks hold " + std::to_string(size) + " bytes, size says " +
+                                  std::to_string(item.size));
+      else if (hasher.finish() != item.sha256)
+        report.problems.push_back("item " + item.id + ": content does not match its SHA-256");
+    }
+  }
+  db.exec("COMMIT");
+  if (repair && (!ref_fixes.empty() || !missing_dirs.empty())) {
+    write([&](WriteBatch& batch) {
+      Db& w = *writer_;
+      (void)batch;
+      for (auto [id, count] : ref_fixes) {
+        if (count == 0) {
+          auto s = w.cached("DELETE FROM blobs WHERE id=?");
+          s->bind(1, id).run();
+        } else {
+          auto s = w.cached("UPDATE blobs SET refs=? WHERE id=?");
+          s->bind(1, count).bind(2, id).run();
+        }
+        ++report.repaired;
+      }
+      int64_t now = now_ns();
+      for (const auto& shard : missing_dirs) {
+        auto s = w.cached("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,0,0,?,?)");
+        s->bind(1, shard).bind(2, int64_t(S_IFDIR | 0755)).bind(3, now).bind(4, now).run();
+        ++report.repaired;
+      }
+    });
+  }
+  return report;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Options& options) {
+  return std::make_unique<StoreImpl>(dir, options);
+}
+
+}  // namespace itemfs::store
