@@ -1,0 +1,150 @@
+// itemfs backups: point-in-time archives of a store that need no itemfs to
+// restore.
+//
+// The contract:
+//  - A backup is one plain tar.gz (optionally wrapped in AES-256-GCM, see
+//    docs/BACKUP_FORMAT.md) holding MANIFEST.json, SHA256SUMS and
+//    items/<shard>/<id>.json with each item's exact bytes, mode, owner and
+//    mtime. A full backup holds every item; an incremental holds the items
+//    whose sha256, mode, owner or mtime differ from its parent (the newest
+//    backup when it was taken) and lists the ids deleted since. Every
+//    MANIFEST.json carries the complete id -> {sha256, size, mode, mtime} map
+//    of the store at that moment, and for each id the backup whose archive
+//    holds those bytes.
+//  - On disk, backup ID is the directory DIR/ID/ with manifest.json,
+//    ID.tar.gz (or ID.tar.gz.enc), a sidecar "<archive>.sha256" in
+//    `sha256sum -c` form and, once verified, verify.json. A backup is written
+//    under DIR/.tmp-ID/, fsynced and renamed into place: a directory without
+//    a leading dot is always complete. Ids sort by creation time.
+//  - A backup reads one store::Snapshot, so it is one point in time and
+//    writers never wait for it.
+//  - A restore verifies the archives of the chain first, then applies the
+//    chain in ONE store write batch: a crash leaves the old state or the new
+//    one. It writes nothing but store items, whatever the archive says.
+//  - One job at a time per backup directory, also across processes (a lock
+//    file); a second one fails with EBUSY. Memory use does not grow with item
+//    or archive sizes (metadata of the items is held, never their bytes).
+//  - Every method is thread-safe and none throws; failures are Status values
+//    (EINVAL bad command, EBUSY, EIO with a sentence that status_json repeats).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/store.h"
+
+namespace itemfs::backup {
+
+inline constexpr int kFormatVersion = 1;
+
+struct Options {
+  // Where backups live; empty means STORE/backups.
+  std::filesystem::path dir;
+  // 32 raw bytes or 64 hex digits. When set, new archives are encrypted and
+  // encrypted ones can be verified and restored.
+  std::optional<std::filesystem::path> key_file;
+  // Scheduled backups take a full backup instead of an incremental when the
+  // chain (full + incrementals) would get longer than this.
+  int chain_max = 7;
+  // zlib level of the gzip layer (1 fastest .. 9 smallest).
+  int gzip_level = 6;
+};
+
+struct FileEntry {
+  std::string name;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+
+struct BackupEntry {
+  std::string id;
+  std::vector<FileEntry> files;  // manifest.json, the archive, its .sha256, verify.json
+  // From manifest.json / verify.json:
+  std::string kind;    // "full" | "incremental"
+  std::string parent;  // "" for a full backup
+  int64_t created_ns = 0;
+  bool encrypted = false;
+  uint64_t item_count = 0;      // items in the store at that moment
+  uint64_t archived_count = 0;  // items whose bytes are in this archive
+  int64_t verified_ns = 0;      // 0: never verified
+  bool verified_ok = false;
+};
+
+// One parsed ctl command line.
+struct Command {
+  enum class Kind { kFull, kIncremental, kVerify, kVerifyAll, kRestore, kPrune, kDelete };
+  Kind kind = Kind::kFull;
+  std::string id;            // verify / restore / delete
+  bool clear = false;        // restore ID clear
+  int keep_last = 0;         // prune; 0 = not by count
+  int keep_days = 0;         // prune; 0 = not by age
+};
+
+// Parses one command line (one trailing "\n" or "\r\n" allowed):
+//   full | incremental | verify ID | verify all | restore ID [clear]
+//   | prune [keep_last=N] [keep_days=D] (at least one) | delete ID
+// EINVAL with a sentence on anything else. Pure; never throws.
+store::Status parse_command(std::string_view line, Command& out);
+
+// True when `id` has the shape of a backup id (so it is safe as a file name).
+bool valid_backup_id(std::string_view id);
+
+// Writes the plain tar.gz inside an encrypted archive to `out`. Fails (EIO /
+// EACCES for a wrong key) if any chunk was tampered with or the file is
+// truncated; bytes already written to `out` must then be discarded.
+store::Status decrypt(const std::filesystem::path& archive, const std::filesystem::path& key_file,
+                      std::ostream& out);
+
+class Manager {
+ public:
+  Manager(store::Store& store, Options options);
+  ~Manager();  // stops the schedule; waits for (and cancels) a running job
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // Runs one ctl command line synchronously. EINVAL bad command, EBUSY while
+  // another job runs (here or in another process), ENOENT unknown backup,
+  // EIO on failure; status_json() says why.
+  store::Status run(std::string_view command_line);
+
+  // {"state":"running", "job":..., "items_done":..,"items_total":..,
+  //  "bytes_done":..,"bytes_total":..} while a job runs, else
+  // {"state":"idle","last":{...}} with the last result. Ends in "\n".
+  std::string status_json();
+
+  // Complete backups only, oldest first.
+  std::vector<BackupEntry> list();
+
+  // The real file behind DIR/<id>/<file>, for serving read-only; empty if
+  // there is no such backup or file.
+  std::filesystem::path path_of(std::string_view id, std::string_view file);
+
+  // Called after a restore committed, with the ids whose content, attributes
+  // or existence changed (so caches can be invalidated). Not under any lock.
+  void on_restore(std::function<void(const std::vector<std::string>& changed_ids)> fn);
+  // Called with one line per finished job (success or failure), for the log.
+  void on_log(std::function<void(std::string_view line)> fn);
+
+  // Starts a background thread that takes a backup whenever the newest one is
+  // older than `every` (an incremental; a full when there is none or the chain
+  // would exceed chain_max), then prunes to keep_last (0: no pruning). A job
+  // that finds another running retries a minute later. Replaces an earlier
+  // schedule.
+  void start_schedule(std::chrono::seconds every, int keep_last);
+
+  const std::filesystem::path& dir() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace itemfs::backup

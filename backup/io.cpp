@@ -1,0 +1,471 @@
+#include "backup/io.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+namespace itemfs::backup {
+
+// ---------------------------------------------------------------- files
+
+FileSink::FileSink(const std::filesystem::path& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw_errno("cannot create", path, errno);
+  buf_.reserve(256 * 1024);
+}
+
+FileSink::~FileSink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileSink::flush_buffer() {
+  size_t done = 0;
+  while (done < buf_.size()) {
+    ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot write", path_, errno);
+    done += static_cast<size_t>(n);
+  }
+  buf_.clear();
+}
+
+void FileSink::write(const void* data, size_t size) {
+  if (fd_ < 0) throw JobError(EIO, "write after finish: " + path_.string());
+  hasher_.update(data, size);
+  bytes_ += size;
+  const char* p = static_cast<const char*>(data);
+  if (buf_.size() + size > buf_.capacity()) flush_buffer();
+  if (size >= buf_.capacity()) {
+    buf_.assign(p, p + size);
+    flush_buffer();
+    return;
+  }
+  buf_.insert(buf_.end(), p, p + size);
+}
+
+void FileSink::finish() {
+  if (fd_ < 0) return;
+  flush_buffer();
+  if (::fsync(fd_) != 0) throw_errno("fsync failed", path_, errno);
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) throw_errno("close failed", path_, errno);
+  digest_ = hasher_.finish();
+}
+
+FileSource::FileSource(const std::filesystem::path& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw_errno("cannot open", path, errno);
+  ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+}
+
+FileSource::~FileSource() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+size_t FileSource::read(void* buf, size_t cap) {
+  for (;;) {
+    ssize_t n = ::read(fd_, buf, cap);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot read", path_, errno);
+    hasher_.update(buf, static_cast<size_t>(n));
+    bytes_ += static_cast<uint64_t>(n);
+    return static_cast<size_t>(n);
+  }
+}
+
+void FileSource::drain() {
+  std::vector<char> buf(256 * 1024);
+  while (read(buf.data(), buf.size()) > 0) {
+  }
+}
+
+store::Sha256 FileSource::sha256() { return hasher_.finish(); }
+
+// ---------------------------------------------------------------- keys
+
+Key::~Key() {
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::unique_ptr<Key> load_key(const std::filesystem::path& key_file) {
+  std::string raw;
+  try {
+    raw = read_small_file(key_file, 4096);
+  } catch (const JobError& e) {
+    throw JobError(EINVAL, std::string("backup key: ") + e.what());
+  }
+  auto key = std::make_unique<Key>();
+  if (raw.size() == 32) {
+    std::memcpy(key->bytes.data(), raw.data(), 32);
+  } else {
+    size_t b = 0, e = raw.size();
+    while (b < e && std::isspace(static_cast<unsigned char>(raw[b]))) ++b;
+    while (e > b && std::isspace(static_cast<unsigned char>(raw[e - 1]))) --e;
+    bool ok = e - b == 64;
+    for (size_t i = 0; ok && i < 32; ++i) {
+      int hi = hexval(raw[b + 2 * i]), lo = hexval(raw[b + 2 * i + 1]);
+      if (hi < 0 || lo < 0) ok = false;
+      else key->bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+    OPENSSL_cleanse(raw.data(), raw.size());
+    if (!ok) {
+      throw JobError(EINVAL, "backup key " + key_file.string() + " must hold 32 raw bytes or 64 hex digits");
+    }
+  }
+  OPENSSL_cleanse(raw.data(), raw.size());
+  Sha256Hasher h;
+  static const char label[] = "itemfs backup key id";
+  h.update(label, sizeof label);  // including the NUL
+  h.update(key->bytes.data(), key->bytes.size());
+  store::Sha256 d = h.finish();
+  std::memcpy(key->id.data(), d.data(), key->id.size());
+  return key;
+}
+
+// ---------------------------------------------------------------- encryption
+
+static constexpr char kEncMagic[8] = {'I', 'T', 'E', 'M', 'F', 'S', 'G', 'C'};
+
+static void put_be64(uint8_t* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+static void chunk_nonce(const std::array<uint8_t, kEncHeader>& header, uint64_t counter, uint8_t nonce[12]) {
+  std::memcpy(nonce, header.data() + 24, 12);
+  uint8_t c[8];
+  put_be64(c, counter);
+  for (int i = 0; i < 8; ++i) nonce[4 + i] ^= c[i];
+}
+
+static void chunk_aad(const std::array<uint8_t, kEncHeader>& header, uint64_t counter, bool final,
+                      uint8_t aad[kEncHeader + 9]) {
+  std::memcpy(aad, header.data(), kEncHeader);
+  put_be64(aad + kEncHeader, counter);
+  aad[kEncHeader + 8] = final ? 1 : 0;
+}
+
+EncryptSink::EncryptSink(ByteSink& next, const Key& key) : next_(next), key_(key), ctx_(EVP_CIPHER_CTX_new()) {
+  if (!ctx_ || EVP_EncryptInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) {
+    throw JobError(EIO, "cannot initialise AES-256-GCM");
+  }
+  std::memcpy(header_.data(), kEncMagic, 8);
+  header_[8] = 1;  // format version
+  header_[9] = 1;  // cipher: AES-256-GCM
+  header_[10] = header_[11] = 0;
+  uint32_t cs = kEncChunk;
+  header_[12] = static_cast<uint8_t>(cs >> 24);
+  header_[13] = static_cast<uint8_t>(cs >> 16);
+  header_[14] = static_cast<uint8_t>(cs >> 8);
+  header_[15] = static_cast<uint8_t>(cs);
+  std::memcpy(header_.data() + 16, key.id.data(), 8);
+  if (RAND_bytes(header_.data() + 24, 12) != 1) throw JobError(EIO, "no random bytes for the file nonce");
+  next_.write(header_.data(), header_.size());
+  plain_.reserve(kEncChunk);
+  cipher_.resize(kEncChunk + kEncTag);
+}
+
+EncryptSink::~EncryptSink() {
+  OPENSSL_cleanse(plain_.data(), plain_.size());
+  EVP_CIPHER_CTX_free(ctx_);
+}
+
+void EncryptSink::seal(bool final) {
+  uint8_t nonce[12];
+  uint8_t aad[kEncHeader + 9];
+  chunk_nonce(header_, counter_, nonce);
+  chunk_aad(header_, counter_, final, aad);
+  int len = 0, fin = 0;
+  if (EVP_EncryptInit_ex(ctx_, nullptr, nullptr, key_.bytes.data(), nonce) != 1 ||
+      EVP_EncryptUpdate(ctx_, nullptr, &len, aad, sizeof aad) != 1 ||
+      EVP_EncryptUpdate(ctx_, cipher_.data(), &len, plain_.data(), static_cast<int>(plain_.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx_, cipher_.data() + len, &fin) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_GET_TAG, kEncTag, cipher_.data() + len + fin) != 1) {
+    throw JobError(EIO, "AES-256-GCM encryption failed");
+  }
+  next_.write(cipher_.data(), static_cast<size_t>(len + fin) + kEncTag);
+  ++counter_;
+  plain_.clear();
+}
+
+void EncryptSink::write(const void* data, size_t size) {
+  if (finished_) throw JobError(EIO, "write after finish (encryption)");
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    // A full chunk is sealed only when more data follows, so that the final
+    // chunk (flagged in its AAD) is always shorter than kEncChunk.
+    if (plain_.size() == kEncChunk) seal(false);
+    size_t take = std::min(size, kEncChunk - plain_.size());
+    plain_.insert(plain_.end(), p, p + take);
+    p += take;
+    size -= take;
+  }
+}
+
+void EncryptSink::finish() {
+  if (finished_) return;
+  if (plain_.size() == kEncChunk) seal(false);
+  seal(true);
+  finished_ = true;
+  next_.finish();
+}
+
+static size_t read_full(ByteSource& src, uint8_t* buf, size_t want) {
+  size_t got = 0;
+  while (got < want) {
+    size_t n = src.read(buf + got, want - got);
+    if (n == 0) break;
+    got += n;
+  }
+  return got;
+}
+
+DecryptSource::DecryptSource(ByteSource& raw, const Key& key, std::string name)
+    : raw_(raw), key_(key), name_(std::move(name)), ctx_(EVP_CIPHER_CTX_new()) {
+  if (!ctx_ || EVP_DecryptInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) {
+    throw JobError(EIO, "cannot initialise AES-256-GCM");
+  }
+  if (read_full(raw_, header_.data(), header_.size()) != header_.size() ||
+      std::memcmp(header_.data(), kEncMagic, 8) != 0) {
+    throw JobError(EIO, name_ + ": not an itemfs encrypted archive (bad header)");
+  }
+  if (header_[8] != 1 || header_[9] != 1) {
+    throw JobError(EIO, name_ + ": unsupported encryption format version " + std::to_string(header_[8]));
+  }
+  chunk_size_ = size_t(header_[12]) << 24 | size_t(header_[13]) << 16 | size_t(header_[14]) << 8 | header_[15];
+  if (chunk_size_ < 1024 || chunk_size_ > (16u << 20)) throw JobError(EIO, name_ + ": bad chunk size in header");
+  if (std::memcmp(header_.data() + 16, key.id.data(), 8) != 0) {
+    throw JobError(EACCES, name_ + ": encrypted with another key (key id " + hex(header_.data() + 16, 8) +
+                               ", the given key is " + hex(key.id.data(), 8) + ")");
+  }
+  raw_buf_.resize(chunk_size_ + kEncTag);
+  plain_.resize(chunk_size_);
+  plain_.clear();
+}
+
+DecryptSource::~DecryptSource() {
+  OPENSSL_cleanse(plain_.data(), plain_.size());
+  EVP_CIPHER_CTX_free(ctx_);
+}
+
+void DecryptSource::open_chunk() {
+  size_t got = read_full(raw_, raw_buf_.data(), raw_buf_.size());
+  uint64_t offset = kEncHeader + counter_ * (chunk_size_ + kEncTag);
+  if (got < kEncTag) {
+    throw JobError(EIO, name_ + ": truncated (encrypted chunk " + std::to_string(counter_) + " at byte " +
+                            std::to_string(offset) + " is incomplete or missing)");
+  }
+  bool final = got < raw_buf_.size();
+  size_t clen = got - kEncTag;
+  uint8_t nonce[12];
+  uint8_t aad[kEncHeader + 9];
+  chunk_nonce(header_, counter_, nonce);
+  chunk_aad(header_, counter_, final, aad);
+  plain_.resize(chunk_size_);
+  int len = 0, fin = 0;
+  bool ok = EVP_DecryptInit_ex(ctx_, nullptr, nullptr, key_.bytes.data(), nonce) == 1 &&
+            EVP_DecryptUpdate(ctx_, nullptr, &len, aad, sizeof aad) == 1 &&
+            EVP_DecryptUpdate(ctx_, plain_.data(), &len, raw_buf_.data(), static_cast<int>(clen)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_TAG, kEncTag, raw_buf_.data() + clen) == 1 &&
+            EVP_DecryptFinal_ex(ctx_, plain_.data() + len, &fin) == 1;
+  if (!ok) {
+    OPENSSL_cleanse(plain_.data(), plain_.size());
+    throw JobError(EIO, name_ + ": encrypted chunk " + std::to_string(counter_) + " at byte " +
+                            std::to_string(offset) +
+                            " failed authentication (tampered, corrupted or truncated)");
+  }
+  plain_.resize(static_cast<size_t>(len + fin));
+  pos_ = 0;
+  ++counter_;
+  if (final) {
+    uint8_t extra;
+    if (raw_.read(&extra, 1) != 0) throw JobError(EIO, name_ + ": data after the final encrypted chunk");
+    done_ = true;
+  }
+}
+
+size_t DecryptSource::read(void* buf, size_t cap) {
+  while (pos_ == plain_.size()) {
+    if (done_) return 0;
+    open_chunk();
+  }
+  size_t n = std::min(cap, plain_.size() - pos_);
+  std::memcpy(buf, plain_.data() + pos_, n);
+  pos_ += n;
+  return n;
+}
+
+bool looks_encrypted(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char magic[8];
+  bool yes = ::read(fd, magic, 8) == 8 && std::memcmp(magic, kEncMagic, 8) == 0;
+  ::close(fd);
+  return yes;
+}
+
+// ---------------------------------------------------------------- tar
+
+struct TarCallbacks {
+  static la_ssize_t write(struct archive*, void* self, const void* buf, size_t n) {
+    auto* w = static_cast<TarWriter*>(self);
+    try {
+      w->sink_.write(buf, n);
+      return static_cast<la_ssize_t>(n);
+    } catch (...) {
+      w->error_ = std::current_exception();
+      return -1;
+    }
+  }
+  static la_ssize_t read(struct archive*, void* self, const void** buf) {
+    auto* r = static_cast<TarReader*>(self);
+    try {
+      size_t n = r->source_.read(r->buf_.data(), r->buf_.size());
+      *buf = r->buf_.data();
+      return static_cast<la_ssize_t>(n);
+    } catch (...) {
+      r->error_ = std::current_exception();
+      return -1;
+    }
+  }
+};
+
+TarWriter::TarWriter(ByteSink& sink, int gzip_level) : sink_(sink), a_(archive_write_new()), entry_(archive_entry_new()) {
+  if (!a_ || !entry_) throw JobError(ENOMEM, "libarchive: out of memory");
+  std::string level = std::to_string(std::clamp(gzip_level, 1, 9));
+  check(archive_write_set_format_pax(a_), "tar format");
+  check(archive_write_add_filter_gzip(a_), "gzip filter");
+  check(archive_write_set_filter_option(a_, "gzip", "compression-level", level.c_str()), "gzip level");
+  check(archive_write_set_bytes_per_block(a_, 64 * 1024), "block size");
+  check(archive_write_set_bytes_in_last_block(a_, 1), "last block");
+  check(archive_write_open(a_, this, nullptr, &TarCallbacks::write, nullptr), "open");
+}
+
+TarWriter::~TarWriter() {
+  archive_entry_free(entry_);
+  if (!closed_) archive_write_fail(a_);
+  archive_write_free(a_);
+}
+
+void TarWriter::check(int rc, const std::string& what) {
+  if (rc == ARCHIVE_OK) return;
+  if (error_) std::rethrow_exception(error_);
+  const char* msg = archive_error_string(a_);
+  throw JobError(EIO, "writing archive (" + what + (path_.empty() ? "" : ", " + path_) +
+                          "): " + (msg ? msg : "libarchive error"));
+}
+
+void TarWriter::begin(const std::string& path, uint64_t size, uint32_t mode, uint32_t uid, uint32_t gid,
+                      int64_t mtime_ns) {
+  path_ = path;
+  declared_ = size;
+  written_ = 0;
+  archive_entry_clear(entry_);
+  archive_entry_update_pathname_utf8(entry_, path.c_str());
+  archive_entry_set_filetype(entry_, AE_IFREG);
+  archive_entry_set_perm(entry_, mode & 07777);
+  archive_entry_set_size(entry_, static_cast<la_int64_t>(size));
+  archive_entry_set_uid(entry_, uid);
+  archive_entry_set_gid(entry_, gid);
+  int64_t sec = mtime_ns / 1000000000, nsec = mtime_ns % 1000000000;
+  if (nsec < 0) {
+    nsec += 1000000000;
+    --sec;
+  }
+  archive_entry_set_mtime(entry_, static_cast<time_t>(sec), static_cast<long>(nsec));
+  check(archive_write_header(a_, entry_), "header");
+}
+
+void TarWriter::data(const void* p, size_t n) {
+  if (written_ + n > declared_) {
+    throw JobError(EIO, "item " + path_ + " is longer than its recorded size " + std::to_string(declared_));
+  }
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    la_ssize_t w = archive_write_data(a_, c, n);
+    if (w <= 0) check(ARCHIVE_FATAL, "data");
+    c += w;
+    n -= static_cast<size_t>(w);
+    written_ += static_cast<uint64_t>(w);
+  }
+}
+
+void TarWriter::end() {
+  if (written_ != declared_) {
+    throw JobError(EIO, "item " + path_ + " has " + std::to_string(written_) + " bytes, recorded size is " +
+                            std::to_string(declared_));
+  }
+  check(archive_write_finish_entry(a_), "finish entry");
+  path_.clear();
+}
+
+void TarWriter::close() {
+  check(archive_write_close(a_), "close");
+  closed_ = true;
+  sink_.finish();
+}
+
+TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new()), buf_(128 * 1024) {
+  if (!a_) throw JobError(ENOMEM, "libarchive: out of memory");
+  archive_read_support_filter_gzip(a_);
+  archive_read_support_format_tar(a_);
+  if (archive_read_open(a_, this, nullptr, &TarCallbacks::read, nullptr) != ARCHIVE_OK) {
+    fail("opening");
+  }
+}
+
+TarReader::~TarReader() { archive_read_free(a_); }
+
+void TarReader::fail(const std::string& what) {
+  if (error_) std::rethrow_exception(error_);
+  const char* msg = archive_error_string(a_);
+  std::string where = last_.empty() ? "at the start" : "after entry " + last_;
+  throw JobError(EIO, "archive damaged " + where + " (" + what + "): " + (msg ? msg : "libarchive error"));
+}
+
+bool TarReader::next(TarEntry& out) {
+  struct archive_entry* e = nullptr;
+  int rc = archive_read_next_header(a_, &e);
+  if (rc == ARCHIVE_EOF) return false;
+  if (rc != ARCHIVE_OK) fail("reading an entry header");
+  const char* p = archive_entry_pathname_utf8(e);
+  if (!p) p = archive_entry_pathname(e);
+  out.path = p ? p : "";
+  out.regular = archive_entry_filetype(e) == AE_IFREG;
+  out.size = archive_entry_size_is_set(e) ? static_cast<uint64_t>(archive_entry_size(e)) : 0;
+  out.mode = archive_entry_mode(e);
+  out.uid = static_cast<uint32_t>(archive_entry_uid(e));
+  out.gid = static_cast<uint32_t>(archive_entry_gid(e));
+  out.mtime_ns = static_cast<int64_t>(archive_entry_mtime(e)) * 1000000000 + archive_entry_mtime_nsec(e);
+  last_ = out.path;
+  return true;
+}
+
+size_t TarReader::read(void* buf, size_t cap) {
+  la_ssize_t n = archive_read_data(a_, buf, cap);
+  if (n < 0) fail("reading the data of " + last_);
+  return static_cast<size_t>(n);
+}
+
+}  // namespace itemfs::backup

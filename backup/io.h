@@ -1,0 +1,188 @@
+// Byte streams under the archives: files (hashed as they pass, for the
+// .sha256 sidecar), AES-256-GCM chunked encryption, and libarchive tar.gz
+// writer/reader wrappers. Everything streams in bounded buffers and reports
+// failures by throwing JobError.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backup/util.h"
+
+struct archive;
+struct archive_entry;
+struct evp_cipher_ctx_st;
+
+namespace itemfs::backup {
+
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual void write(const void* data, size_t size) = 0;
+  virtual void finish() = 0;  // flush; after this no more writes
+};
+
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // Up to `cap` bytes; 0 only at the end.
+  virtual size_t read(void* buf, size_t cap) = 0;
+};
+
+// Writes to a new file, hashing everything written. finish() fsyncs.
+class FileSink : public ByteSink {
+ public:
+  explicit FileSink(const std::filesystem::path& path);
+  ~FileSink() override;
+  void write(const void* data, size_t size) override;
+  void finish() override;
+  store::Sha256 sha256() const { return digest_; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  void flush_buffer();
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::vector<char> buf_;
+  Sha256Hasher hasher_;
+  store::Sha256 digest_{};
+  uint64_t bytes_ = 0;
+};
+
+// Reads a file, hashing every byte read. drain() reads (and hashes) the rest.
+class FileSource : public ByteSource {
+ public:
+  explicit FileSource(const std::filesystem::path& path);
+  ~FileSource() override;
+  size_t read(void* buf, size_t cap) override;
+  void drain();
+  store::Sha256 sha256();  // after drain()
+  uint64_t bytes() const { return bytes_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  Sha256Hasher hasher_;
+  uint64_t bytes_ = 0;
+};
+
+// --- encryption (format in docs/BACKUP_FORMAT.md) ---
+
+inline constexpr size_t kEncChunk = 64 * 1024;
+inline constexpr size_t kEncTag = 16;
+inline constexpr size_t kEncHeader = 36;
+
+struct Key {
+  std::array<uint8_t, 32> bytes{};
+  std::array<uint8_t, 8> id{};  // first 8 bytes of SHA-256("itemfs backup key id\0" || key)
+  ~Key();
+};
+// 32 raw bytes, or 64 hex digits (surrounding whitespace ignored). EINVAL/EIO.
+std::unique_ptr<Key> load_key(const std::filesystem::path& key_file);
+
+class EncryptSink : public ByteSink {
+ public:
+  EncryptSink(ByteSink& next, const Key& key);
+  ~EncryptSink() override;
+  void write(const void* data, size_t size) override;
+  void finish() override;
+
+ private:
+  void seal(bool final);
+  ByteSink& next_;
+  const Key& key_;
+  evp_cipher_ctx_st* ctx_;
+  std::array<uint8_t, kEncHeader> header_{};
+  std::vector<uint8_t> plain_, cipher_;
+  uint64_t counter_ = 0;
+  bool finished_ = false;
+};
+
+class DecryptSource : public ByteSource {
+ public:
+  // Reads and checks the header (EACCES for another key, EIO for garbage).
+  DecryptSource(ByteSource& raw, const Key& key, std::string name);
+  ~DecryptSource() override;
+  size_t read(void* buf, size_t cap) override;
+
+ private:
+  void open_chunk();
+  ByteSource& raw_;
+  const Key& key_;
+  std::string name_;
+  evp_cipher_ctx_st* ctx_;
+  std::array<uint8_t, kEncHeader> header_{};
+  size_t chunk_size_ = kEncChunk;
+  std::vector<uint8_t> raw_buf_, plain_;
+  size_t pos_ = 0;
+  uint64_t counter_ = 0;
+  bool done_ = false;
+};
+
+// Reads the encrypted header of a file only: is it one of ours?
+bool looks_encrypted(const std::filesystem::path& path);
+
+// --- tar.gz through libarchive ---
+
+class TarWriter {
+ public:
+  TarWriter(ByteSink& sink, int gzip_level);
+  ~TarWriter();
+  TarWriter(const TarWriter&) = delete;
+  TarWriter& operator=(const TarWriter&) = delete;
+  void begin(const std::string& path, uint64_t size, uint32_t mode, uint32_t uid, uint32_t gid, int64_t mtime_ns);
+  void data(const void* p, size_t n);
+  void end();
+  void close();  // writes the end-of-archive marker and gzip trailer, then sink.finish()
+
+ private:
+  friend struct TarCallbacks;
+  void check(int rc, const std::string& what);
+  ByteSink& sink_;
+  struct archive* a_;
+  struct archive_entry* entry_;
+  std::exception_ptr error_;
+  std::string path_;
+  uint64_t declared_ = 0, written_ = 0;
+  bool closed_ = false;
+};
+
+struct TarEntry {
+  std::string path;
+  bool regular = false;
+  uint64_t size = 0;
+  uint32_t mode = 0;  // including file type bits
+  uint32_t uid = 0, gid = 0;
+  int64_t mtime_ns = 0;
+};
+
+class TarReader {
+ public:
+  explicit TarReader(ByteSource& source);
+  ~TarReader();
+  TarReader(const TarReader&) = delete;
+  TarReader& operator=(const TarReader&) = delete;
+  // Next entry header; false at the end of the archive. Throws on damage.
+  bool next(TarEntry& out);
+  // Data of the current entry; 0 at its end.
+  size_t read(void* buf, size_t cap);
+  // The path of the last entry read, for error messages.
+  const std::string& last_path() const { return last_; }
+
+ private:
+  friend struct TarCallbacks;
+  [[noreturn]] void fail(const std::string& what);
+  ByteSource& source_;
+  struct archive* a_;
+  std::exception_ptr error_;
+  std::vector<char> buf_;
+  std::string last_;
+};
+
+}  // namespace itemfs::backup

@@ -1,0 +1,1239 @@
+// Manager: runs backup jobs (backup.h has the contract).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_set>
+
+#include "backup/backup.h"
+#include "backup/io.h"
+#include "backup/manifest.h"
+#include "backup/util.h"
+
+namespace itemfs::backup {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kManifestFile = "manifest.json";
+constexpr const char* kVerifyFile = "verify.json";
+constexpr uint64_t kSpoolInMemory = 1 << 20;
+constexpr size_t kMaxProblems = 20;
+
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+File open_write(const fs::path& path) {
+  File f(std::fopen(path.c_str(), "wbx"));
+  if (!f) throw_errno("cannot create", path, errno);
+  return f;
+}
+
+void close_synced(File& f, const fs::path& path) {
+  if (std::fflush(f.get()) != 0 || ::fsync(::fileno(f.get())) != 0) throw_errno("cannot write", path, errno);
+  std::FILE* raw = f.release();
+  if (std::fclose(raw) != 0) throw_errno("cannot close", path, errno);
+}
+
+// Streams the data of the current tar entry, hashing it on the way.
+class EntryBuf : public std::streambuf {
+ public:
+  EntryBuf(TarReader& r, Sha256Hasher* h) : r_(r), h_(h), buf_(64 * 1024) {}
+  uint64_t bytes() const { return bytes_; }
+
+ protected:
+  int_type underflow() override {
+    size_t n = r_.read(buf_.data(), buf_.size());
+    if (n == 0) return traits_type::eof();
+    if (h_) h_->update(buf_.data(), n);
+    bytes_ += n;
+    setg(buf_.data(), buf_.data(), buf_.data() + n);
+    return traits_type::to_int_type(buf_[0]);
+  }
+
+ private:
+  TarReader& r_;
+  Sha256Hasher* h_;
+  std::vector<char> buf_;
+  uint64_t bytes_ = 0;
+};
+
+// Copies a whole file into the archive as one entry.
+void add_file_entry(TarWriter& tw, const std::string& name, const fs::path& file, int64_t mtime_ns) {
+  std::error_code ec;
+  uint64_t size = fs::file_size(file, ec);
+  if (ec) throw_errno("cannot stat", file, ec.value());
+  FileSource src(file);
+  tw.begin(name, size, 0644, static_cast<uint32_t>(::getuid()), static_cast<uint32_t>(::getgid()), mtime_ns);
+  std::vector<char> buf(64 * 1024);
+  for (size_t n; (n = src.read(buf.data(), buf.size())) > 0;) tw.data(buf.data(), n);
+  tw.end();
+}
+
+// An opened archive of one backup: the raw file, the decryption layer if
+// any, and the tar reader on top.
+struct OpenArchive {
+  std::unique_ptr<FileSource> raw;
+  std::unique_ptr<DecryptSource> dec;
+  std::unique_ptr<TarReader> tar;
+};
+
+bool same_meta(const ItemMeta& a, const ItemMeta& b) {
+  return a.sha256 == b.sha256 && a.size == b.size && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid &&
+         a.mtime_ns == b.mtime_ns;
+}
+
+ItemMeta meta_of(const store::ItemInfo& info) {
+  ItemMeta m;
+  m.sha256 = info.sha256;
+  m.size = info.size;
+  m.mode = info.attrs.mode;
+  m.uid = info.attrs.uid;
+  m.gid = info.attrs.gid;
+  m.mtime_ns = info.attrs.mtime_ns;
+  return m;
+}
+
+std::string errno_name(int code) {
+  switch (code) {
+    case 0: return "";
+    case EINVAL: return "EINVAL";
+    case EBUSY: return "EBUSY";
+    case ENOENT: return "ENOENT";
+    case EIO: return "EIO";
+    case ENOSPC: return "ENOSPC";
+    case EACCES: return "EACCES";
+    case ENOTEMPTY: return "ENOTEMPTY";
+    case ECANCELED: return "ECANCELED";
+    default: return "errno " + std::to_string(code);
+  }
+}
+
+std::string human_bytes(uint64_t b) {
+  char buf[32];
+  if (b < 10 * 1024) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
+  else if (b < 10ull * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", double(b) / 1024);
+  else if (b < 10ull * 1024 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / 1048576);
+  else std::snprintf(buf, sizeof buf, "%.1f GiB", double(b) / 1073741824);
+  return buf;
+}
+
+}  // namespace
+
+struct Manager::Impl {
+  // A complete backup as found on disk.
+  struct Found {
+    Manifest summary;  // header fields only (no item map)
+    std::string archive_name;
+  };
+
+  struct VerifyResult {
+    bool ok = true;
+    std::vector<std::string> problems;
+    uint64_t more = 0;
+    void add(std::string p) {
+      ok = false;
+      if (problems.size() < kMaxProblems) problems.push_back(std::move(p));
+      else ++more;
+    }
+    std::string first() const { return problems.empty() ? "" : problems.front(); }
+  };
+
+  Impl(store::Store& s, Options o) : store(s), opt(std::move(o)) {
+    dir = opt.dir.empty() ? store.dir() / "backups" : opt.dir;
+  }
+
+  store::Store& store;
+  Options opt;
+  fs::path dir;
+
+  std::mutex job_mu;  // held while a job runs
+
+  // Guarded by state_mu:
+  std::mutex state_mu;
+  bool running = false;
+  std::string job_name, job_id, phase;
+  int64_t job_started = 0;
+  json last;  // null until a job finished
+  std::function<void(const std::vector<std::string>&)> restore_fn;
+  std::function<void(std::string_view)> log_fn;
+  std::map<std::string, Manifest> summary_cache;
+  int64_t sched_every_s = 0, sched_next_ns = 0;
+
+  std::atomic<uint64_t> items_done{0}, items_total{0}, bytes_done{0}, bytes_total{0};
+  std::atomic<bool> cancel{false};
+
+  // Schedule.
+  std::thread sched;
+  std::mutex sched_mu;
+  std::condition_variable sched_cv;
+  bool sched_stop = false;
+
+  // ------------------------------------------------------------ helpers
+
+  void set_phase(const std::string& p, uint64_t total_items, uint64_t total_bytes) {
+    std::lock_guard lk(state_mu);
+    phase = p;
+    items_done = 0;
+    bytes_done = 0;
+    items_total = total_items;
+    bytes_total = total_bytes;
+  }
+
+  void check_cancel() {
+    if (cancel.load(std::memory_order_relaxed)) throw JobError(ECANCELED, "cancelled: itemfs is shutting down");
+  }
+
+  std::unique_ptr<Key> need_key(const std::string& why) {
+    if (!opt.key_file) throw JobError(EACCES, why + " needs the backup key (backup_key=FILE)");
+    return load_key(*opt.key_file);
+  }
+
+  // Complete backups, oldest first.
+  std::vector<Found> scan() {
+    std::vector<Found> out;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return out;
+    std::map<std::string, Manifest> cache;
+    {
+      std::lock_guard lk(state_mu);
+      cache = summary_cache;
+    }
+    std::map<std::string, Manifest> fresh;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!valid_backup_id(name)) continue;
+      fs::path mpath = it->path() / kManifestFile;
+      Found f;
+      auto c = cache.find(name);
+      if (c != cache.end() && fs::exists(mpath, ec)) {
+        f.summary = c->second;
+      } else {
+        try {
+          read_manifest_file(mpath, true, f.summary);
+        } catch (const std::exception&) {
+          continue;  // incomplete or foreign directory
+        }
+        if (f.summary.id != name) continue;
+      }
+      f.archive_name = name + (f.summary.encrypted ? ".tar.gz.enc" : ".tar.gz");
+      fresh[name] = f.summary;
+      out.push_back(std::move(f));
+    }
+    std::sort(out.begin(), out.end(), [](const Found& a, const Found& b) {
+      return a.summary.created_ns != b.summary.created_ns ? a.summary.created_ns < b.summary.created_ns
+                                                          : a.summary.id < b.summary.id;
+    });
+    std::lock_guard lk(state_mu);
+    summary_cache = std::move(fresh);
+    return out;
+  }
+
+  static const Found* find(const std::vector<Found>& all, const std::string& id) {
+    for (const auto& f : all) {
+      if (f.summary.id == id) return &f;
+    }
+    return nullptr;
+  }
+
+  OpenArchive open_archive(const Found& f, const Key* key) {
+    OpenArchive a;
+    a.raw = std::make_unique<FileSource>(dir / f.summary.id / f.archive_name);
+    ByteSource* src = a.raw.get();
+    if (f.summary.encrypted) {
+      if (!key) throw JobError(EACCES, "backup " + f.summary.id + " is encrypted and needs the backup key");
+      a.dec = std::make_unique<DecryptSource>(*a.raw, *key, f.archive_name);
+      src = a.dec.get();
+    }
+    a.tar = std::make_unique<TarReader>(*src);
+    return a;
+  }
+
+  // Reads MANIFEST.json, the first entry of an open archive. `hash` gets its bytes.
+  static void read_archive_manifest(OpenArchive& a, Manifest& m, const std::string& what, Sha256Hasher* hash) {
+    TarEntry e;
+    if (!a.tar->next(e)) throw JobError(EIO, what + ": archive is empty");
+    if (e.path != "MANIFEST.json" || !e.regular) {
+      throw JobError(EIO, what + ": first entry is " + e.path + ", expected MANIFEST.json");
+    }
+    EntryBuf buf(*a.tar, hash);
+    std::istream in(&buf);
+    read_manifest(in, false, m, what + ": MANIFEST.json");
+    while (in.get() != std::char_traits<char>::eof()) {  // trailing whitespace: hash it all
+    }
+    if (buf.bytes() != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
+  }
+
+  // The complete manifest (with the item map) of a backup.
+  Manifest full_manifest(const Found& f, const Key* key) {
+    Manifest m;
+    if (!f.summary.encrypted) {
+      read_manifest_file(dir / f.summary.id / kManifestFile, false, m);
+    } else {
+      OpenArchive a = open_archive(f, key);
+      read_archive_manifest(a, m, f.summary.id, nullptr);
+    }
+    if (m.id != f.summary.id) throw JobError(EIO, f.summary.id + ": manifest names another backup " + m.id);
+    return m;
+  }
+
+  // Takes the job lock of the backup directory (this process and others).
+  struct DirLock {
+    int fd = -1;
+    ~DirLock() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+
+  void lock_dir(DirLock& lock) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw_errno("cannot create the backup directory", dir, ec.value());
+    fs::path p = dir / ".lock";
+    lock.fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock.fd < 0) throw_errno("cannot open", p, errno);
+    if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) throw JobError(EBUSY, "another process is running a backup job in " + dir.string());
+      throw_errno("cannot lock", p, errno);
+    }
+    // Leftovers of an interrupted job (we hold the lock, so nobody owns them).
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.rfind(".tmp-", 0) == 0 || name.rfind(".del-", 0) == 0) {
+        std::error_code ec2;
+        fs::remove_all(it->path(), ec2);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ backup
+
+  std::string do_backup(bool incremental, std::string& message) {
+    auto all = scan();
+    std::unique_ptr<Key> key;
+    if (opt.key_file) key = load_key(*opt.key_file);
+
+    Manifest parent;
+    bool incr = incremental && !all.empty();
+    if (incr) {
+      const Found& p = all.back();
+      std::unique_ptr<Key> pkey;
+      if (p.summary.encrypted && !key) pkey = need_key("an incremental on top of encrypted backup " + p.summary.id);
+      set_phase("reading the parent's manifest", 0, 0);
+      parent = full_manifest(p, key ? key.get() : pkey.get());
+    }
+
+    int64_t created = now_ns();
+    if (!all.empty()) created = std::max(created, all.back().summary.created_ns + 1);
+    std::string base = compact_time(created) + (incr ? "-incr" : "-full");
+    std::string id = base;
+    std::error_code ec;
+    for (int n = 2; fs::exists(dir / id, ec) || fs::exists(dir / (".tmp-" + id), ec); ++n) {
+      id = base + "-" + std::to_string(n);
+    }
+    {
+      std::lock_guard lk(state_mu);
+      job_id = id;
+    }
+
+    fs::path tmp = dir / (".tmp-" + id);
+    fs::create_directory(tmp, ec);
+    if (ec) throw_errno("cannot create", tmp, ec.value());
+    struct Cleanup {
+      fs::path p;
+      bool armed = true;
+      ~Cleanup() {
+        std::error_code e;
+        if (armed) fs::remove_all(p, e);
+      }
+    } cleanup{tmp};
+
+    Manifest m;
+    m.format_version = kFormatVersion;
+    m.id = id;
+    m.kind = incr ? "incremental" : "full";
+    m.parent = incr ? parent.id : "";
+    m.created_ns = created;
+    m.encrypted = key != nullptr;
+    m.chain = incr ? parent.chain : std::vector<std::string>{};
+    m.chain.push_back(id);
+
+    auto snap = store.snapshot();
+
+    // Decides whether an item's bytes go into this archive; sets `archive`
+    // to the backup holding them.
+    auto include = [&](const store::ItemInfo& info, ItemMeta& meta, std::string& archive) -> bool {
+      meta = meta_of(info);
+      if (incr) {
+        auto it = parent.items.find(info.id);
+        if (it != parent.items.end() && same_meta(it->second, meta)) {
+          archive = parent.chain[it->second.archive];
+          return false;
+        }
+      }
+      archive = id;
+      return true;
+    };
+
+    // Pass 1: the item map and SHA256SUMS, into temp files.
+    set_phase("scanning", 0, 0);
+    fs::path part_path = tmp / "items.part", sums_path = tmp / "SHA256SUMS", man_path = tmp / "MANIFEST.json";
+    File part = open_write(part_path), sums = open_write(sums_path);
+    ManifestWriter part_writer(part.get());
+    std::string archive;
+    ItemMeta meta;
+    snap->for_each_item([&](const store::ItemInfo& info) {
+      check_cancel();
+      bool in = include(info, meta, archive);
+      ++m.item_count;
+      m.item_bytes += info.size;
+      if (incr) {
+        auto it = parent.items.find(info.id);
+        if (it != parent.items.end()) it->second.seen = true;
+      }
+      part_writer.item(info.id, meta, archive);
+      if (in) {
+        ++m.archived_count;
+        m.archived_bytes += info.size;
+        std::string line = sha256sums_line(info.sha256, item_path(info.id));
+        if (std::fwrite(line.data(), 1, line.size(), sums.get()) != line.size()) {
+          throw_errno("cannot write", sums_path, errno);
+        }
+      }
+      items_done.fetch_add(1, std::memory_order_relaxed);
+    });
+    close_synced(part, part_path);
+    close_synced(sums, sums_path);
+    if (incr) {
+      for (const auto& [pid, pm] : parent.items) {
+        if (!pm.seen) m.deleted.push_back(pid);
+      }
+      std::sort(m.deleted.begin(), m.deleted.end());
+    }
+    {
+      File man = open_write(man_path);
+      ManifestWriter w(man.get());
+      w.begin(m, true);
+      std::FILE* src = std::fopen(part_path.c_str(), "rb");
+      if (!src) throw_errno("cannot open", part_path, errno);
+      File src_file(src);
+      char buf[64 * 1024];
+      for (size_t n; (n = std::fread(buf, 1, sizeof buf, src)) > 0;) {
+        if (std::fwrite(buf, 1, n, man.get()) != n) throw_errno("cannot write", man_path, errno);
+      }
+      w.end(part_writer.any_items());
+      close_synced(man, man_path);
+      fs::remove(part_path, ec);
+    }
+
+    // Pass 2: the archive.
+    set_phase("writing archive", m.archived_count, m.archived_bytes);
+    std::string archive_name = id + (key ? ".tar.gz.enc" : ".tar.gz");
+    fs::path archive_path = tmp / archive_name;
+    FileSink file(archive_path);
+    std::unique_ptr<EncryptSink> enc;
+    if (key) enc = std::make_unique<EncryptSink>(file, *key);
+    ByteSink& sink = enc ? static_cast<ByteSink&>(*enc) : file;
+    {
+      TarWriter tw(sink, opt.gzip_level);
+      add_file_entry(tw, "MANIFEST.json", man_path, created);
+      add_file_entry(tw, "SHA256SUMS", sums_path, created);
+      Sha256Hasher h;
+      snap->for_each_item([&](const store::ItemInfo& info) {
+        check_cancel();
+        if (!include(info, meta, archive)) return;
+        tw.begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
+                 info.attrs.mtime_ns);
+        snap->read_item(info, [&](std::string_view chunk) {
+          h.update(chunk);
+          tw.data(chunk.data(), chunk.size());
+          bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+        });
+        tw.end();
+        if (h.finish() != info.sha256) {
+          throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+        }
+        items_done.fetch_add(1, std::memory_order_relaxed);
+      });
+      snap.reset();  // the point in time is captured; let writers' WAL checkpoint
+      set_phase("syncing", m.archived_count, m.archived_bytes);
+      tw.close();  // finishes the sinks: encryption trailer, fsync
+    }
+    store::Sha256 digest = file.sha256();
+    write_file_atomic(tmp / (archive_name + ".sha256"), hex(digest.data(), digest.size()) + "  " + archive_name + "\n");
+
+    if (key) {
+      File summary = open_write(tmp / kManifestFile);
+      ManifestWriter w(summary.get());
+      w.begin(m, false);
+      w.end(false);
+      close_synced(summary, tmp / kManifestFile);
+      fs::remove(man_path, ec);
+    } else {
+      fs::rename(man_path, tmp / kManifestFile, ec);
+      if (ec) throw_errno("cannot rename", man_path, ec.value());
+    }
+    fs::remove(sums_path, ec);
+    fsync_path(tmp);
+    fs::rename(tmp, dir / id, ec);
+    if (ec) throw_errno("cannot rename", tmp, ec.value());
+    cleanup.armed = false;
+    fsync_path(dir);
+
+    std::ostringstream msg;
+    msg << "backup " << id << " (" << m.kind << (incr ? " on " + parent.id : "") << "): " << m.archived_count
+        << " of " << m.item_count << " items, " << human_bytes(m.archived_bytes) << " of items in a "
+        << human_bytes(file.bytes()) << " archive";
+    if (incr) msg << ", " << m.deleted.size() << " deleted";
+    if (incremental && !incr) msg << "; no earlier backup, so a full one";
+    message = msg.str();
+    return id;
+  }
+
+  // ------------------------------------------------------------ verify
+
+  VerifyResult verify_one(const Found& f, const std::vector<Found>& all, const Key* key) {
+    VerifyResult r;
+    const std::string& id = f.summary.id;
+    fs::path bdir = dir / id;
+    set_phase("verifying " + id, f.summary.archived_count, f.summary.archived_bytes);
+
+    for (const auto& cid : f.summary.chain) {
+      if (cid != id && !find(all, cid)) r.add("backup " + cid + " of this chain is missing; it cannot be restored");
+    }
+
+    store::Sha256 expected{};
+    bool have_sidecar = false;
+    try {
+      std::string side = read_small_file(bdir / (f.archive_name + ".sha256"), 4096);
+      std::string want_tail = "  " + f.archive_name + "\n";
+      std::string alt_tail = " *" + f.archive_name + "\n";
+      if (side.size() == 64 + want_tail.size() &&
+          (side.compare(64, std::string::npos, want_tail) == 0 || side.compare(64, std::string::npos, alt_tail) == 0) &&
+          parse_sha256_hex(std::string_view(side).substr(0, 64), expected)) {
+        have_sidecar = true;
+      } else {
+        r.add(f.archive_name + ".sha256 is malformed");
+      }
+    } catch (const JobError& e) {
+      r.add(e.what());
+    }
+
+    try {
+      OpenArchive a = open_archive(f, key);
+      FileSource& raw = *a.raw;
+      try {
+        verify_contents(a, f, r);
+      } catch (const JobError& e) {
+        r.add(e.what());
+      } catch (const store::StoreError& e) {
+        r.add(e.what());
+      }
+      a.tar.reset();
+      a.dec.reset();
+      raw.drain();
+      store::Sha256 got = raw.sha256();
+      if (have_sidecar && got != expected) {
+        // Put the file-level finding first: it is the authoritative one.
+        VerifyResult first;
+        first.add(f.archive_name + " does not match its .sha256 (sidecar " + hex(expected.data(), 32).substr(0, 16) +
+                  "..., file " + hex(got.data(), 32).substr(0, 16) + "...)");
+        for (auto& p : r.problems) first.add(std::move(p));
+        first.more += r.more;
+        r = std::move(first);
+      }
+    } catch (const JobError& e) {
+      r.add(e.what());
+    }
+
+    json v = {{"id", id},
+              {"verified", iso_time(now_ns())},
+              {"verified_ns", now_ns()},
+              {"ok", r.ok},
+              {"problems", r.problems},
+              {"more_problems", r.more}};
+    try {
+      write_file_atomic(bdir / kVerifyFile, v.dump(2) + "\n");
+    } catch (const JobError& e) {
+      r.add(std::string("cannot record the result: ") + e.what());
+    }
+    return r;
+  }
+
+  void verify_contents(OpenArchive& a, const Found& f, VerifyResult& r) {
+    const std::string& id = f.summary.id;
+    Manifest m;
+    Sha256Hasher mh;
+    read_archive_manifest(a, m, id, &mh);
+    store::Sha256 inner = mh.finish();
+    if (m.id != id || m.kind != f.summary.kind || m.parent != f.summary.parent ||
+        m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted) {
+      r.add("MANIFEST.json in the archive disagrees with manifest.json beside it");
+    }
+    if (!f.summary.encrypted) {
+      FileSource outer(dir / id / kManifestFile);
+      outer.drain();
+      if (outer.sha256() != inner) r.add("manifest.json differs from MANIFEST.json in the archive");
+    }
+    uint32_t self = static_cast<uint32_t>(m.chain.size() - 1);
+
+    TarEntry e;
+    if (!a.tar->next(e) || e.path != "SHA256SUMS" || !e.regular) {
+      throw JobError(EIO, "second entry is not SHA256SUMS");
+    }
+    {
+      EntryBuf buf(*a.tar, nullptr);
+      std::istream in(&buf);
+      std::string line;
+      uint64_t lines = 0;
+      while (std::getline(in, line)) {
+        ++lines;
+        std::string_view l = line;
+        bool esc = !l.empty() && l[0] == '\\';
+        if (esc) l.remove_prefix(1);
+        store::Sha256 sha{};
+        if (l.size() < 67 || !parse_sha256_hex(l.substr(0, 64), sha) || l.substr(64, 2) != "  ") {
+          r.add("SHA256SUMS line " + std::to_string(lines) + " is malformed");
+          continue;
+        }
+        std::string path;
+        std::string_view name = l.substr(66);
+        for (size_t i = 0; i < name.size(); ++i) {
+          if (esc && name[i] == '\\' && i + 1 < name.size()) {
+            char c = name[++i];
+            path += c == 'n' ? '\n' : c == 'r' ? '\r' : c;
+          } else {
+            path += name[i];
+          }
+        }
+        std::string iid = id_from_item_path(path);
+        auto it = m.items.find(iid);
+        if (iid.empty() || it == m.items.end() || it->second.archive != self || it->second.sha256 != sha) {
+          r.add("SHA256SUMS line " + std::to_string(lines) + " (" + path + ") disagrees with the manifest");
+        }
+      }
+      if (lines != m.archived_count) r.add("SHA256SUMS has " + std::to_string(lines) + " lines, manifest says " +
+                                           std::to_string(m.archived_count) + " items are archived");
+    }
+
+    Sha256Hasher h;
+    std::vector<char> buf(128 * 1024);
+    uint64_t count = 0;
+    while (a.tar->next(e)) {
+      check_cancel();
+      std::string iid = id_from_item_path(e.path);
+      auto it = iid.empty() ? m.items.end() : m.items.find(iid);
+      if (!e.regular || it == m.items.end()) {
+        r.add("unexpected entry " + e.path);
+        continue;
+      }
+      ItemMeta& im = it->second;
+      if (im.archive != self) r.add(e.path + ": manifest says these bytes are in backup " + m.chain[im.archive]);
+      if (im.seen) r.add(e.path + ": appears twice");
+      im.seen = true;
+      uint64_t nbytes = 0;
+      for (size_t n; (n = a.tar->read(buf.data(), buf.size())) > 0;) {
+        h.update(buf.data(), n);
+        nbytes += n;
+      }
+      store::Sha256 got = h.finish();
+      if (nbytes != im.size || got != im.sha256) {
+        r.add(e.path + ": content does not match the manifest (sha256 " + hex(got.data(), 32).substr(0, 16) +
+              "... size " + std::to_string(nbytes) + ", expected " + hex(im.sha256.data(), 32).substr(0, 16) +
+              "... size " + std::to_string(im.size) + ")");
+      }
+      if ((e.mode & 07777) != (im.mode & 07777) || e.mtime_ns != im.mtime_ns || e.uid != im.uid ||
+          e.gid != im.gid) {
+        r.add(e.path + ": mode, owner or mtime differ from the manifest");
+      }
+      ++count;
+      items_done.fetch_add(1, std::memory_order_relaxed);
+      bytes_done.fetch_add(nbytes, std::memory_order_relaxed);
+    }
+    for (const auto& [iid, im] : m.items) {
+      if (im.archive == self && !im.seen) r.add("missing from the archive: " + item_path(iid));
+    }
+    if (count != m.archived_count) {
+      r.add("archive holds " + std::to_string(count) + " items, manifest says " + std::to_string(m.archived_count));
+    }
+  }
+
+  std::string verify_message(const std::string& id, const VerifyResult& r) {
+    if (r.ok) return "backup " + id + " verified ok";
+    std::string s = "backup " + id + " is damaged: " + r.problems.front();
+    if (r.problems.size() + r.more > 1) s += " (and " + std::to_string(r.problems.size() - 1 + r.more) + " more)";
+    return s;
+  }
+
+  std::unique_ptr<Key> key_if_needed(const std::vector<const Found*>& backups, const std::string& why) {
+    for (const Found* f : backups) {
+      if (f->summary.encrypted) return need_key(why + " " + f->summary.id);
+    }
+    return nullptr;
+  }
+
+  void do_verify(const std::string& id, bool every, std::string& message, json& detail) {
+    auto all = scan();
+    std::vector<const Found*> targets;
+    if (every) {
+      for (const auto& f : all) targets.push_back(&f);
+    } else {
+      const Found* f = find(all, id);
+      if (!f) throw JobError(ENOENT, "no backup " + id);
+      targets.push_back(f);
+    }
+    auto key = key_if_needed(targets, "verifying encrypted backup");
+    std::vector<std::string> bad;
+    json results = json::array();
+    for (const Found* f : targets) {
+      {
+        std::lock_guard lk(state_mu);
+        job_id = f->summary.id;
+      }
+      VerifyResult r = verify_one(*f, all, key.get());
+      results.push_back({{"id", f->summary.id}, {"ok", r.ok}, {"problems", r.problems}});
+      if (!r.ok) bad.push_back(verify_message(f->summary.id, r));
+    }
+    detail["verified"] = results;
+    if (!bad.empty()) {
+      std::string s = bad.front();
+      if (bad.size() > 1) s += "; " + std::to_string(bad.size() - 1) + " more damaged backups";
+      throw JobError(EIO, s);
+    }
+    message = every ? "all " + std::to_string(targets.size()) + " backups verified ok" : "backup " + id + " verified ok";
+  }
+
+  // ------------------------------------------------------------ restore
+
+  // Holds one item's bytes for WriteBatch::put, which needs a seekable
+  // stream: in memory up to kSpoolInMemory, else in a temp file.
+  std::unique_ptr<std::istream> spool(TarReader& tar, uint64_t size, Sha256Hasher& h, const fs::path& spool_dir,
+                                      uint64_t& got) {
+    std::vector<char> buf(64 * 1024);
+    got = 0;
+    if (size <= kSpoolInMemory) {
+      std::string data;
+      data.reserve(size);
+      for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
+        h.update(buf.data(), n);
+        data.append(buf.data(), n);
+        got += n;
+        if (got > size) break;
+      }
+      return std::make_unique<std::istringstream>(std::move(data));
+    }
+    std::error_code ec;
+    fs::create_directories(spool_dir, ec);
+    fs::path p = spool_dir / "item";
+    fs::remove(p, ec);
+    {
+      FileSink out(p);
+      for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
+        h.update(buf.data(), n);
+        out.write(buf.data(), n);
+        got += n;
+      }
+      out.finish();
+    }
+    auto in = std::make_unique<std::ifstream>(p, std::ios::binary);
+    if (!*in) throw_errno("cannot open", p, errno);
+    fs::remove(p, ec);  // the open stream keeps it readable
+    return in;
+  }
+
+  std::vector<std::string> do_restore(const std::string& id, bool clear, std::string& message) {
+    auto all = scan();
+    const Found* target = find(all, id);
+    if (!target) throw JobError(ENOENT, "no backup " + id);
+    std::vector<const Found*> chain;
+    for (const auto& cid : target->summary.chain) {
+      const Found* f = find(all, cid);
+      if (!f) throw JobError(EIO, "cannot restore " + id + ": backup " + cid + " of its chain is missing");
+      chain.push_back(f);
+    }
+    auto key = key_if_needed(chain, "restoring encrypted backup");
+
+    for (const Found* f : chain) {
+      {
+        std::lock_guard lk(state_mu);
+        job_id = f->summary.id;
+      }
+      VerifyResult r = verify_one(*f, all, key.get());
+      if (!r.ok) throw JobError(EIO, "refusing to restore " + id + ": " + verify_message(f->summary.id, r));
+    }
+    {
+      std::lock_guard lk(state_mu);
+      job_id = id;
+    }
+    Manifest m = full_manifest(*target, key.get());
+    set_phase("restoring", m.item_count, m.item_bytes);
+
+    fs::path spool_dir = dir / (".tmp-restore-" + std::to_string(::getpid()));
+    struct Cleanup {
+      fs::path p;
+      ~Cleanup() {
+        std::error_code e;
+        fs::remove_all(p, e);
+      }
+    } cleanup{spool_dir};
+
+    std::vector<std::string> changed;
+    uint64_t put_count = 0, attr_count = 0, removed = 0, unchanged = 0;
+    store.write([&](store::WriteBatch& batch) {
+      changed.clear();
+      put_count = attr_count = removed = unchanged = 0;
+      for (auto& [iid, im] : m.items) im.seen = false;
+      // Writers are serialised, so this sees exactly the state the batch starts from.
+      auto current = store.snapshot();
+      Sha256Hasher h;
+      for (uint32_t ci = 0; ci < chain.size(); ++ci) {
+        const Found& f = *chain[ci];
+        OpenArchive a = open_archive(f, key.get());
+        TarEntry e;
+        while (a.tar->next(e)) {
+          check_cancel();
+          if (e.path == "MANIFEST.json" || e.path == "SHA256SUMS") continue;
+          std::string iid = id_from_item_path(e.path);
+          if (iid.empty() || !e.regular) throw JobError(EIO, f.summary.id + ": refusing entry " + e.path);
+          auto it = m.items.find(iid);
+          if (it == m.items.end() || it->second.archive != ci) continue;  // superseded later in the chain
+          ItemMeta& im = it->second;
+          if (im.seen) throw JobError(EIO, f.summary.id + ": " + e.path + " appears twice");
+          im.seen = true;
+          store::Attrs attrs{im.mode, im.uid, im.gid, im.mtime_ns};
+          auto cur = current->item(iid);
+          if (cur && cur->sha256 == im.sha256 && cur->size == im.size) {
+            if (cur->attrs.mode != im.mode || cur->attrs.uid != im.uid || cur->attrs.gid != im.gid ||
+                cur->attrs.mtime_ns != im.mtime_ns) {
+              store::Status st = batch.set_attrs(iid, attrs);
+              if (!st.ok()) throw JobError(EIO, "restoring attributes of " + iid + ": " + st.message);
+              changed.push_back(iid);
+              ++attr_count;
+            } else {
+              ++unchanged;
+            }
+          } else {
+            uint64_t got = 0;
+            auto in = spool(*a.tar, im.size, h, spool_dir, got);
+            if (got != im.size || h.finish() != im.sha256) {
+              throw JobError(EIO, f.summary.id + ": " + e.path + " does not match the manifest");
+            }
+            store::Status st = batch.put(iid, *in, attrs);
+            if (!st.ok()) throw JobError(EIO, "restoring " + iid + ": " + st.message);
+            changed.push_back(iid);
+            ++put_count;
+          }
+          items_done.fetch_add(1, std::memory_order_relaxed);
+          bytes_done.fetch_add(im.size, std::memory_order_relaxed);
+        }
+      }
+      for (const auto& [iid, im] : m.items) {
+        if (!im.seen) {
+          throw JobError(EIO, "item " + iid + " is missing from archive " + m.chain[im.archive]);
+        }
+      }
+      if (clear) {
+        std::vector<std::string> extra;
+        current->for_each_item([&](const store::ItemInfo& info) {
+          if (!m.items.count(info.id)) extra.push_back(info.id);
+        });
+        for (const auto& iid : extra) {
+          store::Status st = batch.remove(iid);
+          if (!st.ok()) throw JobError(EIO, "removing " + iid + ": " + st.message);
+          changed.push_back(iid);
+          ++removed;
+        }
+      }
+    });
+    std::ostringstream msg;
+    msg << "restored " << id << " (chain of " << chain.size() << "): " << put_count << " items written, "
+        << attr_count << " attributes reset, " << unchanged << " unchanged";
+    if (clear) msg << ", " << removed << " removed";
+    message = msg.str();
+    return changed;
+  }
+
+  // ------------------------------------------------------------ prune / delete
+
+  void remove_backup(const std::string& id) {
+    fs::path from = dir / id, to = dir / (".del-" + id);
+    std::error_code ec;
+    fs::rename(from, to, ec);
+    if (ec) throw_errno("cannot delete backup", from, ec.value());
+    fsync_path(dir);
+    fs::remove_all(to, ec);
+    std::lock_guard lk(state_mu);
+    summary_cache.erase(id);
+  }
+
+  void do_delete(const std::string& id, std::string& message) {
+    auto all = scan();
+    if (!find(all, id)) throw JobError(ENOENT, "no backup " + id);
+    for (const auto& f : all) {
+      if (f.summary.id != id && std::find(f.summary.chain.begin(), f.summary.chain.end(), id) != f.summary.chain.end()) {
+        throw JobError(ENOTEMPTY, "backup " + id + " is needed by " + f.summary.id + "; delete that first");
+      }
+    }
+    remove_backup(id);
+    message = "deleted backup " + id;
+  }
+
+  void do_prune(int keep_last, int keep_days, std::string& message) {
+    auto all = scan();
+    std::set<std::string> keep;
+    int64_t cutoff = now_ns() - int64_t(keep_days) * 86400 * 1000000000;
+    for (size_t i = 0; i < all.size(); ++i) {
+      const Manifest& s = all[i].summary;
+      bool by_count = keep_last > 0 && i + size_t(keep_last) >= all.size();
+      bool by_age = keep_days > 0 && s.created_ns >= cutoff;
+      if (by_count || by_age) keep.insert(s.chain.begin(), s.chain.end());  // with every parent it needs
+    }
+    std::vector<std::string> gone;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {  // children before parents
+      if (!keep.count(it->summary.id)) {
+        remove_backup(it->summary.id);
+        gone.push_back(it->summary.id);
+      }
+    }
+    message = "pruned " + std::to_string(gone.size()) + " backups, kept " + std::to_string(all.size() - gone.size());
+    if (!gone.empty()) {
+      message += ":";
+      for (const auto& g : gone) message += " " + g;
+    }
+  }
+
+  // ------------------------------------------------------------ run
+
+  store::Status run(std::string_view line) {
+    Command cmd;
+    store::Status st = parse_command(line, cmd);
+    std::string text(line.substr(0, std::min<size_t>(line.size(), 200)));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (!st.ok()) {
+      finish(text, "", "", 0, st, json::object());
+      return st;
+    }
+    std::unique_lock job(job_mu, std::try_to_lock);
+    if (!job.owns_lock()) {
+      std::string running_job;
+      {
+        std::lock_guard lk(state_mu);
+        running_job = job_name;
+      }
+      return store::Status::error(EBUSY, "a backup job is running: " + running_job);
+    }
+    static const char* names[] = {"full", "incremental", "verify", "verify", "restore", "prune", "delete"};
+    std::string name = names[static_cast<int>(cmd.kind)];
+    int64_t started = now_ns();
+    {
+      std::lock_guard lk(state_mu);
+      running = true;
+      job_name = name;
+      job_id = cmd.id;
+      phase = "starting";
+      job_started = started;
+      items_done = items_total = bytes_done = bytes_total = 0;
+    }
+    std::string message, id = cmd.id;
+    std::vector<std::string> changed;
+    bool restored = false;
+    json detail = json::object();
+    try {
+      DirLock lock;
+      lock_dir(lock);
+      switch (cmd.kind) {
+        case Command::Kind::kFull: id = do_backup(false, message); break;
+        case Command::Kind::kIncremental: id = do_backup(true, message); break;
+        case Command::Kind::kVerify: do_verify(cmd.id, false, message, detail); break;
+        case Command::Kind::kVerifyAll: do_verify("", true, message, detail); break;
+        case Command::Kind::kRestore:
+          changed = do_restore(cmd.id, cmd.clear, message);
+          restored = true;
+          break;
+        case Command::Kind::kPrune: do_prune(cmd.keep_last, cmd.keep_days, message); break;
+        case Command::Kind::kDelete: do_delete(cmd.id, message); break;
+      }
+    } catch (const JobError& e) {
+      st = store::Status::error(e.code() == ENOENT || e.code() == EBUSY || e.code() == ENOTEMPTY ||
+                                        e.code() == EACCES || e.code() == ENOSPC || e.code() == EINVAL
+                                    ? e.code()
+                                    : EIO,
+                                e.what());
+    } catch (const store::StoreError& e) {
+      st = store::Status::error(e.code() == ENOSPC ? ENOSPC : EIO, std::string("store: ") + e.what());
+    } catch (const std::filesystem::filesystem_error& e) {
+      st = store::Status::error(e.code().value() == ENOSPC ? ENOSPC : EIO, e.what());
+    } catch (const std::bad_alloc&) {
+      st = store::Status::error(EIO, "out of memory");
+    } catch (const std::exception& e) {
+      st = store::Status::error(EIO, e.what());
+    } catch (...) {
+      st = store::Status::error(EIO, "unknown failure");
+    }
+    if (st.ok()) st.message = message;
+    finish(text, name, id, started, st, detail);
+    job.unlock();
+    if (st.ok() && restored) {
+      std::function<void(const std::vector<std::string>&)> fn;
+      {
+        std::lock_guard lk(state_mu);
+        fn = restore_fn;
+      }
+      if (fn) {
+        try {
+          fn(changed);
+        } catch (...) {
+        }
+      }
+    }
+    return st;
+  }
+
+  void finish(const std::string& command, const std::string& name, const std::string& id, int64_t started,
+              const store::Status& st, const json& detail) {
+    int64_t end = now_ns();
+    json r = {{"command", command},
+              {"job", name},
+              {"ok", st.ok()},
+              {"error", errno_name(st.code)},
+              {"message", st.message},
+              {"finished", iso_time(end)},
+              {"duration_ms", started ? (end - started) / 1000000 : 0}};
+    if (!id.empty()) r["id"] = id;
+    if (started) {
+      r["items_done"] = items_done.load();
+      r["bytes_done"] = bytes_done.load();
+    }
+    for (auto it = detail.begin(); it != detail.end(); ++it) r[it.key()] = it.value();
+    std::function<void(std::string_view)> log;
+    {
+      std::lock_guard lk(state_mu);
+      running = false;
+      last = std::move(r);
+      log = log_fn;
+    }
+    if (log) {
+      try {
+        log("backup: " + command + ": " + (st.ok() ? "ok: " : errno_name(st.code) + ": ") + st.message);
+      } catch (...) {
+      }
+    }
+  }
+
+  std::string status_json() {
+    std::lock_guard lk(state_mu);
+    json j;
+    if (running) {
+      int64_t now = now_ns();
+      j = {{"state", "running"},
+           {"job", job_name},
+           {"phase", phase},
+           {"items_done", items_done.load()},
+           {"items_total", items_total.load()},
+           {"bytes_done", bytes_done.load()},
+           {"bytes_total", bytes_total.load()},
+           {"started", iso_time(job_started)},
+           {"elapsed_s", double(now - job_started) / 1e9}};
+      if (!job_id.empty()) j["id"] = job_id;
+    } else {
+      j = {{"state", "idle"}, {"last", last}};
+    }
+    if (sched_every_s > 0) j["schedule"] = {{"every_s", sched_every_s}, {"next", iso_time(sched_next_ns)}};
+    return j.dump(2) + "\n";
+  }
+
+  // ------------------------------------------------------------ schedule
+
+  void stop_schedule() {
+    {
+      std::lock_guard lk(sched_mu);
+      sched_stop = true;
+    }
+    sched_cv.notify_all();
+    if (sched.joinable()) sched.join();
+    std::lock_guard lk(sched_mu);
+    sched_stop = false;
+  }
+
+  void schedule_loop(std::chrono::seconds every, int keep_last) {
+    int64_t every_ns = int64_t(every.count()) * 1000000000;
+    int64_t retry_ns = std::min<int64_t>(every_ns, int64_t(600) * 1000000000);
+    int64_t last_attempt = 0;
+    for (;;) {
+      std::vector<Found> all;
+      try {
+        all = scan();
+      } catch (...) {
+      }
+      int64_t due = all.empty() ? now_ns() : all.back().summary.created_ns + every_ns;
+      if (last_attempt) due = std::max(due, last_attempt + retry_ns);
+      {
+        std::lock_guard lk(state_mu);
+        sched_next_ns = due;
+      }
+      {
+        std::unique_lock lk(sched_mu);
+        auto deadline = std::chrono::system_clock::time_point(
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(due)));
+        if (sched_cv.wait_until(lk, deadline, [&] { return sched_stop; })) return;
+      }
+      // Re-read: a manual backup may have happened while we slept.
+      try {
+        all = scan();
+      } catch (...) {
+      }
+      if (!all.empty() && all.back().summary.created_ns + every_ns > now_ns()) continue;
+      bool full = all.empty() || int(all.back().summary.chain.size()) + 1 > opt.chain_max;
+      last_attempt = now_ns();
+      store::Status st = run(full ? "full" : "incremental");
+      if (st.code == EBUSY) {
+        last_attempt = now_ns() - retry_ns + int64_t(60) * 1000000000;  // try again in a minute
+        continue;
+      }
+      if (st.ok()) {
+        last_attempt = 0;
+        if (keep_last > 0) run("prune keep_last=" + std::to_string(keep_last));
+      }
+    }
+  }
+};
+
+Manager::Manager(store::Store& store, Options options) : impl_(std::make_unique<Impl>(store, std::move(options))) {}
+
+Manager::~Manager() {
+  impl_->cancel = true;
+  impl_->stop_schedule();
+  std::lock_guard wait(impl_->job_mu);  // a job run by another thread ends (cancelled) first
+}
+
+store::Status Manager::run(std::string_view command_line) {
+  try {
+    return impl_->run(command_line);
+  } catch (...) {
+    return store::Status::error(EIO, "backup job failed unexpectedly");
+  }
+}
+
+std::string Manager::status_json() {
+  try {
+    return impl_->status_json();
+  } catch (...) {
+    return "{\"state\": \"unknown\"}\n";
+  }
+}
+
+std::vector<BackupEntry> Manager::list() {
+  std::vector<BackupEntry> out;
+  try {
+    for (const auto& f : impl_->scan()) {
+      BackupEntry b;
+      const Manifest& s = f.summary;
+      b.id = s.id;
+      b.kind = s.kind;
+      b.parent = s.parent;
+      b.created_ns = s.created_ns;
+      b.encrypted = s.encrypted;
+      b.item_count = s.item_count;
+      b.archived_count = s.archived_count;
+      fs::path bdir = impl_->dir / s.id;
+      for (const std::string& name : {std::string(kManifestFile), f.archive_name, f.archive_name + ".sha256",
+                                      std::string(kVerifyFile)}) {
+        std::error_code ec;
+        auto st = fs::status(bdir / name, ec);
+        if (ec || !fs::is_regular_file(st)) continue;
+        uint64_t size = fs::file_size(bdir / name, ec);
+        if (ec) continue;
+        auto mt = fs::last_write_time(bdir / name, ec);
+        if (ec) continue;
+        auto sys = std::chrono::file_clock::to_sys(mt);
+        int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(sys.time_since_epoch()).count();
+        b.files.push_back({name, size, ns});
+      }
+      try {
+        std::string v = read_small_file(bdir / kVerifyFile, 1 << 16);
+        json j = json::parse(v);
+        b.verified_ns = j.value("verified_ns", int64_t(0));
+        b.verified_ok = j.value("ok", false);
+      } catch (...) {
+      }
+      out.push_back(std::move(b));
+    }
+  } catch (...) {
+  }
+  return out;
+}
+
+std::filesystem::path Manager::path_of(std::string_view id, std::string_view file) {
+  if (!valid_backup_id(id)) return {};
+  std::string sid(id), name(file);
+  bool known = name == kManifestFile || name == kVerifyFile || name == sid + ".tar.gz" ||
+               name == sid + ".tar.gz.enc" || name == sid + ".tar.gz.sha256" || name == sid + ".tar.gz.enc.sha256";
+  if (!known) return {};
+  fs::path bdir = impl_->dir / sid;
+  std::error_code ec;
+  if (!fs::is_regular_file(bdir / kManifestFile, ec) || !fs::is_regular_file(bdir / name, ec)) return {};
+  return bdir / name;
+}
+
+void Manager::on_restore(std::function<void(const std::vector<std::string>&)> fn) {
+  std::lock_guard lk(impl_->state_mu);
+  impl_->restore_fn = std::move(fn);
+}
+
+void Manager::on_log(std::function<void(std::string_view)> fn) {
+  std::lock_guard lk(impl_->state_mu);
+  impl_->log_fn = std::move(fn);
+}
+
+void Manager::start_schedule(std::chrono::seconds every, int keep_last) {
+  impl_->stop_schedule();
+  if (every.count() <= 0) return;
+  {
+    std::lock_guard lk(impl_->state_mu);
+    impl_->sched_every_s = every.count();
+  }
+  impl_->sched = std::thread([this, every, keep_last] { impl_->schedule_loop(every, keep_last); });
+}
+
+const std::filesystem::path& Manager::dir() const { return impl_->dir; }
+
+store::Status decrypt(const std::filesystem::path& archive, const std::filesystem::path& key_file, std::ostream& out) {
+  try {
+    auto key = load_key(key_file);
+    FileSource raw(archive);
+    DecryptSource dec(raw, *key, archive.filename().string());
+    std::vector<char> buf(128 * 1024);
+    for (size_t n; (n = dec.read(buf.data(), buf.size())) > 0;) {
+      out.write(buf.data(), static_cast<std::streamsize>(n));
+      if (!out) return store::Status::error(EIO, "cannot write the decrypted archive");
+    }
+    out.flush();
+    if (!out) return store::Status::error(EIO, "cannot write the decrypted archive");
+    return {};
+  } catch (const JobError& e) {
+    return store::Status::error(e.code() == EACCES || e.code() == EINVAL ? e.code() : EIO, e.what());
+  } catch (const std::exception& e) {
+    return store::Status::error(EIO, e.what());
+  }
+}
+
+}  // namespace itemfs::backup

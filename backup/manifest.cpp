@@ -1,0 +1,278 @@
+#include "backup/manifest.h"
+
+#include <cerrno>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace itemfs::backup {
+
+uint32_t Manifest::chain_index(const std::string& backup_id) const {
+  for (size_t i = 0; i < chain.size(); ++i) {
+    if (chain[i] == backup_id) return static_cast<uint32_t>(i);
+  }
+  return static_cast<uint32_t>(chain.size());
+}
+
+void ManifestWriter::put(const std::string& s) {
+  if (std::fwrite(s.data(), 1, s.size(), out_) != s.size()) throw JobError(EIO, "cannot write the manifest");
+}
+
+void ManifestWriter::begin(const Manifest& m, bool with_items) {
+  with_items_ = with_items;
+  std::string s = "{\n  \"format\": \"itemfs-backup\",\n  \"format_version\": " + std::to_string(m.format_version);
+  s += ",\n  \"id\": ";
+  append_json_string(s, m.id);
+  s += ",\n  \"kind\": ";
+  append_json_string(s, m.kind);
+  s += ",\n  \"parent\": ";
+  if (m.parent.empty()) s += "null";
+  else append_json_string(s, m.parent);
+  s += ",\n  \"created\": \"" + iso_time(m.created_ns) + "\",\n  \"created_ns\": " + std::to_string(m.created_ns);
+  s += ",\n  \"encrypted\": ";
+  s += m.encrypted ? "true" : "false";
+  s += ",\n  \"store_format_version\": " + std::to_string(store::kFormatVersion);
+  s += ",\n  \"item_count\": " + std::to_string(m.item_count) + ",\n  \"item_bytes\": " + std::to_string(m.item_bytes);
+  s += ",\n  \"archived_count\": " + std::to_string(m.archived_count) +
+       ",\n  \"archived_bytes\": " + std::to_string(m.archived_bytes);
+  s += ",\n  \"chain\": [";
+  for (size_t i = 0; i < m.chain.size(); ++i) {
+    if (i) s += ", ";
+    append_json_string(s, m.chain[i]);
+  }
+  s += "]";
+  if (with_items) {
+    s += ",\n  \"deleted\": [";
+    for (size_t i = 0; i < m.deleted.size(); ++i) {
+      s += i ? ",\n    " : "\n    ";
+      append_json_string(s, m.deleted[i]);
+    }
+    s += m.deleted.empty() ? "]" : "\n  ]";
+    s += ",\n  \"items\": {";
+  }
+  put(s);
+}
+
+void ManifestWriter::item(const std::string& id, const ItemMeta& meta, const std::string& archive_id) {
+  buf_.clear();
+  buf_ += first_ ? "\n    " : ",\n    ";
+  first_ = false;
+  append_json_string(buf_, id);
+  buf_ += ": {\"sha256\": \"" + hex(meta.sha256.data(), meta.sha256.size()) + "\", \"size\": " +
+          std::to_string(meta.size) + ", \"mode\": " + std::to_string(meta.mode) + ", \"uid\": " +
+          std::to_string(meta.uid) + ", \"gid\": " + std::to_string(meta.gid) +
+          ", \"mtime_ns\": " + std::to_string(meta.mtime_ns) + ", \"archive\": ";
+  append_json_string(buf_, archive_id);
+  buf_ += "}";
+  put(buf_);
+}
+
+void ManifestWriter::end(bool any_items) {
+  if (with_items_) put(any_items ? "\n  }\n}\n" : "}\n}\n");
+  else put("\n}\n");
+}
+
+namespace {
+
+using json = nlohmann::json;
+
+// SAX handler that fills a Manifest without building a DOM.
+class ManifestSax {
+ public:
+  ManifestSax(Manifest& m, bool summary_only) : m_(m), summary_only_(summary_only) {}
+
+  bool stopped = false;  // stopped on purpose (summary read)
+  std::string error;
+
+  bool null() { return scalar(nullptr, 0, 0, false, "null"); }
+  bool boolean(bool v) { return scalar(nullptr, 0, 0, v, "bool"); }
+  bool number_integer(json::number_integer_t v) { return scalar(nullptr, v, 0, false, "int"); }
+  bool number_unsigned(json::number_unsigned_t v) {
+    if (v > static_cast<uint64_t>(INT64_MAX)) return bad("number out of range");
+    return scalar(nullptr, static_cast<int64_t>(v), v, false, "uint");
+  }
+  bool number_float(json::number_float_t, const json::string_t&) { return scalar(nullptr, 0, 0, false, "float"); }
+  bool string(json::string_t& v) { return scalar(&v, 0, 0, false, "string"); }
+  bool binary(json::binary_t&) { return bad("binary value"); }
+
+  bool start_object(std::size_t) {
+    ++depth_;
+    if (depth_ == 3 && top_ == "items") {
+      cur_ = ItemMeta{};
+      seen_ = 0;
+    }
+    return depth_ < 16;
+  }
+  bool end_object() {
+    if (depth_ == 3 && top_ == "items") {
+      if ((seen_ & 0x7f) != 0x7f) return bad("item \"" + cur_id_ + "\" lacks a field");
+      if (!m_.items.emplace(cur_id_, cur_).second) return bad("item \"" + cur_id_ + "\" listed twice");
+    }
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    ++depth_;
+    return depth_ < 16;
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool key(json::string_t& k) {
+    if (depth_ == 1) {
+      top_ = k;
+      if (summary_only_ && (k == "deleted" || k == "items")) {
+        stopped = true;
+        return false;
+      }
+      if (k == "items") m_.has_items = true;
+    } else if (depth_ == 2 && top_ == "items") {
+      cur_id_ = k;
+    } else if (depth_ == 3 && top_ == "items") {
+      field_ = k;
+    }
+    return true;
+  }
+  bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& ex) {
+    if (error.empty()) error = "at byte " + std::to_string(pos) + ": " + ex.what();
+    return false;
+  }
+
+ private:
+  bool bad(const std::string& why) {
+    if (error.empty()) error = why;
+    return false;
+  }
+
+  bool scalar(const std::string* s, int64_t i, uint64_t u, bool b, const char* type) {
+    std::string_view t = type;
+    bool is_int = t == "int" || t == "uint";
+    if (depth_ == 1) {
+      if (top_ == "format_version" && is_int) m_.format_version = static_cast<int>(i);
+      else if (top_ == "id" && s) m_.id = *s;
+      else if (top_ == "kind" && s) m_.kind = *s;
+      else if (top_ == "parent" && s) m_.parent = *s;
+      else if (top_ == "created_ns" && is_int) m_.created_ns = i;
+      else if (top_ == "encrypted" && t == "bool") m_.encrypted = b;
+      else if (top_ == "item_count" && t == "uint") m_.item_count = u;
+      else if (top_ == "item_bytes" && t == "uint") m_.item_bytes = u;
+      else if (top_ == "archived_count" && t == "uint") m_.archived_count = u;
+      else if (top_ == "archived_bytes" && t == "uint") m_.archived_bytes = u;
+      return true;
+    }
+    if (depth_ == 2 && top_ == "chain") {
+      if (!s) return bad("chain holds a non-string");
+      m_.chain.push_back(*s);
+      return true;
+    }
+    if (depth_ == 2 && top_ == "deleted") {
+      if (!s) return bad("deleted holds a non-string");
+      m_.deleted.push_back(*s);
+      return true;
+    }
+    if (depth_ == 3 && top_ == "items") {
+      if (field_ == "sha256") {
+        if (!s || !parse_sha256_hex(*s, cur_.sha256)) return bad("item \"" + cur_id_ + "\": bad sha256");
+        seen_ |= 1;
+      } else if (field_ == "size" && t == "uint") {
+        cur_.size = u;
+        seen_ |= 2;
+      } else if (field_ == "mode" && t == "uint" && u <= 0xffffffffu) {
+        cur_.mode = static_cast<uint32_t>(u);
+        seen_ |= 4;
+      } else if (field_ == "uid" && t == "uint" && u <= 0xffffffffu) {
+        cur_.uid = static_cast<uint32_t>(u);
+        seen_ |= 8;
+      } else if (field_ == "gid" && t == "uint" && u <= 0xffffffffu) {
+        cur_.gid = static_cast<uint32_t>(u);
+        seen_ |= 16;
+      } else if (field_ == "mtime_ns" && is_int) {
+        cur_.mtime_ns = i;
+        seen_ |= 32;
+      } else if (field_ == "archive" && s) {
+        uint32_t idx = m_.chain_index(*s);
+        if (idx == m_.chain.size()) return bad("item \"" + cur_id_ + "\": archive " + *s + " is not in the chain");
+        cur_.archive = idx;
+        seen_ |= 64;
+      } else {
+        return bad("item \"" + cur_id_ + "\": bad field " + field_);
+      }
+      return true;
+    }
+    return true;  // unknown fields are ignored (forward compatibility)
+  }
+
+  Manifest& m_;
+  bool summary_only_;
+  int depth_ = 0;
+  std::string top_, cur_id_, field_;
+  ItemMeta cur_{};
+  unsigned seen_ = 0;
+};
+
+}  // namespace
+
+void read_manifest(std::istream& in, bool summary_only, Manifest& out, const std::string& what) {
+  out = Manifest{};
+  ManifestSax sax(out, summary_only);
+  bool ok = json::sax_parse(in, &sax);
+  if (!ok && !sax.stopped) {
+    throw JobError(EIO, what + ": malformed manifest: " + (sax.error.empty() ? "parse error" : sax.error));
+  }
+  if (out.format_version < 1) throw JobError(EIO, what + ": manifest lacks format_version");
+  if (out.format_version > 1) {
+    throw JobError(EIO, what + ": manifest format " + std::to_string(out.format_version) + " is newer than this itemfs");
+  }
+  if (out.id.empty() || (out.kind != "full" && out.kind != "incremental") || out.created_ns == 0 ||
+      out.chain.empty() || out.chain.back() != out.id) {
+    throw JobError(EIO, what + ": manifest lacks id, kind, created_ns or chain");
+  }
+  if ((out.kind == "full") != out.parent.empty() ||
+      (!out.parent.empty() && (out.chain.size() < 2 || out.chain[out.chain.size() - 2] != out.parent))) {
+    throw JobError(EIO, what + ": manifest parent and chain disagree");
+  }
+  if (!summary_only && !out.has_items && !out.encrypted) throw JobError(EIO, what + ": manifest lacks items");
+}
+
+void read_manifest_file(const std::filesystem::path& path, bool summary_only, Manifest& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_errno("cannot open", path, errno);
+  read_manifest(in, summary_only, out, path.string());
+}
+
+std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
+
+std::string id_from_item_path(std::string_view path) {
+  constexpr std::string_view prefix = "items/", suffix = ".json";
+  if (path.size() <= prefix.size() + suffix.size() || path.substr(0, prefix.size()) != prefix) return "";
+  path.remove_prefix(prefix.size());
+  size_t slash = path.find('/');
+  if (slash == std::string_view::npos) return "";
+  std::string_view shard = path.substr(0, slash), rest = path.substr(slash + 1);
+  if (rest.size() <= suffix.size() || rest.substr(rest.size() - suffix.size()) != suffix) return "";
+  std::string id(rest.substr(0, rest.size() - suffix.size()));
+  if (!store::check_id(id).ok() || store::shard_of(id) != shard) return "";
+  return id;
+}
+
+std::string sha256sums_line(const store::Sha256& sha, const std::string& path) {
+  bool escape = path.find_first_of("\\\n\r") != std::string::npos;
+  std::string line;
+  if (escape) line += '\\';
+  line += hex(sha.data(), sha.size());
+  line += "  ";
+  if (!escape) {
+    line += path;
+  } else {
+    for (char c : path) {
+      if (c == '\\') line += "\\\\";
+      else if (c == '\n') line += "\\n";
+      else if (c == '\r') line += "\\r";
+      else line += c;
+    }
+  }
+  line += '\n';
+  return line;
+}
+
+}  // namespace itemfs::backup

@@ -1,0 +1,177 @@
+#include "backup/util.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+
+namespace itemfs::backup {
+
+Sha256Hasher::Sha256Hasher() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw JobError(EIO, "cannot initialise SHA-256");
+}
+
+Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256Hasher::update(const void* data, size_t size) {
+  if (size && EVP_DigestUpdate(ctx_, data, size) != 1) throw JobError(EIO, "SHA-256 update failed");
+}
+
+store::Sha256 Sha256Hasher::finish() {
+  store::Sha256 out{};
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_, out.data(), &len) != 1 || len != out.size() ||
+      EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    throw JobError(EIO, "SHA-256 final failed");
+  }
+  return out;
+}
+
+std::string hex(const uint8_t* data, size_t size) {
+  static const char* digits = "0123456789abcdef";
+  std::string out(size * 2, '0');
+  for (size_t i = 0; i < size; ++i) {
+    out[2 * i] = digits[data[i] >> 4];
+    out[2 * i + 1] = digits[data[i] & 15];
+  }
+  return out;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool parse_sha256_hex(std::string_view text, store::Sha256& out) {
+  if (text.size() != 64) return false;
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+static std::tm utc(int64_t ns) {
+  time_t secs = static_cast<time_t>(ns / 1000000000);
+  if (ns < 0 && ns % 1000000000) --secs;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return tm;
+}
+
+std::string iso_time(int64_t ns) {
+  std::tm tm = utc(ns);
+  long frac = static_cast<long>(((ns % 1000000000) + 1000000000) % 1000000000);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return buf;
+}
+
+std::string compact_time(int64_t ns) {
+  std::tm tm = utc(ns);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(ch);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+void throw_errno(const std::string& what, const std::filesystem::path& path, int err) {
+  throw JobError(err == ENOSPC ? ENOSPC : EIO, what + ": " + path.string() + ": " + std::strerror(err));
+}
+
+void fsync_path(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot open for fsync", path, errno);
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw_errno("fsync failed", path, err);
+  }
+  ::close(fd);
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view content) {
+  std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw_errno("cannot create", tmp, errno);
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      throw_errno("cannot write", tmp, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) throw_errno("cannot write", tmp, errno);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw_errno("cannot rename", tmp, ec.value());
+  fsync_path(path.parent_path());
+}
+
+std::string read_small_file(const std::filesystem::path& path, size_t limit) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot open", path, errno);
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      throw_errno("cannot read", path, err);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > limit) {
+      ::close(fd);
+      throw JobError(EIO, path.string() + " is larger than expected");
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace itemfs::backup

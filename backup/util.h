@@ -1,0 +1,62 @@
+// Small helpers shared by backup/*.cpp: SHA-256 through OpenSSL EVP, hex,
+// times, JSON string escaping and durable file operations.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "store/store.h"
+
+struct evp_md_ctx_st;
+
+namespace itemfs::backup {
+
+// A failure inside a job: an errno plus a sentence. Jobs throw it; run()
+// turns it into a Status.
+class JobError : public std::runtime_error {
+ public:
+  JobError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
+
+class Sha256Hasher {
+ public:
+  Sha256Hasher();
+  ~Sha256Hasher();
+  Sha256Hasher(const Sha256Hasher&) = delete;
+  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+  void update(const void* data, size_t size);
+  void update(std::string_view s) { update(s.data(), s.size()); }
+  store::Sha256 finish();  // and resets for reuse
+
+ private:
+  evp_md_ctx_st* ctx_;
+};
+
+std::string hex(const uint8_t* data, size_t size);
+// Parses exactly 64 hex digits.
+bool parse_sha256_hex(std::string_view text, store::Sha256& out);
+
+int64_t now_ns();
+// 2026-11-21T06:30:00.123456789Z
+std::string iso_time(int64_t ns);
+// 20261121T063000Z
+std::string compact_time(int64_t ns);
+
+// Appends `s` as a JSON string literal (quotes included).
+void append_json_string(std::string& out, std::string_view s);
+
+// Throws JobError(EIO or the errno) with "what: path: strerror".
+[[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int err);
+void fsync_path(const std::filesystem::path& path);  // file or directory
+// Writes `content` to `path` via a temp file + fsync + rename.
+void write_file_atomic(const std::filesystem::path& path, std::string_view content);
+std::string read_small_file(const std::filesystem::path& path, size_t limit = 1 << 20);
+
+}  // namespace itemfs::backup
