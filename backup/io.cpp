@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -327,6 +328,29 @@ bool looks_encrypted(const std::filesystem::path& path) {
 
 // ---------------------------------------------------------------- tar
 
+// Item ids are UTF-8 and so are the names in our archives. libarchive
+// converts names between the locale's charset and UTF-8 (pax headers), and
+// in the C locale that fails for any non-ASCII name. So every libarchive call
+// runs with this thread's LC_CTYPE switched to C.UTF-8 (uselocale is per
+// thread; the process locale is left alone).
+namespace {
+class Utf8Scope {
+ public:
+  Utf8Scope() {
+    static locale_t utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(0));
+    if (utf8) old_ = uselocale(utf8);
+  }
+  ~Utf8Scope() {
+    if (old_) uselocale(old_);
+  }
+  Utf8Scope(const Utf8Scope&) = delete;
+  Utf8Scope& operator=(const Utf8Scope&) = delete;
+
+ private:
+  locale_t old_ = static_cast<locale_t>(0);
+};
+}  // namespace
+
 struct TarCallbacks {
   static la_ssize_t write(struct archive*, void* self, const void* buf, size_t n) {
     auto* w = static_cast<TarWriter*>(self);
@@ -354,6 +378,7 @@ struct TarCallbacks {
 TarWriter::TarWriter(ByteSink& sink, int gzip_level) : sink_(sink), a_(archive_write_new()), entry_(archive_entry_new()) {
   if (!a_ || !entry_) throw JobError(ENOMEM, "libarchive: out of memory");
   std::string level = std::to_string(std::clamp(gzip_level, 1, 9));
+  Utf8Scope utf8;
   check(archive_write_set_format_pax(a_), "tar format");
   check(archive_write_add_filter_gzip(a_), "gzip filter");
   check(archive_write_set_filter_option(a_, "gzip", "compression-level", level.c_str()), "gzip level");
@@ -363,6 +388,7 @@ TarWriter::TarWriter(ByteSink& sink, int gzip_level) : sink_(sink), a_(archive_w
 }
 
 TarWriter::~TarWriter() {
+  Utf8Scope utf8;
   archive_entry_free(entry_);
   if (!closed_) archive_write_fail(a_);
   archive_write_free(a_);
@@ -382,7 +408,8 @@ void TarWriter::begin(const std::string& path, uint64_t size, uint32_t mode, uin
   declared_ = size;
   written_ = 0;
   archive_entry_clear(entry_);
-  archive_entry_update_pathname_utf8(entry_, path.c_str());
+  Utf8Scope utf8;
+  archive_entry_copy_pathname(entry_, path.c_str());
   archive_entry_set_filetype(entry_, AE_IFREG);
   archive_entry_set_perm(entry_, mode & 07777);
   archive_entry_set_size(entry_, static_cast<la_int64_t>(size));
@@ -402,6 +429,7 @@ void TarWriter::data(const void* p, size_t n) {
     throw JobError(EIO, "item " + path_ + " is longer than its recorded size " + std::to_string(declared_));
   }
   const char* c = static_cast<const char*>(p);
+  Utf8Scope utf8;
   while (n > 0) {
     la_ssize_t w = archive_write_data(a_, c, n);
     if (w <= 0) check(ARCHIVE_FATAL, "data");
@@ -416,11 +444,13 @@ void TarWriter::end() {
     throw JobError(EIO, "item " + path_ + " has " + std::to_string(written_) + " bytes, recorded size is " +
                             std::to_string(declared_));
   }
+  Utf8Scope utf8;
   check(archive_write_finish_entry(a_), "finish entry");
   path_.clear();
 }
 
 void TarWriter::close() {
+  Utf8Scope utf8;
   check(archive_write_close(a_), "close");
   closed_ = true;
   sink_.finish();
@@ -428,6 +458,7 @@ void TarWriter::close() {
 
 TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new()), buf_(128 * 1024) {
   if (!a_) throw JobError(ENOMEM, "libarchive: out of memory");
+  Utf8Scope utf8;
   archive_read_support_filter_gzip(a_);
   archive_read_support_format_tar(a_);
   if (archive_read_open(a_, this, nullptr, &TarCallbacks::read, nullptr) != ARCHIVE_OK) {
@@ -435,7 +466,10 @@ TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new(
   }
 }
 
-TarReader::~TarReader() { archive_read_free(a_); }
+TarReader::~TarReader() {
+  Utf8Scope utf8;
+  archive_read_free(a_);
+}
 
 void TarReader::fail(const std::string& what) {
   if (error_) std::rethrow_exception(error_);
@@ -445,12 +479,13 @@ void TarReader::fail(const std::string& what) {
 }
 
 bool TarReader::next(TarEntry& out) {
+  Utf8Scope utf8;
   struct archive_entry* e = nullptr;
   int rc = archive_read_next_header(a_, &e);
   if (rc == ARCHIVE_EOF) return false;
   if (rc != ARCHIVE_OK) fail("reading an entry header");
-  const char* p = archive_entry_pathname_utf8(e);
-  if (!p) p = archive_entry_pathname(e);
+  const char* p = archive_entry_pathname(e);  // UTF-8: we are in Utf8Scope
+  if (!p) p = archive_entry_pathname_utf8(e);
   out.path = p ? p : "";
   out.regular = archive_entry_filetype(e) == AE_IFREG;
   out.size = archive_entry_size_is_set(e) ? static_cast<uint64_t>(archive_entry_size(e)) : 0;
@@ -463,6 +498,7 @@ bool TarReader::next(TarEntry& out) {
 }
 
 size_t TarReader::read(void* buf, size_t cap) {
+  Utf8Scope utf8;
   la_ssize_t n = archive_read_data(a_, buf, cap);
   if (n < 0) fail("reading the data of " + last_);
   return static_cast<size_t>(n);

@@ -269,13 +269,13 @@ struct Manager::Impl {
   }
 
   // Reads MANIFEST.json, the first entry of an open archive. `hash` gets its bytes.
-  static void read_archive_manifest(OpenArchive& a, Manifest& m, const std::string& what, Sha256Hasher* hash) {
+  static void read_archive_manifest(TarReader& tar, Manifest& m, const std::string& what, Sha256Hasher* hash) {
     TarEntry e;
-    if (!a.tar->next(e)) throw JobError(EIO, what + ": archive is empty");
+    if (!tar.next(e)) throw JobError(EIO, what + ": archive is empty");
     if (e.path != "MANIFEST.json" || !e.regular) {
       throw JobError(EIO, what + ": first entry is " + e.path + ", expected MANIFEST.json");
     }
-    EntryBuf buf(*a.tar, hash);
+    EntryBuf buf(tar, hash);
     std::istream in(&buf);
     read_manifest(in, false, m, what + ": MANIFEST.json");
     while (in.get() != std::char_traits<char>::eof()) {  // trailing whitespace: hash it all
@@ -290,7 +290,7 @@ struct Manager::Impl {
       read_manifest_file(dir / f.summary.id / kManifestFile, false, m);
     } else {
       OpenArchive a = open_archive(f, key);
-      read_archive_manifest(a, m, f.summary.id, nullptr);
+      read_archive_manifest(*a.tar, m, f.summary.id, nullptr);
     }
     if (m.id != f.summary.id) throw JobError(EIO, f.summary.id + ": manifest names another backup " + m.id);
     return m;
@@ -538,31 +538,42 @@ struct Manager::Impl {
       r.add(e.what());
     }
 
+    std::unique_ptr<FileSource> raw;
     try {
-      OpenArchive a = open_archive(f, key);
-      FileSource& raw = *a.raw;
+      raw = std::make_unique<FileSource>(bdir / f.archive_name);
+    } catch (const JobError& e) {
+      r.add(e.what());
+    }
+    if (raw) {
       try {
-        verify_contents(a, f, r);
+        std::unique_ptr<DecryptSource> dec;
+        if (f.summary.encrypted) {
+          if (!key) throw JobError(EACCES, "backup " + id + " is encrypted and needs the backup key");
+          dec = std::make_unique<DecryptSource>(*raw, *key, f.archive_name);
+        }
+        TarReader tar(dec ? static_cast<ByteSource&>(*dec) : *raw);
+        verify_contents(tar, f, r);
       } catch (const JobError& e) {
         r.add(e.what());
       } catch (const store::StoreError& e) {
         r.add(e.what());
       }
-      a.tar.reset();
-      a.dec.reset();
-      raw.drain();
-      store::Sha256 got = raw.sha256();
-      if (have_sidecar && got != expected) {
-        // Put the file-level finding first: it is the authoritative one.
-        VerifyResult first;
-        first.add(f.archive_name + " does not match its .sha256 (sidecar " + hex(expected.data(), 32).substr(0, 16) +
-                  "..., file " + hex(got.data(), 32).substr(0, 16) + "...)");
-        for (auto& p : r.problems) first.add(std::move(p));
-        first.more += r.more;
-        r = std::move(first);
+      try {
+        raw->drain();
+        store::Sha256 got = raw->sha256();
+        if (have_sidecar && got != expected) {
+          // Put the file-level finding first: it is the authoritative one.
+          VerifyResult first;
+          first.add(f.archive_name + " does not match its .sha256 (sidecar " +
+                    hex(expected.data(), 32).substr(0, 16) + "..., file " + hex(got.data(), 32).substr(0, 16) +
+                    "...)");
+          for (auto& p : r.problems) first.add(std::move(p));
+          first.more += r.more;
+          r = std::move(first);
+        }
+      } catch (const JobError& e) {
+        r.add(e.what());
       }
-    } catch (const JobError& e) {
-      r.add(e.what());
     }
 
     json v = {{"id", id},
@@ -579,11 +590,11 @@ struct Manager::Impl {
     return r;
   }
 
-  void verify_contents(OpenArchive& a, const Found& f, VerifyResult& r) {
+  void verify_contents(TarReader& tar, const Found& f, VerifyResult& r) {
     const std::string& id = f.summary.id;
     Manifest m;
     Sha256Hasher mh;
-    read_archive_manifest(a, m, id, &mh);
+    read_archive_manifest(tar, m, id, &mh);
     store::Sha256 inner = mh.finish();
     if (m.id != id || m.kind != f.summary.kind || m.parent != f.summary.parent ||
         m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted) {
@@ -597,11 +608,11 @@ struct Manager::Impl {
     uint32_t self = static_cast<uint32_t>(m.chain.size() - 1);
 
     TarEntry e;
-    if (!a.tar->next(e) || e.path != "SHA256SUMS" || !e.regular) {
+    if (!tar.next(e) || e.path != "SHA256SUMS" || !e.regular) {
       throw JobError(EIO, "second entry is not SHA256SUMS");
     }
     {
-      EntryBuf buf(*a.tar, nullptr);
+      EntryBuf buf(tar, nullptr);
       std::istream in(&buf);
       std::string line;
       uint64_t lines = 0;
@@ -638,7 +649,7 @@ struct Manager::Impl {
     Sha256Hasher h;
     std::vector<char> buf(128 * 1024);
     uint64_t count = 0;
-    while (a.tar->next(e)) {
+    while (tar.next(e)) {
       check_cancel();
       std::string iid = id_from_item_path(e.path);
       auto it = iid.empty() ? m.items.end() : m.items.find(iid);
@@ -651,7 +662,7 @@ struct Manager::Impl {
       if (im.seen) r.add(e.path + ": appears twice");
       im.seen = true;
       uint64_t nbytes = 0;
-      for (size_t n; (n = a.tar->read(buf.data(), buf.size())) > 0;) {
+      for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
         h.update(buf.data(), n);
         nbytes += n;
       }

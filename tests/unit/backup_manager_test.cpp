@@ -1,0 +1,831 @@
+// Backups against a real store: formats checked with plain tar/sha256sum,
+// verify/restore/prune behaviour, damage, concurrency, encryption, schedule.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "backup/backup.h"
+#include "backup/io.h"
+#include "store/store.h"
+#include "tests/unit/temp_dir.h"
+
+namespace itemfs::backup {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using store::Attrs;
+using store::Status;
+using store::Store;
+using store::WriteBatch;
+
+struct Item {
+  std::string bytes;
+  uint32_t perm = 0;  // mode & 07777
+  int64_t mtime_ns = 0;
+  bool operator==(const Item& o) const { return bytes == o.bytes && perm == o.perm && mtime_ns == o.mtime_ns; }
+};
+using Tree = std::map<std::string, Item>;  // "<shard>/<id>.json" -> item
+
+std::ostream& operator<<(std::ostream& os, const Item& i) {
+  return os << "{" << i.bytes.size() << " bytes, perm " << std::oct << i.perm << std::dec << ", mtime " << i.mtime_ns
+            << "}";
+}
+
+void put(Store& s, const std::string& id, const std::string& bytes, uint32_t mode = 0100644, int64_t mtime = 0) {
+  s.write([&](WriteBatch& b) {
+    std::istringstream in(bytes);
+    Status st = b.put(id, in, Attrs{mode, 0, 0, mtime});
+    ASSERT_TRUE(st.ok()) << id << ": " << st.message;
+  });
+}
+
+void remove_item(Store& s, const std::string& id) {
+  s.write([&](WriteBatch& b) { ASSERT_TRUE(b.remove(id).ok()); });
+}
+
+void set_attrs(Store& s, const std::string& id, uint32_t mode, int64_t mtime) {
+  s.write([&](WriteBatch& b) { ASSERT_TRUE(b.set_attrs(id, Attrs{mode, 0, 0, mtime}).ok()); });
+}
+
+// What `rsync -a MNT/items/` would give, taken from the store.
+Tree store_tree(Store& s) {
+  Tree out;
+  auto snap = s.snapshot();
+  snap->for_each_item([&](const store::ItemInfo& info) {
+    Item it;
+    snap->read_item(info, [&](std::string_view c) { it.bytes.append(c); });
+    it.perm = info.attrs.mode & 07777;
+    it.mtime_ns = info.attrs.mtime_ns;
+    out[store::shard_of(info.id) + "/" + info.id + ".json"] = it;
+  });
+  return out;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void spit(const fs::path& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+// Every regular file under `root`, by relative path. Anything else fails.
+Tree disk_tree(const fs::path& root) {
+  Tree out;
+  if (!fs::exists(root)) return out;
+  for (auto& e : fs::recursive_directory_iterator(root)) {
+    if (e.is_directory()) continue;
+    EXPECT_TRUE(e.is_regular_file()) << e.path();
+    struct stat st {};
+    EXPECT_EQ(::lstat(e.path().c_str(), &st), 0);
+    Item it;
+    it.bytes = slurp(e.path());
+    it.perm = st.st_mode & 07777;
+    it.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    out[fs::relative(e.path(), root).string()] = it;
+  }
+  return out;
+}
+
+int sh(const std::string& cmd) {
+  int rc = std::system(("LC_ALL=C.UTF-8; export LC_ALL; " + cmd).c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+json status(Manager& m) { return json::parse(m.status_json()); }
+
+class BackupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = Store::open(tmp_.path() / "store");
+    opts_.dir = tmp_.path() / "store" / "backups";
+  }
+
+  Manager& mgr() {
+    if (!mgr_) mgr_ = std::make_unique<Manager>(*store_, opts_);
+    return *mgr_;
+  }
+
+  void run_ok(const std::string& cmd) {
+    Status st = mgr().run(cmd);
+    ASSERT_TRUE(st.ok()) << cmd << ": " << st.message << "\n" << mgr().status_json();
+  }
+
+  std::string last_id() {
+    auto l = mgr().list();
+    return l.empty() ? "" : l.back().id;
+  }
+
+  // A mix: shards of one and two code points, UTF-8, odd modes, ns mtimes.
+  void fill(int n, int64_t base_mtime = 1700000000123456789) {
+    for (int i = 0; i < n; ++i) {
+      std::string id = "item-" + std::to_string(i);
+      put(*store_, id, "{\"n\": " + std::to_string(i) + ", \"text\": \"" + std::string(size_t(i % 50) * 7, 'x') + "\"}\n",
+          i % 3 == 0 ? 0100600 : 0100644, base_mtime + i * 1111);
+    }
+    put(*store_, "a", "[1, 2, 3]", 0100640, 1600000000000000001);
+    put(*store_, "\xc3\xa9t\xc3\xa9-caf\xc3\xa9", "{\"utf8\": \"\xc3\xa9\"}", 0100644, 1600000000999999999);
+    put(*store_, "with space", "\"s\"", 0100444, 1500000000000000000);
+  }
+
+  fs::path archive_of(const std::string& id) {
+    fs::path p = opts_.dir / id / (id + ".tar.gz");
+    if (!fs::exists(p)) p += ".enc";
+    return p;
+  }
+
+  // tar xzf of `archive` into `into` (as a user would, keeping permissions).
+  void extract(const fs::path& archive, const fs::path& into) {
+    fs::create_directories(into);
+    ASSERT_EQ(sh("tar -xzpf " + q(archive) + " -C " + q(into)), 0) << archive;
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<Store> store_;
+  Options opts_;
+  std::unique_ptr<Manager> mgr_;
+};
+
+// 1, 3, 4: a full backup is one directory with manifest, archive and sidecar,
+// and the archive extracted by plain tar equals the store, byte for byte.
+TEST_F(BackupTest, FullBackupExtractsWithPlainTar) {
+  fill(60);
+  run_ok("full\n");
+  auto list = mgr().list();
+  ASSERT_EQ(list.size(), 1u);
+  const BackupEntry& b = list[0];
+  EXPECT_EQ(b.kind, "full");
+  EXPECT_TRUE(b.parent.empty());
+  EXPECT_EQ(b.item_count, 63u);
+  EXPECT_EQ(b.archived_count, 63u);
+  std::set<std::string> names;
+  for (auto& f : b.files) names.insert(f.name);
+  EXPECT_EQ(names, (std::set<std::string>{"manifest.json", b.id + ".tar.gz", b.id + ".tar.gz.sha256"}));
+  EXPECT_NE(b.id.find("-full"), std::string::npos);
+  EXPECT_EQ(mgr().path_of(b.id, b.id + ".tar.gz"), opts_.dir / b.id / (b.id + ".tar.gz"));
+  EXPECT_EQ(mgr().path_of(b.id, "../store.db"), fs::path());
+  EXPECT_EQ(mgr().path_of("nope", "manifest.json"), fs::path());
+
+  // The sidecar and SHA256SUMS are what sha256sum -c reads.
+  EXPECT_EQ(sh("cd " + q(opts_.dir / b.id) + " && sha256sum --quiet -c " + b.id + ".tar.gz.sha256"), 0);
+  fs::path out = tmp_.path() / "x";
+  extract(archive_of(b.id), out);
+  EXPECT_EQ(sh("cd " + q(out) + " && sha256sum --quiet --strict -c SHA256SUMS"), 0);
+  EXPECT_EQ(disk_tree(out / "items"), store_tree(*store_));
+
+  json m = json::parse(slurp(out / "MANIFEST.json"));
+  EXPECT_EQ(m["format_version"], 1);
+  EXPECT_EQ(m["id"], b.id);
+  EXPECT_EQ(m["kind"], "full");
+  EXPECT_TRUE(m["parent"].is_null());
+  EXPECT_EQ(m["items"].size(), 63u);
+  EXPECT_EQ(m["items"]["a"]["size"], 9);
+  EXPECT_EQ(m["items"]["a"]["mtime_ns"], 1600000000000000001);
+  EXPECT_EQ(m["items"]["a"]["archive"], b.id);
+  EXPECT_EQ(m["deleted"].size(), 0u);
+  EXPECT_EQ(slurp(out / "MANIFEST.json"), slurp(opts_.dir / b.id / "manifest.json"));
+
+  json s = status(mgr());
+  EXPECT_EQ(s["state"], "idle");
+  EXPECT_EQ(s["last"]["ok"], true);
+  EXPECT_EQ(s["last"]["id"], b.id);
+}
+
+// 1, 4: incrementals hold only changes; a chain extracted in order with the
+// deleted ids removed equals the store (checked also with diff -r).
+TEST_F(BackupTest, ChainExtractsWithPlainTar) {
+  fill(40);
+  run_ok("full");
+  std::vector<std::string> ids{last_id()};
+  std::vector<Tree> states{store_tree(*store_)};
+
+  put(*store_, "item-1", "{\"changed\": true}", 0100644, 1650000000000000000);  // content
+  set_attrs(*store_, "item-2", 0100600, 1700000000123458011);                   // mode only
+  set_attrs(*store_, "item-3", 0100600, 1660000000000000005);                   // mtime only
+  remove_item(*store_, "item-4");
+  put(*store_, "new", "{\"new\": 1}", 0100644, 1650000000000000001);
+  run_ok("incremental");
+  ids.push_back(last_id());
+  states.push_back(store_tree(*store_));
+
+  remove_item(*store_, "new");
+  put(*store_, "item-4", "{\"back\": 4}", 0100644, 1650000000000000002);
+  put(*store_, "zz", "{}", 0100644, 1650000000000000003);
+  run_ok("incremental\n");
+  ids.push_back(last_id());
+  states.push_back(store_tree(*store_));
+
+  run_ok("incremental");  // nothing changed
+  ids.push_back(last_id());
+  states.push_back(store_tree(*store_));
+
+  auto list = mgr().list();
+  ASSERT_EQ(list.size(), 4u);
+  EXPECT_EQ(list[1].kind, "incremental");
+  EXPECT_EQ(list[1].parent, ids[0]);
+  EXPECT_EQ(list[2].parent, ids[1]);
+  EXPECT_EQ(list[1].archived_count, 4u);  // item-1, item-2, item-3, new
+  EXPECT_EQ(list[2].archived_count, 2u);  // item-4, zz
+  EXPECT_EQ(list[3].archived_count, 0u);
+  EXPECT_EQ(list[3].item_count, states[3].size());
+
+  for (size_t upto = 0; upto < ids.size(); ++upto) {
+    fs::path out = tmp_.path() / ("chain" + std::to_string(upto));
+    for (size_t i = 0; i <= upto; ++i) {
+      extract(archive_of(ids[i]), out);
+      json m = json::parse(slurp(out / "MANIFEST.json"));
+      ASSERT_EQ(m["id"], ids[i]);
+      for (const auto& d : m["deleted"]) {
+        std::string id = d;
+        fs::path f = out / "items" / store::shard_of(id) / (id + ".json");
+        fs::remove(f);
+        if (fs::is_empty(f.parent_path())) fs::remove(f.parent_path());  // as rsync of the mount would show
+      }
+    }
+    EXPECT_EQ(disk_tree(out / "items"), states[upto]) << "chain up to " << ids[upto];
+  }
+
+  json m2 = json::parse(slurp(opts_.dir / ids[1] / "manifest.json"));
+  EXPECT_EQ(m2["deleted"], json::array({"item-4"}));
+  EXPECT_EQ(m2["items"]["item-1"]["archive"], ids[1]);
+  EXPECT_EQ(m2["items"]["item-5"]["archive"], ids[0]);
+  EXPECT_EQ(m2["chain"], json::array({ids[0], ids[1]}));
+
+  // The same check with diff -r against the store written out as files.
+  fs::path exported = tmp_.path() / "exported";
+  for (const auto& [rel, it] : store_tree(*store_)) {
+    fs::create_directories((exported / rel).parent_path());
+    spit(exported / rel, it.bytes);
+  }
+  EXPECT_EQ(sh("diff -r " + q(exported) + " " + q(tmp_.path() / "chain3" / "items")), 0);
+}
+
+// 5: verify re-hashes; the result is recorded.
+TEST_F(BackupTest, VerifyRecordsResult) {
+  fill(20);
+  run_ok("full");
+  std::string id = last_id();
+  EXPECT_EQ(mgr().list()[0].verified_ns, 0);
+  run_ok("verify " + id);
+  auto b = mgr().list()[0];
+  EXPECT_GT(b.verified_ns, 0);
+  EXPECT_TRUE(b.verified_ok);
+  json v = json::parse(slurp(opts_.dir / id / "verify.json"));
+  EXPECT_EQ(v["ok"], true);
+  EXPECT_FALSE(mgr().path_of(id, "verify.json").empty());
+  EXPECT_EQ(mgr().run("verify 20000101T000000Z-full").code, ENOENT);
+  put(*store_, "x1", "{}");
+  run_ok("incremental");
+  run_ok("verify all");
+  EXPECT_EQ(status(mgr())["last"]["verified"].size(), 2u);
+}
+
+// 5, 6: a flipped byte anywhere fails verify, says where, and restore refuses.
+TEST_F(BackupTest, FlippedByteFailsVerifyAndRestore) {
+  fill(80);
+  run_ok("full");
+  std::string id = last_id();
+  fs::path archive = archive_of(id);
+  std::string pristine = slurp(archive);
+  Tree before = store_tree(*store_);
+  put(*store_, "item-7", "{\"after\": true}");
+  Tree current = store_tree(*store_);
+
+  for (size_t pos : {size_t(20), pristine.size() / 3, pristine.size() / 2, pristine.size() - 30,
+                     pristine.size() - 3}) {
+    std::string bad = pristine;
+    bad[pos] = static_cast<char>(bad[pos] ^ 0x10);
+    spit(archive, bad);
+    Status st = mgr().run("verify " + id);
+    EXPECT_EQ(st.code, EIO) << "flip at " << pos;
+    json s = status(mgr());
+    EXPECT_EQ(s["last"]["ok"], false);
+    std::string msg = s["last"]["message"];
+    EXPECT_NE(msg.find(id), std::string::npos) << msg;
+    EXPECT_NE(msg.find("does not match its .sha256"), std::string::npos) << msg;
+    EXPECT_EQ(json::parse(slurp(opts_.dir / id / "verify.json"))["ok"], false);
+    EXPECT_EQ(mgr().run("restore " + id).code, EIO) << "flip at " << pos;
+    EXPECT_EQ(store_tree(*store_), current);
+  }
+
+  // Damage with a matching sidecar (rewritten by whoever damaged it): the
+  // per-item hashes still catch it, naming a place in the archive.
+  std::string bad = pristine;
+  bad[pristine.size() / 2] = static_cast<char>(bad[pristine.size() / 2] ^ 0x01);
+  spit(archive, bad);
+  ASSERT_EQ(sh("cd " + q(archive.parent_path()) + " && sha256sum " + id + ".tar.gz > " + id + ".tar.gz.sha256"), 0);
+  EXPECT_EQ(mgr().run("verify " + id).code, EIO);
+  std::string msg = status(mgr())["last"]["message"];
+  EXPECT_TRUE(msg.find("items/") != std::string::npos || msg.find("archive damaged") != std::string::npos ||
+              msg.find("MANIFEST.json") != std::string::npos)
+      << msg;
+  EXPECT_EQ(mgr().run("restore " + id).code, EIO);
+  EXPECT_EQ(store_tree(*store_), current);
+
+  spit(archive, pristine);
+  ASSERT_EQ(sh("cd " + q(archive.parent_path()) + " && sha256sum " + id + ".tar.gz > " + id + ".tar.gz.sha256"), 0);
+  run_ok("verify " + id);
+  run_ok("restore " + id);
+  EXPECT_EQ(store_tree(*store_), before);
+}
+
+TEST_F(BackupTest, TruncatedArchiveFails) {
+  fill(50);
+  run_ok("full");
+  std::string id = last_id();
+  fs::path archive = archive_of(id);
+  std::string pristine = slurp(archive);
+  for (size_t len : {size_t(0), size_t(10), pristine.size() / 2, pristine.size() - 1}) {
+    spit(archive, pristine.substr(0, len));
+    EXPECT_EQ(mgr().run("verify " + id).code, EIO) << len;
+    EXPECT_EQ(mgr().run("verify all").code, EIO) << len;
+    EXPECT_EQ(mgr().run("restore " + id + " clear").code, EIO) << len;
+  }
+  EXPECT_EQ(store_tree(*store_).size(), 53u);
+}
+
+TEST_F(BackupTest, DamagedManifestFails) {
+  fill(10);
+  run_ok("full");
+  std::string id = last_id();
+  fs::path man = opts_.dir / id / "manifest.json";
+  std::string text = slurp(man);
+  size_t at = text.find("\"size\": ");
+  ASSERT_NE(at, std::string::npos);
+  text[at + 8] = text[at + 8] == '9' ? '8' : '9';
+  spit(man, text);
+  EXPECT_EQ(mgr().run("verify " + id).code, EIO);
+  EXPECT_NE(status(mgr()).dump().find("manifest.json differs"), std::string::npos);
+}
+
+// 6: restore into an empty store gives the same items.
+TEST_F(BackupTest, RestoreIntoEmptyStore) {
+  fill(30);
+  put(*store_, "big", "[\"" + std::string(3 << 20, 'b') + "\"]", 0100644, 1700000000000000042);  // spooled to disk
+  run_ok("full");
+  put(*store_, "item-9", "{\"v\": 2}", 0100644, 1700000000000000077);
+  remove_item(*store_, "item-8");
+  run_ok("incremental");
+  std::string id = last_id();
+  Tree want = store_tree(*store_);
+
+  TempDir other;
+  auto empty = Store::open(other.path() / "store");
+  Options o;
+  o.dir = opts_.dir;
+  Manager m2(*empty, o);
+  std::vector<std::string> changed;
+  m2.on_restore([&](const std::vector<std::string>& ids) { changed = ids; });
+  Status st = m2.run("restore " + id);
+  ASSERT_TRUE(st.ok()) << st.message;
+  EXPECT_EQ(store_tree(*empty), want);
+  EXPECT_EQ(changed.size(), want.size());
+}
+
+// 6: restore adds and overwrites; clear also removes; the listener hears of
+// exactly the changed ids.
+TEST_F(BackupTest, RestoreChainAndClear) {
+  fill(20);
+  run_ok("full");
+  std::string full = last_id();
+  put(*store_, "item-1", "{\"v\": 2}", 0100644, 1650000000000000000);
+  remove_item(*store_, "item-2");
+  run_ok("incremental");
+  std::string incr = last_id();
+  Tree at_incr = store_tree(*store_);
+
+  put(*store_, "item-1", "{\"v\": 3}");
+  put(*store_, "extra", "{\"extra\": true}");
+  set_attrs(*store_, "item-5", 0100600, 1234);
+  remove_item(*store_, "item-6");
+
+  std::vector<std::string> changed;
+  int calls = 0;
+  mgr().on_restore([&](const std::vector<std::string>& ids) {
+    changed = ids;
+    ++calls;
+  });
+  run_ok("restore " + incr);
+  EXPECT_EQ(calls, 1);
+  std::sort(changed.begin(), changed.end());
+  EXPECT_EQ(changed, (std::vector<std::string>{"item-1", "item-5", "item-6"}));
+  Tree now = store_tree(*store_);
+  Tree expect = at_incr;
+  expect["ex/extra.json"] = now["ex/extra.json"];  // not removed without clear
+  EXPECT_EQ(now, expect);
+
+  run_ok("restore " + incr + " clear");
+  EXPECT_EQ(store_tree(*store_), at_incr);
+  EXPECT_EQ(changed, std::vector<std::string>{"extra"});
+
+  run_ok("restore " + full + " clear");  // older state: item-2 back, item-1 old
+  Tree t = store_tree(*store_);
+  EXPECT_EQ(t.size(), 23u);
+  EXPECT_NE(t["it/item-1.json"].bytes.find("\"n\": 1"), std::string::npos);
+  EXPECT_EQ(mgr().run("restore 20000101T000000Z-full").code, ENOENT);
+}
+
+// 6: a restore never writes outside the store, whatever the entry names say.
+TEST_F(BackupTest, RestoreRejectsHostileEntryNames) {
+  fill(5);
+  run_ok("full");
+  std::string id = last_id();
+  fs::path extracted = tmp_.path() / "e";
+  extract(archive_of(id), extracted);
+  // Rebuild the archive with hostile names, consistent sidecar.
+  fs::path archive = archive_of(id);
+  for (std::string evil : {"../../evil.json", "items/it/../../../evil.json", "/tmp/itemfs-evil.json",
+                           "items/zz/item-0.json"}) {
+    fs::remove(archive);
+    {
+      FileSink file(archive);
+      TarWriter tw(file, 6);
+      for (std::string name : {"MANIFEST.json", "SHA256SUMS"}) {
+        std::string data = slurp(extracted / name);
+        tw.begin(name, data.size(), 0644, 0, 0, 1);
+        tw.data(data.data(), data.size());
+        tw.end();
+      }
+      std::string data = "{\"evil\": 1}";
+      tw.begin(evil, data.size(), 0644, 0, 0, 1);
+      tw.data(data.data(), data.size());
+      tw.end();
+      tw.close();
+    }
+    ASSERT_EQ(sh("cd " + q(archive.parent_path()) + " && sha256sum " + id + ".tar.gz > " + id + ".tar.gz.sha256"), 0);
+    Tree before = store_tree(*store_);
+    EXPECT_EQ(mgr().run("verify " + id).code, EIO) << evil;
+    EXPECT_NE(status(mgr())["last"]["message"].get<std::string>().find("unexpected entry"), std::string::npos);
+    EXPECT_EQ(mgr().run("restore " + id).code, EIO) << evil;
+    EXPECT_EQ(store_tree(*store_), before);
+    EXPECT_FALSE(fs::exists(tmp_.path() / "evil.json"));
+    EXPECT_FALSE(fs::exists(opts_.dir / "evil.json"));
+    EXPECT_FALSE(fs::exists("/tmp/itemfs-evil.json"));
+  }
+}
+
+// 8: one snapshot; writers keep going meanwhile; the restore is consistent.
+TEST_F(BackupTest, BackupDuringWritesIsAPointInTime) {
+  // Ballast makes the backup take a while; the writer rewrites all counters
+  // in one batch per generation, so any point in time has one generation.
+  const int counters = 20;
+  std::string pad(20000, 'p');
+  store_->write([&](WriteBatch& b) {
+    for (int i = 0; i < 400; ++i) {
+      std::istringstream in("{\"ballast\": " + std::to_string(i) + ", \"pad\": \"" + pad + std::to_string(i) + "\"}");
+      ASSERT_TRUE(b.put("ballast" + std::to_string(i), in, Attrs{}).ok());
+    }
+  });
+  auto write_gen = [&](int gen) {
+    store_->write([&](WriteBatch& b) {
+      for (int i = 0; i < counters; ++i) {
+        std::istringstream in("{\"gen\": " + std::to_string(gen) + ", \"i\": " + std::to_string(i) + "}");
+        ASSERT_TRUE(b.put("counter" + std::to_string(i), in, Attrs{}).ok());
+      }
+    });
+  };
+  write_gen(0);
+  std::atomic<bool> stop{false}, backing_up{false};
+  std::atomic<int> gens_during{0};
+  std::thread writer([&] {
+    for (int gen = 1; !stop; ++gen) {
+      bool during = backing_up;
+      write_gen(gen);
+      if (during && backing_up) ++gens_during;  // began and committed while the backup ran
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  backing_up = true;
+  run_ok("full");
+  backing_up = false;
+  stop = true;
+  writer.join();
+  std::string id = last_id();
+
+  TempDir other;
+  auto fresh = Store::open(other.path() / "s");
+  Options o;
+  o.dir = opts_.dir;
+  Manager m2(*fresh, o);
+  ASSERT_TRUE(m2.run("restore " + id).ok());
+  std::set<std::string> gens_seen;
+  Tree t = store_tree(*fresh);
+  ASSERT_EQ(t.size(), size_t(400 + counters));
+  for (auto& [k, it] : t) {
+    if (k.rfind("co/", 0) == 0) gens_seen.insert(json::parse(it.bytes)["gen"].dump());
+  }
+  EXPECT_EQ(gens_seen.size(), 1u) << "mixed generations in one backup";
+  EXPECT_GT(gens_during.load(), 0) << "writers waited for the backup";
+}
+
+// 7: prune keeps the policy plus every parent a kept backup needs; delete
+// refuses to orphan a child.
+TEST_F(BackupTest, PruneAndDeleteKeepNeededParents) {
+  fill(5);
+  std::vector<std::string> ids;
+  for (const char* cmd : {"full", "incremental", "incremental", "full", "incremental", "incremental"}) {
+    put(*store_, "tick", "{\"t\": " + std::to_string(ids.size()) + "}");
+    run_ok(cmd);
+    ids.push_back(last_id());
+  }
+  ASSERT_EQ(mgr().list().size(), 6u);
+  EXPECT_EQ(mgr().run("delete " + ids[3]).code, ENOTEMPTY);
+  EXPECT_EQ(mgr().run("delete " + ids[1]).code, ENOTEMPTY);
+  EXPECT_EQ(mgr().list().size(), 6u);
+
+  run_ok("prune keep_last=6 keep_days=0");
+  EXPECT_EQ(mgr().list().size(), 6u);
+  run_ok("prune keep_days=1");  // all are recent
+  EXPECT_EQ(mgr().list().size(), 6u);
+
+  run_ok("prune keep_last=1");  // the newest needs ids[4] and ids[3]
+  std::vector<std::string> left;
+  for (auto& b : mgr().list()) left.push_back(b.id);
+  EXPECT_EQ(left, (std::vector<std::string>{ids[3], ids[4], ids[5]}));
+  run_ok("verify all");
+  run_ok("restore " + ids[5]);
+
+  run_ok("delete " + ids[5]);
+  EXPECT_EQ(mgr().run("delete " + ids[3]).code, ENOTEMPTY);
+  run_ok("delete " + ids[4]);
+  run_ok("delete " + ids[3]);
+  EXPECT_TRUE(mgr().list().empty());
+  EXPECT_EQ(mgr().run("delete " + ids[3]).code, ENOENT);
+  // Nothing hidden left behind.
+  for (auto& e : fs::directory_iterator(opts_.dir)) EXPECT_EQ(e.path().filename(), ".lock");
+}
+
+// 1: bad commands EINVAL (status says why); EBUSY while a job runs, here or
+// in another process; 2: status shows progress while running.
+TEST_F(BackupTest, BusyInvalidAndProgress) {
+  Status st = mgr().run("bogus");
+  EXPECT_EQ(st.code, EINVAL);
+  EXPECT_NE(status(mgr())["last"]["message"].get<std::string>().find("unknown command"), std::string::npos);
+
+  // Another process holds the directory's job lock.
+  fs::create_directories(opts_.dir);
+  int fd = ::open((opts_.dir / ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::sleep(30);
+    ::_exit(0);
+  }
+  ::close(fd);  // the child's copy keeps the lock
+  EXPECT_EQ(mgr().run("full").code, EBUSY);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  run_ok("full");
+
+  // A job of this process.
+  std::string pad(20000, 'z');
+  store_->write([&](WriteBatch& b) {
+    for (int i = 0; i < 1200; ++i) {
+      std::istringstream in("{\"i\": " + std::to_string(i) + ", \"p\": \"" + pad + std::to_string(i) + "\"}");
+      ASSERT_TRUE(b.put("p" + std::to_string(i), in, Attrs{}).ok());
+    }
+  });
+  std::atomic<bool> done{false};
+  Status bg;
+  std::thread t([&] {
+    bg = mgr().run("full");
+    done = true;
+  });
+  bool saw_running = false, saw_busy = false, saw_progress = false;
+  while (!done) {
+    json s = status(mgr());
+    if (s["state"] == "running") {
+      saw_running = true;
+      if (s["items_total"].get<uint64_t>() > 0 && s["items_done"].get<uint64_t>() > 0 &&
+          s.contains("bytes_done") && s.contains("bytes_total"))
+        saw_progress = true;
+      Status other = mgr().run("verify all");
+      if (other.code == EBUSY) saw_busy = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  t.join();
+  EXPECT_TRUE(bg.ok()) << bg.message;
+  EXPECT_TRUE(saw_running);
+  EXPECT_TRUE(saw_busy);
+  EXPECT_TRUE(saw_progress);
+  EXPECT_EQ(status(mgr())["state"], "idle");
+}
+
+TEST_F(BackupTest, IncrementalWithoutParentIsFull) {
+  fill(3);
+  run_ok("incremental");
+  auto l = mgr().list();
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].kind, "full");
+  run_ok("full");
+  run_ok("full");  // same second: ids stay distinct and ordered
+  l = mgr().list();
+  ASSERT_EQ(l.size(), 3u);
+  EXPECT_LT(l[0].created_ns, l[1].created_ns);
+  EXPECT_LT(l[1].created_ns, l[2].created_ns);
+  EXPECT_NE(l[1].id, l[2].id);
+}
+
+// 10: encryption.
+class BackupCryptoTest : public BackupTest {
+ protected:
+  void SetUp() override {
+    BackupTest::SetUp();
+    key_ = tmp_.path() / "key";
+    spit(key_, std::string(64, 'a') + "\n");
+    opts_.key_file = key_;
+  }
+  fs::path key_;
+};
+
+TEST_F(BackupCryptoTest, RoundTripAndTamper) {
+  fill(40);
+  run_ok("full");
+  std::string full = last_id();
+  put(*store_, "item-3", "{\"secret\": \"changed\"}", 0100600, 1650000000000000000);
+  remove_item(*store_, "item-4");
+  run_ok("incremental");
+  std::string incr = last_id();
+  Tree want = store_tree(*store_);
+
+  auto l = mgr().list();
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_TRUE(l[1].encrypted);
+  fs::path archive = archive_of(incr);
+  EXPECT_EQ(archive.filename(), incr + ".tar.gz.enc");
+  EXPECT_FALSE(mgr().path_of(incr, incr + ".tar.gz.enc.sha256").empty());
+  std::string raw = slurp(archive);
+  EXPECT_EQ(raw.substr(0, 8), "ITEMFSGC");
+  EXPECT_EQ(raw.find("secret"), std::string::npos);
+  std::string outer = slurp(opts_.dir / incr / "manifest.json");
+  EXPECT_EQ(outer.find("item-3"), std::string::npos) << "ids leak beside an encrypted archive";
+  EXPECT_EQ(sh("cd " + q(opts_.dir / incr) + " && sha256sum --quiet -c " + incr + ".tar.gz.enc.sha256"), 0);
+
+  run_ok("verify all");
+
+  // decrypt gives back a tar.gz that plain tar restores.
+  fs::path out = tmp_.path() / "plain";
+  for (const auto& id : {full, incr}) {
+    fs::path plain = tmp_.path() / (id + ".tar.gz");
+    {
+      std::ofstream os(plain, std::ios::binary);
+      Status st = decrypt(archive_of(id), key_, os);
+      ASSERT_TRUE(st.ok()) << st.message;
+    }
+    extract(plain, out);
+    json m = json::parse(slurp(out / "MANIFEST.json"));
+    for (const auto& d : m["deleted"]) {
+      std::string did = d;
+      fs::remove(out / "items" / store::shard_of(did) / (did + ".json"));
+    }
+  }
+  EXPECT_EQ(disk_tree(out / "items"), want);
+
+  // Restore needs the key.
+  {
+    TempDir other;
+    auto fresh = Store::open(other.path() / "s");
+    Options nokey;
+    nokey.dir = opts_.dir;
+    Manager m2(*fresh, nokey);
+    EXPECT_EQ(m2.run("restore " + incr).code, EACCES);
+    EXPECT_EQ(m2.run("verify " + incr).code, EACCES);
+    EXPECT_EQ(m2.run("incremental").code, EACCES);
+    EXPECT_TRUE(store_tree(*fresh).empty());
+    Options wrong = nokey;
+    wrong.key_file = tmp_.path() / "wrong";
+    spit(*wrong.key_file, std::string(32, '\x07'));
+    Manager m3(*fresh, wrong);
+    EXPECT_NE(m3.run("restore " + incr).code, 0);
+    std::ostringstream sink;
+    EXPECT_EQ(decrypt(archive, *wrong.key_file, sink).code, EACCES);
+    Options right = nokey;
+    right.key_file = key_;
+    Manager m4(*fresh, right);
+    ASSERT_TRUE(m4.run("restore " + incr).ok()) << m4.status_json();
+    EXPECT_EQ(store_tree(*fresh), want);
+  }
+
+  // Tampering (even with a recomputed sidecar) and truncation are detected.
+  fs::path farchive = archive_of(full);
+  std::string pristine = slurp(farchive);
+  auto resum = [&] {
+    ASSERT_EQ(sh("cd " + q(farchive.parent_path()) + " && sha256sum " + full + ".tar.gz.enc > " + full +
+                 ".tar.gz.enc.sha256"),
+              0);
+  };
+  for (size_t pos : {size_t(3), size_t(30), size_t(40), pristine.size() / 2, pristine.size() - 1}) {
+    std::string bad = pristine;
+    bad[pos] = static_cast<char>(bad[pos] ^ 0x80);
+    spit(farchive, bad);
+    resum();
+    EXPECT_EQ(mgr().run("verify " + full).code, EIO) << pos;
+    std::ostringstream sink;
+    EXPECT_NE(decrypt(farchive, key_, sink).code, 0) << pos;
+    EXPECT_EQ(mgr().run("restore " + incr).code, EIO) << pos;
+  }
+  for (size_t len : {pristine.size() - 1, pristine.size() - 16, size_t(36 + 65536 + 16), size_t(36)}) {
+    if (len > pristine.size()) continue;
+    spit(farchive, pristine.substr(0, len));
+    resum();
+    EXPECT_EQ(mgr().run("verify " + full).code, EIO) << len;
+    std::ostringstream sink;
+    EXPECT_NE(decrypt(farchive, key_, sink).code, 0) << len;
+  }
+  spit(farchive, pristine + "x");
+  resum();
+  EXPECT_EQ(mgr().run("verify " + full).code, EIO);
+  spit(farchive, pristine);
+  resum();
+  run_ok("verify all");
+}
+
+TEST_F(BackupCryptoTest, ChunkBoundaries) {
+  // Plaintexts of 0, 1, exactly one chunk and one chunk + 1 byte.
+  auto key = load_key(key_);
+  for (size_t size : {size_t(0), size_t(1), kEncChunk - 1, kEncChunk, kEncChunk + 1, 3 * kEncChunk}) {
+    fs::path p = tmp_.path() / ("enc" + std::to_string(size));
+    std::string plain(size, '\0');
+    for (size_t i = 0; i < size; ++i) plain[i] = static_cast<char>(i * 7 + 3);
+    {
+      FileSink file(p);
+      EncryptSink enc(file, *key);
+      enc.write(plain.data(), plain.size());
+      enc.finish();
+    }
+    std::ostringstream out;
+    Status st = decrypt(p, key_, out);
+    ASSERT_TRUE(st.ok()) << size << ": " << st.message;
+    EXPECT_EQ(out.str(), plain) << size;
+    // Dropping the final chunk must be detected even at a chunk boundary.
+    std::string whole = slurp(p);
+    size_t chunks_end = whole.size() - (size % kEncChunk) - kEncTag;
+    if (chunks_end > kEncHeader) {
+      spit(p, whole.substr(0, chunks_end));
+      std::ostringstream o2;
+      EXPECT_NE(decrypt(p, key_, o2).code, 0) << size;
+    }
+  }
+  spit(tmp_.path() / "badkey", "short");
+  std::ostringstream o3;
+  EXPECT_EQ(decrypt(tmp_.path() / "enc1", tmp_.path() / "badkey", o3).code, EINVAL);
+}
+
+// 9: scheduled backups: incrementals, a full when the chain would get too
+// long, pruning to keep_last with parents kept.
+TEST_F(BackupTest, ScheduleTakesBackups) {
+  fill(5);
+  opts_.chain_max = 2;
+  mgr().start_schedule(std::chrono::seconds(1), 3);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::vector<BackupEntry> l;
+  int ticks = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    put(*store_, "tick", "{\"t\": " + std::to_string(++ticks) + "}");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    l = mgr().list();
+    bool seen_second_full = l.size() >= 3 && l.back().kind == "full" && l.front().kind == "full";
+    if (seen_second_full) break;
+  }
+  ASSERT_GE(l.size(), 3u) << mgr().status_json();
+  // chain_max = 2: full, incremental, full, ...
+  for (const auto& b : l) {
+    if (b.kind == "incremental") {
+      auto p = std::find_if(l.begin(), l.end(), [&](const BackupEntry& e) { return e.id == b.parent; });
+      ASSERT_NE(p, l.end());
+      EXPECT_EQ(p->kind, "full");
+    }
+  }
+  EXPECT_LE(l.size(), 4u);  // pruned to 3 (+ a parent)
+  EXPECT_TRUE(status(mgr()).contains("schedule"));
+  mgr_.reset();  // stops the thread
+}
+
+}  // namespace
+}  // namespace itemfs::backup
