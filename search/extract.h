@@ -1,0 +1,124 @@
+// Internal: turning an item's JSON bytes into the text and fields the index
+// keeps. Everything here is deterministic: the same bytes always give the same
+// result, which the index relies on to delete the exact tokens it inserted.
+// If anything here changes what is extracted, bump kIndexVersion so existing
+// indexes are rebuilt.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace itemfs::search::detail {
+
+inline constexpr int kIndexVersion = 1;
+
+inline constexpr size_t kMaxBodyText = 4u << 20;  // text indexed per item
+inline constexpr size_t kMaxTitle = 4096;
+inline constexpr size_t kMaxFieldValue = 512;  // longer scalars are not filterable by field
+inline constexpr size_t kMaxFields = 256;      // filterable values per item
+inline constexpr size_t kMaxTags = 64;
+inline constexpr size_t kMaxKey = 64;    // bytes of one object key kept in a path
+inline constexpr size_t kMaxDepth = 64;  // deeper values are ignored
+
+struct Extracted {
+  std::string title;
+  // String values other than title/url/dates/lang, '\n' separated: first the
+  // main text (content, text, body, description, summary, abstract), then
+  // the others (its first main_size bytes are the main text).
+  std::string body;
+  size_t main_size = 0;
+  std::string url;
+  std::string host;    // lower case, from url
+  std::string author;  // first author value
+  std::string lang;    // lower case
+  std::vector<std::string> authors;
+  std::vector<std::string> tags;
+  std::optional<int64_t> published;  // unix seconds
+  std::optional<int64_t> crawled;
+  // Short scalar values by lower-case dotted path (arrays are transparent).
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::optional<int64_t> date() const { return published ? published : crawled; }
+};
+
+// A push parser over already validated JSON. Memory stays bounded whatever
+// the input: text beyond the caps is dropped, deeper nesting is skipped.
+class Extractor {
+ public:
+  explicit Extractor(size_t body_cap = kMaxBodyText);
+  // Feeds the next bytes. Returns false once nothing more will be used.
+  bool feed(std::string_view bytes);
+  bool done() const { return done_; }
+  Extracted& result();  // call after the last feed
+
+ private:
+  enum class Role { kKey, kTitle, kUrl, kDate, kLang, kTag, kAuthor, kMain, kOther };
+  struct Frame {
+    bool object;
+    size_t base;  // path length before this frame's keys
+  };
+  void begin_string();
+  void end_string();
+  void append_string(std::string_view s);
+  void append_raw(std::string_view s);
+  void append_code_point(uint32_t cp);
+  void end_scalar();
+  void value_done();
+  Role role_for_path() const;
+
+  size_t body_cap_;
+  Extracted out_;
+  std::string other_;  // body text of kTag, kAuthor, kOther
+  bool finished_ = false;
+  std::vector<Frame> frames_;
+  std::string path_;
+  size_t skip_depth_ = 0;  // containers open beyond kMaxDepth
+  bool expect_key_ = false;
+  bool in_string_ = false;
+  bool escape_ = false;
+  int hex_left_ = 0;
+  uint32_t hex_ = 0;
+  uint32_t high_surrogate_ = 0;
+  bool in_scalar_ = false;
+  Role role_ = Role::kOther;
+  std::string* to_body_ = nullptr;
+  std::string small_;  // the first bytes of the current string or scalar
+  bool small_full_ = false;
+  bool done_ = false;
+};
+
+Extracted extract(std::string_view json, size_t body_cap = kMaxBodyText);
+
+// CJK and other scripts written without spaces: each run of such characters
+// is replaced by its overlapping bigrams plus its last character, separated
+// by spaces, so that unicode61 indexes them as words ("日本語" -> "日本 本語 語").
+bool is_cjk(uint32_t cp);
+std::string cjk_index_text(std::string_view text);
+// The same for a query word: bigrams of each run; the run's last character is
+// added only when the word goes on after the run. `last_is_single` is set when
+// the word ends in a one-character run (search it as a prefix).
+std::string cjk_query_text(std::string_view word, bool* last_is_single);
+
+// Decodes one UTF-8 code point at s[i] (advancing i); invalid bytes give U+FFFD.
+uint32_t next_code_point(std::string_view s, size_t& i);
+void append_utf8(std::string& out, uint32_t cp);
+// Longest prefix of s, at most n bytes, that does not cut a UTF-8 sequence.
+std::string_view utf8_prefix(std::string_view s, size_t n);
+
+// ISO 8601 date or date-time ("2024-03-01", "2024-03-01T12:00:00+02:00",
+// also "2024" and "2024-03") or a number of seconds (milliseconds above 1e11)
+// since 1970 -> unix seconds.
+std::optional<int64_t> parse_date(std::string_view s);
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+int year_of(int64_t unix_seconds);
+std::string host_of_url(std::string_view url);
+
+// The FTS token that stands for a field path or an exact value.
+std::string marker(std::string_view key);
+bool is_marker(std::string_view term);
+
+}  // namespace itemfs::search::detail

@@ -1,0 +1,840 @@
+// The index: tables, hook, queries. See search.h for the contract and
+// README.md for the query language.
+//
+// Design (the why is in README.md, "How it works"):
+//  - search_fts is a contentless FTS5 table (content=''): the index keeps the
+//    tokens, never a second copy of the text. Columns: title, body, meta. meta
+//    holds field filters as "<field marker> <token>" pairs and exact-value
+//    markers (host=..., lang=...), all as ordinary tokens.
+//  - Its rowid is a generation number, new for every indexed version of an
+//    item. search_doc maps generation -> item (ino, id, hash) plus the facet
+//    values. Deleting from a contentless table needs the exact values that
+//    were inserted; they are re-extracted from the previous version of the
+//    item (or taken from a small cache of recent inserts). In the rare case
+//    neither is available the old generation is left behind as a dead row:
+//    it no longer maps to an item, so queries skip it (search_meta.dead > 0
+//    makes them join search_doc), and reindex reclaims it.
+//  - Snippets are made at query time from the top hits' own text.
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "search/extract.h"
+#include "search/query.h"
+#include "search/search.h"
+#include "search/tokenize.h"
+
+namespace itemfs::search {
+
+using namespace detail;
+using store::Status;
+using store::StoreError;
+
+namespace {
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS search_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS search_doc("
+    " gen INTEGER PRIMARY KEY,"    // rowid in search_fts
+    " ino INTEGER NOT NULL UNIQUE,"  // the item
+    " id TEXT NOT NULL,"
+    " sha INTEGER NOT NULL,"  // first 8 bytes of the item's SHA-256: which version is indexed
+    " date INTEGER,"          // published_at, else crawled_at, unix seconds
+    " host TEXT, author TEXT, lang TEXT,"
+    " tags TEXT);"  // joined by U+001F
+    "CREATE INDEX IF NOT EXISTS search_doc_id ON search_doc(id);"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(title, body, meta, content='',"
+    " tokenize='unicode61 remove_diacritics 2');"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_fts, 'row');"
+    "INSERT OR IGNORE INTO search_meta(key, value) VALUES('next_gen', 1), ('dead', 0);";
+
+constexpr const char* kDrop =
+    "DROP TABLE IF EXISTS search_vocab; DROP TABLE IF EXISTS search_fts; DROP TABLE IF EXISTS search_doc;"
+    "DROP TABLE IF EXISTS search_meta;";
+
+constexpr size_t kSnippetBodyCap = 256u << 10;  // text read per hit for its snippet
+constexpr size_t kRecentCacheBytes = 8u << 20;
+constexpr size_t kMaxProblems = 100;
+
+[[noreturn]] void fail(sqlite3* db, const std::string& what) {
+  const int rc = sqlite3_extended_errcode(db);
+  const int code = (rc & 0xFF) == SQLITE_FULL ? ENOSPC : EIO;
+  throw StoreError(code, "search: " + what + ": " + sqlite3_errmsg(db));
+}
+
+void exec(sqlite3* db, const char* sql) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) fail(db, "SQL failed");
+}
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, std::string_view sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.data(), int(sql.size()), &stmt_, nullptr) != SQLITE_OK) {
+      fail(db, "cannot prepare " + std::string(sql.substr(0, 60)));
+    }
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, int64_t v) {
+    check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Stmt& bind(int i, std::string_view v) {
+    check(sqlite3_bind_text(stmt_, i, v.data(), int(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  Stmt& bind(int i, const std::optional<int64_t>& v) {
+    check(v ? sqlite3_bind_int64(stmt_, i, *v) : sqlite3_bind_null(stmt_, i));
+    return *this;
+  }
+  Stmt& bind_null(int i) {
+    check(sqlite3_bind_null(stmt_, i));
+    return *this;
+  }
+  // True for a row, false when done; throws on error.
+  bool step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    fail(db_, "query failed");
+  }
+  void run() {
+    while (step()) {
+    }
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  int params() { return sqlite3_bind_parameter_count(stmt_); }
+  int64_t int64(int c) { return sqlite3_column_int64(stmt_, c); }
+  double real(int c) { return sqlite3_column_double(stmt_, c); }
+  bool null(int c) { return sqlite3_column_type(stmt_, c) == SQLITE_NULL; }
+  std::string_view text(int c) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, c));
+    return p ? std::string_view(p, size_t(sqlite3_column_bytes(stmt_, c))) : std::string_view();
+  }
+
+ private:
+  void check(int rc) {
+    if (rc != SQLITE_OK) fail(db_, "bind failed");
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Resets a cached statement when leaving a scope, whatever happens.
+struct ResetOnExit {
+  Stmt& s;
+  ~ResetOnExit() { s.reset(); }
+};
+
+int64_t sha8(const store::Sha256& d) {
+  uint64_t v = 0;
+  for (int k = 0; k < 8; ++k) v = (v << 8) | d[size_t(k)];
+  return int64_t(v);
+}
+
+bool table_exists(sqlite3* db, const char* name) {
+  Stmt s(db, "SELECT 1 FROM sqlite_master WHERE name=?");
+  s.bind(1, name);
+  return s.step();
+}
+
+std::optional<int64_t> meta_value(sqlite3* db, const char* key) {
+  Stmt s(db, "SELECT value FROM search_meta WHERE key=?");
+  s.bind(1, key);
+  if (!s.step()) return std::nullopt;
+  return s.int64(0);
+}
+
+// What goes into one FTS row.
+struct Row {
+  std::string title, body, meta;
+  size_t bytes() const { return title.size() + body.size() + meta.size(); }
+};
+
+void append_marked(std::string& meta, Tokenizer& tok, const std::string& mark, std::string_view value) {
+  tok.tokenize(cjk_index_text(value), [&](std::string_view t, size_t, size_t) {
+    meta += mark;
+    meta += ' ';
+    meta += t;
+    meta += ' ';
+  });
+}
+
+std::string normal_lang(std::string lang) {
+  std::replace(lang.begin(), lang.end(), '_', '-');
+  return lang;
+}
+
+Row make_row(const Extracted& x, Tokenizer& tok) {
+  Row row;
+  row.title = cjk_index_text(x.title);
+  row.body = cjk_index_text(x.body);
+  std::string& m = row.meta;
+  for (const auto& [path, value] : x.fields) append_marked(m, tok, marker("p:" + path), value);
+  const std::string author = marker("@author");
+  for (const auto& a : x.authors) append_marked(m, tok, author, a);
+  const std::string tag = marker("@tag");
+  for (const auto& t : x.tags) append_marked(m, tok, tag, t);
+  if (!x.host.empty()) {
+    std::string_view h = x.host;
+    while (!h.empty()) {
+      m += marker("host=" + std::string(h));
+      m += ' ';
+      const size_t dot = h.find('.');
+      if (dot == std::string_view::npos) break;
+      h.remove_prefix(dot + 1);
+    }
+  }
+  if (!x.lang.empty()) {
+    const std::string lang = normal_lang(x.lang);
+    m += marker("lang=" + lang) + ' ';
+    if (const size_t dash = lang.find('-'); dash != std::string::npos && dash > 0) {
+      m += marker("lang=" + lang.substr(0, dash)) + ' ';
+    }
+  }
+  return row;
+}
+
+std::string join_tags(const std::vector<std::string>& tags) {
+  std::string out;
+  for (size_t k = 0; k < tags.size(); ++k) {
+    if (k) out += '\x1f';
+    out += tags[k];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Snippets
+
+struct SnipToken {
+  size_t start, end;
+  bool match = false;
+  std::vector<std::pair<size_t, size_t>> cjk;  // matched byte ranges inside the token
+};
+
+void append_clean(std::string& out, std::string_view s) {
+  bool space = !out.empty() && out.back() == ' ';
+  for (char c : s) {
+    if (uint8_t(c) < 0x20 || c == ' ') {
+      if (!space) out += ' ';
+      space = true;
+    } else {
+      out += c;
+      space = false;
+    }
+  }
+}
+
+// A passage of `text` around the densest cluster of matched words, or its
+// start when nothing matches (then *matched is false).
+std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vector<HighlightTerm>& terms,
+                         bool* matched) {
+  constexpr size_t kWindow = 24;
+  constexpr size_t kLongToken = 120;
+  text = utf8_prefix(text, kSnippetBodyCap);
+  std::vector<SnipToken> toks;
+  tok.tokenize(text, [&](std::string_view folded, size_t start, size_t end) {
+    SnipToken t{start, end, false, {}};
+    const std::string_view original = text.substr(start, end - start);
+    for (const auto& term : terms) {
+      if (term.cjk) {
+        for (size_t at = original.find(term.text); at != std::string_view::npos && !term.text.empty();
+             at = original.find(term.text, at + term.text.size())) {
+          t.cjk.emplace_back(at, at + term.text.size());
+        }
+      } else if (folded == term.text || (term.prefix && folded.substr(0, term.text.size()) == term.text)) {
+        t.match = true;
+      }
+    }
+    std::sort(t.cjk.begin(), t.cjk.end());
+    toks.push_back(std::move(t));
+  });
+  *matched = false;
+  if (toks.empty()) return {};
+  auto hit = [&](size_t k) { return toks[k].match || !toks[k].cjk.empty(); };
+  size_t best = 0, best_count = 0, count = 0;
+  for (size_t k = 0; k < toks.size(); ++k) {
+    count += hit(k);
+    if (k >= kWindow) count -= hit(k - kWindow);
+    if (count > best_count) {
+      best_count = count;
+      best = k + 1 >= kWindow ? k + 1 - kWindow : 0;
+    }
+  }
+  size_t start = 0;
+  if (best_count > 0) {
+    *matched = true;
+    size_t first = best;
+    while (!hit(first)) ++first;
+    start = first >= 4 ? first - 4 : 0;
+  }
+  const size_t end = std::min(toks.size(), start + kWindow);
+  std::string out;
+  if (start > 0) out += "… ";
+  for (size_t k = start; k < end; ++k) {
+    const SnipToken& t = toks[k];
+    if (k > start) append_clean(out, text.substr(toks[k - 1].end, t.start - toks[k - 1].end));
+    std::string_view word = text.substr(t.start, t.end - t.start);
+    if (t.match) {
+      out += '[';
+      out += word;
+      out += ']';
+    } else if (!t.cjk.empty()) {
+      // Mark each range; show only the part around the first one of a long run.
+      size_t from = 0, to = word.size();
+      if (word.size() > kLongToken) {
+        from = utf8_prefix(word, t.cjk[0].first > 40 ? t.cjk[0].first - 40 : 0).size();
+        to = utf8_prefix(word, std::min(word.size(), t.cjk[0].second + 80)).size();
+        if (from > 0) out += "…";
+      }
+      size_t at = from;
+      for (const auto& [a, b] : t.cjk) {
+        if (a < at || b > to) continue;
+        out.append(word.substr(at, a - at));
+        out += '[';
+        out.append(word.substr(a, b - a));
+        out += ']';
+        at = b;
+      }
+      out.append(word.substr(at, to - at));
+      if (to < word.size()) out += "…";
+    } else if (word.size() > kLongToken) {
+      out.append(utf8_prefix(word, kLongToken));
+      out += "…";
+    } else {
+      out.append(word);
+    }
+  }
+  if (end < toks.size()) {
+    out += " …";
+  } else {
+    append_clean(out, utf8_prefix(text.substr(toks.back().end), 16));
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Matching
+
+// The SQL that lists every item matching q, selecting `cols` (which may use
+// search_fts and d = search_doc). ?1 = match text, ?2 = after, ?3 = before.
+std::string match_sql(const Query& q, bool join, const std::string& cols) {
+  const bool dates = q.after || q.before;
+  const std::string date_cond = " AND d.date IS NOT NULL AND (?2 IS NULL OR d.date >= ?2) AND (?3 IS NULL OR d.date < ?3)";
+  if (!q.positive.empty()) {
+    std::string sql = "SELECT " + cols + " FROM search_fts";
+    if (join || dates) sql += " JOIN search_doc d ON d.gen = search_fts.rowid";
+    sql += " WHERE search_fts MATCH ?1";
+    if (dates) sql += date_cond;
+    return sql;
+  }
+  std::string sql = "SELECT " + cols + " FROM search_doc d WHERE 1" + date_cond;
+  if (!q.negative.empty()) sql += " AND d.gen NOT IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?1)";
+  return sql;
+}
+
+void bind_match(Stmt& s, const Query& q) {
+  if (!q.positive.empty()) {
+    s.bind(1, q.match());
+  } else if (!q.negative.empty()) {
+    s.bind(1, q.negative);
+  }
+  if (s.params() >= 3) s.bind(2, q.after).bind(3, q.before);
+}
+
+std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n"; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+struct Index::Impl {
+  explicit Impl(store::Store& s) : store(s), write_tok(lib) {}
+
+  // Statements on a writer connection, prepared once.
+  struct WriterStmts {
+    explicit WriterStmts(sqlite3* db)
+        : by_ino(db, "SELECT gen, sha, id FROM search_doc WHERE ino=?"),
+          by_id(db, "SELECT gen, sha, ino FROM search_doc WHERE id=? AND ino<>?"),
+          next_gen(db, "UPDATE search_meta SET value=value+1 WHERE key='next_gen' RETURNING value-1"),
+          add_dead(db, "UPDATE search_meta SET value=value+1 WHERE key='dead'"),
+          fts_insert(db, "INSERT INTO search_fts(rowid, title, body, meta) VALUES(?,?,?,?)"),
+          fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, title, body, meta) VALUES('delete',?,?,?,?)"),
+          doc_insert(db,
+                     "INSERT INTO search_doc(gen, ino, id, sha, date, host, author, lang, tags) "
+                     "VALUES(?,?,?,?,?,?,?,?,?)"),
+          doc_delete(db, "DELETE FROM search_doc WHERE gen=?"),
+          doc_rename(db, "UPDATE search_doc SET id=? WHERE gen=?") {}
+    Stmt by_ino, by_id, next_gen, add_dead, fts_insert, fts_delete, doc_insert, doc_delete, doc_rename;
+  };
+
+  struct Recent {
+    int64_t sha;
+    Row row;
+  };
+
+  store::Store& store;
+  Fts5Library lib;
+  std::mutex write_mu;  // guards everything below
+  Tokenizer write_tok;
+  std::map<sqlite3*, std::unique_ptr<WriterStmts>> writer_stmts;
+  std::unordered_map<int64_t, Recent> recent;  // by generation
+  std::deque<int64_t> recent_order;
+  size_t recent_bytes = 0;
+
+  WriterStmts& stmts(sqlite3* db) {
+    auto& p = writer_stmts[db];
+    if (!p) p = std::make_unique<WriterStmts>(db);
+    return *p;
+  }
+
+  void remember(int64_t gen, int64_t sha, Row row) {
+    if (row.bytes() > kRecentCacheBytes / 8) return;
+    forget(gen);
+    recent_bytes += row.bytes();
+    recent.emplace(gen, Recent{sha, std::move(row)});
+    recent_order.push_back(gen);
+    while (recent_bytes > kRecentCacheBytes && !recent_order.empty()) {
+      forget(recent_order.front());
+      recent_order.pop_front();
+    }
+  }
+  void forget(int64_t gen) {
+    auto it = recent.find(gen);
+    if (it == recent.end()) return;
+    recent_bytes -= it->second.row.bytes();
+    recent.erase(it);  // its recent_order entry is dropped lazily
+  }
+
+  static Extracted extract_stream(std::istream& in) {
+    Extractor x;
+    std::string buf(64 << 10, '\0');
+    while (!x.done()) {
+      in.read(buf.data(), std::streamsize(buf.size()));
+      const auto got = size_t(in.gcount());
+      if (got == 0) break;
+      x.feed(std::string_view(buf.data(), got));
+    }
+    return std::move(x.result());
+  }
+
+  // The row that was inserted for generation `gen` (item `ino`, hash `sha`),
+  // if it can be rebuilt.
+  std::optional<Row> old_row(int64_t gen, int64_t ino, int64_t sha) {
+    if (auto it = recent.find(gen); it != recent.end() && it->second.sha == sha) return it->second.row;
+    auto old = store.item_by_ino(ino);
+    if (!old || sha8(old->sha256) != sha) return std::nullopt;
+    auto snap = store.snapshot();
+    Extractor x;
+    snap->read_item(*old, [&](std::string_view bytes) {
+      if (!x.done()) x.feed(bytes);
+    });
+    return make_row(x.result(), write_tok);
+  }
+
+  // Removes generation `gen` from the index.
+  void drop(WriterStmts& st, int64_t gen, int64_t ino, int64_t sha) {
+    if (auto row = old_row(gen, ino, sha)) {
+      st.fts_delete.bind(1, gen).bind(2, row->title).bind(3, row->body).bind(4, row->meta).run();
+    } else {
+      st.add_dead.run();  // its tokens stay behind under a generation no item has
+    }
+    forget(gen);
+    st.doc_delete.bind(1, gen).run();
+  }
+
+  void drop_ino(WriterStmts& st, int64_t ino) {
+    int64_t gen = 0, sha = 0;
+    {
+      ResetOnExit r{st.by_ino};
+      st.by_ino.bind(1, ino);
+      if (!st.by_ino.step()) return;
+      gen = st.by_ino.int64(0);
+      sha = st.by_ino.int64(1);
+    }
+    drop(st, gen, ino, sha);
+  }
+
+  // Entries under `id` that belong to another ino (should not happen: the
+  // store reports replaced items through on_remove).
+  void drop_other_inos(WriterStmts& st, std::string_view id, int64_t ino) {
+    std::vector<std::array<int64_t, 3>> others;
+    {
+      ResetOnExit r{st.by_id};
+      st.by_id.bind(1, id).bind(2, ino);
+      while (st.by_id.step()) others.push_back({st.by_id.int64(0), st.by_id.int64(1), st.by_id.int64(2)});
+    }
+    for (const auto& o : others) drop(st, o[0], o[2], o[1]);
+  }
+
+  void insert(WriterStmts& st, const store::ItemInfo& item, const Extracted& x) {
+    int64_t gen;
+    {
+      ResetOnExit r{st.next_gen};
+      if (!st.next_gen.step()) throw StoreError(EIO, "search: search_meta has no next_gen row");
+      gen = st.next_gen.int64(0);
+    }
+    Row row = make_row(x, write_tok);
+    st.fts_insert.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
+    st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, item.id).bind(4, sha8(item.sha256)).bind(5, x.date());
+    st.doc_insert.bind(6, x.host).bind(7, x.author).bind(8, normal_lang(x.lang)).bind(9, join_tags(x.tags));
+    st.doc_insert.run();
+    remember(gen, sha8(item.sha256), std::move(row));
+  }
+
+  // Rebuilds everything inside the caller's write transaction on `db`.
+  void rebuild(sqlite3* db) {
+    exec(db, "DELETE FROM search_doc; INSERT INTO search_fts(search_fts) VALUES('delete-all');"
+             "UPDATE search_meta SET value=0 WHERE key='dead';");
+    recent.clear();
+    recent_order.clear();
+    recent_bytes = 0;
+    WriterStmts& st = stmts(db);
+    auto snap = store.snapshot();
+    std::vector<store::ItemInfo> items;
+    snap->for_each_item([&](const store::ItemInfo& info) { items.push_back(info); });
+    for (const auto& info : items) {
+      Extractor x;
+      snap->read_item(info, [&](std::string_view bytes) {
+        if (!x.done()) x.feed(bytes);
+      });
+      insert(st, info, x.result());
+    }
+    recent.clear();
+    recent_order.clear();
+    recent_bytes = 0;
+    exec(db, "INSERT INTO search_fts(search_fts) VALUES('optimize');");
+  }
+
+  struct Candidate {
+    int64_t gen;
+    double score;  // higher is better
+    std::optional<int64_t> date;
+  };
+
+  Status run(std::string_view text, Results& out, bool snippets);
+};
+
+Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
+  if (store.options().read_only) return;  // queries report a missing index
+  bool have = false;
+  std::optional<int64_t> version;
+  store.with_reader([&](sqlite3* db) {
+    have = table_exists(db, "search_meta");
+    if (have) version = meta_value(db, "version");
+  });
+  if (have && version && *version > kIndexVersion) {
+    throw StoreError(EPROTO, "search: the index was written by a newer itemfs (index version " +
+                                 std::to_string(*version) + ", this one knows " + std::to_string(kIndexVersion) + ")");
+  }
+  if (have && version && *version == kIndexVersion) return;
+  store.write([&](store::WriteBatch& batch) {
+    sqlite3* db = batch.db();
+    std::lock_guard lock(impl_->write_mu);
+    exec(db, kDrop);
+    exec(db, kSchema);
+    Stmt(db, "INSERT OR REPLACE INTO search_meta(key, value) VALUES('version', ?)").bind(1, int64_t(kIndexVersion)).run();
+    impl_->rebuild(db);
+  });
+}
+
+Index::~Index() = default;
+
+void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::istream& content) {
+  Extracted x = Impl::extract_stream(content);
+  std::lock_guard lock(impl_->write_mu);
+  auto& st = impl_->stmts(txn.db());
+  impl_->drop_ino(st, item.ino);
+  impl_->drop_other_inos(st, item.id, item.ino);
+  impl_->insert(st, item, x);
+}
+
+void Index::on_remove(store::Transaction& txn, const store::ItemInfo& item) {
+  std::lock_guard lock(impl_->write_mu);
+  auto& st = impl_->stmts(txn.db());
+  impl_->drop_ino(st, item.ino);
+}
+
+void Index::on_rename(store::Transaction& txn, const store::ItemInfo& item, std::string_view /*old_id*/) {
+  std::lock_guard lock(impl_->write_mu);
+  auto& st = impl_->stmts(txn.db());
+  impl_->drop_other_inos(st, item.id, item.ino);
+  int64_t gen = 0;
+  {
+    ResetOnExit r{st.by_ino};
+    st.by_ino.bind(1, item.ino);
+    if (!st.by_ino.step()) return;
+    gen = st.by_ino.int64(0);
+  }
+  st.doc_rename.bind(1, item.id).bind(2, gen).run();
+}
+
+void Index::reindex() {
+  impl_->store.write([&](store::WriteBatch& batch) {
+    std::lock_guard lock(impl_->write_mu);
+    impl_->rebuild(batch.db());
+  });
+}
+
+Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
+  out = Results{};
+  out.query = std::string(text);
+  Tokenizer tok(lib);
+  Query q;
+  if (Status st = parse_query(text, tok, q); !st.ok()) return st;
+  auto snap = store.snapshot();
+  sqlite3* db = snap->db();
+  if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  const bool join = q.sort_date || meta_value(db, "dead").value_or(0) > 0;
+  const bool with_doc = join || q.after || q.before;
+  const std::string cols = q.positive.empty() ? "d.gen, 0.0, d.date"
+                           : std::string("search_fts.rowid, bm25(search_fts, 10.0, 1.0, 0.0), ") +
+                                 (with_doc ? "d.date" : "NULL");
+  Stmt s(db, match_sql(q, join, cols));
+  bind_match(s, q);
+  // Keep the best `limit` candidates: the worst of them on top of the heap.
+  auto better = [&](const Candidate& a, const Candidate& b) {
+    if (q.sort_date || q.positive.empty()) {
+      if (a.date != b.date) return a.date.value_or(INT64_MIN) > b.date.value_or(INT64_MIN);
+    }
+    if (a.score != b.score) return a.score > b.score;
+    return a.gen < b.gen;
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, decltype(better)> heap(better);
+  uint64_t total = 0;
+  while (s.step()) {
+    ++total;
+    Candidate c{s.int64(0), -s.real(1), s.null(2) ? std::nullopt : std::optional<int64_t>(s.int64(2))};
+    if (heap.size() < q.limit) {
+      heap.push(c);
+    } else if (better(c, heap.top())) {
+      heap.pop();
+      heap.push(c);
+    }
+  }
+  std::vector<Candidate> top;
+  while (!heap.empty()) top.push_back(heap.top()), heap.pop();
+  std::reverse(top.begin(), top.end());
+  Stmt id_of(db, "SELECT id FROM search_doc WHERE gen=?");
+  for (const Candidate& c : top) {
+    id_of.bind(1, c.gen);
+    if (id_of.step()) {
+      out.hits.push_back(Hit{std::string(id_of.text(0)), c.score == 0 ? 0.0 : c.score, {}});
+    } else if (total > 0) {
+      --total;  // a dead generation
+    }
+    id_of.reset();
+  }
+  out.total = total;
+  if (snippets) {
+    for (Hit& hit : out.hits) {
+      auto info = snap->item(hit.id);
+      if (!info) continue;
+      Extractor x(kSnippetBodyCap);
+      snap->read_item(*info, [&](std::string_view bytes) {
+        if (!x.done()) x.feed(bytes);
+      });
+      const Extracted& e = x.result();
+      // The main text (content) first, then all the text, then the title;
+      // when nothing matches (filters only), the start of the text.
+      bool matched = false;
+      const std::string_view main_text = std::string_view(e.body).substr(0, e.main_size);
+      hit.snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, q.highlight, &matched);
+      if (!matched && main_text.size() < e.body.size()) {
+        std::string all = make_snippet(tok, e.body, q.highlight, &matched);
+        if (matched) hit.snippet = std::move(all);
+      }
+      if (!matched) {
+        std::string title = make_snippet(tok, e.title, q.highlight, &matched);
+        if (matched || hit.snippet.empty()) hit.snippet = std::move(title);
+      }
+    }
+  }
+  return Status::success();
+}
+
+Status Index::run(std::string_view query, Results& out) { return impl_->run(query, out, true); }
+
+std::string Index::to_json(const Results& r) {
+  json hits = json::array();
+  uint64_t rank = 0;
+  for (const Hit& h : r.hits) {
+    hits.push_back(json{{"rank", ++rank},
+                        {"id", h.id},
+                        {"path", item_path(h.id)},
+                        {"score", std::round(h.score * 1e6) / 1e6},
+                        {"snippet", h.snippet}});
+  }
+  return dump(json{{"query", r.query}, {"total", r.total}, {"hits", std::move(hits)}});
+}
+
+Status Index::suggest_json(std::string_view prefix, std::string& out) {
+  Tokenizer tok(impl_->lib);
+  if (prefix.size() > kMaxQueryBytes) return Status::error(EINVAL, "the prefix is longer than 4096 bytes");
+  bool single = false;
+  auto tokens = query_tokens(tok, prefix, &single);
+  if (tokens.empty()) return Status::error(EINVAL, "the prefix has no letters or digits to complete");
+  const std::string& t = tokens.back();
+  auto snap = impl_->store.snapshot();
+  sqlite3* db = snap->db();
+  if (!table_exists(db, "search_vocab")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  Stmt s(db, "SELECT term, doc FROM search_vocab WHERE term >= ?1 AND term < ?2");
+  s.bind(1, t).bind(2, t + "\xF4\x90");
+  std::vector<std::pair<std::string, int64_t>> terms;
+  while (s.step()) {
+    std::string_view term = s.text(0);
+    if (is_marker(term)) continue;
+    terms.emplace_back(term, s.int64(1));
+  }
+  std::sort(terms.begin(), terms.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  if (terms.size() > 50) terms.resize(50);
+  json list = json::array();
+  for (const auto& [term, docs] : terms) list.push_back(json{{"term", term}, {"docs", docs}});
+  out = dump(json{{"prefix", std::string(prefix)}, {"terms", std::move(list)}});
+  return Status::success();
+}
+
+Status Index::facets_json(std::string_view query, std::string& out) {
+  Tokenizer tok(impl_->lib);
+  Query q;
+  if (Status st = parse_query(query, tok, q); !st.ok()) return st;
+  auto snap = impl_->store.snapshot();
+  sqlite3* db = snap->db();
+  if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
+  bind_match(s, q);
+  std::unordered_map<std::string, uint64_t> host, author, lang, tag, year;
+  uint64_t total = 0;
+  while (s.step()) {
+    ++total;
+    if (!s.text(0).empty()) ++host[std::string(s.text(0))];
+    if (!s.text(1).empty()) ++author[std::string(s.text(1))];
+    if (!s.text(2).empty()) ++lang[std::string(s.text(2))];
+    std::string_view tags = s.text(3);
+    while (!tags.empty()) {
+      const size_t sep = tags.find('\x1f');
+      std::string_view one = tags.substr(0, sep);
+      if (!one.empty()) ++tag[std::string(one)];
+      if (sep == std::string_view::npos) break;
+      tags.remove_prefix(sep + 1);
+    }
+    if (!s.null(4)) ++year[std::to_string(year_of(s.int64(4)))];
+  }
+  auto top = [](const std::unordered_map<std::string, uint64_t>& counts) {
+    std::vector<std::pair<std::string, uint64_t>> v(counts.begin(), counts.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    if (v.size() > 20) v.resize(20);
+    json list = json::array();
+    for (const auto& [value, count] : v) list.push_back(json{{"value", value}, {"count", count}});
+    return list;
+  };
+  json facets{{"host", top(host)}, {"author", top(author)}, {"tag", top(tag)}, {"lang", top(lang)}, {"year", top(year)}};
+  out = dump(json{{"query", std::string(query)}, {"total", total}, {"facets", std::move(facets)}});
+  return Status::success();
+}
+
+std::vector<std::string> Index::check() {
+  std::vector<std::string> problems;
+  uint64_t more = 0;
+  auto problem = [&](std::string line) {
+    if (problems.size() < kMaxProblems) {
+      problems.push_back("search: " + std::move(line));
+    } else {
+      ++more;
+    }
+  };
+  {
+    auto snap = impl_->store.snapshot();
+    sqlite3* db = snap->db();
+    if (!table_exists(db, "search_meta") || !table_exists(db, "search_doc") || !table_exists(db, "search_fts")) {
+      return {"search: the index tables are missing (itemfs reindex rebuilds them)"};
+    }
+    if (meta_value(db, "version").value_or(0) != kIndexVersion) {
+      problem("the index has version " + std::to_string(meta_value(db, "version").value_or(0)) + ", expected " +
+              std::to_string(kIndexVersion));
+    }
+    struct Doc {
+      int64_t gen, sha;
+      std::string id;
+      bool seen = false;
+    };
+    std::unordered_map<int64_t, Doc> docs;  // by ino
+    {
+      Stmt s(db, "SELECT ino, gen, sha, id FROM search_doc");
+      while (s.step()) docs.emplace(s.int64(0), Doc{s.int64(1), s.int64(2), std::string(s.text(3))});
+    }
+    std::unordered_set<int64_t> rows;
+    {
+      Stmt s(db, "SELECT id FROM search_fts_docsize");
+      while (s.step()) rows.insert(s.int64(0));
+    }
+    snap->for_each_item([&](const store::ItemInfo& item) {
+      auto it = docs.find(item.ino);
+      if (it == docs.end()) {
+        problem("item " + item.id + " is not in the index");
+        return;
+      }
+      it->second.seen = true;
+      if (it->second.id != item.id) problem("the index has item " + item.id + " under the old id " + it->second.id);
+      if (it->second.sha != sha8(item.sha256)) problem("the index has an older version of item " + item.id);
+      if (!rows.count(it->second.gen)) problem("the full-text row of item " + item.id + " is missing");
+    });
+    for (const auto& [ino, doc] : docs) {
+      if (!doc.seen) problem("the index lists " + doc.id + " (inode " + std::to_string(ino) + "), which is not an item");
+    }
+    uint64_t orphans = 0;
+    std::unordered_set<int64_t> live;
+    for (const auto& [ino, doc] : docs) live.insert(doc.gen);
+    for (int64_t r : rows) orphans += !live.count(r);
+    const auto dead = uint64_t(std::max<int64_t>(0, meta_value(db, "dead").value_or(0)));
+    if (orphans > dead) problem(std::to_string(orphans - dead) + " full-text rows belong to no item");
+  }
+  if (!impl_->store.options().read_only) {
+    // FTS5's own structure check; it writes nothing but needs a write transaction.
+    std::string damage;
+    impl_->store.write([&](store::WriteBatch& batch) {
+      if (sqlite3_exec(batch.db(), "INSERT INTO search_fts(search_fts) VALUES('integrity-check')", nullptr, nullptr,
+                       nullptr) != SQLITE_OK) {
+        damage = sqlite3_errmsg(batch.db());
+      }
+    });
+    if (!damage.empty()) problem("the full-text index is damaged: " + damage);
+  }
+  if (more) problems.push_back("search: ... and " + std::to_string(more) + " more problems");
+  return problems;
+}
+
+extern const unsigned char kReadme[];
+extern const size_t kReadmeSize;
+
+std::string_view Index::readme() { return std::string_view(reinterpret_cast<const char*>(kReadme), kReadmeSize); }
+
+}  // namespace itemfs::search

@@ -1,0 +1,362 @@
+#include "search/query.h"
+
+#include <cerrno>
+
+#include "search/extract.h"
+
+namespace itemfs::search::detail {
+
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+store::Status bad(std::string message) { return store::Status::error(EINVAL, std::move(message)); }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool valid_field_name(std::string_view name) {
+  if (name.empty() || name.size() > 200 || name.back() == '.') return false;
+  const char c0 = name[0];
+  if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || c0 == '_' || c0 == '@')) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '.' || c == '-' || c == '@';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool has_cjk(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    if (is_cjk(next_code_point(s, i))) return true;
+  }
+  return false;
+}
+
+// One term of the query before OR grouping.
+struct Atom {
+  bool is_or = false;
+  bool negated = false;
+  bool option = false;  // limit:, sort:, after:, before: (already applied)
+  std::string fts;      // "" when the text had nothing searchable
+  std::vector<HighlightTerm> highlight;
+};
+
+void add_highlight(Tokenizer& tok, std::string_view text, bool prefix, std::vector<HighlightTerm>& out) {
+  std::vector<std::pair<std::string, bool>> words;  // (folded or CJK text, cjk)
+  tok.tokenize(text, [&](std::string_view folded, size_t start, size_t end) {
+    const std::string_view original = text.substr(start, end - start);
+    if (!has_cjk(original)) {
+      words.emplace_back(std::string(folded), false);
+      return;
+    }
+    // Split mixed tokens into CJK runs (kept as written) and other parts.
+    std::string run;
+    std::string other;
+    auto flush_other = [&] {
+      if (!other.empty()) {
+        for (auto& t : tok.tokens(other)) words.emplace_back(std::move(t), false);
+        other.clear();
+      }
+    };
+    for (size_t i = 0; i < original.size();) {
+      const size_t s = i;
+      const uint32_t cp = next_code_point(original, i);
+      if (is_cjk(cp)) {
+        flush_other();
+        run.append(original.substr(s, i - s));
+      } else {
+        if (!run.empty()) words.emplace_back(std::move(run), true), run.clear();
+        other.append(original.substr(s, i - s));
+      }
+    }
+    if (!run.empty()) words.emplace_back(std::move(run), true);
+    flush_other();
+  });
+  for (size_t k = 0; k < words.size(); ++k) {
+    out.push_back(HighlightTerm{words[k].first, prefix && k + 1 == words.size() && !words[k].second, words[k].second});
+  }
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    if (k) out += sep;
+    out += parts[k];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string fts_phrase(const std::vector<std::string>& tokens) {
+  std::string out = "\"";
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    if (k) out += ' ';
+    for (char c : tokens[k]) {
+      if (c == '"') out += '"';
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::vector<std::string> query_tokens(Tokenizer& tok, std::string_view text, bool* last_is_single_cjk) {
+  return tok.tokens(cjk_query_text(text, last_is_single_cjk));
+}
+
+std::string Query::match() const {
+  if (negative.empty()) return positive;
+  return "(" + positive + ") NOT (" + negative + ")";
+}
+
+store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
+  out = Query{};
+  if (text.size() > kMaxQueryBytes) return bad("the query is longer than 4096 bytes");
+  for (char c : text) {
+    if (c == '\0') return bad("the query contains a NUL byte");
+  }
+  std::vector<Atom> atoms;
+  bool have_limit = false, have_sort = false;
+  size_t pos = 0;
+  const size_t n = text.size();
+
+  // Builds the FTS5 text of a word or phrase searched in `column`, or among
+  // the values of a field when `field_marker` is set.
+  auto text_term = [&](Atom& atom, std::string_view value, bool prefix, std::string_view column,
+                       const std::string& field_marker, bool highlight) {
+    bool single = false;
+    std::vector<std::string> tokens = query_tokens(tok, value, &single);
+    if (tokens.empty()) return;
+    if (single) prefix = true;
+    if (!field_marker.empty()) {
+      std::vector<std::string> interleaved;
+      for (auto& t : tokens) {
+        interleaved.push_back(field_marker);
+        interleaved.push_back(std::move(t));
+      }
+      tokens = std::move(interleaved);
+    }
+    atom.fts = std::string(column) + " : " + fts_phrase(tokens) + (prefix ? " *" : "");
+    if (highlight && !atom.negated) add_highlight(tok, value, prefix, atom.highlight);
+  };
+
+  while (true) {
+    while (pos < n && is_space(text[pos])) ++pos;
+    if (pos >= n) break;
+    if (atoms.size() >= kMaxTerms) return bad("the query has too many terms (at most 64)");
+    Atom atom;
+    const size_t start = pos;
+    if (text[pos] == '-') {
+      if (pos + 1 >= n || is_space(text[pos + 1])) {
+        return bad("'-' at character " + std::to_string(start + 1) + " must be followed by a word to exclude");
+      }
+      atom.negated = true;
+      ++pos;
+    }
+    // A phrase, possibly as the value of field:"...".
+    auto read_phrase = [&](std::string& phrase, bool& prefix) -> store::Status {
+      const size_t open = pos;
+      const size_t close = text.find('"', pos + 1);
+      if (close == std::string_view::npos) {
+        return bad("unbalanced quote: the phrase opened at character " + std::to_string(open + 1) +
+                   " is not closed");
+      }
+      phrase = std::string(text.substr(open + 1, close - open - 1));
+      pos = close + 1;
+      prefix = pos < n && text[pos] == '*';
+      if (prefix) ++pos;
+      return store::Status::success();
+    };
+    if (text[pos] == '"') {
+      std::string phrase;
+      bool prefix = false;
+      if (auto st = read_phrase(phrase, prefix); !st.ok()) return st;
+      text_term(atom, phrase, prefix, "{title body}", "", true);
+      atoms.push_back(std::move(atom));
+      continue;
+    }
+    size_t end = pos;
+    while (end < n && !is_space(text[end]) && text[end] != '"') ++end;
+    std::string_view word = text.substr(pos, end - pos);
+    pos = end;
+    if (word.empty()) return bad("'-' at character " + std::to_string(start + 1) + " must be followed by a word to exclude");
+
+    if (word == "OR" || word == "AND" || word == "NOT" || word == "NEAR" || word == "|" || word == "||" || word == "&&") {
+      if (word == "OR" && !atom.negated) {
+        atom.is_or = true;
+        atoms.push_back(std::move(atom));
+        continue;
+      }
+      if (word == "AND" && !atom.negated) continue;  // implied
+      if (word == "NOT") return bad("unknown operator NOT: put '-' before a word to exclude it (-word)");
+      return bad("unknown operator " + std::string(word) + " at character " + std::to_string(start + 1) +
+                 ": words are combined with AND by default, or with OR");
+    }
+    if (word.front() == '(' || word.back() == ')') {
+      return bad("unknown operator '" + std::string(word.front() == '(' ? "(" : ")") + "' at character " +
+                 std::to_string(start + 1) + ": parentheses are not supported; OR joins the terms next to it");
+    }
+
+    const size_t colon = word.find(':');
+    const bool is_field = colon != std::string_view::npos && colon > 0 && valid_field_name(word.substr(0, colon)) &&
+                          word.substr(colon + 1, 2) != "//";
+    if (!is_field) {
+      bool prefix = false;
+      if (word.back() == '*') {
+        word.remove_suffix(1);
+        prefix = true;
+      }
+      if (word.find('*') != std::string_view::npos || (prefix && word.empty())) {
+        return bad("'*' at character " + std::to_string(start + 1) + " is only allowed at the end of a word (prefix*)");
+      }
+      text_term(atom, word, prefix, "{title body}", "", true);
+      atoms.push_back(std::move(atom));
+      continue;
+    }
+
+    const std::string name = lower(word.substr(0, colon));
+    std::string value(word.substr(colon + 1));
+    bool prefix = false;
+    bool quoted = false;
+    if (value.empty() && pos < n && text[pos] == '"') {
+      if (auto st = read_phrase(value, prefix); !st.ok()) return st;
+      quoted = true;
+    }
+    if (value.empty()) {
+      return bad("the filter " + name + ": at character " + std::to_string(start + 1) + " has no value (" + name +
+                 ":word or " + name + ":\"some words\")");
+    }
+    if (!quoted && value.back() == '*') {
+      value.pop_back();
+      prefix = true;
+      if (value.empty() || value.find('*') != std::string::npos) {
+        return bad("'*' at character " + std::to_string(start + 1) + " is only allowed at the end of a word (prefix*)");
+      }
+    }
+    if (name == "limit" || name == "sort" || name == "after" || name == "before") {
+      if (atom.negated) return bad("'-' cannot be used with " + name + ":");
+      if (prefix || quoted) return bad(name + ": takes a plain value, not a phrase or prefix");
+      atom.option = true;
+      if (name == "limit") {
+        if (have_limit) return bad("limit: is given twice");
+        have_limit = true;
+        uint64_t v = 0;
+        bool ok = value.size() <= 6;
+        for (char c : value) ok = ok && c >= '0' && c <= '9';
+        if (ok) v = std::stoull(value);
+        if (!ok || v < 1 || v > kMaxLimit) return bad("limit: takes a number from 1 to 10000, not '" + value + "'");
+        out.limit = v;
+      } else if (name == "sort") {
+        if (have_sort) return bad("sort: is given twice");
+        have_sort = true;
+        const std::string v = lower(value);
+        if (v == "date") {
+          out.sort_date = true;
+        } else if (v != "score") {
+          return bad("sort: takes date or score, not '" + value + "'");
+        }
+      } else {
+        auto d = parse_date(value);
+        if (!d) {
+          return bad(name + ": takes a date such as 2024-03-01 (or 2024, 2024-03, 2024-03-01T12:00:00Z), not '" +
+                     value + "'");
+        }
+        if (name == "after") {
+          if (out.after) return bad("after: is given twice");
+          out.after = d;
+        } else {
+          // before:2024 and before:2024-03 mean before the start of that year / month.
+          if (out.before) return bad("before: is given twice");
+          out.before = d;
+        }
+      }
+      atoms.push_back(std::move(atom));
+      continue;
+    }
+    if (name == "title") {
+      text_term(atom, value, prefix, "title", "", true);
+    } else if (name == "content" || name == "body" || name == "text") {
+      text_term(atom, value, prefix, "body", "", true);
+    } else if (name == "author" || name == "authors") {
+      text_term(atom, value, prefix, "meta", marker("@author"), false);
+    } else if (name == "tag" || name == "tags") {
+      text_term(atom, value, prefix, "meta", marker("@tag"), false);
+    } else if (name == "host" || name == "site") {
+      std::string host = value.find("://") != std::string::npos ? host_of_url(value) : lower(value);
+      while (!host.empty() && host.back() == '.') host.pop_back();
+      if (prefix || host.empty()) return bad("host: takes a host name such as example.com, not '" + value + "'");
+      atom.fts = "meta : " + fts_phrase({marker("host=" + host)});
+    } else if (name == "lang" || name == "language") {
+      if (prefix) return bad("lang: takes a language code such as en or pt-br, not a prefix");
+      atom.fts = "meta : " + fts_phrase({marker("lang=" + lower(value))});
+    } else {
+      text_term(atom, value, prefix, "meta", marker("p:" + name), false);
+    }
+    atoms.push_back(std::move(atom));
+  }
+
+  if (atoms.empty()) return bad("the query is empty");
+
+  // Group terms joined by OR; everything else is ANDed.
+  std::vector<std::vector<Atom*>> groups;
+  for (size_t k = 0; k < atoms.size(); ++k) {
+    if (atoms[k].is_or) {
+      if (k == 0 || k + 1 == atoms.size() || atoms[k - 1].is_or || atoms[k + 1].is_or) {
+        return bad("OR needs a term on each side");
+      }
+      continue;
+    }
+    if (k > 0 && atoms[k - 1].is_or) {
+      groups.back().push_back(&atoms[k]);
+    } else {
+      groups.push_back({&atoms[k]});
+    }
+  }
+  std::vector<std::string> positive;
+  std::vector<std::string> negative;
+  bool any_searchable = false;
+  for (auto& group : groups) {
+    if (group.size() > 1) {
+      for (Atom* a : group) {
+        if (a->negated || a->option) {
+          return bad("-word, limit:, sort:, after: and before: cannot be joined with OR");
+        }
+      }
+    }
+    std::vector<std::string> alts;
+    for (Atom* a : group) {
+      if (a->option) continue;
+      if (a->fts.empty()) continue;
+      any_searchable = true;
+      if (a->negated) {
+        negative.push_back(a->fts);
+      } else {
+        alts.push_back(a->fts);
+        for (auto& h : a->highlight) out.highlight.push_back(std::move(h));
+      }
+    }
+    if (alts.size() == 1) {
+      positive.push_back("(" + alts[0] + ")");
+    } else if (alts.size() > 1) {
+      positive.push_back("(" + join(alts, " OR ") + ")");
+    }
+  }
+  out.positive = join(positive, " AND ");
+  out.negative = join(negative, " OR ");
+  if (out.positive.empty() && !out.after && !out.before) {
+    if (!negative.empty()) return bad("the query only excludes words; add a word or filter to search for");
+    if (!any_searchable) return bad("the query has no words to search for");
+    return bad("the query has nothing to search for");
+  }
+  return store::Status::success();
+}
+
+}  // namespace itemfs::search::detail

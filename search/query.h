@@ -1,0 +1,50 @@
+// Internal: the query language (see README.md) compiled to an FTS5 MATCH
+// expression plus conditions on the per-item table. Every word the user typed
+// reaches FTS5 only as a double-quoted string of tokens that this parser
+// produced with the index's own tokenizer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "search/tokenize.h"
+#include "store/store.h"
+
+namespace itemfs::search::detail {
+
+inline constexpr uint64_t kDefaultLimit = 100;
+inline constexpr uint64_t kMaxLimit = 10000;
+inline constexpr size_t kMaxQueryBytes = 4096;
+inline constexpr size_t kMaxTerms = 64;
+
+// A word to mark in snippets.
+struct HighlightTerm {
+  std::string text;  // folded token, or for CJK the characters as written
+  bool prefix = false;
+  bool cjk = false;
+};
+
+struct Query {
+  std::string positive;  // FTS5 expression every hit matches ("" if none)
+  std::string negative;  // FTS5 expression no hit matches ("" if none)
+  std::optional<int64_t> after;   // date >= after
+  std::optional<int64_t> before;  // date < before
+  uint64_t limit = kDefaultLimit;
+  bool sort_date = false;
+  std::vector<HighlightTerm> highlight;
+
+  // positive minus negative; requires !positive.empty().
+  std::string match() const;
+};
+
+store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out);
+
+// The FTS5 string literal for the given tokens: "a b" with quotes doubled.
+std::string fts_phrase(const std::vector<std::string>& tokens);
+// The tokens FTS5 sees for a word or phrase the user typed (CJK handled).
+std::vector<std::string> query_tokens(Tokenizer& tok, std::string_view text, bool* last_is_single_cjk);
+
+}  // namespace itemfs::search::detail

@@ -1,0 +1,80 @@
+#include "search/tokenize.h"
+
+#include <sqlite3.h>
+
+#include <cstring>
+
+#include "store/store.h"
+
+namespace itemfs::search::detail {
+
+Fts5Library::Fts5Library() {
+  if (sqlite3_open_v2(":memory:", &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    sqlite3_close(db_);
+    throw store::StoreError(EIO, "search: cannot open an in-memory SQLite database");
+  }
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
+    sqlite3_bind_pointer(stmt, 1, &api_, "fts5_api_ptr", nullptr);
+    sqlite3_step(stmt);
+  }
+  sqlite3_finalize(stmt);
+  if (api_ == nullptr) {
+    sqlite3_close(db_);
+    throw store::StoreError(EIO, "search: this SQLite has no FTS5");
+  }
+}
+
+Fts5Library::~Fts5Library() { sqlite3_close(db_); }
+
+struct Tokenizer::Vtbl {
+  fts5_tokenizer t;
+};
+
+Tokenizer::Tokenizer(const Fts5Library& lib) : api_(lib.api()), vtbl_(new Vtbl{}) {
+  void* ctx = nullptr;
+  if (api_->xFindTokenizer(api_, "unicode61", &ctx, &vtbl_->t) != SQLITE_OK) {
+    delete vtbl_;
+    throw store::StoreError(EIO, "search: FTS5 has no unicode61 tokenizer");
+  }
+  const char* args[] = {"remove_diacritics", "2"};
+  if (vtbl_->t.xCreate(ctx, args, 2, &tok_) != SQLITE_OK) {
+    delete vtbl_;
+    throw store::StoreError(EIO, "search: cannot create the unicode61 tokenizer");
+  }
+}
+
+Tokenizer::~Tokenizer() {
+  if (tok_) vtbl_->t.xDelete(tok_);
+  delete vtbl_;
+}
+
+namespace {
+
+struct Callback {
+  std::string_view text;
+  const std::function<void(std::string_view, size_t, size_t)>* fn;
+};
+
+int on_token(void* ctx, int /*flags*/, const char* token, int n, int start, int end) {
+  auto* cb = static_cast<Callback*>(ctx);
+  (*cb->fn)(std::string_view(token, size_t(n)), size_t(start), size_t(end));
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+void Tokenizer::tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn) {
+  if (text.empty()) return;
+  Callback cb{text, &fn};
+  // FTS5 takes an int length; callers keep texts far below 2 GiB.
+  vtbl_->t.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token);
+}
+
+std::vector<std::string> Tokenizer::tokens(std::string_view text) {
+  std::vector<std::string> out;
+  tokenize(text, [&](std::string_view t, size_t, size_t) { out.emplace_back(t); });
+  return out;
+}
+
+}  // namespace itemfs::search::detail

@@ -1,0 +1,51 @@
+// Internal: SQLite's own unicode61 tokenizer (remove_diacritics 2), used
+// outside FTS5 so that query words, field values and snippets are split and
+// folded exactly the way the index splits and folds text.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+struct fts5_api;
+struct Fts5Tokenizer;
+
+namespace itemfs::search::detail {
+
+// The FTS5 module of a private in-memory connection. Thread-safe to share.
+class Fts5Library {
+ public:
+  Fts5Library();
+  ~Fts5Library();
+  Fts5Library(const Fts5Library&) = delete;
+  Fts5Library& operator=(const Fts5Library&) = delete;
+  fts5_api* api() const { return api_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  fts5_api* api_ = nullptr;
+};
+
+// One tokenizer instance; use from one thread at a time.
+class Tokenizer {
+ public:
+  explicit Tokenizer(const Fts5Library& lib);
+  ~Tokenizer();
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+
+  // Calls fn(folded token, start byte, end byte) for each token of text.
+  void tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn);
+  // The folded tokens of text.
+  std::vector<std::string> tokens(std::string_view text);
+
+ private:
+  fts5_api* api_;
+  Fts5Tokenizer* tok_ = nullptr;
+  struct Vtbl;
+  Vtbl* vtbl_ = nullptr;
+};
+
+}  // namespace itemfs::search::detail

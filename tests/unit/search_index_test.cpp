@@ -1,0 +1,478 @@
+// Tests of itemfs::search::Index against a real store in a temp directory.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "search/search.h"
+#include "store/store.h"
+
+namespace fs = std::filesystem;
+using itemfs::search::Index;
+using itemfs::search::Results;
+using itemfs::store::Store;
+using itemfs::store::WriteBatch;
+
+namespace {
+
+class SearchIndex : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::random_device rd;
+    dir_ = fs::temp_directory_path() / ("itemfs-search-" + std::to_string(rd()) + std::to_string(rd()));
+    open();
+  }
+  void TearDown() override {
+    index_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  void open() {
+    index_.reset();
+    store_.reset();
+    store_ = Store::open(dir_);
+    index_ = std::make_unique<Index>(*store_);
+    store_->add_hook(index_.get());
+  }
+  void put(const std::string& id, const nlohmann::json& doc) { put_raw(id, doc.dump()); }
+  void put_raw(const std::string& id, const std::string& text) {
+    store_->write([&](WriteBatch& b) {
+      std::istringstream in(text);
+      auto st = b.put(id, in, {});
+      ASSERT_TRUE(st.ok()) << st.message;
+    });
+  }
+  void remove(const std::string& id) {
+    store_->write([&](WriteBatch& b) { ASSERT_TRUE(b.remove(id).ok()); });
+  }
+  void rename(const std::string& from, const std::string& to) {
+    store_->write([&](WriteBatch& b) { ASSERT_TRUE(b.rename(from, to).ok()); });
+  }
+  Results search(const std::string& q) {
+    Results r;
+    auto st = index_->run(q, r);
+    EXPECT_TRUE(st.ok()) << q << ": " << st.message;
+    return r;
+  }
+  // The ids found, in rank order.
+  std::vector<std::string> ids(const std::string& q) {
+    std::vector<std::string> out;
+    for (const auto& h : search(q).hits) out.push_back(h.id);
+    return out;
+  }
+  std::vector<std::string> sorted_ids(const std::string& q) {
+    auto v = ids(q);
+    std::sort(v.begin(), v.end());
+    return v;
+  }
+  void exec(const std::string& sql) {
+    store_->write([&](WriteBatch& b) { ASSERT_EQ(sqlite3_exec(b.db(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(b.db()); });
+  }
+
+  void load_corpus() {
+    put("a1", {{"title", "Solar panel prices fall"},
+               {"content", "Cheaper photovoltaic modules arrived this year."},
+               {"url", "https://www.example.com/news/solar"},
+               {"author", "Jane Smith"},
+               {"tags", {"energy", "solar power"}},
+               {"lang", "en"},
+               {"published_at", "2024-03-05T10:00:00Z"},
+               {"metadata", {{"source", "reuters"}}}});
+    put("a2", {{"title", "Wind farms"},
+               {"content", "A report on wind farms, with a note on solar panel output."},
+               {"url", "https://news.other.org/wind"},
+               {"author", "Bob Jones"},
+               {"tags", {"energy"}},
+               {"lang", "en-GB"},
+               {"published_at", "2023-11-20"},
+               {"metadata", {{"source", "ap"}}}});
+    put("a3", {{"title", "Café culture in Zürich"},
+               {"content", "Les cafés de la ville sont très élégants."},
+               {"url", "https://blog.example.com/cafe"},
+               {"author", "Élodie Durand"},
+               {"tags", {"travel"}},
+               {"metadata", {{"lang", "fr"}, {"source", "blog"}}},
+               {"crawled_at", "2024-06-01T00:00:00+02:00"}});
+    put("a4", {{"title", "東京の天気"},
+               {"content", "今日は日本語の文章です。明日は晴れるでしょう。"},
+               {"url", "https://tenki.example.jp/tokyo"},
+               {"lang", "ja"},
+               {"published_at", "2024-01-15"}});
+    put("a5", {{"title", "한국어 뉴스"}, {"content", "서울에서 한국어를 배우는 학생들"}, {"lang", "ko"}});
+    put("a6", {{"title", "Battery storage"},
+               {"content", "Grid batteries store solar energy for the night. Photovoltaics need storage."},
+               {"url", "https://www.example.com/batteries"},
+               {"author", "Jane Smith"},
+               {"published_at", 1717200000}});
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Index> index_;
+};
+
+using V = std::vector<std::string>;
+
+TEST_F(SearchIndex, TitleHitRanksAboveBodyOnlyHit) {
+  load_corpus();
+  auto r = search("solar panel");
+  ASSERT_EQ(r.total, 2u);
+  ASSERT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].id, "a1");  // in the title
+  EXPECT_EQ(r.hits[1].id, "a2");  // only in the body
+  EXPECT_GT(r.hits[0].score, r.hits[1].score);
+}
+
+TEST_F(SearchIndex, AllWordsMustMatch) {
+  load_corpus();
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
+  EXPECT_EQ(sorted_ids("solar wind"), (V{"a2"}));
+  EXPECT_EQ(sorted_ids("solar AND wind"), (V{"a2"}));
+  EXPECT_TRUE(ids("solar zebra").empty());
+}
+
+TEST_F(SearchIndex, OrExcludePhrasePrefix) {
+  load_corpus();
+  EXPECT_EQ(sorted_ids("wind OR batteries"), (V{"a2", "a6"}));
+  EXPECT_EQ(sorted_ids("solar -wind"), (V{"a1", "a6"}));
+  EXPECT_EQ(sorted_ids("solar -\"panel output\""), (V{"a1", "a6"}));
+  EXPECT_EQ(sorted_ids("\"solar panel\""), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("\"panel solar\""), V{});
+  EXPECT_EQ(sorted_ids("photovolt*"), (V{"a1", "a6"}));
+  EXPECT_EQ(sorted_ids("\"solar pan\"*"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("zurich OR wind solar"), (V{"a2"}));
+}
+
+TEST_F(SearchIndex, FieldFilters) {
+  load_corpus();
+  EXPECT_EQ(sorted_ids("title:solar"), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("title:\"solar panel\""), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("content:panel"), (V{"a2"}));  // a1 has it in the title only
+  EXPECT_EQ(sorted_ids("content:solar"), (V{"a1", "a2", "a6"}));  // a1: in a tag, which is text
+  EXPECT_EQ(sorted_ids("author:smith"), (V{"a1", "a6"}));
+  EXPECT_EQ(sorted_ids("author:\"jane smith\" batteries"), (V{"a6"}));
+  EXPECT_EQ(sorted_ids("author:elodie"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("url:news"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("host:example.com"), (V{"a1", "a3", "a6"}));
+  EXPECT_EQ(sorted_ids("host:www.example.com"), (V{"a1", "a6"}));
+  EXPECT_EQ(sorted_ids("host:blog.example.com"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("host:xample.com"), V{});
+  EXPECT_EQ(sorted_ids("tag:energy"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("tag:power"), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("tags:travel"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("lang:en"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("lang:en-gb"), (V{"a2"}));
+  EXPECT_EQ(sorted_ids("lang:fr"), (V{"a3"}));  // from metadata.lang
+  EXPECT_EQ(sorted_ids("metadata.source:reuters"), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("metadata.source:ap OR metadata.source:blog"), (V{"a2", "a3"}));
+  EXPECT_EQ(sorted_ids("energy -tag:solar*"), (V{"a2", "a6"}));
+  EXPECT_EQ(sorted_ids("unknownfield:x"), V{});
+}
+
+TEST_F(SearchIndex, DatesAndSort) {
+  load_corpus();
+  // a3 has only crawled_at (2024-05-31T22:00Z); a5 has no date.
+  EXPECT_EQ(sorted_ids("after:2024-01-01"), (V{"a1", "a3", "a4", "a6"}));
+  EXPECT_EQ(sorted_ids("before:2024"), (V{"a2"}));
+  EXPECT_EQ(sorted_ids("solar after:2024-03-05 before:2024-03-06"), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("solar after:2024-03-06"), (V{"a6"}));
+  EXPECT_EQ(sorted_ids("after:2024-05-31T23:00:00+02:00 before:2024-06-01"), (V{"a3"}));
+  EXPECT_EQ(ids("solar sort:date"), (V{"a6", "a1", "a2"}));
+  EXPECT_EQ(ids("after:2000 sort:date"), (V{"a6", "a3", "a1", "a4", "a2"}));
+  EXPECT_EQ(ids("solar sort:score limit:1"), (V{"a1"}));
+  auto r = search("solar limit:2");
+  EXPECT_EQ(r.total, 3u);
+  EXPECT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(sorted_ids("after:2024 -solar"), (V{"a3", "a4"}));
+}
+
+TEST_F(SearchIndex, UnicodeAccentsAndCjk) {
+  load_corpus();
+  EXPECT_EQ(sorted_ids("cafe"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("café"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("ZURICH"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("elegants"), (V{"a3"}));
+  EXPECT_EQ(sorted_ids("日本語"), (V{"a4"}));    // inside a sentence
+  EXPECT_EQ(sorted_ids("日本"), (V{"a4"}));
+  EXPECT_EQ(sorted_ids("文章"), (V{"a4"}));
+  EXPECT_EQ(sorted_ids("晴れる"), (V{"a4"}));
+  EXPECT_EQ(sorted_ids("東京"), (V{"a4"}));      // title
+  EXPECT_EQ(sorted_ids("天"), (V{"a4"}));        // one character
+  EXPECT_EQ(sorted_ids("気"), (V{"a4"}));        // last character of a run
+  EXPECT_EQ(sorted_ids("本日"), V{});
+  EXPECT_EQ(sorted_ids("\"日本語の文章\""), (V{"a4"}));
+  EXPECT_EQ(sorted_ids("한국어"), (V{"a5"}));    // inside 한국어를
+  EXPECT_EQ(sorted_ids("학생"), (V{"a5"}));
+  auto r = search("日本語");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_NE(r.hits[0].snippet.find("[日本語]"), std::string::npos) << r.hits[0].snippet;
+  r = search("cafe");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet, "[Café] culture in Zürich");  // "cafés" is another word
+}
+
+TEST_F(SearchIndex, Snippets) {
+  load_corpus();
+  auto r = search("photovoltaic");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet, "Cheaper [photovoltaic] modules arrived this year.");
+  r = search("photovolt*");
+  ASSERT_EQ(r.hits.size(), 2u);
+  for (const auto& h : r.hits) {
+    if (h.id == "a1") {
+      EXPECT_EQ(h.snippet, "Cheaper [photovoltaic] modules arrived this year.");
+    } else {
+      EXPECT_NE(h.snippet.find("night. [Photovoltaics] need"), std::string::npos) << h.snippet;
+    }
+  }
+  // Title-only matches fall back to the title; filters only: start of the body.
+  r = search("title:zurich");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet, "Café culture in [Zürich]");
+  r = search("author:jones");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet.rfind("A report on wind farms", 0), 0u) << r.hits[0].snippet;
+  // A long body: the window is around the match, with ellipses.
+  std::string body;
+  for (int k = 0; k < 200; ++k) body += "filler" + std::to_string(k) + " ";
+  body += "needle ";
+  for (int k = 0; k < 200; ++k) body += "more" + std::to_string(k) + " ";
+  put("long", {{"title", "x"}, {"content", body}});
+  r = search("needle");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet.rfind("… ", 0), 0u) << r.hits[0].snippet;
+  EXPECT_NE(r.hits[0].snippet.find("filler199 [needle] more0"), std::string::npos) << r.hits[0].snippet;
+  EXPECT_LT(r.hits[0].snippet.size(), 400u);
+}
+
+TEST_F(SearchIndex, WritesShowUpAtOnce) {
+  load_corpus();
+  EXPECT_TRUE(ids("kangaroo").empty());
+  put("k1", {{"title", "Kangaroo facts"}});
+  EXPECT_EQ(ids("kangaroo"), V{"k1"});
+  // Replace: the old words go, the new ones come.
+  put("k1", {{"title", "Wombat facts"}});
+  EXPECT_TRUE(ids("kangaroo").empty());
+  EXPECT_EQ(ids("wombat"), V{"k1"});
+  rename("k1", "k2");
+  EXPECT_EQ(ids("wombat"), V{"k2"});
+  auto r = search("wombat");
+  EXPECT_EQ(nlohmann::json::parse(Index::to_json(r))["hits"][0]["path"], "items/k2/k2.json");
+  // Rename onto an existing item replaces it in the index too.
+  rename("k2", "a1");
+  EXPECT_EQ(ids("wombat"), V{"a1"});
+  EXPECT_EQ(sorted_ids("solar"), (V{"a2", "a6"}));
+  remove("a1");
+  EXPECT_TRUE(ids("wombat").empty());
+  EXPECT_TRUE(index_->check().empty());
+}
+
+TEST_F(SearchIndex, SeveralChangesInOneBatch) {
+  load_corpus();
+  store_->write([&](WriteBatch& b) {
+    for (const char* text : {R"({"title":"first version"})", R"({"title":"second version"})", R"({"title":"third"})"}) {
+      std::istringstream in(text);
+      ASSERT_TRUE(b.put("multi", in, {}).ok());
+    }
+    ASSERT_TRUE(b.rename("multi", "multi2").ok());
+    std::istringstream in(R"({"title":"fourth version"})");
+    ASSERT_TRUE(b.put("multi2", in, {}).ok());
+    ASSERT_TRUE(b.remove("a2").ok());
+  });
+  EXPECT_EQ(ids("version"), V{"multi2"});
+  EXPECT_TRUE(ids("first").empty());
+  EXPECT_TRUE(ids("third").empty());
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a6"}));
+  EXPECT_TRUE(index_->check().empty());
+  // A batch that throws leaves the index as it was.
+  EXPECT_THROW(store_->write([&](WriteBatch& b) {
+    std::istringstream in(R"({"title":"ghost"})");
+    ASSERT_TRUE(b.put("ghost", in, {}).ok());
+    throw std::runtime_error("abort");
+  }), std::runtime_error);
+  EXPECT_TRUE(ids("ghost").empty());
+  EXPECT_TRUE(index_->check().empty());
+}
+
+TEST_F(SearchIndex, ToJsonParses) {
+  load_corpus();
+  auto r = search("solar \"panel <b>&amp;\" OR energy");
+  auto j = nlohmann::json::parse(Index::to_json(r));
+  EXPECT_EQ(j["query"], r.query);
+  EXPECT_EQ(j["total"], r.total);
+  ASSERT_EQ(j["hits"].size(), r.hits.size());
+  ASSERT_FALSE(r.hits.empty());
+  for (size_t k = 0; k < r.hits.size(); ++k) {
+    const auto& h = j["hits"][k];
+    EXPECT_EQ(h["rank"], k + 1);
+    EXPECT_EQ(h["id"], r.hits[k].id);
+    EXPECT_EQ(h["path"], "items/" + itemfs::store::shard_of(r.hits[k].id) + "/" + r.hits[k].id + ".json");
+    EXPECT_TRUE(h["score"].is_number());
+    EXPECT_TRUE(h["snippet"].is_string());
+  }
+  // Empty results are a valid document too.
+  j = nlohmann::json::parse(Index::to_json(search("nothingmatchesthis")));
+  EXPECT_EQ(j["total"], 0);
+  EXPECT_TRUE(j["hits"].is_array());
+}
+
+TEST_F(SearchIndex, BadQueriesAreEinval) {
+  load_corpus();
+  for (const char* q : {"", "   ", "\"unbalanced", "solar \"panel", "NOT solar", "solar NEAR panel", "OR solar",
+                        "solar OR", "solar OR OR wind", "-solar", "- solar", "limit:0", "limit:x", "limit:100000",
+                        "sort:banana", "after:yesterday", "before:2024-13-01", "title:", "so*lar", "*", "(solar)",
+                        "solar -after:2024", "limit:5 limit:6", "solar OR -wind", "!!!", "limit:10"}) {
+    Results r;
+    auto st = index_->run(q, r);
+    EXPECT_EQ(st.code, EINVAL) << "query: " << q;
+    EXPECT_FALSE(st.message.empty()) << "query: " << q;
+  }
+  std::string out;
+  EXPECT_EQ(index_->facets_json("\"open", out).code, EINVAL);
+  EXPECT_EQ(index_->suggest_json("--", out).code, EINVAL);
+}
+
+TEST_F(SearchIndex, HostileQueriesDoNotReachFts5Syntax) {
+  load_corpus();
+  // FTS5 operators and punctuation typed by a user are only words.
+  for (const char* q : {"solar^", "solar:", "NEAR(solar panel)x", "{title}: solar", "solar + panel", "a:b:c",
+                        "title:\"\"\"", "\"\"", "col:(x)", "solar*x*", "'", "\\", "solar;DROP TABLE items"}) {
+    Results r;
+    auto st = index_->run(q, r);
+    EXPECT_TRUE(st.ok() || st.code == EINVAL) << q << ": " << st.message;
+  }
+  EXPECT_EQ(sorted_ids("solar^"), (V{"a1", "a2", "a6"}));
+}
+
+TEST_F(SearchIndex, SuggestAndFacets) {
+  load_corpus();
+  std::string out;
+  ASSERT_TRUE(index_->suggest_json("sol", out).ok());
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["prefix"], "sol");
+  ASSERT_FALSE(j["terms"].empty());
+  EXPECT_EQ(j["terms"][0]["term"], "solar");
+  EXPECT_EQ(j["terms"][0]["docs"], 3);
+  for (const auto& t : j["terms"]) EXPECT_EQ(t["term"].get<std::string>().rfind("sol", 0), 0u);
+  ASSERT_TRUE(index_->suggest_json("CAF", out).ok());
+  j = nlohmann::json::parse(out);
+  ASSERT_FALSE(j["terms"].empty());
+  EXPECT_EQ(j["terms"][0]["term"], "cafe");  // folded: café and cafés are one word... "cafe"/"cafes"
+
+  ASSERT_TRUE(index_->facets_json("energy OR solar", out).ok());
+  j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["total"], 3);
+  auto count = [&](const char* facet, const std::string& value) -> int {
+    for (const auto& e : j["facets"][facet]) {
+      if (e["value"] == value) return e["count"];
+    }
+    return 0;
+  };
+  EXPECT_EQ(count("host", "www.example.com"), 2);
+  EXPECT_EQ(count("host", "news.other.org"), 1);
+  EXPECT_EQ(count("author", "Jane Smith"), 2);
+  EXPECT_EQ(count("tag", "energy"), 2);
+  EXPECT_EQ(count("tag", "solar power"), 1);
+  EXPECT_EQ(count("lang", "en"), 1);
+  EXPECT_EQ(count("lang", "en-gb"), 1);
+  EXPECT_EQ(count("year", "2024"), 2);
+  EXPECT_EQ(count("year", "2023"), 1);
+  EXPECT_EQ(j["facets"]["host"][0]["value"], "www.example.com");
+}
+
+TEST_F(SearchIndex, ReindexAndCheck) {
+  load_corpus();
+  EXPECT_TRUE(index_->check().empty());
+  // Damage: drop an entry, add a stray one, make one look stale.
+  exec("DELETE FROM search_doc WHERE id='a2'");
+  exec("UPDATE search_doc SET sha = sha + 1 WHERE id='a3'");
+  exec("INSERT INTO search_doc(gen, ino, id, sha) VALUES(999999, 999999, 'ghost', 0)");
+  auto problems = index_->check();
+  ASSERT_GE(problems.size(), 3u);
+  auto has = [&](const std::string& needle) {
+    return std::any_of(problems.begin(), problems.end(), [&](const std::string& p) { return p.find(needle) != std::string::npos; });
+  };
+  EXPECT_TRUE(has("item a2 is not in the index"));
+  EXPECT_TRUE(has("older version of item a3"));
+  EXPECT_TRUE(has("ghost"));
+  index_->reindex();
+  EXPECT_TRUE(index_->check().empty());
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
+
+  // Wiping the full-text rows is noticed as well.
+  exec("INSERT INTO search_fts(search_fts) VALUES('delete-all')");
+  EXPECT_FALSE(index_->check().empty());
+  index_->reindex();
+  EXPECT_TRUE(index_->check().empty());
+  EXPECT_EQ(sorted_ids("cafe"), (V{"a3"}));
+}
+
+TEST_F(SearchIndex, ReopenAndIndexExistingItems) {
+  load_corpus();
+  open();  // tables exist: nothing rebuilt, still searchable
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
+  // A store that had items before it had an index gets one filled at once.
+  exec("DROP TABLE search_vocab; DROP TABLE search_fts; DROP TABLE search_doc; DROP TABLE search_meta");
+  open();
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
+  EXPECT_TRUE(index_->check().empty());
+}
+
+TEST_F(SearchIndex, DeadGenerationsAreSkipped) {
+  load_corpus();
+  // Simulate a row whose old tokens could not be deleted: an entry left in
+  // search_fts whose generation maps to no item.
+  exec("INSERT INTO search_fts(rowid, title, body, meta) VALUES(777777, 'solar orphan', '', '');"
+       "UPDATE search_meta SET value = value + 1 WHERE key='dead'");
+  auto r = search("solar");
+  EXPECT_EQ(r.total, 3u);
+  EXPECT_TRUE(ids("orphan").empty());
+  EXPECT_TRUE(index_->check().empty());
+  exec("UPDATE search_meta SET value = 0 WHERE key='dead'");
+  EXPECT_FALSE(index_->check().empty());  // now it is unexplained
+  index_->reindex();
+  EXPECT_TRUE(index_->check().empty());
+}
+
+TEST_F(SearchIndex, ReadmeIsEmbedded) {
+  auto text = Index::readme();
+  EXPECT_NE(text.find("limit:"), std::string_view::npos);
+  EXPECT_NE(text.find("sort:date"), std::string_view::npos);
+  EXPECT_NE(text.find(".suggest.json"), std::string_view::npos);
+  EXPECT_NE(text.find(".facets.json"), std::string_view::npos);
+}
+
+TEST_F(SearchIndex, LargeAndOddItems) {
+  // A big item: text past the cap is not indexed, nothing blows up.
+  std::string big = R"({"title":"big one","content":")";
+  for (int k = 0; k < 800000; ++k) big += "lorem ";
+  big += R"(tailword"})";
+  put_raw("big", big);
+  EXPECT_EQ(ids("lorem"), V{"big"});
+  EXPECT_TRUE(ids("tailword").empty());  // beyond the 4 MiB of text indexed
+  // Deep nesting, escapes, numbers, top-level arrays and scalars.
+  std::string deep;
+  for (int k = 0; k < 200; ++k) deep += "[";
+  deep += "\"deepword\"";
+  for (int k = 0; k < 200; ++k) deep += "]";
+  put_raw("deep", deep);
+  put_raw("esc", R"({"title":"caf\u00e9 \ud83d\ude00 line\nbreak","n":42,"ok":true,"x":null})");
+  put_raw("arr", R"(["arrayword", 1, {"k": "nestedword"}])");
+  put_raw("num", "12345");
+  EXPECT_EQ(ids("cafe"), V{"esc"});
+  EXPECT_EQ(ids("n:42"), V{"esc"});
+  EXPECT_EQ(ids("ok:true"), V{"esc"});
+  EXPECT_EQ(ids("arrayword"), V{"arr"});
+  EXPECT_EQ(ids("k:nestedword"), V{"arr"});
+  EXPECT_TRUE(ids("deepword").empty());  // deeper than 64 levels: not indexed
+  remove("big");
+  remove("deep");
+  EXPECT_TRUE(ids("lorem").empty());
+  EXPECT_TRUE(index_->check().empty());
+}
+
+}  // namespace
