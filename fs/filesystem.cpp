@@ -1,0 +1,1525 @@
+
+#include "fs/filesystem.h"
+
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <thread>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+
+#include "fs/event_log.h"
+#include "fs/staging.h"
+#include "fs/tree.h"
+
+namespace itemfs::fs {
+
+// The body and attributes of a file that is being written (an item between
+// open and commit) or that lives only while mounted (a scratch file).
+struct FileState {
+  std::mutex mutex;
+  int fd = -1;
+  uint64_t size = 0;
+  store::Attrs attrs;
+  int64_t ctime_ns = 0;
+  bool dirty = false;
+  int writers = 0;
+  // A refused body is not offered again until it changes: release after a
+  // failed flush must not log the same refusal twice.
+  uint64_t version = 0;
+  // Emptied by open(O_TRUNC) and not written since: a shell's `> file`
+  // closes one copy of the descriptor before anything is written.
+  bool emptied_by_open = false;
+  uint64_t refused_version = UINT64_MAX;
+  int refused_error = 0;
+  ~FileState() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+namespace {
+
+using store::Attrs;
+using store::Status;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+timespec to_timespec(int64_t ns) { return timespec{time_t(ns / 1000000000), long(ns % 1000000000)}; }
+int64_t from_timespec(const timespec& ts) { return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
+
+constexpr double kItemTimeout = 1.0;
+
+bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
+
+
+
+enum class Kind { kItem, kScratch, kShard };
+
+struct Node {
+  Kind kind = Kind::kItem;
+  uint64_t lookups = 0;
+  int open_handles = 0;
+  std::string dir;   // the shard ("" = items/) a scratch file or item lives in
+  std::string name;  // item id, scratch file name, or shard name
+  int64_t item_ino = 0;  // the store's ino of the item
+  bool pending = false;  // an item created but never committed
+  bool unlinked = false;
+  std::shared_ptr<FileState> state;
+  store::Sha256 cached_sha{};  // what the kernel's page cache holds
+  bool cache_valid = false;
+};
+
+
+
+Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+class Filesystem;
+struct Holder {
+  std::unique_ptr<Filesystem> fs;
+};
+Filesystem* self(fuse_req_t req) { return static_cast<Holder*>(fuse_req_userdata(req))->fs.get(); }
+
+struct Counters {
+  std::atomic<uint64_t> lookups{0}, opens{0}, reads{0}, writes{0}, commits{0}, commits_refused{0}, creates{0},
+      unlinks{0}, renames{0}, readdirs{0};
+};
+
+class Filesystem : public Tree {
+ public:
+  Filesystem(store::Store& store, const MountConfig& config)
+      : store_(store), config_(config), staging_dir_(config.store_dir / "staging") {
+    std::filesystem::create_directories(staging_dir_);
+  }
+
+  ~Filesystem() override { stop_invalidator(); }
+
+  EventLog& log() override { return log_; }
+
+  // The kernel caches attributes and pages; when what it holds is no longer
+  // true (a refused write, a restore) it is told so from this thread, never
+  // from inside a request for the same inode, where libfuse warns of deadlock.
+  void invalidate_inode(fuse_ino_t ino) override {
+    std::lock_guard lock(inval_mutex_);
+    inval_queue_.push_back({ino, ""});
+    inval_cv_.notify_one();
+  }
+  void invalidate_entry(fuse_ino_t parent, const std::string& name) override {
+    std::lock_guard lock(inval_mutex_);
+    inval_queue_.push_back({parent, name});
+    inval_cv_.notify_one();
+  }
+  void start_invalidator() {
+    inval_thread_ = std::thread([this] {
+      std::unique_lock lock(inval_mutex_);
+      while (true) {
+        inval_cv_.wait(lock, [&] { return inval_stop_ || !inval_queue_.empty(); });
+        if (inval_queue_.empty()) return;
+        auto [ino, name] = inval_queue_.front();
+        inval_queue_.pop_front();
+        lock.unlock();
+        if (name.empty()) fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
+        else fuse_lowlevel_notify_inval_entry(session_, ino, name.c_str(), name.size());
+        lock.lock();
+      }
+    });
+  }
+  void stop_invalidator() {
+    {
+      std::lock_guard lock(inval_mutex_);
+      inval_stop_ = true;
+      inval_queue_.clear();
+      inval_cv_.notify_one();
+    }
+    if (inval_thread_.joinable()) inval_thread_.join();
+  }
+  store::Store& store() override { return store_; }
+  void set_session(fuse_session* session) { session_ = session; }
+
+  // ---- attributes ------------------------------------------------------
+
+  static struct stat stat_of(fuse_ino_t ino, uint32_t mode, uint64_t size, uint32_t uid, uint32_t gid, int64_t mtime,
+                             int64_t ctime) {
+    struct stat st {};
+    st.st_ino = ino;
+    st.st_mode = mode;
+    st.st_nlink = S_ISDIR(mode) ? 2 : 1;
+    st.st_size = off_t(size);
+    st.st_uid = uid;
+    st.st_gid = gid;
+    st.st_blksize = 4096;
+    st.st_blocks = blkcnt_t((size + 511) / 512);
+    st.st_mtim = to_timespec(mtime);
+    st.st_atim = st.st_mtim;
+    st.st_ctim = to_timespec(ctime ? ctime : mtime);
+    return st;
+  }
+
+  struct stat virtual_stat(fuse_ino_t ino) {
+    uint32_t mode = S_IFREG | 0444;
+    if (ino == kRootIno || ino == kSearchIno || ino == kBackupsIno) mode = S_IFDIR | 0755;
+    if (ino == kCtlIno) mode = S_IFREG | 0200;
+    if (ino == kLogIno || ino == kStatusIno) mode = S_IFREG | 0400;
+    return stat_of(ino, mode, 0, getuid(), getgid(), mount_time_, mount_time_);
+  }
+
+  // Attributes of a node; ENOENT when what it names is gone.
+  int node_stat(fuse_ino_t ino, struct stat& st) {
+    if (ino < kItemBase && ino != kItemsIno) {
+      if (is_virtual(ino)) {
+        st = virtual_stat(ino);
+        return 0;
+      }
+      return extra_stat(ino, st);
+    }
+    if (ino == kItemsIno) {
+      auto dir = store_.dir_info("");
+      if (!dir) return ENOENT;
+      st = stat_of(ino, dir->attrs.mode, 0, dir->attrs.uid, dir->attrs.gid, dir->attrs.mtime_ns, dir->ctime_ns);
+      return 0;
+    }
+    Node copy;
+    std::shared_ptr<FileState> state;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end()) return extra_stat(ino, st);
+      copy = it->second;
+      state = copy.state;
+    }
+    if (state) {
+      std::lock_guard lock(state->mutex);
+      st = stat_of(st_ino_of(copy, ino), state->attrs.mode, state->size, state->attrs.uid, state->attrs.gid,
+                   state->attrs.mtime_ns, state->ctime_ns);
+      return 0;
+    }
+    if (copy.kind == Kind::kShard) {
+      auto dir = store_.dir_info(copy.name);
+      if (!dir) return ENOENT;
+      st = stat_of(ino, dir->attrs.mode, 0, dir->attrs.uid, dir->attrs.gid, dir->attrs.mtime_ns, dir->ctime_ns);
+      return 0;
+    }
+    if (copy.kind == Kind::kItem && !copy.pending) {
+      auto item = store_.item_by_ino(copy.item_ino);
+      if (!item) return ENOENT;
+      st = item_stat(*item);
+      return 0;
+    }
+    return ENOENT;
+  }
+
+  static fuse_ino_t st_ino_of(const Node& node, fuse_ino_t nodeid) {
+    return node.kind == Kind::kItem && node.item_ino ? kItemBase + fuse_ino_t(node.item_ino) : nodeid;
+  }
+
+  static struct stat item_stat(const store::ItemInfo& item) {
+    return stat_of(kItemBase + fuse_ino_t(item.ino), item.attrs.mode, item.size, item.attrs.uid, item.attrs.gid,
+                   item.attrs.mtime_ns, item.ctime_ns);
+  }
+
+  static bool is_virtual(fuse_ino_t ino) {
+    return ino == kRootIno || ino == kSearchIno || ino == kBackupsIno || ino == kStatsIno || ino == kLogIno ||
+           ino == kCtlIno || ino == kStatusIno;
+  }
+
+  // ---- the node table --------------------------------------------------
+
+  // Registers one more kernel reference to `ino`, creating the node.
+  void remember(fuse_ino_t ino, const Node& like) {
+    std::lock_guard lock(mutex_);
+    auto [it, fresh] = nodes_.try_emplace(ino, like);
+    if (!fresh && it->second.kind == Kind::kItem && like.kind == Kind::kItem && !it->second.pending) {
+      it->second.name = like.name;
+      it->second.item_ino = like.item_ino;
+    }
+    ++it->second.lookups;
+  }
+
+  void forget_node(fuse_ino_t ino, uint64_t count) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) return;
+    it->second.lookups = it->second.lookups > count ? it->second.lookups - count : 0;
+    maybe_drop(it);
+  }
+
+  // Caller holds mutex_.
+  void maybe_drop(std::unordered_map<fuse_ino_t, Node>::iterator it) {
+    Node& node = it->second;
+    if (node.lookups > 0 || node.open_handles > 0) return;
+    if (node.kind == Kind::kScratch && !node.unlinked) return;  // its body lives only here
+    if (node.kind == Kind::kItem && node.pending && !node.unlinked) {
+      auto p = pending_.find(node.name);
+      if (p != pending_.end() && p->second == it->first) pending_.erase(p);
+    }
+    nodes_.erase(it);
+  }
+
+  fuse_entry_param entry_for(fuse_ino_t ino, const struct stat& st, double timeout) {
+    fuse_entry_param e{};
+    e.ino = ino;
+    e.attr = st;
+    // Directory times move behind the kernel's back (an item added by a
+    // rename bumps them); rsync compares them, so they are never cached.
+    e.attr_timeout = S_ISDIR(st.st_mode) && ino != kRootIno && ino != kSearchIno && ino != kBackupsIno ? 0 : timeout;
+    e.entry_timeout = timeout;
+    return e;
+  }
+
+  // What a name under items/ refers to. `dir` is "" for items/ itself.
+  struct Resolved {
+    enum { kNone, kItem, kScratch, kShard, kBadItemName } what = kNone;
+    std::string id;  // kItem: the item id
+    int error = 0;   // kBadItemName: why
+  };
+
+  Resolved classify(const std::string& dir, const std::string& name) {
+    Resolved r;
+    if (ends_with_json(name)) {
+      r.id = name.substr(0, name.size() - 5);
+      Status valid = store::check_id(r.id);
+      if (!valid.ok()) {
+        r.what = Resolved::kBadItemName;
+        r.error = valid.code;
+      } else if (!dir.empty() && store::shard_of(r.id) != dir) {
+        r.what = Resolved::kBadItemName;
+        r.error = EINVAL;
+      } else {
+        r.what = Resolved::kItem;
+      }
+      return r;
+    }
+    r.what = dir.empty() && store::shard_of(name) == name && name.size() <= 8 ? Resolved::kShard : Resolved::kScratch;
+    return r;
+  }
+
+  // The node currently standing for item `id`, or 0 if none exists.
+  fuse_ino_t find_item(const std::string& id, struct stat& st) {
+    {
+      std::lock_guard lock(mutex_);
+      if (auto p = pending_.find(id); p != pending_.end()) {
+        Node& node = nodes_.at(p->second);
+        std::lock_guard state_lock(node.state->mutex);
+        st = stat_of(p->second, node.state->attrs.mode, node.state->size, node.state->attrs.uid,
+                     node.state->attrs.gid, node.state->attrs.mtime_ns, node.state->ctime_ns);
+        return p->second;
+      }
+    }
+    auto item = store_.item(id);
+    if (!item) return 0;
+    fuse_ino_t ino = kItemBase + fuse_ino_t(item->ino);
+    st = item_stat(*item);
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end() && it->second.state) {
+        std::lock_guard state_lock(it->second.state->mutex);
+        st.st_size = off_t(it->second.state->size);
+        st.st_mode = it->second.state->attrs.mode;
+        st.st_mtim = to_timespec(it->second.state->attrs.mtime_ns);
+      }
+    }
+    return ino;
+  }
+
+  fuse_ino_t find_scratch(const std::string& dir, const std::string& name) {
+    std::lock_guard lock(mutex_);
+    auto it = scratch_.find({dir, name});
+    return it == scratch_.end() ? 0 : it->second;
+  }
+
+  // Directory ("" = items/) of a parent inode, or nullopt if it is not one.
+  std::optional<std::string> items_dir_of(fuse_ino_t parent) {
+    if (parent == kItemsIno) return std::string();
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(parent);
+    if (it == nodes_.end() || it->second.kind != Kind::kShard) return std::nullopt;
+    return it->second.name;
+  }
+
+  // ---- operations ------------------------------------------------------
+
+  void lookup(fuse_req_t req, fuse_ino_t parent, const char* raw_name) {
+    ++counters_.lookups;
+    std::string name(raw_name);
+    if (parent == kRootIno) {
+      static const std::map<std::string, fuse_ino_t> kTop = {
+          {"items", kItemsIno}, {"search", kSearchIno}, {"backups", kBackupsIno}, {"stats.json", kStatsIno},
+          {"log", kLogIno}};
+      auto it = kTop.find(name);
+      if (it == kTop.end()) return (void)fuse_reply_err(req, ENOENT);
+      struct stat st;
+      if (int err = node_stat(it->second, st)) return (void)fuse_reply_err(req, err);
+      auto e = entry_for(it->second, st, 3600);
+      return (void)fuse_reply_entry(req, &e);
+    }
+    if (parent == kBackupsIno && (name == "ctl" || name == "status")) {
+      fuse_ino_t ino = name == "ctl" ? kCtlIno : kStatusIno;
+      auto e = entry_for(ino, virtual_stat(ino), 3600);
+      return (void)fuse_reply_entry(req, &e);
+    }
+    auto dir = items_dir_of(parent);
+    if (!dir) {
+      fuse_entry_param e{};
+      int err = extra_lookup(parent, name, e);
+      if (err) return (void)fuse_reply_err(req, err);
+      return (void)fuse_reply_entry(req, &e);
+    }
+    Resolved r = classify(*dir, name);
+    struct stat st {};
+    fuse_ino_t ino = 0;
+    double timeout = kItemTimeout;
+    Node like;
+    switch (r.what) {
+      case Resolved::kItem:
+        ino = find_item(r.id, st);
+        like.kind = Kind::kItem;
+        like.name = r.id;
+        like.dir = store::shard_of(r.id);
+        like.item_ino = ino >= kItemBase && ino < kDirBase ? int64_t(ino - kItemBase) : 0;
+        // A flat name (items/<id>.json) is an alias the kernel must not keep.
+        if (dir->empty()) timeout = 0;
+        break;
+      case Resolved::kShard:
+        if (auto info = store_.dir_info(name)) {
+          ino = kDirBase + fuse_ino_t(info->ino);
+          st = stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns,
+                       info->ctime_ns);
+          like.kind = Kind::kShard;
+          like.name = name;
+          break;
+        }
+        [[fallthrough]];
+      case Resolved::kScratch:
+        ino = find_scratch(*dir, name);
+        if (ino && node_stat(ino, st) != 0) ino = 0;
+        like.kind = Kind::kScratch;
+        break;
+      default:
+        break;
+    }
+    if (!ino) return (void)fuse_reply_err(req, ENOENT);
+    remember(ino, like);
+    auto e = entry_for(ino, st, timeout);
+    fuse_reply_entry(req, &e);
+  }
+
+  void forget(fuse_ino_t ino, uint64_t n) { forget_node(ino, n); }
+
+  void getattr(fuse_req_t req, fuse_ino_t ino) {
+    struct stat st;
+    if (int err = node_stat(ino, st)) return (void)fuse_reply_err(req, err);
+    double timeout = S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0) : ino >= kItemBase ? kItemTimeout : (is_virtual(ino) ? 3600 : 0);
+    fuse_reply_attr(req, &st, timeout);
+  }
+
+  Attrs apply_setattr(Attrs attrs, const struct stat* attr, int to_set) {
+    if (to_set & FUSE_SET_ATTR_MODE) attrs.mode = (attrs.mode & S_IFMT) | (attr->st_mode & 07777);
+    if (to_set & FUSE_SET_ATTR_UID) attrs.uid = attr->st_uid;
+    if (to_set & FUSE_SET_ATTR_GID) attrs.gid = attr->st_gid;
+    if (to_set & FUSE_SET_ATTR_MTIME) attrs.mtime_ns = from_timespec(attr->st_mtim);
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) attrs.mtime_ns = now_ns();
+    return attrs;
+  }
+
+  void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+    int err = do_setattr(ino, attr, to_set);
+    if (err) return (void)fuse_reply_err(req, err);
+    getattr(req, ino);
+  }
+
+  int do_setattr(fuse_ino_t ino, struct stat* attr, int to_set) {
+    if (ino == kItemsIno || (ino >= kDirBase && ino < kDynBase)) {
+      if (to_set & FUSE_SET_ATTR_SIZE) return EISDIR;
+      std::string shard;
+      if (ino != kItemsIno) {
+        std::lock_guard lock(mutex_);
+        auto it = nodes_.find(ino);
+        if (it == nodes_.end()) return ENOENT;
+        shard = it->second.name;
+      }
+      auto dir = store_.dir_info(shard);
+      if (!dir) return ENOENT;
+      Attrs attrs = apply_setattr(dir->attrs, attr, to_set);
+      return write_status([&](store::WriteBatch& b) { return b.set_dir_attrs(shard, attrs); });
+    }
+    std::shared_ptr<FileState> state;
+    Node copy;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end()) return is_virtual(ino) ? EPERM : ENOENT;
+      copy = it->second;
+      state = copy.state;
+    }
+    if (copy.kind == Kind::kShard) return EPERM;
+    bool size_change = to_set & FUSE_SET_ATTR_SIZE;
+    if (!state && copy.kind == Kind::kItem && size_change) {
+      // truncate(2) by path with nobody writing: stage, cut, commit now.
+      int err = 0;
+      state = stage_item(ino, false, err);
+      if (!state) return err;
+      {
+        std::lock_guard lock(state->mutex);
+        if (ftruncate(state->fd, off_t(attr->st_size)) != 0) err = errno;
+        state->size = uint64_t(attr->st_size);
+        state->attrs = apply_setattr(state->attrs, attr, to_set & ~FUSE_SET_ATTR_SIZE);
+        state->attrs.mtime_ns = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ? state->attrs.mtime_ns
+                                                                                          : now_ns();
+        state->dirty = true;
+        ++state->version;
+      }
+      if (!err) err = commit(ino, true);
+      unstage_if_idle(ino);
+      return err;
+    }
+    if (state) {
+      std::lock_guard lock(state->mutex);
+      if (size_change) {
+        if (copy.kind == Kind::kItem && uint64_t(attr->st_size) > store_.options().max_item_size) return EFBIG;
+        if (ftruncate(state->fd, off_t(attr->st_size)) != 0) return errno;
+        state->size = uint64_t(attr->st_size);
+        state->dirty = true;
+        ++state->version;
+        state->emptied_by_open = false;
+        if (!(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) state->attrs.mtime_ns = now_ns();
+      }
+      state->attrs = apply_setattr(state->attrs, attr, to_set);
+      state->ctime_ns = now_ns();
+      if (copy.kind == Kind::kScratch || copy.pending) return 0;
+    }
+    if (copy.kind == Kind::kItem && (to_set & ~FUSE_SET_ATTR_SIZE)) {
+      auto item = store_.item_by_ino(copy.item_ino);
+      if (!item) return ENOENT;
+      Attrs attrs = state ? state->attrs : apply_setattr(item->attrs, attr, to_set);
+      return write_status([&](store::WriteBatch& b) { return b.set_attrs(item->id, attrs); });
+    }
+    return 0;
+  }
+
+  // Runs one store call in its own transaction and maps failures to errno.
+  int write_status(const std::function<Status(store::WriteBatch&)>& fn, std::string* message = nullptr) {
+    Status status;
+    try {
+      store_.write([&](store::WriteBatch& batch) { status = fn(batch); });
+    } catch (const store::StoreError& e) {
+      status = Status::error(e.code(), e.what());
+    } catch (const std::exception& e) {
+      status = Status::error(EIO, e.what());
+    }
+    if (message) *message = status.message;
+    // Refusals (EINVAL, EFBIG, ...) are logged by the caller, which knows
+    // the file; what is left here is the store failing.
+    if (!status.ok() && (status.code == EIO || status.code == ENOSPC || status.code == ENOMEM))
+      log_.add("error: " + status.message);
+    return status.code;
+  }
+
+  // Gives item node `ino` a staging body holding its committed content
+  // (empty if `truncate`). Returns the state, or null with `err` set.
+  std::shared_ptr<FileState> stage_item(fuse_ino_t ino, bool truncate, int& err) {
+    std::unique_lock lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) {
+      err = ENOENT;
+      return nullptr;
+    }
+    if (it->second.state) return it->second.state;
+    int64_t item_ino = it->second.item_ino;
+    lock.unlock();
+    auto item = store_.item_by_ino(item_ino);
+    if (!item) {
+      err = ENOENT;
+      return nullptr;
+    }
+    auto state = std::make_shared<FileState>();
+    state->fd = open_staging_file(staging_dir_);
+    if (state->fd < 0) {
+      err = -state->fd;
+      return nullptr;
+    }
+    state->attrs = item->attrs;
+    state->ctime_ns = item->ctime_ns;
+    if (!truncate) {
+      auto reader = store_.open_item(*item);
+      if (!reader) {
+        err = ESTALE;
+        return nullptr;
+      }
+      std::string piece;
+      for (uint64_t offset = 0; offset < item->size; offset += piece.size()) {
+        Status s = reader->pread(offset, store::kChunkSize, piece);
+        if (!s.ok() || piece.empty()) {
+          err = s.ok() ? EIO : s.code;
+          return nullptr;
+        }
+        if (pwrite(state->fd, piece.data(), piece.size(), off_t(offset)) != ssize_t(piece.size())) {
+          err = errno ? errno : EIO;
+          return nullptr;
+        }
+      }
+      state->size = item->size;
+    }
+    lock.lock();
+    it = nodes_.find(ino);
+    if (it == nodes_.end()) {
+      err = ENOENT;
+      return nullptr;
+    }
+    if (!it->second.state) it->second.state = state;
+    return it->second.state;
+  }
+
+  void unstage_if_idle(fuse_ino_t ino) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end() || it->second.kind != Kind::kItem || !it->second.state) return;
+    if (it->second.state->writers > 0 || it->second.pending) return;
+    it->second.state.reset();
+  }
+
+  std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
+
+  // Commits the staged body of item node `ino`. `final` is the last chance
+  // (release, fsync, truncate): an empty body is refused then, not deferred.
+  int commit(fuse_ino_t ino, bool final) {
+    std::lock_guard ns(namespace_mutex_);
+    std::shared_ptr<FileState> state;
+    std::string id;
+    int64_t preferred = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end() || it->second.kind != Kind::kItem || it->second.unlinked || !it->second.state) return 0;
+      state = it->second.state;
+      id = it->second.name;
+      preferred = it->second.item_ino;
+    }
+    std::lock_guard state_lock(state->mutex);
+    if (!state->dirty) return 0;
+    // An empty body may still be filled through another copy of the fd.
+    if (state->size == 0 && state->emptied_by_open && !final) return 0;
+    if (state->refused_version == state->version) return state->refused_error;
+    FdStreamBuf buf(state->fd, state->size);
+    std::istream in(&buf);
+    std::optional<store::ItemInfo> committed;
+    std::string message;
+    int err = write_status(
+        [&](store::WriteBatch& batch) {
+          Status s = batch.put(id, in, state->attrs, preferred);
+          return s;
+        },
+        &message);
+    if (err) {
+      forget_cached(ino);
+      state->refused_version = state->version;
+      state->refused_error = err;
+      ++counters_.commits_refused;
+      log_.add("refused " + item_path(id) + ": " + message + (err == EINVAL ? " (the previous version is kept)" : ""));
+      return err;
+    }
+    ++counters_.commits;
+    committed = store_.item(id);
+    state->dirty = false;
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it != nodes_.end() && committed) {
+      Node& node = it->second;
+      if (node.pending) {
+        node.pending = false;
+        auto p = pending_.find(id);
+        if (p != pending_.end() && p->second == ino) pending_.erase(p);
+      }
+      node.item_ino = committed->ino;
+      node.cached_sha = committed->sha256;
+      node.cache_valid = true;
+    }
+    return 0;
+  }
+
+  // The kernel may hold pages and a size of a body that was not committed.
+  void forget_cached(fuse_ino_t ino) {
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = nodes_.find(ino); it != nodes_.end()) it->second.cache_valid = false;
+    }
+    invalidate_inode(ino);
+  }
+
+  void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    ++counters_.opens;
+    bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
+    auto handle = std::make_unique<Handle>();
+    handle->ino = ino;
+    if (is_virtual(ino) || ino < kItemBase) {
+      int err = open_virtual(ino, writing, *handle);
+      if (err) return (void)fuse_reply_err(req, err);
+      fi->direct_io = 1;
+      fi->noflush = !writing;
+      fi->fh = reinterpret_cast<uint64_t>(handle.release());
+      return (void)fuse_reply_open(req, fi);
+    }
+    Node copy;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end()) return (void)fuse_reply_err(req, extra_open(ino, writing, *handle, fi, req));
+      copy = it->second;
+    }
+    if (copy.kind == Kind::kShard) return (void)fuse_reply_err(req, EISDIR);
+    bool truncate = fi->flags & O_TRUNC;
+    if (copy.kind == Kind::kScratch) {
+      handle->state = copy.state;
+      if (writing && truncate) {
+        std::lock_guard lock(copy.state->mutex);
+        if (ftruncate(copy.state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
+        copy.state->size = 0;
+        copy.state->attrs.mtime_ns = copy.state->ctime_ns = now_ns();
+      }
+    } else if (writing) {
+      int err = 0;
+      auto state = stage_item(ino, truncate, err);
+      if (!state) return (void)fuse_reply_err(req, err);
+      std::lock_guard lock(state->mutex);
+      if (truncate && state->size != 0) {
+        if (ftruncate(state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
+        state->size = 0;
+      }
+      if (truncate) {
+        state->dirty = true;
+        ++state->version;
+        state->emptied_by_open = true;
+        state->attrs.mtime_ns = now_ns();
+      }
+      ++state->writers;
+      handle->state = state;
+      handle->writer = true;
+    } else if (copy.state) {
+      handle->state = copy.state;  // read what is being written
+      fi->keep_cache = 0;
+    } else {
+      auto item = store_.item_by_ino(copy.item_ino);
+      if (!item) return (void)fuse_reply_err(req, ENOENT);
+      handle->reader = store_.open_item(*item);
+      if (!handle->reader) return (void)fuse_reply_err(req, ESTALE);
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end()) {
+        fi->keep_cache = it->second.cache_valid && it->second.cached_sha == item->sha256;
+        it->second.cached_sha = item->sha256;
+        it->second.cache_valid = true;
+      }
+      fi->noflush = 1;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end()) ++it->second.open_handles;
+    }
+    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fuse_reply_open(req, fi);
+  }
+
+  int open_virtual(fuse_ino_t ino, bool writing, Handle& handle) {
+    if (ino == kCtlIno) {
+      if (!writing) return EACCES;
+      return 0;
+    }
+    if (writing) return EACCES;
+    if (ino == kStatsIno) handle.generated = stats_json();
+    else if (ino == kLogIno) handle.generated = log_.text();
+    else if (ino == kStatusIno) handle.generated = backup_status();
+    else return EISDIR;
+    return 0;
+  }
+
+  std::string stats_json() {
+    store::Stats s = store_.stats();
+    nlohmann::json j = {{"items", s.items},
+                        {"logical_bytes", s.logical_bytes},
+                        {"unique_bytes", s.unique_bytes},
+                        {"stored_bytes", s.stored_bytes},
+                        {"database_bytes", s.database_bytes},
+                        {"blobs", s.blobs},
+                        {"dedup_ratio", s.dedup_ratio()},
+                        {"compression_ratio", s.compression_ratio()},
+                        {"operations",
+                         {{"lookups", counters_.lookups.load()},
+                          {"opens", counters_.opens.load()},
+                          {"reads", counters_.reads.load()},
+                          {"writes", counters_.writes.load()},
+                          {"commits", counters_.commits.load()},
+                          {"commits_refused", counters_.commits_refused.load()},
+                          {"creates", counters_.creates.load()},
+                          {"unlinks", counters_.unlinks.load()},
+                          {"renames", counters_.renames.load()},
+                          {"readdirs", counters_.readdirs.load()}}}};
+    extend_stats(j);
+    return j.dump(2) + "\n";
+  }
+
+  void read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
+    ++counters_.reads;
+    Handle* h = handle_of(fi);
+    if (h->reader) {
+      std::string out;
+      Status s = h->reader->pread(uint64_t(off), size, out);
+      if (!s.ok()) return (void)fuse_reply_err(req, s.code);
+      return (void)fuse_reply_buf(req, out.data(), out.size());
+    }
+    if (h->state) {
+      std::string out(size, '\0');
+      ssize_t n = pread(h->state->fd, out.data(), size, off);
+      if (n < 0) return (void)fuse_reply_err(req, errno);
+      return (void)fuse_reply_buf(req, out.data(), size_t(n));
+    }
+    if (uint64_t(off) >= h->generated.size()) return (void)fuse_reply_buf(req, nullptr, 0);
+    size_t n = std::min(size, h->generated.size() - size_t(off));
+    fuse_reply_buf(req, h->generated.data() + off, n);
+  }
+
+  void write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+    ++counters_.writes;
+    Handle* h = handle_of(fi);
+    if (h->ino == kCtlIno) {
+      int err = control_write(std::string_view(buf, size), *h);
+      if (err) return (void)fuse_reply_err(req, err);
+      return (void)fuse_reply_write(req, size);
+    }
+    if (!h->state) return (void)fuse_reply_err(req, EBADF);
+    auto& state = *h->state;
+    std::lock_guard lock(state.mutex);
+    bool is_item = h->writer;
+    if (is_item && uint64_t(off) + size > store_.options().max_item_size) return (void)fuse_reply_err(req, EFBIG);
+    ssize_t n = pwrite(state.fd, buf, size, off);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    state.emptied_by_open = false;
+    state.size = std::max<uint64_t>(state.size, uint64_t(off) + uint64_t(n));
+    state.dirty = true;
+    ++state.version;
+    state.attrs.mtime_ns = state.ctime_ns = now_ns();
+    fuse_reply_write(req, size_t(n));
+  }
+
+  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    Handle* h = handle_of(fi);
+    int err = 0;
+    if (h->ino == kCtlIno) err = control_flush(*h);
+    else if (h->writer) err = commit(ino, false);
+    fuse_reply_err(req, err);
+  }
+
+  void fsync(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    Handle* h = handle_of(fi);
+    int err = h->writer ? commit(ino, true) : 0;
+    if (!err && h->state && !h->writer) fdatasync(h->state->fd);
+    fuse_reply_err(req, err);
+  }
+
+  void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    std::unique_ptr<Handle> h(handle_of(fi));
+    if (h->ino == kCtlIno) control_flush(*h);
+    if (h->writer) {
+      bool last;
+      {
+        std::lock_guard lock(h->state->mutex);
+        last = --h->state->writers == 0;
+      }
+      if (last) {
+        // What flush did not commit; its errors reach nobody but the log.
+        if (commit(ino, true) != 0) forget_cached(ino);
+        std::lock_guard lock(mutex_);
+        auto it = nodes_.find(ino);
+        if (it != nodes_.end() && it->second.state == h->state && it->second.kind == Kind::kItem) {
+          if (it->second.pending) {
+            log_.add("discarded " + item_path(it->second.name) + ": closed without a valid JSON document");
+            auto p = pending_.find(it->second.name);
+            if (p != pending_.end() && p->second == ino) pending_.erase(p);
+            it->second.unlinked = true;
+          }
+          it->second.state.reset();
+        }
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end()) {
+        --it->second.open_handles;
+        maybe_drop(it);
+      }
+    }
+    fuse_reply_err(req, 0);
+  }
+
+  // New file under items/: an item (pending until its first commit) or a
+  // scratch file.
+  void create(fuse_req_t req, fuse_ino_t parent, const char* raw_name, mode_t mode, fuse_file_info* fi) {
+    ++counters_.creates;
+    std::string name(raw_name);
+    auto dir = items_dir_of(parent);
+    if (!dir) return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
+    Resolved r = classify(*dir, name);
+    if (r.what == Resolved::kBadItemName) {
+      log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name +
+               ": an item belongs in the shard of its first two characters");
+      return (void)fuse_reply_err(req, r.error);
+    }
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    struct stat st;
+    std::lock_guard ns(namespace_mutex_);
+    if (r.what == Resolved::kItem) {
+      if (fuse_ino_t existing = find_item(r.id, st)) {
+        if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
+        remember(existing, Node{.kind = Kind::kItem, .name = r.id, .item_ino = int64_t(existing - kItemBase)});
+        fuse_entry_param e = entry_for(existing, st, dir->empty() ? 0 : kItemTimeout);
+        open_created(req, existing, e, fi);
+        return;
+      }
+    } else if (find_scratch(*dir, name)) {
+      if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
+    }
+    auto state = std::make_shared<FileState>();
+    state->fd = open_staging_file(staging_dir_);
+    if (state->fd < 0) return (void)fuse_reply_err(req, -state->fd);
+    state->attrs = Attrs{uint32_t(S_IFREG | (mode & 07777)), ctx->uid, ctx->gid, now_ns()};
+    state->ctime_ns = state->attrs.mtime_ns;
+    state->dirty = r.what == Resolved::kItem;
+    state->emptied_by_open = true;
+    Node node;
+    node.state = state;
+    node.lookups = 1;
+    fuse_ino_t ino;
+    std::lock_guard lock(mutex_);
+    if (r.what == Resolved::kItem) {
+      node.kind = Kind::kItem;
+      node.name = r.id;
+      node.dir = store::shard_of(r.id);
+      node.pending = true;
+      node.item_ino = store_.reserve_ino();
+      ino = kItemBase + fuse_ino_t(node.item_ino);
+      pending_[r.id] = ino;
+    } else {
+      if (auto old = scratch_.find({*dir, name}); old != scratch_.end()) {
+        nodes_[old->second].unlinked = true;
+        scratch_.erase(old);
+      }
+      node.kind = Kind::kScratch;
+      node.dir = *dir;
+      node.name = name;
+      ino = kDynBase + next_dynamic_++;
+      scratch_[{*dir, name}] = ino;
+    }
+    node.open_handles = 1;
+    nodes_[ino] = node;
+    auto handle = std::make_unique<Handle>();
+    handle->ino = ino;
+    handle->state = state;
+    if (r.what == Resolved::kItem) {
+      handle->writer = true;
+      state->writers = 1;
+    }
+    fuse_entry_param e = entry_for(ino, stat_of(ino, state->attrs.mode, 0, state->attrs.uid, state->attrs.gid,
+                                                state->attrs.mtime_ns, state->ctime_ns),
+                                   dir->empty() && r.what == Resolved::kItem ? 0 : kItemTimeout);
+    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fuse_reply_create(req, &e, fi);
+  }
+
+  void open_created(fuse_req_t req, fuse_ino_t ino, fuse_entry_param& e, fuse_file_info* fi) {
+    int err = 0;
+    auto state = stage_item(ino, fi->flags & O_TRUNC, err);
+    if (!state) return (void)fuse_reply_err(req, err);
+    {
+      std::lock_guard lock(state->mutex);
+      if (fi->flags & O_TRUNC) {
+        if (ftruncate(state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
+        state->size = 0;
+        state->dirty = true;
+        ++state->version;
+        state->emptied_by_open = true;
+        state->attrs.mtime_ns = now_ns();
+      }
+      ++state->writers;
+    }
+    auto handle = std::make_unique<Handle>();
+    handle->ino = ino;
+    handle->state = state;
+    handle->writer = true;
+    {
+      std::lock_guard lock(mutex_);
+      ++nodes_[ino].open_handles;
+    }
+    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fuse_reply_create(req, &e, fi);
+  }
+
+  // Only used when create is not: items come into being by open(O_CREAT).
+  void mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EPERM); }
+
+  void unlink(fuse_req_t req, fuse_ino_t parent, const char* raw_name) {
+    ++counters_.unlinks;
+    std::string name(raw_name);
+    auto dir = items_dir_of(parent);
+    if (!dir) return (void)fuse_reply_err(req, parent < kItemBase ? EACCES : EPERM);
+    Resolved r = classify(*dir, name);
+    std::lock_guard ns(namespace_mutex_);
+    if (r.what == Resolved::kItem) {
+      {
+        std::lock_guard lock(mutex_);
+        if (auto p = pending_.find(r.id); p != pending_.end()) {
+          nodes_.at(p->second).unlinked = true;
+          pending_.erase(p);
+          return (void)fuse_reply_err(req, 0);
+        }
+      }
+      auto item = store_.item(r.id);
+      if (!item) return (void)fuse_reply_err(req, ENOENT);
+      int err = write_status([&](store::WriteBatch& b) { return b.remove(r.id); });
+      if (!err) mark_unlinked(kItemBase + fuse_ino_t(item->ino));
+      return (void)fuse_reply_err(req, err);
+    }
+    if (r.what == Resolved::kBadItemName) return (void)fuse_reply_err(req, ENOENT);
+    std::lock_guard lock(mutex_);
+    auto it = scratch_.find({*dir, name});
+    if (it == scratch_.end()) return (void)fuse_reply_err(req, ENOENT);
+    auto node = nodes_.find(it->second);
+    scratch_.erase(it);
+    if (node != nodes_.end()) {
+      node->second.unlinked = true;
+      maybe_drop(node);
+    }
+    fuse_reply_err(req, 0);
+  }
+
+  void mark_unlinked(fuse_ino_t ino) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it != nodes_.end()) it->second.unlinked = true;
+  }
+
+  void mkdir(fuse_req_t req, fuse_ino_t parent, const char* raw_name, mode_t mode) {
+    std::string name(raw_name);
+    if (parent != kItemsIno) return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
+    if (classify("", name).what != Resolved::kShard) {
+      log_.add("refused mkdir items/" + name + ": directories under items/ are shards named by two characters");
+      return (void)fuse_reply_err(req, EINVAL);
+    }
+    const fuse_ctx* ctx = fuse_req_ctx(req);
+    Attrs attrs{uint32_t(S_IFDIR | (mode & 07777)), ctx->uid, ctx->gid, 0};
+    int err = write_status([&](store::WriteBatch& b) { return b.make_dir(name, attrs); });
+    if (err) return (void)fuse_reply_err(req, err);
+    auto info = store_.dir_info(name);
+    if (!info) return (void)fuse_reply_err(req, EIO);
+    fuse_ino_t ino = kDirBase + fuse_ino_t(info->ino);
+    remember(ino, Node{.kind = Kind::kShard, .name = name});
+    auto e = entry_for(ino, stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns,
+                                    info->ctime_ns),
+                       kItemTimeout);
+    fuse_reply_entry(req, &e);
+  }
+
+  void rmdir(fuse_req_t req, fuse_ino_t parent, const char* raw_name) {
+    std::string name(raw_name);
+    if (parent != kItemsIno) return (void)fuse_reply_err(req, parent < kItemBase ? EACCES : ENOTDIR);
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [key, ino] : scratch_)
+        if (key.first == name) return (void)fuse_reply_err(req, ENOTEMPTY);
+      for (auto& [id, ino] : pending_)
+        if (store::shard_of(id) == name) return (void)fuse_reply_err(req, ENOTEMPTY);
+    }
+    fuse_reply_err(req, write_status([&](store::WriteBatch& b) { return b.remove_dir(name); }));
+  }
+
+  void rename(fuse_req_t req, fuse_ino_t parent, const char* raw_name, fuse_ino_t newparent, const char* raw_newname,
+              unsigned int flags) {
+    ++counters_.renames;
+    fuse_reply_err(req, do_rename(parent, raw_name, newparent, raw_newname, flags));
+  }
+
+  int do_rename(fuse_ino_t parent, const std::string& name, fuse_ino_t newparent, const std::string& newname,
+                unsigned int flags) {
+    if (flags & RENAME_EXCHANGE) return EINVAL;
+    auto from_dir = items_dir_of(parent);
+    auto to_dir = items_dir_of(newparent);
+    if (!from_dir || !to_dir) return parent < kItemBase || newparent < kItemBase ? EACCES : EXDEV;
+    Resolved from = classify(*from_dir, name);
+    Resolved to = classify(*to_dir, newname);
+    if (from.what == Resolved::kShard || to.what == Resolved::kShard) return EINVAL;
+    if (to.what == Resolved::kBadItemName) {
+      log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname +
+               ": not a valid item name for that directory");
+      return to.error;
+    }
+    if (from.what == Resolved::kBadItemName) return ENOENT;
+    std::lock_guard ns(namespace_mutex_);
+    struct stat st;
+    bool target_exists = to.what == Resolved::kItem ? find_item(to.id, st) != 0 : find_scratch(*to_dir, newname) != 0;
+    if ((flags & RENAME_NOREPLACE) && target_exists) return EEXIST;
+
+    if (from.what == Resolved::kItem) {
+      fuse_ino_t source = find_item(from.id, st);
+      if (!source) return ENOENT;
+      bool pending;
+      {
+        std::lock_guard lock(mutex_);
+        auto it = nodes_.find(source);
+        pending = it != nodes_.end() && it->second.pending;
+      }
+      if (to.what == Resolved::kItem) return rename_item(source, from.id, to.id, pending);
+      return item_to_scratch(source, from.id, *to_dir, newname, pending);
+    }
+    fuse_ino_t source = find_scratch(*from_dir, name);
+    if (!source) return ENOENT;
+    if (to.what == Resolved::kItem) return scratch_to_item(source, *from_dir, name, to.id);
+    std::lock_guard lock(mutex_);
+    if (auto old = scratch_.find({*to_dir, newname}); old != scratch_.end() && old->second != source) {
+      nodes_[old->second].unlinked = true;
+      scratch_.erase(old);
+    }
+    scratch_.erase({*from_dir, name});
+    scratch_[{*to_dir, newname}] = source;
+    nodes_[source].dir = *to_dir;
+    nodes_[source].name = newname;
+    return 0;
+  }
+
+  int rename_item(fuse_ino_t source, const std::string& from, const std::string& to, bool pending) {
+    if (from == to) return 0;
+    if (pending) {
+      struct stat st;
+      if (fuse_ino_t target = find_item(to, st)) {
+        if (target >= kItemBase && target < kDirBase && store_.item(to)) {
+          int err = write_status([&](store::WriteBatch& b) { return b.remove(to); });
+          if (err) return err;
+        }
+        mark_unlinked(target);
+      }
+      std::lock_guard lock(mutex_);
+      pending_.erase(from);
+      pending_.erase(to);
+      pending_[to] = source;
+      nodes_[source].name = to;
+      nodes_[source].dir = store::shard_of(to);
+      return 0;
+    }
+    struct stat st;
+    fuse_ino_t target = find_item(to, st);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto p = pending_.find(to); p != pending_.end()) {
+        nodes_[p->second].unlinked = true;
+        pending_.erase(p);
+        target = 0;
+      }
+    }
+    int err = write_status([&](store::WriteBatch& b) { return b.rename(from, to); });
+    if (err) return err;
+    std::lock_guard lock(mutex_);
+    if (target && target != source)
+      if (auto it = nodes_.find(target); it != nodes_.end()) it->second.unlinked = true;
+    if (auto it = nodes_.find(source); it != nodes_.end()) {
+      it->second.name = to;
+      it->second.dir = store::shard_of(to);
+    }
+    return 0;
+  }
+
+  // vim and editors rename the original aside before writing the new file.
+  int item_to_scratch(fuse_ino_t source, const std::string& id, const std::string& dir, const std::string& name,
+                      bool pending) {
+    int err = 0;
+    auto state = pending ? nodes_.at(source).state : stage_item(source, false, err);
+    if (!state) return err;
+    if (!pending) {
+      err = write_status([&](store::WriteBatch& b) { return b.remove(id); });
+      if (err) return err;
+    }
+    std::lock_guard lock(mutex_);
+    if (pending) pending_.erase(id);
+    if (auto old = scratch_.find({dir, name}); old != scratch_.end()) {
+      nodes_[old->second].unlinked = true;
+      scratch_.erase(old);
+    }
+    Node& node = nodes_[source];
+    node.kind = Kind::kScratch;
+    node.pending = false;
+    node.dir = dir;
+    node.name = name;
+    node.item_ino = 0;
+    node.state = state;
+    {
+      std::lock_guard state_lock(state->mutex);
+      state->writers = 0;
+      state->dirty = false;
+    }
+    scratch_[{dir, name}] = source;
+    return 0;
+  }
+
+  // rsync's `.x.json.AbC123` and editors' temp files become items here.
+  int scratch_to_item(fuse_ino_t source, const std::string& dir, const std::string& name, const std::string& id) {
+    std::shared_ptr<FileState> state;
+    {
+      std::lock_guard lock(mutex_);
+      state = nodes_.at(source).state;
+    }
+    struct stat st;
+    fuse_ino_t target = find_item(id, st);
+    int64_t preferred = target >= kItemBase && target < kDirBase ? int64_t(target - kItemBase) : store_.reserve_ino();
+    std::string message;
+    int err;
+    {
+      std::lock_guard state_lock(state->mutex);
+      FdStreamBuf buf(state->fd, state->size);
+      std::istream in(&buf);
+      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, state->attrs, preferred); }, &message);
+    }
+    if (err) {
+      ++counters_.commits_refused;
+      log_.add("refused rename of items/" + (dir.empty() ? "" : dir + "/") + name + " onto " + item_path(id) + ": " +
+               message + (err == EINVAL ? " (the previous version is kept)" : ""));
+      return err;
+    }
+    ++counters_.commits;
+    auto committed = store_.item(id);
+    std::lock_guard lock(mutex_);
+    if (auto p = pending_.find(id); p != pending_.end()) {
+      nodes_[p->second].unlinked = true;
+      pending_.erase(p);
+    }
+    scratch_.erase({dir, name});
+    // The kernel moves the scratch file's inode to the new name: it becomes
+    // another node of the same item.
+    Node& node = nodes_[source];
+    node.kind = Kind::kItem;
+    node.name = id;
+    node.dir = store::shard_of(id);
+    node.item_ino = committed ? committed->ino : 0;
+    node.state.reset();
+    node.cache_valid = false;
+    return 0;
+  }
+
+  // ---- directories -----------------------------------------------------
+
+  void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    ++counters_.readdirs;
+    auto handle = std::make_unique<Handle>();
+    handle->ino = ino;
+    auto add = [&](const std::string& name, const struct stat& st) { handle->entries.emplace_back(name, st); };
+    struct stat self_st;
+    if (int err = node_stat(ino, self_st)) return (void)fuse_reply_err(req, err);
+    add(".", self_st);
+    add("..", virtual_stat(kRootIno));
+    if (ino == kRootIno) {
+      for (auto [name, child] : {std::pair<const char*, fuse_ino_t>{"items", kItemsIno},
+                                 {"search", kSearchIno},
+                                 {"backups", kBackupsIno},
+                                 {"stats.json", kStatsIno},
+                                 {"log", kLogIno}}) {
+        struct stat st;
+        if (node_stat(child, st) == 0) add(name, st);
+      }
+    } else if (ino == kBackupsIno) {
+      add("ctl", virtual_stat(kCtlIno));
+      add("status", virtual_stat(kStatusIno));
+      extra_list(ino, handle->entries);
+    } else if (auto dir = items_dir_of(ino)) {
+      if (dir->empty()) {
+        for (const auto& d : store_.list_dirs())
+          add(d.name, stat_of(kDirBase + fuse_ino_t(d.ino), d.attrs.mode, 0, d.attrs.uid, d.attrs.gid,
+                              d.attrs.mtime_ns, d.ctime_ns));
+      } else {
+        for (const auto& item : store_.list_shard(*dir)) add(item.id + ".json", item_stat(item));
+        std::lock_guard lock(mutex_);
+        for (auto& [id, pending_ino] : pending_) {
+          if (store::shard_of(id) != *dir) continue;
+          auto& s = *nodes_.at(pending_ino).state;
+          std::lock_guard state_lock(s.mutex);
+          add(id + ".json",
+              stat_of(pending_ino, s.attrs.mode, s.size, s.attrs.uid, s.attrs.gid, s.attrs.mtime_ns, s.ctime_ns));
+        }
+      }
+      std::lock_guard lock(mutex_);
+      for (auto& [key, scratch_ino] : scratch_) {
+        if (key.first != *dir) continue;
+        auto& s = *nodes_.at(scratch_ino).state;
+        std::lock_guard state_lock(s.mutex);
+        add(key.second,
+            stat_of(scratch_ino, s.attrs.mode, s.size, s.attrs.uid, s.attrs.gid, s.attrs.mtime_ns, s.ctime_ns));
+      }
+    } else {
+      int err = extra_list(ino, handle->entries);
+      if (err) return (void)fuse_reply_err(req, err);
+    }
+    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fuse_reply_open(req, fi);
+  }
+
+  void readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+    Handle* h = handle_of(fi);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    for (size_t i = size_t(off); i < h->entries.size(); ++i) {
+      const auto& [name, st] = h->entries[i];
+      size_t n;
+      if (plus) {
+        fuse_entry_param e{};
+        bool dot = name == "." || name == "..";
+        if (!dot) e = entry_for(st.st_ino, st, kItemTimeout);
+        else e.attr = st;
+        n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, off_t(i + 1));
+        if (n > size - used) break;
+        if (!dot) remember_listed(h->ino, name, st);
+      } else {
+        n = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st, off_t(i + 1));
+        if (n > size - used) break;
+      }
+      used += n;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  }
+
+  // readdirplus hands the kernel a reference per entry, as lookup does.
+  void remember_listed(fuse_ino_t dir_ino, const std::string& name, const struct stat& st) {
+    fuse_ino_t ino = st.st_ino;
+    if (ino >= kItemBase && ino < kDirBase) {
+      std::string id = name.substr(0, name.size() - 5);
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it != nodes_.end()) {
+        ++it->second.lookups;
+        return;
+      }
+      Node node;
+      node.kind = Kind::kItem;
+      node.name = id;
+      node.dir = store::shard_of(id);
+      node.item_ino = int64_t(ino - kItemBase);
+      node.lookups = 1;
+      nodes_[ino] = node;
+    } else if (ino >= kDirBase && ino < kDynBase) {
+      remember(ino, Node{.kind = Kind::kShard, .name = name});
+    } else if (ino >= kDynBase) {
+      std::lock_guard lock(mutex_);
+      if (auto it = nodes_.find(ino); it != nodes_.end()) ++it->second.lookups;
+      else extra_remember(dir_ino, name, ino);
+    } else {
+      std::lock_guard lock(mutex_);
+      if (auto it = nodes_.find(ino); it != nodes_.end()) ++it->second.lookups;
+    }
+  }
+
+  void releasedir(fuse_req_t req, fuse_file_info* fi) {
+    delete handle_of(fi);
+    fuse_reply_err(req, 0);
+  }
+
+  void statfs(fuse_req_t req) {
+    struct statvfs disk {};
+    if (statvfs(config_.store_dir.c_str(), &disk) != 0) return (void)fuse_reply_err(req, errno);
+    store::Stats s = store_.stats();
+    struct statvfs out = disk;
+    uint64_t unit = disk.f_frsize ? disk.f_frsize : 4096;
+    uint64_t used = (s.database_bytes + unit - 1) / unit;
+    out.f_blocks = used + disk.f_bavail;
+    out.f_bfree = disk.f_bavail;
+    out.f_bavail = disk.f_bavail;
+    out.f_files = s.items + disk.f_ffree;
+    out.f_ffree = disk.f_ffree;
+    out.f_favail = disk.f_favail;
+    out.f_namemax = 255;
+    fuse_reply_statfs(req, &out);
+  }
+
+  // ---- the rest of the tree: search/ and backups/ (fs/tree.h) -----------
+  int control_write(std::string_view data, Handle& h) {
+    h.pending_command.append(data);
+    int err = 0;
+    for (auto nl = h.pending_command.find('\n'); nl != std::string::npos; nl = h.pending_command.find('\n')) {
+      std::string line = h.pending_command.substr(0, nl);
+      h.pending_command.erase(0, nl + 1);
+      if (!err) err = run_control(line);
+    }
+    return err;
+  }
+
+  int control_flush(Handle& h) {
+    if (h.pending_command.empty()) return 0;
+    std::string line;
+    line.swap(h.pending_command);
+    return run_control(line);
+  }
+
+  store::Store& store_;
+  const MountConfig& config_;
+  std::filesystem::path staging_dir_;
+  EventLog log_;
+  Counters counters_;
+  fuse_session* session_ = nullptr;
+  int64_t mount_time_ = now_ns();
+  std::mutex namespace_mutex_;  // create, rename, unlink, commit: one at a time
+  std::mutex mutex_;            // the node table
+  std::unordered_map<fuse_ino_t, Node> nodes_;
+  std::map<std::string, fuse_ino_t> pending_;                            // item id -> node
+  std::map<std::pair<std::string, std::string>, fuse_ino_t> scratch_;  // (dir, name) -> node
+  uint64_t next_dynamic_ = 1;
+  std::mutex inval_mutex_;
+  std::condition_variable inval_cv_;
+  std::deque<std::pair<fuse_ino_t, std::string>> inval_queue_;
+  bool inval_stop_ = false;
+  std::thread inval_thread_;
+};
+
+// ---- libfuse glue ----------------------------------------------------------
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  // Commits happen at close; the kernel must send writes and flushes through.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) { self(req)->lookup(req, parent, name); };
+  ops.forget = [](fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+    self(req)->forget(ino, n);
+    fuse_reply_none(req);
+  };
+  ops.forget_multi = [](fuse_req_t req, size_t count, fuse_forget_data* list) {
+    for (size_t i = 0; i < count; ++i) self(req)->forget(list[i].ino, list[i].nlookup);
+    fuse_reply_none(req);
+  };
+  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info*) { self(req)->getattr(req, ino); };
+  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+    self(req)->setattr(req, ino, attr, to_set, fi);
+  };
+  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) { self(req)->readlink(req, ino); };
+  ops.mknod = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+    self(req)->mknod(req, parent, name, mode, rdev);
+  };
+  ops.mkdir = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+    self(req)->mkdir(req, parent, name, mode);
+  };
+  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) { self(req)->unlink(req, parent, name); };
+  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) { self(req)->rmdir(req, parent, name); };
+  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
+  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
+  ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+                  unsigned int flags) { self(req)->rename(req, parent, name, newparent, newname, flags); };
+  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->open(req, ino, fi); };
+  ops.read = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    self(req)->read(req, size, off, fi);
+  };
+  ops.write = [](fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+    self(req)->write(req, buf, size, off, fi);
+  };
+  ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->flush(req, ino, fi); };
+  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->release(req, ino, fi); };
+  ops.fsync = [](fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) { self(req)->fsync(req, ino, fi); };
+  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->opendir(req, ino, fi); };
+  ops.readdir = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    self(req)->readdir(req, size, off, fi, false);
+  };
+  ops.readdirplus = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    self(req)->readdir(req, size, off, fi, true);
+  };
+  ops.releasedir = [](fuse_req_t req, fuse_ino_t, fuse_file_info* fi) { self(req)->releasedir(req, fi); };
+  ops.fsyncdir = [](fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); };
+  ops.statfs = [](fuse_req_t req, fuse_ino_t) { self(req)->statfs(req); };
+  ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+    self(req)->create(req, parent, name, mode, fi);
+  };
+  return ops;
+}();
+
+}  // namespace
+
+int run_mount(const MountConfig& config) {
+  std::unique_ptr<store::Store> store;
+  try {
+    // Open once before detaching so a bad store is reported to the caller.
+    store::Store::open(config.store_dir, config.store_options).reset();
+  } catch (const std::exception& e) {
+    std::cerr << "itemfs: cannot open store " << config.store_dir << ": " << e.what() << "\n";
+    return 1;
+  }
+  std::vector<std::string> args = {"itemfs", "-o", "default_permissions", "-o", "fsname=itemfs:" + config.store_dir.string(),
+                                   "-o", "subtype=itemfs"};
+  for (const auto& opt : config.fuse_options) {
+    args.push_back("-o");
+    args.push_back(opt);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  fuse_args fargs = FUSE_ARGS_INIT(int(argv.size()), argv.data());
+
+  // The Filesystem needs the store, which is opened after daemonizing (SQLite
+  // locks do not survive fork), so it is created behind a holder.
+  Holder holder;
+  fuse_session* se = fuse_session_new(&fargs, &kOps, sizeof(kOps), &holder);
+  if (!se) {
+    std::cerr << "itemfs: bad mount options\n";
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se) != 0) {
+    fuse_session_destroy(se);
+    return 1;
+  }
+  if (fuse_session_mount(se, config.mountpoint.c_str()) != 0) {
+    std::cerr << "itemfs: cannot mount on " << config.mountpoint << "\n";
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return 1;
+  }
+  fuse_daemonize(config.foreground ? 1 : 0);
+  int rc = 1;
+  try {
+    store = store::Store::open(config.store_dir, config.store_options);
+    holder.fs = std::make_unique<Filesystem>(*store, config);
+    auto& fs = holder.fs;
+    fs->log().use_syslog(!config.foreground);
+    fs->set_session(se);
+    fs->start_invalidator();
+    fs->attach_services(config);
+    fuse_loop_config* loop = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(loop, 16);
+    fuse_loop_cfg_set_idle_threads(loop, 8);
+    rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
+    fuse_loop_cfg_destroy(loop);
+    fs->detach_services();
+    fs->stop_invalidator();
+  } catch (const std::exception& e) {
+    std::cerr << "itemfs: " << e.what() << "\n";
+  }
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  holder.fs.reset();
+  store.reset();
+  return rc;
+}
+
+}  // namespace itemfs::fs

@@ -1,0 +1,28 @@
+// The FUSE layer: maps the mount tree of DESIGN.md §3 onto the store.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+
+namespace itemfs::fs {
+
+struct MountConfig {
+  std::filesystem::path store_dir;
+  std::filesystem::path mountpoint;
+  bool foreground = false;
+  store::Options store_options;
+  std::vector<std::string> fuse_options;  // passed to libfuse as -o
+  std::filesystem::path backup_dir;       // empty: STORE/backups
+  std::string backup_key_file;
+  int64_t backup_every_seconds = 0;
+  int backup_keep_last = 0;
+  int backup_chain_max = 7;
+};
+
+// Mounts and serves until unmounted or signalled. Returns a process exit code.
+int run_mount(const MountConfig& config);
+
+}  // namespace itemfs::fs

@@ -1,0 +1,90 @@
+# Shared by the mount tests: mount a fresh store, always unmount and clean up.
+# Usage: source lib.sh; start_mount; ...; the EXIT trap does the rest.
+set -euo pipefail
+
+ITEMFS=${ITEMFS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/itemfs}
+ITEMFS=$(realpath "$ITEMFS")
+base=${ITEMFS_TEST_TMP:-${TMPDIR:-/tmp}}
+mkdir -p "$base"
+T=$(mktemp -d "$base/$(basename "$0" .sh).XXXXXX")
+STORE=$T/store
+MNT=$T/mnt
+DAEMON_PID=
+mkdir -p "$MNT"
+
+fail() {
+  echo "FAIL: $*" >&2
+  if [ -f "$T/daemon.log" ]; then
+    echo "--- daemon log (last 30 lines)" >&2
+    tail -n 30 "$T/daemon.log" >&2
+  fi
+  exit 1
+}
+
+assert_eq() {  # expected actual message
+  [ "$1" == "$2" ] || fail "$3: expected [$1], got [$2]"
+}
+
+# Runs a command that must fail; its stderr is kept in $T/last.err.
+expect_fail() {
+  if "$@" 2>"$T/last.err"; then fail "expected failure: $*"; fi
+}
+
+start_mount() {  # extra mount arguments, e.g. -o max_item_size=2G
+  "$ITEMFS" mount "$STORE" "$MNT" -f "$@" >>"$T/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  for _ in $(seq 1 200); do
+    if mountpoint -q "$MNT" && [ -e "$MNT/stats.json" ]; then return 0; fi
+    kill -0 "$DAEMON_PID" 2>/dev/null || fail "itemfs exited before mounting"
+    sleep 0.05
+  done
+  fail "mount did not appear"
+}
+
+stop_mount() {
+  if mountpoint -q "$MNT" 2>/dev/null; then
+    fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+  fi
+  if [ -n "$DAEMON_PID" ]; then
+    for _ in $(seq 1 200); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=
+  fi
+}
+
+# SIGKILL the daemon, as a crash would, and clear the dead mount.
+kill_mount() {
+  kill -9 "$DAEMON_PID" 2>/dev/null || true
+  wait "$DAEMON_PID" 2>/dev/null || true
+  DAEMON_PID=
+  fusermount3 -uz "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+}
+
+remount() {
+  stop_mount
+  start_mount "$@"
+}
+
+cleanup() {
+  local rc=$?
+  stop_mount
+  rm -rf "$T"
+  if [ $rc -eq 0 ]; then echo "PASS: $(basename "$0")"; fi
+  exit $rc
+}
+trap cleanup EXIT
+
+# A small sharded source tree of n items: $1 dir, $2 count.
+make_items() {
+  local dir=$1 n=$2 i id
+  for i in $(seq 1 "$n"); do
+    id=$(printf 'item%05d' "$i" | sha1sum | cut -c1-12)
+    mkdir -p "$dir/${id:0:2}"
+    printf '{"id":"%s","title":"Item %d","content":"text of item %d","n":%d}\n' "$id" "$i" "$i" "$i" >"$dir/${id:0:2}/$id.json"
+    touch -d "@$((1600000000 + i * 3600)).123456789" "$dir/${id:0:2}/$id.json"
+  done
+  # Old directory times, as real data has: rsync compares times to the
+  # second, so a tree made this very second would hide a wrong time.
+  find "$dir" -type d -exec touch -d '2020-06-01 12:00:00.5' {} +
+}
