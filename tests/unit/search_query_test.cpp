@@ -1,0 +1,149 @@
+// Tests of the search internals: JSON text extraction, CJK splitting, dates,
+// and the query compiler's output.
+#include <gtest/gtest.h>
+
+#include "search/extract.h"
+#include "search/query.h"
+#include "search/tokenize.h"
+
+using namespace itemfs::search::detail;
+
+TEST(SearchExtract, FieldsAndText) {
+  auto x = extract(R"({"title":"Hello \"W\u00f6rld\"","content":"Body text.","url":"https://User@WWW.Example.COM:8080/a?b",
+    "author":{"name":"Ann"},"tags":["t1","t2"],"metadata":{"lang":"pt_BR","n":3,"flag":false,"nil":null},
+    "published_at":"2024-03-01T01:00:00+01:00","crawled_at":1700000000123,"other":"misc"})");
+  EXPECT_EQ(x.title, "Hello \"Wörld\"");
+  EXPECT_EQ(x.body.substr(0, x.main_size), "Body text.");
+  EXPECT_NE(x.body.find("misc"), std::string::npos);
+  EXPECT_NE(x.body.find("Ann"), std::string::npos);
+  EXPECT_EQ(x.body.find("https"), std::string::npos);  // url is not text
+  EXPECT_EQ(x.host, "www.example.com");
+  EXPECT_EQ(x.author, "Ann");
+  EXPECT_EQ(x.tags, (std::vector<std::string>{"t1", "t2"}));
+  EXPECT_EQ(x.lang, "pt_br");
+  EXPECT_EQ(x.published, days_from_civil(2024, 3, 1) * 86400);
+  EXPECT_EQ(x.crawled, 1700000000);
+  auto has = [&](const std::string& path, const std::string& value) {
+    for (const auto& [p, v] : x.fields) {
+      if (p == path && v == value) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has("metadata.n", "3"));
+  EXPECT_TRUE(has("metadata.flag", "false"));
+  EXPECT_FALSE(has("metadata.nil", "null"));
+  EXPECT_TRUE(has("author.name", "Ann"));
+  EXPECT_TRUE(has("tags", "t2"));
+}
+
+TEST(SearchExtract, ChunkBoundariesDoNotMatter) {
+  const std::string doc =
+      R"({"title":"caf\u00e9 \ud83d\ude00 x","content":"line\nbreak \\ \"q\"","a":[1,{"b":"deep"}],"n":-1.5e3})";
+  auto whole = extract(doc);
+  for (size_t step : {1, 2, 3, 7}) {
+    Extractor x;
+    for (size_t i = 0; i < doc.size(); i += step) x.feed(std::string_view(doc).substr(i, step));
+    auto& part = x.result();
+    EXPECT_EQ(part.title, whole.title) << step;
+    EXPECT_EQ(part.body, whole.body) << step;
+    EXPECT_EQ(part.fields, whole.fields) << step;
+  }
+  EXPECT_EQ(whole.title, "café \xF0\x9F\x98\x80 x");
+  EXPECT_EQ(whole.body.substr(0, whole.main_size), "line\nbreak \\ \"q\"");
+}
+
+TEST(SearchExtract, CapsHold) {
+  std::string doc = R"({"content":")" + std::string(5000, 'a') + R"(","x":"after"})";
+  auto x = extract(doc, 1000);
+  EXPECT_EQ(x.body.size(), 1000u);
+  EXPECT_EQ(x.body.find("after"), std::string::npos);
+  // A cut never splits a UTF-8 sequence.
+  std::string utf = R"({"content":")";
+  for (int k = 0; k < 600; ++k) utf += "é";
+  utf += R"("})";
+  auto y = extract(utf, 1001);
+  EXPECT_EQ(y.body.size(), 1000u);
+}
+
+TEST(SearchCjk, Bigrams) {
+  EXPECT_EQ(cjk_index_text("abc"), "abc");
+  EXPECT_EQ(cjk_index_text("日本語"), " 日本  本語  語 ");
+  EXPECT_EQ(cjk_index_text("東京iphone"), " 東京  京 iphone");
+  bool single = false;
+  EXPECT_EQ(cjk_query_text("日本語", &single), " 日本  本語 ");
+  EXPECT_FALSE(single);
+  EXPECT_EQ(cjk_query_text("本", &single), " 本 ");
+  EXPECT_TRUE(single);
+  EXPECT_EQ(cjk_query_text("東京iphone", &single), " 東京  京 iphone");
+  EXPECT_FALSE(single);
+  EXPECT_TRUE(is_cjk(0x4E2D));   // 中
+  EXPECT_TRUE(is_cjk(0xD55C));   // 한
+  EXPECT_TRUE(is_cjk(0x30AB));   // カ
+  EXPECT_FALSE(is_cjk(0x30FB));  // ・ is punctuation
+  EXPECT_FALSE(is_cjk('a'));
+}
+
+TEST(SearchDates, Parse) {
+  const int64_t day = days_from_civil(2024, 3, 1) * 86400;
+  EXPECT_EQ(parse_date("2024-03-01"), day);
+  EXPECT_EQ(parse_date("2024-03-01T00:00:00Z"), day);
+  EXPECT_EQ(parse_date("2024-03-01T02:00:00+02:00"), day);
+  EXPECT_EQ(parse_date("2024-03-01 01:00:00.123-01:00"), day + 7200);
+  EXPECT_EQ(parse_date("2024-03"), day);
+  EXPECT_EQ(parse_date("2024"), days_from_civil(2024, 1, 1) * 86400);
+  EXPECT_EQ(parse_date("1709251200"), 1709251200);
+  EXPECT_EQ(parse_date("1709251200000"), 1709251200);
+  EXPECT_EQ(year_of(day), 2024);
+  EXPECT_EQ(year_of(-1), 1969);
+  for (const char* bad : {"", "yesterday", "2024-13-01", "2024-02-32", "24", "2024-03-01T25:00", "2024-03-01Tx"}) {
+    EXPECT_FALSE(parse_date(bad).has_value()) << bad;
+  }
+}
+
+TEST(SearchHost, FromUrl) {
+  EXPECT_EQ(host_of_url("https://www.Example.com/x"), "www.example.com");
+  EXPECT_EQ(host_of_url("http://u:p@h.org:80"), "h.org");
+  EXPECT_EQ(host_of_url("//cdn.net/a"), "cdn.net");
+  EXPECT_EQ(host_of_url("example.com/x"), "");
+  EXPECT_EQ(host_of_url("https://example.com./"), "example.com");
+}
+
+TEST(SearchQuery, CompilesToQuotedTokens) {
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  Query q;
+  ASSERT_TRUE(parse_query("Solar -Wind \"a b\"* title:Café limit:5 sort:date", tok, q).ok());
+  EXPECT_EQ(q.positive, R"(({title body} : "solar") AND ({title body} : "a b" *) AND (title : "cafe"))");
+  EXPECT_EQ(q.negative, R"({title body} : "wind")");
+  EXPECT_EQ(q.limit, 5u);
+  EXPECT_TRUE(q.sort_date);
+  ASSERT_TRUE(parse_query("x OR y z", tok, q).ok());
+  EXPECT_EQ(q.positive, R"(({title body} : "x" OR {title body} : "y") AND ({title body} : "z"))");
+  // FTS5 syntax typed by a user stays inside quotes as plain tokens.
+  ASSERT_TRUE(parse_query("NEAR(a) {b}:c d^ e+f", tok, q).code == EINVAL);  // NEAR(a) ends with ')'
+  ASSERT_TRUE(parse_query("{b}:c d^ e+f", tok, q).ok());
+  EXPECT_EQ(q.positive,
+            R"(({title body} : "b c") AND ({title body} : "d") AND ({title body} : "e f"))");
+  ASSERT_TRUE(parse_query("after:2024", tok, q).ok());
+  EXPECT_TRUE(q.positive.empty());
+  EXPECT_EQ(q.after, days_from_civil(2024, 1, 1) * 86400);
+}
+
+TEST(SearchQuery, ErrorsNameTheProblem) {
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  Query q;
+  auto msg = [&](const char* text) {
+    auto st = parse_query(text, tok, q);
+    EXPECT_EQ(st.code, EINVAL) << text;
+    return st.message;
+  };
+  EXPECT_NE(msg("a \"b").find("unbalanced quote"), std::string::npos);
+  EXPECT_NE(msg("").find("empty"), std::string::npos);
+  EXPECT_NE(msg("a NEAR b").find("unknown operator NEAR"), std::string::npos);
+  EXPECT_NE(msg("sort:x").find("sort:"), std::string::npos);
+  EXPECT_NE(msg("-a").find("only excludes"), std::string::npos);
+  EXPECT_NE(msg("a OR").find("OR needs"), std::string::npos);
+  EXPECT_NE(msg("limit:0").find("limit:"), std::string::npos);
+  EXPECT_NE(msg(std::string(5000, 'a').c_str()).find("4096"), std::string::npos);
+}
