@@ -54,8 +54,9 @@ struct Options {
   // Scheduled backups take a full backup instead of an incremental when the
   // chain (full + incrementals) would get longer than this.
   int chain_max = 7;
-  // zlib level of the gzip layer (1 fastest .. 9 smallest).
-  int gzip_level = 6;
+  // zlib level of the gzip layer (1 fastest .. 9 smallest). 4 is about twice
+  // as fast as 6 for ~10% larger archives of JSON.
+  int gzip_level = 4;
 };
 
 struct FileEntry {

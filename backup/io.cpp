@@ -166,24 +166,29 @@ static void chunk_aad(const std::array<uint8_t, kEncHeader>& header, uint64_t co
 }
 
 EncryptSink::EncryptSink(ByteSink& next, const Key& key) : next_(next), key_(key), ctx_(EVP_CIPHER_CTX_new()) {
-  if (!ctx_ || EVP_EncryptInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) {
-    throw JobError(EIO, "cannot initialise AES-256-GCM");
+  try {
+    if (!ctx_ || EVP_EncryptInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) {
+      throw JobError(EIO, "cannot initialise AES-256-GCM");
+    }
+    std::memcpy(header_.data(), kEncMagic, 8);
+    header_[8] = 1;  // format version
+    header_[9] = 1;  // cipher: AES-256-GCM
+    header_[10] = header_[11] = 0;
+    uint32_t cs = kEncChunk;
+    header_[12] = static_cast<uint8_t>(cs >> 24);
+    header_[13] = static_cast<uint8_t>(cs >> 16);
+    header_[14] = static_cast<uint8_t>(cs >> 8);
+    header_[15] = static_cast<uint8_t>(cs);
+    std::memcpy(header_.data() + 16, key.id.data(), 8);
+    if (RAND_bytes(header_.data() + 24, 12) != 1) throw JobError(EIO, "no random bytes for the file nonce");
+    next_.write(header_.data(), header_.size());
+    plain_.reserve(kEncChunk);
+    cipher_.resize(kEncChunk + kEncTag);
+  } catch (...) {
+    EVP_CIPHER_CTX_free(ctx_);
+    throw;
   }
-  std::memcpy(header_.data(), kEncMagic, 8);
-  header_[8] = 1;  // format version
-  header_[9] = 1;  // cipher: AES-256-GCM
-  header_[10] = header_[11] = 0;
-  uint32_t cs = kEncChunk;
-  header_[12] = static_cast<uint8_t>(cs >> 24);
-  header_[13] = static_cast<uint8_t>(cs >> 16);
-  header_[14] = static_cast<uint8_t>(cs >> 8);
-  header_[15] = static_cast<uint8_t>(cs);
-  std::memcpy(header_.data() + 16, key.id.data(), 8);
-  if (RAND_bytes(header_.data() + 24, 12) != 1) throw JobError(EIO, "no random bytes for the file nonce");
-  next_.write(header_.data(), header_.size());
-  plain_.reserve(kEncChunk);
-  cipher_.resize(kEncChunk + kEncTag);
 }
 
 EncryptSink::~EncryptSink() {
@@ -243,26 +248,31 @@ static size_t read_full(ByteSource& src, uint8_t* buf, size_t want) {
 
 DecryptSource::DecryptSource(ByteSource& raw, const Key& key, std::string name)
     : raw_(raw), key_(key), name_(std::move(name)), ctx_(EVP_CIPHER_CTX_new()) {
-  if (!ctx_ || EVP_DecryptInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) {
-    throw JobError(EIO, "cannot initialise AES-256-GCM");
+  try {
+    if (!ctx_ || EVP_DecryptInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1) {
+      throw JobError(EIO, "cannot initialise AES-256-GCM");
+    }
+    if (read_full(raw_, header_.data(), header_.size()) != header_.size() ||
+        std::memcmp(header_.data(), kEncMagic, 8) != 0) {
+      throw JobError(EIO, name_ + ": not an itemfs encrypted archive (bad header)");
+    }
+    if (header_[8] != 1 || header_[9] != 1) {
+      throw JobError(EIO, name_ + ": unsupported encryption format version " + std::to_string(header_[8]));
+    }
+    chunk_size_ = size_t(header_[12]) << 24 | size_t(header_[13]) << 16 | size_t(header_[14]) << 8 | header_[15];
+    if (chunk_size_ < 1024 || chunk_size_ > (16u << 20)) throw JobError(EIO, name_ + ": bad chunk size in header");
+    if (std::memcmp(header_.data() + 16, key.id.data(), 8) != 0) {
+      throw JobError(EACCES, name_ + ": encrypted with another key (key id " + hex(header_.data() + 16, 8) +
+                                 ", the given key is " + hex(key.id.data(), 8) + ")");
+    }
+    raw_buf_.resize(chunk_size_ + kEncTag);
+    plain_.resize(chunk_size_);
+    plain_.clear();
+  } catch (...) {
+    EVP_CIPHER_CTX_free(ctx_);
+    throw;
   }
-  if (read_full(raw_, header_.data(), header_.size()) != header_.size() ||
-      std::memcmp(header_.data(), kEncMagic, 8) != 0) {
-    throw JobError(EIO, name_ + ": not an itemfs encrypted archive (bad header)");
-  }
-  if (header_[8] != 1 || header_[9] != 1) {
-    throw JobError(EIO, name_ + ": unsupported encryption format version " + std::to_string(header_[8]));
-  }
-  chunk_size_ = size_t(header_[12]) << 24 | size_t(header_[13]) << 16 | size_t(header_[14]) << 8 | header_[15];
-  if (chunk_size_ < 1024 || chunk_size_ > (16u << 20)) throw JobError(EIO, name_ + ": bad chunk size in header");
-  if (std::memcmp(header_.data() + 16, key.id.data(), 8) != 0) {
-    throw JobError(EACCES, name_ + ": encrypted with another key (key id " + hex(header_.data() + 16, 8) +
-                               ", the given key is " + hex(key.id.data(), 8) + ")");
-  }
-  raw_buf_.resize(chunk_size_ + kEncTag);
-  plain_.resize(chunk_size_);
-  plain_.clear();
 }
 
 DecryptSource::~DecryptSource() {
@@ -376,15 +386,21 @@ struct TarCallbacks {
 };
 
 TarWriter::TarWriter(ByteSink& sink, int gzip_level) : sink_(sink), a_(archive_write_new()), entry_(archive_entry_new()) {
-  if (!a_ || !entry_) throw JobError(ENOMEM, "libarchive: out of memory");
-  std::string level = std::to_string(std::clamp(gzip_level, 1, 9));
-  Utf8Scope utf8;
-  check(archive_write_set_format_pax(a_), "tar format");
-  check(archive_write_add_filter_gzip(a_), "gzip filter");
-  check(archive_write_set_filter_option(a_, "gzip", "compression-level", level.c_str()), "gzip level");
-  check(archive_write_set_bytes_per_block(a_, 64 * 1024), "block size");
-  check(archive_write_set_bytes_in_last_block(a_, 1), "last block");
-  check(archive_write_open(a_, this, nullptr, &TarCallbacks::write, nullptr), "open");
+  try {
+    if (!a_ || !entry_) throw JobError(ENOMEM, "libarchive: out of memory");
+    std::string level = std::to_string(std::clamp(gzip_level, 1, 9));
+    Utf8Scope utf8;
+    check(archive_write_set_format_pax(a_), "tar format");
+    check(archive_write_add_filter_gzip(a_), "gzip filter");
+    check(archive_write_set_filter_option(a_, "gzip", "compression-level", level.c_str()), "gzip level");
+    check(archive_write_set_bytes_per_block(a_, 64 * 1024), "block size");
+    check(archive_write_set_bytes_in_last_block(a_, 1), "last block");
+    check(archive_write_open(a_, this, nullptr, &TarCallbacks::write, nullptr), "open");
+  } catch (...) {
+    archive_entry_free(entry_);
+    archive_write_free(a_);
+    throw;
+  }
 }
 
 TarWriter::~TarWriter() {
@@ -457,12 +473,17 @@ void TarWriter::close() {
 }
 
 TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new()), buf_(128 * 1024) {
-  if (!a_) throw JobError(ENOMEM, "libarchive: out of memory");
-  Utf8Scope utf8;
-  archive_read_support_filter_gzip(a_);
-  archive_read_support_format_tar(a_);
-  if (archive_read_open(a_, this, nullptr, &TarCallbacks::read, nullptr) != ARCHIVE_OK) {
-    fail("opening");
+  try {
+    if (!a_) throw JobError(ENOMEM, "libarchive: out of memory");
+    Utf8Scope utf8;
+    archive_read_support_filter_gzip(a_);
+    archive_read_support_format_tar(a_);
+    if (archive_read_open(a_, this, nullptr, &TarCallbacks::read, nullptr) != ARCHIVE_OK) {
+      fail("opening");
+    }
+  } catch (...) {
+    archive_read_free(a_);
+    throw;
   }
 }
 

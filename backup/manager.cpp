@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -95,6 +96,63 @@ struct OpenArchive {
   std::unique_ptr<FileSource> raw;
   std::unique_ptr<DecryptSource> dec;
   std::unique_ptr<TarReader> tar;
+};
+
+// Items handed from the store-reading thread to the archive-writing one,
+// bounded in bytes.
+struct Piece {
+  enum Kind { kBegin, kData, kEnd };
+  Kind kind = kBegin;
+  store::ItemInfo info;  // kBegin
+  std::string data;      // kData
+};
+
+class PieceQueue {
+ public:
+  struct Aborted {};
+  static constexpr size_t kMaxBytes = 8 << 20;
+
+  void push(Piece p) {
+    std::unique_lock lk(mu_);
+    room_.wait(lk, [&] { return aborted_ || bytes_ < kMaxBytes; });
+    if (aborted_) throw Aborted{};
+    bytes_ += p.data.size();
+    q_.push_back(std::move(p));
+    ready_.notify_one();
+  }
+  // False at the end; rethrows the producer's failure.
+  bool pop(Piece& out) {
+    std::unique_lock lk(mu_);
+    ready_.wait(lk, [&] { return !q_.empty() || done_; });
+    if (q_.empty()) {
+      if (error_) std::rethrow_exception(error_);
+      return false;
+    }
+    out = std::move(q_.front());
+    q_.pop_front();
+    bytes_ -= out.data.size();
+    room_.notify_one();
+    return true;
+  }
+  void finish(std::exception_ptr e) {
+    std::lock_guard lk(mu_);
+    done_ = true;
+    error_ = e;
+    ready_.notify_all();
+  }
+  void abort() {
+    std::lock_guard lk(mu_);
+    aborted_ = true;
+    room_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable room_, ready_;
+  std::deque<Piece> q_;
+  size_t bytes_ = 0;
+  bool done_ = false, aborted_ = false;
+  std::exception_ptr error_;
 };
 
 bool same_meta(const ItemMeta& a, const ItemMeta& b) {
@@ -454,26 +512,64 @@ struct Manager::Impl {
     if (key) enc = std::make_unique<EncryptSink>(file, *key);
     ByteSink& sink = enc ? static_cast<ByteSink&>(*enc) : file;
     {
+      // Reading the store (SQLite, zlib, SHA-256) runs in a producer thread
+      // while this one writes tar and gzip: two cores, as `tar czf` uses.
+      PieceQueue queue;
+      std::thread producer([&] {
+        std::exception_ptr err;
+        try {
+          Sha256Hasher h;
+          ItemMeta pm;
+          std::string parch;
+          snap->for_each_item([&](const store::ItemInfo& info) {
+            check_cancel();
+            if (!include(info, pm, parch)) return;
+            queue.push(Piece{Piece::kBegin, info, {}});
+            snap->read_item(info, [&](std::string_view chunk) {
+              h.update(chunk);
+              queue.push(Piece{Piece::kData, {}, std::string(chunk)});
+            });
+            if (h.finish() != info.sha256) {
+              throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+            }
+            queue.push(Piece{Piece::kEnd, {}, {}});
+          });
+        } catch (const PieceQueue::Aborted&) {
+        } catch (...) {
+          err = std::current_exception();
+        }
+        queue.finish(err);
+      });
+      struct Joiner {
+        PieceQueue& q;
+        std::thread& t;
+        ~Joiner() {
+          q.abort();
+          if (t.joinable()) t.join();
+        }
+      } joiner{queue, producer};
+
       TarWriter tw(sink, opt.gzip_level);
       add_file_entry(tw, "MANIFEST.json", man_path, created);
       add_file_entry(tw, "SHA256SUMS", sums_path, created);
-      Sha256Hasher h;
-      snap->for_each_item([&](const store::ItemInfo& info) {
-        check_cancel();
-        if (!include(info, meta, archive)) return;
-        tw.begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
-                 info.attrs.mtime_ns);
-        snap->read_item(info, [&](std::string_view chunk) {
-          h.update(chunk);
-          tw.data(chunk.data(), chunk.size());
-          bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
-        });
-        tw.end();
-        if (h.finish() != info.sha256) {
-          throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+      Piece piece;
+      while (queue.pop(piece)) {
+        switch (piece.kind) {
+          case Piece::kBegin:
+            tw.begin(item_path(piece.info.id), piece.info.size, piece.info.attrs.mode, piece.info.attrs.uid,
+                     piece.info.attrs.gid, piece.info.attrs.mtime_ns);
+            break;
+          case Piece::kData:
+            tw.data(piece.data.data(), piece.data.size());
+            bytes_done.fetch_add(piece.data.size(), std::memory_order_relaxed);
+            break;
+          case Piece::kEnd:
+            tw.end();
+            items_done.fetch_add(1, std::memory_order_relaxed);
+            break;
         }
-        items_done.fetch_add(1, std::memory_order_relaxed);
-      });
+      }
+      producer.join();
       snap.reset();  // the point in time is captured; let writers' WAL checkpoint
       set_phase("syncing", m.archived_count, m.archived_bytes);
       tw.close();  // finishes the sinks: encryption trailer, fsync
