@@ -422,6 +422,13 @@ struct Index::Impl {
       forget(recent_order.front());
       recent_order.pop_front();
     }
+    if (recent_order.size() > 2 * recent.size() + 64) {  // drop entries forgotten earlier
+      std::deque<int64_t> live;
+      for (int64_t g : recent_order) {
+        if (recent.count(g)) live.push_back(g);
+      }
+      recent_order.swap(live);
+    }
   }
   void forget(int64_t gen) {
     auto it = recent.find(gen);

@@ -2,14 +2,18 @@
 
 #include <sqlite3.h>
 
-#include <cstring>
 
 #include "store/store.h"
 
 namespace itemfs::search::detail {
 
+struct Fts5Library::Unicode61 {
+  void* context = nullptr;
+  fts5_tokenizer methods{};
+};
+
 Fts5Library::Fts5Library() {
-  if (sqlite3_open_v2(":memory:", &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(":memory:", &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     sqlite3_close(db_);
     throw store::StoreError(EIO, "search: cannot open an in-memory SQLite database");
   }
@@ -19,34 +23,28 @@ Fts5Library::Fts5Library() {
     sqlite3_step(stmt);
   }
   sqlite3_finalize(stmt);
-  if (api_ == nullptr) {
+  unicode61_ = new Unicode61;
+  if (api_ == nullptr || api_->xFindTokenizer(api_, "unicode61", &unicode61_->context, &unicode61_->methods) != SQLITE_OK) {
+    delete unicode61_;
     sqlite3_close(db_);
-    throw store::StoreError(EIO, "search: this SQLite has no FTS5");
+    throw store::StoreError(EIO, "search: this SQLite has no FTS5 unicode61 tokenizer");
   }
 }
 
-Fts5Library::~Fts5Library() { sqlite3_close(db_); }
+Fts5Library::~Fts5Library() {
+  delete unicode61_;
+  sqlite3_close(db_);
+}
 
-struct Tokenizer::Vtbl {
-  fts5_tokenizer t;
-};
-
-Tokenizer::Tokenizer(const Fts5Library& lib) : api_(lib.api()), vtbl_(new Vtbl{}) {
-  void* ctx = nullptr;
-  if (api_->xFindTokenizer(api_, "unicode61", &ctx, &vtbl_->t) != SQLITE_OK) {
-    delete vtbl_;
-    throw store::StoreError(EIO, "search: FTS5 has no unicode61 tokenizer");
-  }
+Tokenizer::Tokenizer(const Fts5Library& lib) : module_(lib.unicode61()) {
   const char* args[] = {"remove_diacritics", "2"};
-  if (vtbl_->t.xCreate(ctx, args, 2, &tok_) != SQLITE_OK) {
-    delete vtbl_;
+  if (module_.methods.xCreate(module_.context, args, 2, &tok_) != SQLITE_OK) {
     throw store::StoreError(EIO, "search: cannot create the unicode61 tokenizer");
   }
 }
 
 Tokenizer::~Tokenizer() {
-  if (tok_) vtbl_->t.xDelete(tok_);
-  delete vtbl_;
+  if (tok_) module_.methods.xDelete(tok_);
 }
 
 namespace {
@@ -68,7 +66,7 @@ void Tokenizer::tokenize(std::string_view text, const std::function<void(std::st
   if (text.empty()) return;
   Callback cb{text, &fn};
   // FTS5 takes an int length; callers keep texts far below 2 GiB.
-  vtbl_->t.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token);
+  module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token);
 }
 
 std::vector<std::string> Tokenizer::tokens(std::string_view text) {

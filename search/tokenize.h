@@ -21,11 +21,13 @@ class Fts5Library {
   ~Fts5Library();
   Fts5Library(const Fts5Library&) = delete;
   Fts5Library& operator=(const Fts5Library&) = delete;
-  fts5_api* api() const { return api_; }
+  struct Unicode61;
+  const Unicode61& unicode61() const { return *unicode61_; }
 
  private:
   sqlite3* db_ = nullptr;
   fts5_api* api_ = nullptr;
+  Unicode61* unicode61_ = nullptr;  // found once, so tokenizers are made without touching api_
 };
 
 // One tokenizer instance; use from one thread at a time.
@@ -42,10 +44,8 @@ class Tokenizer {
   std::vector<std::string> tokens(std::string_view text);
 
  private:
-  fts5_api* api_;
+  const Fts5Library::Unicode61& module_;
   Fts5Tokenizer* tok_ = nullptr;
-  struct Vtbl;
-  Vtbl* vtbl_ = nullptr;
 };
 
 }  // namespace itemfs::search::detail
