@@ -13,6 +13,7 @@
 #include <thread>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -1507,7 +1508,10 @@ int run_mount(const MountConfig& config) {
     fuse_loop_config* loop = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(loop, 16);
     fuse_loop_cfg_set_idle_threads(loop, 8);
-    rc = fuse_session_loop_mt(se, loop) == 0 ? 0 : 1;
+    // libfuse reports an exit by signal as the signal's number: SIGTERM and
+    // SIGINT are how a daemon is asked to unmount, so they are success.
+    int res = fuse_session_loop_mt(se, loop);
+    rc = res == 0 || res == SIGTERM || res == SIGINT || res == SIGHUP ? 0 : 1;
     fuse_loop_cfg_destroy(loop);
     fs->detach_services();
     fs->stop_invalidator();

@@ -683,7 +683,9 @@ class ItemReaderImpl final : public ItemReader {
   ItemReaderImpl(StoreImpl& store, std::vector<ChunkRef> chunks, std::string first_chunk)
       : store_(store), chunks_(std::move(chunks)), cached_index_(0), cached_(std::move(first_chunk)) {}
 
+  // The kernel reads ahead with several requests at once on one handle.
   Status pread(uint64_t offset, uint64_t size, std::string& out) override {
+    std::lock_guard lock(mutex_);
     out.clear();
     uint64_t chunk_start = 0;
     for (size_t i = 0; i < chunks_.size() && out.size() < size; ++i) {
@@ -710,6 +712,7 @@ class ItemReaderImpl final : public ItemReader {
  private:
   StoreImpl& store_;
   std::vector<ChunkRef> chunks_;
+  std::mutex mutex_;
   size_t cached_index_;
   std::string cached_;
 };

@@ -158,6 +158,7 @@ class ItemReader {
  public:
   virtual ~ItemReader() = default;
   // Replaces `out` with up to `size` bytes from `offset` (fewer at the end).
+  // Safe to call from several threads at once.
   virtual Status pread(uint64_t offset, uint64_t size, std::string& out) = 0;
 };
 

@@ -69,6 +69,7 @@ remount() {
 cleanup() {
   local rc=$?
   stop_mount
+  if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then echo "--- daemon log" >&2; tail -n 20 "$T/daemon.log" >&2; fi
   rm -rf "$T"
   if [ $rc -eq 0 ]; then echo "PASS: $(basename "$0")"; fi
   exit $rc
