@@ -3,7 +3,7 @@
 //
 // The contract:
 //  - A backup is one plain tar.gz (optionally wrapped in AES-256-GCM, see
-//    docs/BACKUP_FORMAT.md) holding MANIFEST.json, SHA256SUMS and
+//    docs/FORMAT.md §3) holding MANIFEST.json, SHA256SUMS and
 //    items/<shard>/<id>.json with each item's exact bytes, mode, owner and
 //    mtime. A full backup holds every item; an incremental holds the items
 //    whose sha256, mode, owner or mtime differ from its parent (the newest

@@ -72,7 +72,7 @@ class FileSource : public ByteSource {
   uint64_t bytes_ = 0;
 };
 
-// --- encryption (format in docs/BACKUP_FORMAT.md) ---
+// --- encryption (format in docs/FORMAT.md §3) ---
 
 inline constexpr size_t kEncChunk = 64 * 1024;
 inline constexpr size_t kEncTag = 16;
