@@ -175,7 +175,7 @@ class Filesystem : public Tree {
   struct stat virtual_stat(fuse_ino_t ino) {
     uint32_t mode = S_IFREG | 0444;
     if (ino == kRootIno || ino == kSearchIno || ino == kBackupsIno) mode = S_IFDIR | 0755;
-    if (ino == kCtlIno) mode = S_IFREG | 0200;
+    if (ino == kCtlIno) mode = S_IFREG | 0600;  // reads as empty, so `rsync -a MNT/backups/` works
     if (ino == kLogIno || ino == kStatusIno) mode = S_IFREG | 0400;
     return stat_of(ino, mode, 0, getuid(), getgid(), mount_time_, mount_time_);
   }
@@ -421,12 +421,15 @@ class Filesystem : public Tree {
     fuse_reply_entry(req, &e);
   }
 
-  void forget(fuse_ino_t ino, uint64_t n) { forget_node(ino, n); }
+  void forget(fuse_ino_t ino, uint64_t n) {
+    if (is_tree_ino(ino)) extra_forget(ino, n);
+    else forget_node(ino, n);
+  }
 
   void getattr(fuse_req_t req, fuse_ino_t ino) {
     struct stat st;
     if (int err = node_stat(ino, st)) return (void)fuse_reply_err(req, err);
-    double timeout = S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0) : ino >= kItemBase ? kItemTimeout : (is_virtual(ino) ? 3600 : 0);
+    double timeout = S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0) : is_tree_ino(ino) ? 0 : ino >= kItemBase ? kItemTimeout : (is_virtual(ino) ? 3600 : 0);
     fuse_reply_attr(req, &st, timeout);
   }
 
@@ -677,11 +680,17 @@ class Filesystem : public Tree {
       return (void)fuse_reply_open(req, fi);
     }
     Node copy;
+    bool tree = false;
     {
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
-      if (it == nodes_.end()) return (void)fuse_reply_err(req, extra_open(ino, writing, *handle, fi, req));
-      copy = it->second;
+      if (it == nodes_.end()) tree = true;
+      else copy = it->second;
+    }
+    if (tree) {
+      if (int err = extra_open(ino, writing, *handle, fi, req)) return (void)fuse_reply_err(req, err);
+      fi->fh = reinterpret_cast<uint64_t>(handle.release());
+      return (void)fuse_reply_open(req, fi);
     }
     if (copy.kind == Kind::kShard) return (void)fuse_reply_err(req, EISDIR);
     bool truncate = fi->flags & O_TRUNC;
@@ -738,10 +747,7 @@ class Filesystem : public Tree {
   }
 
   int open_virtual(fuse_ino_t ino, bool writing, Handle& handle) {
-    if (ino == kCtlIno) {
-      if (!writing) return EACCES;
-      return 0;
-    }
+    if (ino == kCtlIno) return 0;
     if (writing) return EACCES;
     if (ino == kStatsIno) handle.generated = stats_json();
     else if (ino == kLogIno) handle.generated = log_.text();
@@ -1285,7 +1291,7 @@ class Filesystem : public Tree {
       if (plus) {
         fuse_entry_param e{};
         bool dot = name == "." || name == "..";
-        if (!dot) e = entry_for(st.st_ino, st, kItemTimeout);
+        if (!dot) e = entry_for(st.st_ino, st, is_tree_ino(st.st_ino) ? 0 : kItemTimeout);
         else e.attr = st;
         n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, off_t(i + 1));
         if (n > size - used) break;

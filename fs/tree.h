@@ -6,16 +6,20 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <map>
 #include <memory>
-#include <utility>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "backup/backup.h"
 #include "fs/event_log.h"
 #include "fs/filesystem.h"
+#include "search/search.h"
 #include "store/store.h"
 
 namespace itemfs::fs {
@@ -40,6 +44,8 @@ struct FileState;
 // An open file or directory of the mount.
 struct Handle {
   fuse_ino_t ino = 0;
+  // Reads of a committed item, or of a backup file (tree.cpp: a reader over
+  // the real file's descriptor).
   std::unique_ptr<store::ItemReader> reader;
   std::shared_ptr<FileState> state;  // writes and reads of a staged body
   bool writer = false;
@@ -47,6 +53,11 @@ struct Handle {
   std::vector<std::pair<std::string, struct stat>> entries;  // a directory listing, made at opendir
   std::string pending_command;                               // backups/ctl
 };
+
+// The kernel is never allowed to cache anything below search/ or backups/:
+// entries and attributes of tree nodes have timeout 0 (queries run at every
+// lookup; backups come and go and verify.json changes).
+inline bool is_tree_ino(fuse_ino_t ino) { return ino >= kTreeBase; }
 
 class Tree {
  public:
@@ -56,15 +67,22 @@ class Tree {
   virtual void invalidate_inode(fuse_ino_t ino) = 0;
   virtual void invalidate_entry(fuse_ino_t parent, const std::string& name) = 0;
 
+  // Creates the search index (as a store hook) and the backup manager; the
+  // index must be created before the first write of the mount.
   void attach_services(const MountConfig& config);
+  // Stops scheduled backups, waits for a running job, drops the index.
   void detach_services();
 
   // Nodes below search/ and backups/ (other than ctl and status).
   int extra_stat(fuse_ino_t ino, struct stat& st);
   int extra_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e);
+  // On success fills `handle` and fi's flags; the caller replies.
   int extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_info* fi, fuse_req_t req);
   int extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct stat>>& entries);
+  // readdirplus handed the kernel a reference to `ino`, as a lookup does.
   void extra_remember(fuse_ino_t dir, const std::string& name, fuse_ino_t ino);
+  // The kernel dropped `n` references to tree node `ino`.
+  void extra_forget(fuse_ino_t ino, uint64_t n);
   void readlink(fuse_req_t req, fuse_ino_t ino);
   void extend_stats(nlohmann::json& stats);
   std::string backup_status();
@@ -72,15 +90,42 @@ class Tree {
 
  protected:
   struct TreeNode {
-    enum Kind { kQueryDir, kResult, kFile, kBackupDir, kBackupFile } kind;
-    std::string a, b;  // query/backup id and entry/file name
+    enum Kind { kReadme, kQueryDir, kResult, kFile, kBackupDir, kBackupFile } kind = kReadme;
+    fuse_ino_t parent = 0;
+    std::string name;  // the entry name in `parent`
+    std::string a, b;  // kQueryDir/kFile: query and file kind; kBackup*: backup id and file name
     struct stat st {};
-    std::string content;  // kFile: generated document; kResult: link target
+    // kResult: the link target. kFile: the document made by the latest
+    // lookup, handed to the next open (content_ready), else made at open.
+    std::string content;
+    bool content_ready = false;
+    uint64_t seq = 0;               // which lookup made content/hits
+    std::vector<std::string> hits;  // kQueryDir: item ids in rank order
+    uint64_t lookups = 0;           // references the kernel holds
   };
-  fuse_ino_t add_tree_node(TreeNode node);
+  // Finds or creates the node named `name` in `parent`; caller holds tree_mutex_.
+  TreeNode& node_at(fuse_ino_t parent, const std::string& name, TreeNode::Kind kind, fuse_ino_t& ino);
+  void drop_node(fuse_ino_t ino);  // caller holds tree_mutex_
+
+  int search_lookup(const std::string& name, fuse_entry_param& e);
+  int result_lookup(fuse_ino_t dir, const std::string& name, fuse_entry_param& e);
+  int backup_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e);
+  // Makes the document of search file `kind` ("json", "suggest", "facets")
+  // for `query`; an errno, logged, on failure.
+  int search_document(const std::string& kind, const std::string& query, std::string& out);
+  int stat_backup(const std::string& id, const std::string& file, struct stat& st);
+  std::string readme_text() const;
+  void restored(const std::vector<std::string>& ids);
+
   std::mutex tree_mutex_;
   std::unordered_map<fuse_ino_t, TreeNode> tree_nodes_;
+  std::map<std::pair<fuse_ino_t, std::string>, fuse_ino_t> tree_names_;
   uint64_t next_tree_ = 1;
+  std::atomic<uint64_t> search_seq_{0};
+  int64_t tree_time_ns_ = 0;
+
+  std::unique_ptr<search::Index> index_;
+  std::unique_ptr<backup::Manager> backups_;
 };
 
 }  // namespace itemfs::fs
