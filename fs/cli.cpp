@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "backup/backup.h"
+#include "search/search.h"
 #include "store/store.h"
 
 namespace itemfs::fs {
@@ -150,6 +152,9 @@ int cli_import(const std::vector<std::string>& args) {
     return 2;
   }
   auto store = open_store(args[0]);
+  // Items are indexed in the transactions that import them.
+  search::Index index(*store);
+  store->add_hook(&index);
   Importer importer(*store);
   for (size_t i = 1; i < args.size(); ++i) {
     stdfs::path path(args[i]);
@@ -250,7 +255,154 @@ int cli_fsck(const std::vector<std::string>& args) {
             << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems");
   if (repair) std::cout << ", " << report.repaired << " repaired";
   std::cout << "\n";
-  return report.clean() ? 0 : 1;
+  // The search index: out of step with the items is a problem; --repair
+  // rebuilds it from them.
+  search::Index index(*store);
+  std::vector<std::string> index_problems = index.check();
+  for (const auto& line : index_problems) std::cout << "search index problem: " << line << "\n";
+  bool index_clean = index_problems.empty();
+  if (!index_clean && repair) {
+    index.reindex();
+    index_problems = index.check();
+    std::cout << "search index rebuilt: " << (index_problems.empty() ? "clean" : "still out of step") << "\n";
+  } else {
+    std::cout << "search index: " << (index_clean ? "clean" : std::to_string(index_problems.size()) + " problems")
+              << "\n";
+  }
+  return report.clean() && index_clean ? 0 : 1;
+}
+
+int cli_search(const std::vector<std::string>& args) {
+  bool json = false;
+  std::vector<std::string> positional;
+  for (const auto& a : args) {
+    if (a == "--json") json = true;
+    else positional.push_back(a);
+  }
+  if (positional.size() != 2) {
+    std::cerr << "usage: itemfs search STORE QUERY [--json]\n";
+    return 2;
+  }
+  auto store = open_store(positional[0]);
+  search::Index index(*store);
+  search::Results results;
+  store::Status st = index.run(positional[1], results);
+  if (!st.ok()) {
+    std::cerr << "itemfs search: " << st.message << "\n";
+    return 2;
+  }
+  if (json) {
+    std::string doc = search::Index::to_json(results);
+    std::cout << doc << (doc.ends_with('\n') ? "" : "\n");
+    return 0;
+  }
+  // One hit a line: rank, score, path, snippet (tabs and newlines of the
+  // snippet become spaces, so cut -f works).
+  size_t rank = 0;
+  for (const auto& hit : results.hits) {
+    std::string snippet = hit.snippet;
+    for (char& c : snippet)
+      if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+    char score[32];
+    std::snprintf(score, sizeof score, "%.6g", hit.score);
+    std::cout << ++rank << "\t" << score << "\titems/" << store::shard_of(hit.id) << "/" << hit.id << ".json\t"
+              << snippet << "\n";
+  }
+  std::cerr << results.hits.size() << " of " << results.total << " matches\n";
+  return 0;
+}
+
+int cli_reindex(const std::vector<std::string>& args) {
+  if (args.size() != 1) {
+    std::cerr << "usage: itemfs reindex STORE\n";
+    return 2;
+  }
+  auto store = open_store(args[0]);
+  auto started = std::chrono::steady_clock::now();
+  search::Index index(*store);
+  index.reindex();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cerr << "reindexed " << store->stats().items << " items in " << seconds << " s\n";
+  return 0;
+}
+
+// itemfs backup STORE [--dir DIR] [--key FILE] COMMAND...: the commands of
+// backups/ctl, plus list and decrypt, run by the same engine as the mount.
+int cli_backup(const std::vector<std::string>& args) {
+  const char* usage =
+      "usage: itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all\n"
+      "       | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID | decrypt ARCHIVE\n";
+  std::string dir, key;
+  std::vector<std::string> words;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if ((args[i] == "--dir" || args[i] == "--key") && i + 1 < args.size()) {
+      (args[i] == "--dir" ? dir : key) = args[i + 1];
+      ++i;
+    } else if (args[i].starts_with("--dir=")) {
+      dir = args[i].substr(6);
+    } else if (args[i].starts_with("--key=")) {
+      key = args[i].substr(6);
+    } else {
+      words.push_back(args[i]);
+    }
+  }
+  if (words.size() < 2) {
+    std::cerr << usage;
+    return 2;
+  }
+  std::string store_dir = words[0];
+  words.erase(words.begin());
+  if (words[0] == "decrypt") {
+    if (words.size() != 2 || key.empty()) {
+      std::cerr << "usage: itemfs backup STORE decrypt ARCHIVE --key FILE > plain.tar.gz\n";
+      return 2;
+    }
+    if (isatty(STDOUT_FILENO)) {
+      std::cerr << "itemfs backup decrypt: the tar.gz goes to standard output; redirect it to a file\n";
+      return 2;
+    }
+    std::ios::sync_with_stdio(false);
+    store::Status st = backup::decrypt(words[1], key, std::cout);
+    if (!st.ok()) {
+      std::cerr << "itemfs backup decrypt: " << st.message << " (discard what was written)\n";
+      return 1;
+    }
+    return 0;
+  }
+  auto store = open_store(store_dir);
+  // A restore writes items: the index follows in the same transaction.
+  search::Index index(*store);
+  store->add_hook(&index);
+  backup::Options options;
+  options.dir = dir.empty() ? stdfs::path(store_dir) / "backups" : stdfs::path(dir);
+  if (!key.empty()) options.key_file = stdfs::path(key);
+  backup::Manager manager(*store, options);
+  if (words[0] == "list") {
+    if (words.size() != 1) {
+      std::cerr << usage;
+      return 2;
+    }
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& b : manager.list()) {
+      std::cout << b.id << "\t" << b.kind << "\t" << (b.parent.empty() ? "-" : b.parent) << "\t" << b.item_count
+                << " items\t" << b.archived_count << " archived\t"
+                << (b.verified_ns == 0 ? "never verified" : b.verified_ok ? "verified ok" : "VERIFY FAILED")
+                << (b.encrypted ? "\tencrypted" : "") << "\n";
+    }
+    return 0;
+  }
+  std::string line;
+  for (const auto& w : words) line += (line.empty() ? "" : " ") + w;
+  store::Status st = manager.run(line);
+  // The job's result as JSON (its "id" names the backup written), as
+  // backups/status shows it.
+  auto status = nlohmann::json::parse(manager.status_json(), nullptr, false);
+  if (!status.is_discarded() && status.contains("last")) std::cout << status["last"].dump(2) << "\n";
+  if (!st.ok()) {
+    std::cerr << "itemfs backup: " << line << ": " << st.message << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace itemfs::fs

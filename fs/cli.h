@@ -11,5 +11,8 @@ int cli_import(const std::vector<std::string>& args);
 int cli_export(const std::vector<std::string>& args);
 int cli_stats(const std::vector<std::string>& args);
 int cli_fsck(const std::vector<std::string>& args);
+int cli_search(const std::vector<std::string>& args);
+int cli_reindex(const std::vector<std::string>& args);
+int cli_backup(const std::vector<std::string>& args);
 
 }  // namespace itemfs::fs

@@ -17,7 +17,13 @@ const char* const kUsage = R"(usage:
   itemfs import STORE PATH...                       load .json files, directories or .jsonl
   itemfs export STORE DIR                           write every item as DIR/<shard>/<id>.json
   itemfs stats STORE                                item count, sizes, dedup and compression
-  itemfs fsck STORE [--repair]                      check every blob, count and index
+  itemfs search STORE QUERY [--json]                the engine of MNT/search/: rank, score, path, snippet
+  itemfs reindex STORE                              rebuild the search index from the items
+  itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all
+                | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID
+                | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)
+  itemfs fsck STORE [--repair]                      check every blob, count and the search index;
+                                                    --repair also rebuilds an index out of step
 
 mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   max_item_size=BYTES   largest item accepted (default 64 MiB; EFBIG above)
@@ -116,6 +122,9 @@ int main(int argc, char** argv) {
     if (command == "export") return itemfs::fs::cli_export(rest);
     if (command == "stats") return itemfs::fs::cli_stats(rest);
     if (command == "fsck") return itemfs::fs::cli_fsck(rest);
+    if (command == "search") return itemfs::fs::cli_search(rest);
+    if (command == "reindex") return itemfs::fs::cli_reindex(rest);
+    if (command == "backup") return itemfs::fs::cli_backup(rest);
     // fstab's fuse.itemfs runs `itemfs STORE MOUNTPOINT -o ...`.
     struct stat st {};
     if (args.size() >= 2 && stat(args[0].c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return mount_command(args);
