@@ -1487,6 +1487,7 @@ int run_mount(const MountConfig& config) {
   // locks do not survive fork), so it is created behind a holder.
   Holder holder;
   fuse_session* se = fuse_session_new(&fargs, &kOps, sizeof(kOps), &holder);
+  fuse_opt_free_args(&fargs);
   if (!se) {
     std::cerr << "itemfs: bad mount options\n";
     return 1;

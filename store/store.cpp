@@ -408,10 +408,11 @@ class StoreImpl final : public Store {
 // ---- WriteBatch ----------------------------------------------------------
 
 Status WriteBatchImpl::guarded(const std::function<Status()>& fn) {
-  db_.exec("SAVEPOINT call");
+  db_.cached("SAVEPOINT call")->run();
   try {
     Status status = fn();
-    db_.exec(status.ok() ? "RELEASE call" : "ROLLBACK TO call; RELEASE call");
+    if (!status.ok()) db_.cached("ROLLBACK TO call")->run();
+    db_.cached("RELEASE call")->run();
     return status;
   } catch (...) {
     sqlite3_exec(db_.handle(), "ROLLBACK TO call; RELEASE call", nullptr, nullptr, nullptr);
