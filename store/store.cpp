@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "store/codec.h"
+#include "store/dictionary.h"
 #include "store/hash.h"
 #include "store/json_check.h"
 #include "store/sqlite_db.h"
@@ -157,6 +158,7 @@ class StoreImpl final : public Store {
     writer_ = std::make_unique<Db>(db_path(), options_.read_only, options_.sync_full);
     if (!options_.read_only) init_schema();
     check_version();
+    load_current_dictionary();
   }
 
   const fs::path& dir() const override { return dir_; }
@@ -180,16 +182,23 @@ class StoreImpl final : public Store {
   void write(const std::function<void(WriteBatch&)>& fn) override {
     if (options_.read_only) throw StoreError(EROFS, "the store is open read-only");
     std::lock_guard lock(write_mutex_);
+    size_t puts = 0;
     writer_->exec("BEGIN IMMEDIATE");
     try {
       WriteBatchImpl batch(*this, *writer_);
       fn(batch);
+      puts = batch.changed_ids().size();
       writer_->exec("COMMIT");
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
     }
+    maybe_train_dictionary(puts);
   }
+
+  // The dictionary new blobs are compressed with ("" when none yet).
+  const std::string& dictionary() const { return dict_; }
+  int64_t dictionary_id() const { return dict_id_; }
 
   std::optional<ItemInfo> item(std::string_view id) override {
     auto reader = acquire();
@@ -382,6 +391,68 @@ class StoreImpl final : public Store {
     }
   }
 
+  void load_current_dictionary() {
+    auto s = writer_->cached("SELECT d.id, d.data FROM meta m JOIN dicts d ON d.id=m.value WHERE m.key='current_dict'");
+    if (s->step()) {
+      dict_id_ = s->int64(0);
+      dict_ = std::string(s->blob(1));
+    }
+  }
+
+  // Once the store holds enough items to learn from, a dictionary is trained
+  // from a sample of them and used for every blob written after that. Blobs
+  // written before keep their own codec: each records how to decode it.
+  void maybe_train_dictionary(size_t changes) {
+    constexpr int64_t kTrainAfterItems = 2000;
+    if (dict_id_ != 0 || options_.read_only || !options_.train_dictionary) return;
+    changes_since_check_ += changes;
+    if (changes_since_check_ < 256) return;
+    changes_since_check_ = 0;
+    auto count = writer_->cached("SELECT count(*), coalesce(max(id), 0) FROM blobs WHERE raw_size <= 65536");
+    count->step();
+    int64_t small_blobs = count->int64(0);
+    int64_t max_id = count->int64(1);
+    count->reset();
+    if (small_blobs < kTrainAfterItems) return;
+    std::vector<std::string> samples;
+    size_t sampled_bytes = 0;
+    int64_t step = std::max<int64_t>(1, max_id / 2000);
+    {
+      Stmt s(writer_->handle(),
+             "SELECT data, raw_size, codec, dict_id FROM blobs WHERE raw_size <= 65536 AND id % ?1 = 0 ORDER BY id");
+      s.bind(1, step);
+      while (s.step() && sampled_bytes < (8u << 20)) {
+        BlobRow row;
+        row.data = std::string(s.blob(0));
+        row.raw_size = uint64_t(s.int64(1));
+        row.codec = int(s.int64(2));
+        row.dict_id = s.is_null(3) ? 0 : s.int64(3);
+        if (auto bytes = decode(*writer_, row, nullptr)) {
+          sampled_bytes += bytes->size();
+          samples.push_back(std::move(*bytes));
+        }
+      }
+    }
+    std::string dictionary = train_dictionary(samples);
+    if (dictionary.size() < 1024) return;
+    writer_->exec("BEGIN IMMEDIATE");
+    try {
+      auto insert = writer_->cached("INSERT INTO dicts(created_ns, data) VALUES(?, ?) RETURNING id");
+      insert->bind(1, now_ns()).bind_blob(2, dictionary.data(), dictionary.size());
+      insert->step();
+      int64_t id = insert->int64(0);
+      insert->reset();
+      auto current = writer_->cached("INSERT OR REPLACE INTO meta(key, value) VALUES('current_dict', ?)");
+      current->bind(1, id).run();
+      writer_->exec("COMMIT");
+      dict_id_ = id;
+      dict_ = std::move(dictionary);
+    } catch (...) {
+      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
   void check_version() {
     auto s = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
     if (!s->step()) throw StoreError(EINVAL, dir_.string() + " is not an itemfs store (no format_version)");
@@ -403,6 +474,9 @@ class StoreImpl final : public Store {
   std::unordered_map<int64_t, std::string> dicts_;
   std::mutex reserve_mutex_;
   int64_t next_ino_ = 0;
+  int64_t dict_id_ = 0;
+  std::string dict_;
+  size_t changes_since_check_ = 0;
 };
 
 // ---- WriteBatch ----------------------------------------------------------
@@ -429,13 +503,15 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
     s->bind_blob(1, digest.data(), digest.size());
     if (s->step()) return s->int64(0);
   }
-  Codec codec = store_.compressor().compress(raw, {}, compressed_);
+  Codec codec = store_.compressor().compress(raw, store_.dictionary(), compressed_);
   std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
   auto s = db_.cached(
-      "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, NULL, 1, ?) "
+      "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
       "RETURNING id");
   s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(raw.size())).bind(3, int64_t(stored.size()));
-  s->bind(4, int64_t(codec)).bind_blob(5, stored.data(), stored.size());
+  s->bind(4, int64_t(codec)).bind_blob(6, stored.data(), stored.size());
+  if (codec == Codec::kZlib && store_.dictionary_id()) s->bind(5, store_.dictionary_id());
+  else s->bind_null(5);
   if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
   return s->int64(0);
 }

@@ -166,6 +166,8 @@ struct Options {
   uint64_t max_item_size = 64ull << 20;  // EFBIG above
   bool sync_full = false;                // PRAGMA synchronous=FULL instead of NORMAL
   bool read_only = false;
+  // Train a zlib dictionary from the first few thousand items (see FORMAT.md).
+  bool train_dictionary = true;
 };
 
 struct FsckReport {

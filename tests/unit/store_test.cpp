@@ -299,3 +299,47 @@ TEST(StoreTest, ConcurrentReadersDuringWrites) {
 
 }  // namespace
 }  // namespace itemfs::store
+
+namespace itemfs::store {
+namespace {
+
+TEST(StoreDictionaryTest, TrainedFromTheStoreAndUsedForNewBlobs) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  auto doc = [](int i) {
+    return "{\"url\":\"https://docs.example.org/manual/chapter-" + std::to_string(i % 37) + "/page-" +
+           std::to_string(i) + ".html\",\"title\":\"Page " + std::to_string(i) +
+           "\",\"metadata\":{\"source\":\"example-docs\",\"lang\":\"en\",\"http_status\":200,"
+           "\"content_type\":\"text/html; charset=utf-8\"},\"content\":\"Item " +
+           std::to_string(i * 7919) + " of the manual.\"}";
+  };
+  store->write([&](WriteBatch& batch) {
+    for (int i = 0; i < 2500; ++i) {
+      std::istringstream in(doc(i));
+      ASSERT_TRUE(batch.put("p" + std::to_string(i), in, {}).ok());
+    }
+  });
+  auto db = dir.path() / "store.db";
+  ASSERT_EQ(scalar(db, "SELECT count(*) FROM dicts"), 1);
+  int64_t before = scalar(db, "SELECT stored_size FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
+                              "i.ino=c.ino WHERE i.id='p100'");
+  ASSERT_TRUE(put(*store, "q100", doc(100) + " ").ok());
+  int64_t after = scalar(db, "SELECT stored_size FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
+                             "i.ino=c.ino WHERE i.id='q100'");
+  EXPECT_EQ(scalar(db, "SELECT dict_id IS NOT NULL FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
+                       "i.ino=c.ino WHERE i.id='q100'"),
+            1);
+  EXPECT_LT(after * 10, before * 8) << "the dictionary should save at least a fifth";
+  EXPECT_EQ(read_all(*store, "q100"), doc(100) + " ");
+  EXPECT_EQ(read_all(*store, "p100"), doc(100));
+  EXPECT_TRUE(store->fsck(false).clean());
+  // A reopened store reads both kinds and keeps using the dictionary.
+  store.reset();
+  store = Store::open(dir.path());
+  EXPECT_EQ(read_all(*store, "q100"), doc(100) + " ");
+  ASSERT_TRUE(put(*store, "q101", doc(101) + " ").ok());
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE dict_id IS NOT NULL"), 2);
+}
+
+}  // namespace
+}  // namespace itemfs::store
