@@ -32,6 +32,12 @@ namespace itemfs::fs {
 // The body and attributes of a file that is being written (an item between
 // open and commit) or that lives only while mounted (a scratch file).
 struct FileState {
+  // `body` is held while the staging file is written, truncated or read for
+  // a commit, so a commit never takes a half-written body; `mutex` guards the
+  // fields below and is only ever held briefly, so that lookups and listings
+  // (which hold the node table lock while they read them) never wait for a
+  // long commit. Order: body, then the node table, then mutex.
+  std::mutex body;
   std::mutex mutex;
   int fd = -1;
   uint64_t size = 0;
@@ -480,6 +486,7 @@ class Filesystem : public Tree {
       state = stage_item(ino, false, err);
       if (!state) return err;
       {
+        std::lock_guard body(state->body);
         std::lock_guard lock(state->mutex);
         if (ftruncate(state->fd, off_t(attr->st_size)) != 0) err = errno;
         state->size = uint64_t(attr->st_size);
@@ -494,6 +501,7 @@ class Filesystem : public Tree {
       return err;
     }
     if (state) {
+      std::lock_guard body(state->body);
       std::lock_guard lock(state->mutex);
       if (size_change) {
         if (copy.kind == Kind::kItem && uint64_t(attr->st_size) > store_.options().max_item_size) return EFBIG;
@@ -615,32 +623,40 @@ class Filesystem : public Tree {
       id = it->second.name;
       preferred = it->second.item_ino;
     }
-    std::lock_guard state_lock(state->mutex);
-    if (!state->dirty) return 0;
-    // An empty body may still be filled through another copy of the fd.
-    if (state->size == 0 && state->emptied_by_open && !final) return 0;
-    if (state->refused_version == state->version) return state->refused_error;
-    FdStreamBuf buf(state->fd, state->size);
+    std::lock_guard body(state->body);
+    uint64_t size, version;
+    store::Attrs attrs;
+    {
+      std::lock_guard state_lock(state->mutex);
+      if (!state->dirty) return 0;
+      // An empty body may still be filled through another copy of the fd.
+      if (state->size == 0 && state->emptied_by_open && !final) return 0;
+      if (state->refused_version == state->version) return state->refused_error;
+      size = state->size;
+      version = state->version;
+      attrs = state->attrs;
+    }
+    FdStreamBuf buf(state->fd, size);
     std::istream in(&buf);
-    std::optional<store::ItemInfo> committed;
     std::string message;
-    int err = write_status(
-        [&](store::WriteBatch& batch) {
-          Status s = batch.put(id, in, state->attrs, preferred);
-          return s;
-        },
-        &message);
+    int err = write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs, preferred); }, &message);
     if (err) {
+      {
+        std::lock_guard state_lock(state->mutex);
+        state->refused_version = version;
+        state->refused_error = err;
+      }
       forget_cached(ino);
-      state->refused_version = state->version;
-      state->refused_error = err;
       ++counters_.commits_refused;
       log_.add("refused " + item_path(id) + ": " + message + (err == EINVAL ? " (the previous version is kept)" : ""));
       return err;
     }
     ++counters_.commits;
-    committed = store_.item(id);
-    state->dirty = false;
+    auto committed = store_.item(id);
+    {
+      std::lock_guard state_lock(state->mutex);
+      if (state->version == version) state->dirty = false;
+    }
     std::lock_guard lock(mutex_);
     auto it = nodes_.find(ino);
     if (it != nodes_.end() && committed) {
@@ -697,6 +713,7 @@ class Filesystem : public Tree {
     if (copy.kind == Kind::kScratch) {
       handle->state = copy.state;
       if (writing && truncate) {
+        std::lock_guard body(copy.state->body);
         std::lock_guard lock(copy.state->mutex);
         if (ftruncate(copy.state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
         copy.state->size = 0;
@@ -706,6 +723,7 @@ class Filesystem : public Tree {
       int err = 0;
       auto state = stage_item(ino, truncate, err);
       if (!state) return (void)fuse_reply_err(req, err);
+      std::lock_guard body(state->body);
       std::lock_guard lock(state->mutex);
       if (truncate && state->size != 0) {
         if (ftruncate(state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
@@ -811,11 +829,12 @@ class Filesystem : public Tree {
     }
     if (!h->state) return (void)fuse_reply_err(req, EBADF);
     auto& state = *h->state;
-    std::lock_guard lock(state.mutex);
     bool is_item = h->writer;
     if (is_item && uint64_t(off) + size > store_.options().max_item_size) return (void)fuse_reply_err(req, EFBIG);
+    std::lock_guard body(state.body);
     ssize_t n = pwrite(state.fd, buf, size, off);
     if (n < 0) return (void)fuse_reply_err(req, errno);
+    std::lock_guard lock(state.mutex);
     state.emptied_by_open = false;
     state.size = std::max<uint64_t>(state.size, uint64_t(off) + uint64_t(n));
     state.dirty = true;
@@ -954,6 +973,7 @@ class Filesystem : public Tree {
     auto state = stage_item(ino, fi->flags & O_TRUNC, err);
     if (!state) return (void)fuse_reply_err(req, err);
     {
+      std::lock_guard body(state->body);
       std::lock_guard lock(state->mutex);
       if (fi->flags & O_TRUNC) {
         if (ftruncate(state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
@@ -1194,10 +1214,17 @@ class Filesystem : public Tree {
     std::string message;
     int err;
     {
-      std::lock_guard state_lock(state->mutex);
-      FdStreamBuf buf(state->fd, state->size);
+      std::lock_guard body(state->body);
+      uint64_t size;
+      store::Attrs attrs;
+      {
+        std::lock_guard state_lock(state->mutex);
+        size = state->size;
+        attrs = state->attrs;
+      }
+      FdStreamBuf buf(state->fd, size);
       std::istream in(&buf);
-      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, state->attrs, preferred); }, &message);
+      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs, preferred); }, &message);
     }
     if (err) {
       ++counters_.commits_refused;
