@@ -3,6 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <cstring>
+#include <optional>
+#include <streambuf>
 #include <string>
 
 #include "store/json_check.h"
@@ -42,7 +45,11 @@ std::string describe(const std::string& what) {
   auto dash = what.find(" - ");
   if (dash != std::string::npos) return what.substr(dash + 3);
   auto colon = what.find(": ");
-  return colon != std::string::npos ? what.substr(colon + 2) : what;
+  if (colon != std::string::npos) return what.substr(colon + 2);
+  // "[json.exception.out_of_range.406] number overflow parsing '1e999'"
+  if (what.rfind("[json.exception.", 0) == 0)
+    if (auto close = what.find("] "); close != std::string::npos) return what.substr(close + 2);
+  return what;
 }
 
 struct Position {
@@ -56,6 +63,43 @@ struct Position {
     }
   }
 };
+
+// nlohmann's lexer takes a NUL byte for the end of the input (for C
+// strings), so `{"a":1}<NUL>anything` would pass. JSON text never holds a raw
+// NUL (outside strings only whitespace, inside them control characters must
+// be escaped), so the caller rejects any NUL left after a successful parse.
+// This stream buffer passes bytes through and notes the first NUL it sees.
+class NulWatch : public std::streambuf {
+ public:
+  explicit NulWatch(std::streambuf* source) : source_(source) {}
+  std::optional<uint64_t> first_nul;
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    std::streamsize n = source_->sgetn(buffer_, sizeof buffer_);
+    if (n <= 0) return traits_type::eof();
+    if (!first_nul)
+      if (const void* nul = std::memchr(buffer_, 0, size_t(n)))
+        first_nul = consumed_ + uint64_t(static_cast<const char*>(nul) - buffer_);
+    consumed_ += uint64_t(n);
+    setg(buffer_, buffer_, buffer_ + n);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  std::streambuf* source_;
+  char buffer_[1 << 16];
+  uint64_t consumed_ = 0;
+};
+
+template <typename Locate>
+Status nul_error(uint64_t offset, Locate&& locate) {
+  Position at = locate(offset);
+  return Status::error(EINVAL, "invalid JSON at line " + std::to_string(at.line) + ", column " +
+                                   std::to_string(at.column) + " (byte " + std::to_string(offset + 1) +
+                                   "): a NUL byte is not allowed in JSON text");
+}
 
 template <typename Input, typename Locate>
 Status check(Input&& input, Locate&& locate) {
@@ -78,24 +122,32 @@ Status check(Input&& input, Locate&& locate) {
 }  // namespace
 
 Status validate_json(std::istream& in) {
-  return check(in, [&](uint64_t offset) {
+  auto locate = [&](uint64_t offset) {
     Position at;
     in.clear();
     in.seekg(0);
     char c;
     for (uint64_t i = 0; i < offset && in.get(c); ++i) at.advance(c);
     return at;
-  });
+  };
+  NulWatch watch(in.rdbuf());
+  std::istream watched(&watch);
+  Status status = check(watched, locate);
+  if (status.ok() && watch.first_nul) return nul_error(*watch.first_nul, locate);
+  return status;
 }
 
 Status validate_json_bytes(std::string_view bytes) {
   // An empty input reads better as what it is than as a parse position.
   if (bytes.empty()) return Status::error(EINVAL, "invalid JSON: the file is empty");
-  return check(bytes, [&](uint64_t offset) {
+  auto locate = [&](uint64_t offset) {
     Position at;
     for (uint64_t i = 0; i < offset && i < bytes.size(); ++i) at.advance(bytes[i]);
     return at;
-  });
+  };
+  Status status = check(bytes, locate);
+  if (auto nul = bytes.find('\0'); status.ok() && nul != std::string_view::npos) return nul_error(nul, locate);
+  return status;
 }
 
 }  // namespace itemfs::store
