@@ -47,6 +47,9 @@ Status check_id(std::string_view id) {
     i += n;
   }
   if (id == "." || id == "..") return Status::error(EINVAL, "an item id must not be '.' or '..'");
+  // Its shard would be "..": a directory no path can reach, and a parent
+  // directory in exports and backup archives.
+  if (id.substr(0, 2) == "..") return Status::error(EINVAL, "an item id must not start with '..' (its shard would be '..')");
   return Status::success();
 }
 

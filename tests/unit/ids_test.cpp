@@ -1,0 +1,30 @@
+// Item ids found awkward by the fault tests (issue 6).
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+#include "store/store.h"
+
+namespace itemfs::store {
+namespace {
+
+// The shard of "..x" would be "..": unreachable in the mount, and a parent
+// directory in `itemfs export` and in backup archives.
+TEST(IdsTest, IdsStartingWithTwoDotsAreRefused) {
+  EXPECT_EQ(check_id("..x").code, EINVAL);
+  EXPECT_EQ(check_id("...").code, EINVAL);
+  EXPECT_EQ(check_id("..").code, EINVAL);
+  EXPECT_TRUE(check_id(".x").ok());
+  EXPECT_TRUE(check_id("x..").ok());
+  EXPECT_TRUE(check_id("-rf").ok());
+}
+
+TEST(IdsTest, ShardsOfMultibyteIds) {
+  EXPECT_EQ(shard_of("\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD thumbs"), "\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD");
+  EXPECT_EQ(shard_of("e\xCC\x81te"), "e\xCC\x81");  // NFD: e + COMBINING ACUTE
+  EXPECT_EQ(shard_of("\xC3\xA9te"), "\xC3\xA9t");   // NFC
+  EXPECT_EQ(check_id(std::string(125, 'x') + std::string(63, 'y') + std::string(63, 'z')).code, ENAMETOOLONG);
+}
+
+}  // namespace
+}  // namespace itemfs::store
