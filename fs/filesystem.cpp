@@ -293,7 +293,8 @@ class Filesystem : public Tree {
   struct Resolved {
     enum { kNone, kItem, kScratch, kShard, kBadItemName } what = kNone;
     std::string id;  // kItem: the item id
-    int error = 0;   // kBadItemName: why
+    int error = 0;   // kBadItemName: the errno
+    std::string why;  // kBadItemName: the reason, for the log
   };
 
   Resolved classify(const std::string& dir, const std::string& name) {
@@ -304,9 +305,11 @@ class Filesystem : public Tree {
       if (!valid.ok()) {
         r.what = Resolved::kBadItemName;
         r.error = valid.code;
+        r.why = valid.message;
       } else if (!dir.empty() && store::shard_of(r.id) != dir) {
         r.what = Resolved::kBadItemName;
         r.error = EINVAL;
+        r.why = "an item belongs in the shard of its first two characters (" + store::shard_of(r.id) + ")";
       } else {
         r.what = Resolved::kItem;
       }
@@ -765,7 +768,7 @@ class Filesystem : public Tree {
   }
 
   int open_virtual(fuse_ino_t ino, bool writing, Handle& handle) {
-    if (ino == kCtlIno) return 0;
+    if (ino == kCtlIno) return writing ? control_open() : 0;
     if (writing) return EACCES;
     if (ino == kStatsIno) handle.generated = stats_json();
     else if (ino == kLogIno) handle.generated = log_.text();
@@ -903,8 +906,7 @@ class Filesystem : public Tree {
     if (!dir) return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
     Resolved r = classify(*dir, name);
     if (r.what == Resolved::kBadItemName) {
-      log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name +
-               ": an item belongs in the shard of its first two characters");
+      log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name + ": " + r.why);
       return (void)fuse_reply_err(req, r.error);
     }
     const fuse_ctx* ctx = fuse_req_ctx(req);
@@ -1091,8 +1093,7 @@ class Filesystem : public Tree {
     Resolved to = classify(*to_dir, newname);
     if (from.what == Resolved::kShard || to.what == Resolved::kShard) return EINVAL;
     if (to.what == Resolved::kBadItemName) {
-      log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname +
-               ": not a valid item name for that directory");
+      log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname + ": " + to.why);
       return to.error;
     }
     if (from.what == Resolved::kBadItemName) return ENOENT;
