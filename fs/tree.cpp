@@ -568,6 +568,17 @@ std::string Tree::backup_status() {
   return backups_->status_json();
 }
 
+int Tree::control_open() {
+  if (!backups_) return 0;
+  auto status = nlohmann::json::parse(backups_->status_json(), nullptr, false);
+  if (status.is_object() && status.value("state", "") == "running") {
+    log().add("backup: refused to open backups/ctl: a " + status.value("job", std::string("backup")) +
+              " job is running (EBUSY)");
+    return EBUSY;
+  }
+  return 0;
+}
+
 int Tree::run_control(const std::string& line) {
   size_t start = line.find_first_not_of(" \t\r\n");
   if (start == std::string::npos) return 0;

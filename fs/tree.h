@@ -87,6 +87,10 @@ class Tree {
   void extend_stats(nlohmann::json& stats);
   std::string backup_status();
   int run_control(const std::string& line);  // one backups/ctl command; errno
+  // Opening backups/ctl for writing while a job runs fails with EBUSY: the
+  // kernel serialises writes to one inode, so a second writer would otherwise
+  // wait for the running job instead of being told.
+  int control_open();
 
  protected:
   struct TreeNode {
