@@ -118,12 +118,18 @@ Db::Db(const std::filesystem::path& file, bool read_only, bool sync_full) {
   exec(sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   exec("PRAGMA cache_size=-16000");
   exec("PRAGMA temp_store=MEMORY");
+  // SQLite reuses a WAL file from its start after a checkpoint but never
+  // shrinks it: one big item, or a disk that filled up, would keep its
+  // high-water mark on disk for good. Cut it back to 4 MiB at each restart.
+  if (!read_only) exec("PRAGMA journal_size_limit=4194304");
 }
 
 Db::~Db() {
   cache_.clear();
   sqlite3_close(db_);
 }
+
+void Db::restore_busy_handler() { sqlite3_busy_handler(db_, wait_when_busy, nullptr); }
 
 void Db::exec(std::string_view sql) {
   std::string owned(sql);

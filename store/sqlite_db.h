@@ -64,6 +64,8 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   sqlite3* handle() { return db_; }
+  // Puts back the wait-forever busy handler after a sqlite3_busy_timeout().
+  void restore_busy_handler();
   void exec(std::string_view sql);
   // A statement prepared once per connection and reused.
   StmtScope cached(const char* sql);

@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -193,7 +194,50 @@ class StoreImpl final : public Store {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
     }
+    give_back_space_if_low();
     maybe_train_dictionary(puts);
+  }
+
+  // Disk full. SQLite grows store.db only at a checkpoint, by copying WAL
+  // pages into it, and never shrinks the WAL file by itself. On a disk that
+  // filled up completely the checkpoint cannot grow store.db, so the WAL
+  // never resets and removing items frees nothing: the store is stuck. So a
+  // new item is refused (ENOSPC) unless the disk keeps room for it twice
+  // (WAL, then store.db), for the WAL as it is, and 1 MiB more; and when
+  // the disk is low after a commit (removes included) the WAL is
+  // checkpointed and truncated so its space goes back to the disk.
+  static constexpr uint64_t kSpareBytes = 1 << 20;
+
+  uint64_t wal_bytes() const {
+    std::error_code ec;
+    auto size = fs::file_size(db_path().string() + "-wal", ec);
+    return ec ? 0 : uint64_t(size);
+  }
+
+  std::optional<uint64_t> disk_free() const {
+    struct statvfs st {};
+    if (statvfs(dir_.c_str(), &st) != 0) return std::nullopt;
+    return uint64_t(st.f_bavail) * uint64_t(st.f_frsize ? st.f_frsize : st.f_bsize);
+  }
+
+  Status check_room(uint64_t size) const {
+    auto free = disk_free();
+    if (!free) return Status::success();
+    uint64_t need = 2 * size + wal_bytes() + kSpareBytes;
+    if (*free >= need) return Status::success();
+    return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
+                                     " bytes free, storing " + std::to_string(size) + " bytes needs " +
+                                     std::to_string(need) + " (room for the log and its checkpoint)");
+  }
+
+  void give_back_space_if_low() {
+    uint64_t wal = wal_bytes();
+    auto free = disk_free();
+    if (!free || wal == 0 || *free >= 2 * wal + 8 * kSpareBytes) return;
+    // Readers may hold the WAL; wait for them a little, never for long.
+    sqlite3_busy_timeout(writer_->handle(), 200);
+    sqlite3_wal_checkpoint_v2(writer_->handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    writer_->restore_busy_handler();
   }
 
   // The dictionary new blobs are compressed with ("" when none yet).
@@ -560,6 +604,7 @@ Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Att
   if (size > store_.options().max_item_size)
     return Status::error(EFBIG, "item is " + std::to_string(size) + " bytes; the limit is " +
                                     std::to_string(store_.options().max_item_size));
+  if (Status room = store_.check_room(size); !room.ok()) return room;
   if (size <= kChunkSize) {
     std::string bytes(size, '\0');
     if (!content.read(bytes.data(), std::streamsize(size))) return Status::error(EIO, "short read of the content");
