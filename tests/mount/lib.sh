@@ -10,6 +10,9 @@ T=$(mktemp -d "$base/$(basename "$0" .sh).XXXXXX")
 STORE=$T/store
 MNT=$T/mnt
 DAEMON_PID=
+# A command the EXIT trap runs after the unmount and before removing $T,
+# e.g. to unmount a filesystem the test made for its store.
+CLEANUP_EXTRA=
 mkdir -p "$MNT"
 
 fail() {
@@ -69,6 +72,7 @@ remount() {
 cleanup() {
   local rc=$?
   stop_mount
+  if [ -n "$CLEANUP_EXTRA" ]; then eval "$CLEANUP_EXTRA" || true; fi
   if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then echo "--- daemon log" >&2; tail -n 20 "$T/daemon.log" >&2; fi
   rm -rf "$T"
   if [ $rc -eq 0 ]; then echo "PASS: $(basename "$0")"; fi
