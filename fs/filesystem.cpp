@@ -3,24 +3,25 @@
 
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <thread>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "fs/event_log.h"
@@ -75,25 +76,24 @@ constexpr double kItemTimeout = 1.0;
 
 bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
 
-
-
 enum class Kind { kItem, kScratch, kShard };
 
 struct Node {
   Kind kind = Kind::kItem;
   uint64_t lookups = 0;
   int open_handles = 0;
-  std::string dir;   // the shard ("" = items/) a scratch file or item lives in
-  std::string name;  // item id, scratch file name, or shard name
-  int64_t item_ino = 0;  // the store's ino of the item
+  std::string dir;  // the shard ("" = items/) a scratch file or item lives in
+  // A pending item's id, a scratch file's or shard's name. A committed item
+  // is known by item_ino alone (its id is the store's): a node the kernel
+  // moved onto an item by rename stands for that item wherever it goes next.
+  std::string name;
+  int64_t item_ino = 0;  // the store's ino of a committed item
   bool pending = false;  // an item created but never committed
   bool unlinked = false;
   std::shared_ptr<FileState> state;
   store::Sha256 cached_sha{};  // what the kernel's page cache holds
   bool cache_valid = false;
 };
-
-
 
 Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
 
@@ -141,8 +141,10 @@ class Filesystem : public Tree {
         auto [ino, name] = inval_queue_.front();
         inval_queue_.pop_front();
         lock.unlock();
-        if (name.empty()) fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
-        else fuse_lowlevel_notify_inval_entry(session_, ino, name.c_str(), name.size());
+        if (name.empty())
+          fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
+        else
+          fuse_lowlevel_notify_inval_entry(session_, ino, name.c_str(), name.size());
         lock.lock();
       }
     });
@@ -275,7 +277,47 @@ class Filesystem : public Tree {
       auto p = pending_.find(node.name);
       if (p != pending_.end() && p->second == it->first) pending_.erase(p);
     }
+    if (node.kind == Kind::kItem) forget_alias(node.item_ino, it->first);
     nodes_.erase(it);
+  }
+
+  // Caller holds mutex_.
+  void forget_alias(int64_t item_ino, fuse_ino_t nodeid) {
+    auto [from, to] = aliases_.equal_range(item_ino);
+    for (auto a = from; a != to; ++a)
+      if (a->second == nodeid) {
+        aliases_.erase(a);
+        return;
+      }
+  }
+
+  // Caller holds mutex_. Makes node `nodeid` stand for committed item `ino`.
+  void bind_to_item(fuse_ino_t nodeid, Node& node, int64_t ino) {
+    if (node.kind == Kind::kItem && node.item_ino && node.item_ino != ino) forget_alias(node.item_ino, nodeid);
+    node.kind = Kind::kItem;
+    node.pending = false;
+    node.item_ino = ino;
+    if (nodeid != kItemBase + fuse_ino_t(ino)) {
+      forget_alias(ino, nodeid);
+      aliases_.emplace(ino, nodeid);
+    }
+  }
+
+  // Caller holds mutex_. Every node the kernel may use for item `ino`.
+  std::vector<fuse_ino_t> nodes_of_item(int64_t ino) {
+    std::vector<fuse_ino_t> out;
+    if (nodes_.count(kItemBase + fuse_ino_t(ino))) out.push_back(kItemBase + fuse_ino_t(ino));
+    auto [from, to] = aliases_.equal_range(ino);
+    for (auto a = from; a != to; ++a) out.push_back(a->second);
+    return out;
+  }
+
+  // A committed item's node of `ino`, with any open body it has.
+  std::shared_ptr<FileState> body_of_item(int64_t ino) {
+    std::lock_guard lock(mutex_);
+    for (fuse_ino_t n : nodes_of_item(ino))
+      if (auto it = nodes_.find(n); it != nodes_.end() && it->second.state) return it->second.state;
+    return nullptr;
   }
 
   fuse_entry_param entry_for(fuse_ino_t ino, const struct stat& st, double timeout) {
@@ -292,8 +334,8 @@ class Filesystem : public Tree {
   // What a name under items/ refers to. `dir` is "" for items/ itself.
   struct Resolved {
     enum { kNone, kItem, kScratch, kShard, kBadItemName } what = kNone;
-    std::string id;  // kItem: the item id
-    int error = 0;   // kBadItemName: the errno
+    std::string id;   // kItem: the item id
+    int error = 0;    // kBadItemName: the errno
     std::string why;  // kBadItemName: the reason, for the log
   };
 
@@ -326,8 +368,8 @@ class Filesystem : public Tree {
       if (auto p = pending_.find(id); p != pending_.end()) {
         Node& node = nodes_.at(p->second);
         std::lock_guard state_lock(node.state->mutex);
-        st = stat_of(p->second, node.state->attrs.mode, node.state->size, node.state->attrs.uid,
-                     node.state->attrs.gid, node.state->attrs.mtime_ns, node.state->ctime_ns);
+        st = stat_of(p->second, node.state->attrs.mode, node.state->size, node.state->attrs.uid, node.state->attrs.gid,
+                     node.state->attrs.mtime_ns, node.state->ctime_ns);
         return p->second;
       }
     }
@@ -369,9 +411,11 @@ class Filesystem : public Tree {
     ++counters_.lookups;
     std::string name(raw_name);
     if (parent == kRootIno) {
-      static const std::map<std::string, fuse_ino_t> kTop = {
-          {"items", kItemsIno}, {"search", kSearchIno}, {"backups", kBackupsIno}, {"stats.json", kStatsIno},
-          {"log", kLogIno}};
+      static const std::map<std::string, fuse_ino_t> kTop = {{"items", kItemsIno},
+                                                             {"search", kSearchIno},
+                                                             {"backups", kBackupsIno},
+                                                             {"stats.json", kStatsIno},
+                                                             {"log", kLogIno}};
       auto it = kTop.find(name);
       if (it == kTop.end()) return (void)fuse_reply_err(req, ENOENT);
       struct stat st;
@@ -409,8 +453,8 @@ class Filesystem : public Tree {
       case Resolved::kShard:
         if (auto info = store_.dir_info(name)) {
           ino = kDirBase + fuse_ino_t(info->ino);
-          st = stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns,
-                       info->ctime_ns);
+          st =
+              stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns, info->ctime_ns);
           like.kind = Kind::kShard;
           like.name = name;
           break;
@@ -431,14 +475,19 @@ class Filesystem : public Tree {
   }
 
   void forget(fuse_ino_t ino, uint64_t n) {
-    if (is_tree_ino(ino)) extra_forget(ino, n);
-    else forget_node(ino, n);
+    if (is_tree_ino(ino))
+      extra_forget(ino, n);
+    else
+      forget_node(ino, n);
   }
 
   void getattr(fuse_req_t req, fuse_ino_t ino) {
     struct stat st;
     if (int err = node_stat(ino, st)) return (void)fuse_reply_err(req, err);
-    double timeout = S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0) : is_tree_ino(ino) ? 0 : ino >= kItemBase ? kItemTimeout : (is_virtual(ino) ? 3600 : 0);
+    double timeout = S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0)
+                     : is_tree_ino(ino)  ? 0
+                     : ino >= kItemBase  ? kItemTimeout
+                                         : (is_virtual(ino) ? 3600 : 0);
     fuse_reply_attr(req, &st, timeout);
   }
 
@@ -494,15 +543,16 @@ class Filesystem : public Tree {
         if (ftruncate(state->fd, off_t(attr->st_size)) != 0) err = errno;
         state->size = uint64_t(attr->st_size);
         state->attrs = apply_setattr(state->attrs, attr, to_set & ~FUSE_SET_ATTR_SIZE);
-        state->attrs.mtime_ns = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ? state->attrs.mtime_ns
-                                                                                          : now_ns();
+        state->attrs.mtime_ns =
+            (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ? state->attrs.mtime_ns : now_ns();
         state->dirty = true;
         ++state->version;
       }
       if (!err) err = commit(ino, true);
-      unstage_if_idle(ino);
+      unstage(ino, state);
       return err;
     }
+    store::Attrs staged_attrs;
     if (state) {
       std::lock_guard body(state->body);
       std::lock_guard lock(state->mutex);
@@ -517,12 +567,15 @@ class Filesystem : public Tree {
       }
       state->attrs = apply_setattr(state->attrs, attr, to_set);
       state->ctime_ns = now_ns();
-      if (copy.kind == Kind::kScratch || copy.pending) return 0;
+      // A body not yet committed carries its attributes to the commit: if
+      // that commit is refused, the store keeps the old times and mode too.
+      if (copy.kind == Kind::kScratch || copy.pending || state->dirty) return 0;
+      staged_attrs = state->attrs;
     }
     if (copy.kind == Kind::kItem && (to_set & ~FUSE_SET_ATTR_SIZE)) {
       auto item = store_.item_by_ino(copy.item_ino);
       if (!item) return ENOENT;
-      Attrs attrs = state ? state->attrs : apply_setattr(item->attrs, attr, to_set);
+      Attrs attrs = state ? staged_attrs : apply_setattr(item->attrs, attr, to_set);
       return write_status([&](store::WriteBatch& b) { return b.set_attrs(item->id, attrs); });
     }
     return 0;
@@ -546,66 +599,89 @@ class Filesystem : public Tree {
     return status.code;
   }
 
-  // Gives item node `ino` a staging body holding its committed content
-  // (empty if `truncate`). Returns the state, or null with `err` set.
-  std::shared_ptr<FileState> stage_item(fuse_ino_t ino, bool truncate, int& err) {
-    std::unique_lock lock(mutex_);
-    auto it = nodes_.find(ino);
-    if (it == nodes_.end()) {
-      err = ENOENT;
-      return nullptr;
-    }
-    if (it->second.state) return it->second.state;
-    int64_t item_ino = it->second.item_ino;
-    lock.unlock();
-    auto item = store_.item_by_ino(item_ino);
-    if (!item) {
-      err = ENOENT;
-      return nullptr;
-    }
+  // A staging body holding item `item`'s content (empty if `truncate`).
+  std::shared_ptr<FileState> body_from_store(const store::ItemInfo& item, bool truncate, int& err) {
     auto state = std::make_shared<FileState>();
     state->fd = open_staging_file(staging_dir_);
     if (state->fd < 0) {
       err = -state->fd;
       return nullptr;
     }
-    state->attrs = item->attrs;
-    state->ctime_ns = item->ctime_ns;
-    if (!truncate) {
-      auto reader = store_.open_item(*item);
-      if (!reader) {
-        err = ESTALE;
+    state->attrs = item.attrs;
+    state->ctime_ns = item.ctime_ns;
+    if (truncate) return state;
+    auto reader = store_.open_item(item);
+    if (!reader) {
+      err = ESTALE;
+      return nullptr;
+    }
+    std::string piece;
+    for (uint64_t offset = 0; offset < item.size; offset += piece.size()) {
+      Status s = reader->pread(offset, store::kChunkSize, piece);
+      if (!s.ok() || piece.empty()) {
+        err = s.ok() ? EIO : s.code;
         return nullptr;
       }
-      std::string piece;
-      for (uint64_t offset = 0; offset < item->size; offset += piece.size()) {
-        Status s = reader->pread(offset, store::kChunkSize, piece);
-        if (!s.ok() || piece.empty()) {
-          err = s.ok() ? EIO : s.code;
-          return nullptr;
-        }
-        if (pwrite(state->fd, piece.data(), piece.size(), off_t(offset)) != ssize_t(piece.size())) {
-          err = errno ? errno : EIO;
-          return nullptr;
-        }
+      if (pwrite(state->fd, piece.data(), piece.size(), off_t(offset)) != ssize_t(piece.size())) {
+        err = errno ? errno : EIO;
+        return nullptr;
       }
-      state->size = item->size;
     }
-    lock.lock();
-    it = nodes_.find(ino);
+    state->size = item.size;
+    return state;
+  }
+
+  // Gives item node `ino` a staging body holding its committed content
+  // (empty if `truncate`), counting the caller as one more writer of it, so
+  // that no release can drop the body between here and the caller's write.
+  // Returns the state, or null with `err` set.
+  std::shared_ptr<FileState> stage_item(fuse_ino_t ino, bool truncate, int& err) {
+    int64_t item_ino;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end() || it->second.unlinked) {
+        err = ENOENT;
+        return nullptr;
+      }
+      if (auto& state = it->second.state) {
+        std::lock_guard state_lock(state->mutex);
+        ++state->writers;
+        return state;
+      }
+      item_ino = it->second.item_ino;
+    }
+    auto item = store_.item_by_ino(item_ino);
+    if (!item) {
+      err = ENOENT;
+      return nullptr;
+    }
+    auto state = body_from_store(*item, truncate, err);
+    if (!state) return nullptr;
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
     if (it == nodes_.end()) {
       err = ENOENT;
       return nullptr;
     }
     if (!it->second.state) it->second.state = state;
+    std::lock_guard state_lock(it->second.state->mutex);
+    ++it->second.state->writers;
     return it->second.state;
   }
 
-  void unstage_if_idle(fuse_ino_t ino) {
+  // Drops a writer of node `ino`'s body; the body goes when nobody writes it
+  // (a pending item keeps it: it is all there is of the item).
+  void unstage(fuse_ino_t ino, const std::shared_ptr<FileState>& state) {
     std::lock_guard lock(mutex_);
+    bool idle;
+    {
+      std::lock_guard state_lock(state->mutex);
+      idle = --state->writers == 0;
+    }
     auto it = nodes_.find(ino);
-    if (it == nodes_.end() || it->second.kind != Kind::kItem || !it->second.state) return;
-    if (it->second.state->writers > 0 || it->second.pending) return;
+    if (!idle || it == nodes_.end() || it->second.state != state || it->second.kind != Kind::kItem) return;
+    if (it->second.pending && !it->second.unlinked) return;
     it->second.state.reset();
   }
 
@@ -615,16 +691,30 @@ class Filesystem : public Tree {
   // (release, fsync, truncate): an empty body is refused then, not deferred.
   int commit(fuse_ino_t ino, bool final) {
     std::lock_guard ns(namespace_mutex_);
+    return commit_locked(ino, final);
+  }
+
+  // commit() for a caller that holds namespace_mutex_.
+  int commit_locked(fuse_ino_t ino, bool final) {
     std::shared_ptr<FileState> state;
     std::string id;
-    int64_t preferred = 0;
+    bool pending;
+    int64_t item_ino;
     {
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
       if (it == nodes_.end() || it->second.kind != Kind::kItem || it->second.unlinked || !it->second.state) return 0;
       state = it->second.state;
       id = it->second.name;
-      preferred = it->second.item_ino;
+      pending = it->second.pending;
+      item_ino = it->second.item_ino;
+    }
+    if (!pending) {
+      // Renamed meanwhile under another of its nodes, or removed: the
+      // store's id is the truth, and a removed item's writes go nowhere.
+      auto current = store_.item_by_ino(item_ino);
+      if (!current) return 0;
+      id = current->id;
     }
     std::lock_guard body(state->body);
     uint64_t size, version;
@@ -642,7 +732,7 @@ class Filesystem : public Tree {
     FdStreamBuf buf(state->fd, size);
     std::istream in(&buf);
     std::string message;
-    int err = write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs, preferred); }, &message);
+    int err = write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs); }, &message);
     if (err) {
       {
         std::lock_guard state_lock(state->mutex);
@@ -665,11 +755,11 @@ class Filesystem : public Tree {
     if (it != nodes_.end() && committed) {
       Node& node = it->second;
       if (node.pending) {
-        node.pending = false;
         auto p = pending_.find(id);
         if (p != pending_.end() && p->second == ino) pending_.erase(p);
       }
-      node.item_ino = committed->ino;
+      bind_to_item(ino, node, committed->ino);
+      node.name = id;
       node.cached_sha = committed->sha256;
       node.cache_valid = true;
     }
@@ -703,8 +793,10 @@ class Filesystem : public Tree {
     {
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
-      if (it == nodes_.end()) tree = true;
-      else copy = it->second;
+      if (it == nodes_.end())
+        tree = true;
+      else
+        copy = it->second;
     }
     if (tree) {
       if (int err = extra_open(ino, writing, *handle, fi, req)) return (void)fuse_reply_err(req, err);
@@ -726,19 +818,10 @@ class Filesystem : public Tree {
       int err = 0;
       auto state = stage_item(ino, truncate, err);
       if (!state) return (void)fuse_reply_err(req, err);
-      std::lock_guard body(state->body);
-      std::lock_guard lock(state->mutex);
-      if (truncate && state->size != 0) {
-        if (ftruncate(state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
-        state->size = 0;
+      if (truncate && (err = truncate_for_open(*state)) != 0) {
+        unstage(ino, state);
+        return (void)fuse_reply_err(req, err);
       }
-      if (truncate) {
-        state->dirty = true;
-        ++state->version;
-        state->emptied_by_open = true;
-        state->attrs.mtime_ns = now_ns();
-      }
-      ++state->writers;
       handle->state = state;
       handle->writer = true;
     } else if (copy.state) {
@@ -767,13 +850,30 @@ class Filesystem : public Tree {
     fuse_reply_open(req, fi);
   }
 
+  // open(O_TRUNC) of an item: empty the body, to be committed at close.
+  int truncate_for_open(FileState& state) {
+    std::lock_guard body(state.body);
+    std::lock_guard lock(state.mutex);
+    if (state.size != 0 && ftruncate(state.fd, 0) != 0) return errno;
+    state.size = 0;
+    state.dirty = true;
+    ++state.version;
+    state.emptied_by_open = true;
+    state.attrs.mtime_ns = now_ns();
+    return 0;
+  }
+
   int open_virtual(fuse_ino_t ino, bool writing, Handle& handle) {
     if (ino == kCtlIno) return writing ? control_open() : 0;
     if (writing) return EACCES;
-    if (ino == kStatsIno) handle.generated = stats_json();
-    else if (ino == kLogIno) handle.generated = log_.text();
-    else if (ino == kStatusIno) handle.generated = backup_status();
-    else return EISDIR;
+    if (ino == kStatsIno)
+      handle.generated = stats_json();
+    else if (ino == kLogIno)
+      handle.generated = log_.text();
+    else if (ino == kStatusIno)
+      handle.generated = backup_status();
+    else
+      return EISDIR;
     return 0;
   }
 
@@ -849,8 +949,10 @@ class Filesystem : public Tree {
   void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     Handle* h = handle_of(fi);
     int err = 0;
-    if (h->ino == kCtlIno) err = control_flush(*h);
-    else if (h->writer) err = commit(ino, false);
+    if (h->ino == kCtlIno)
+      err = control_flush(*h);
+    else if (h->writer)
+      err = commit(ino, false);
     fuse_reply_err(req, err);
   }
 
@@ -868,23 +970,27 @@ class Filesystem : public Tree {
       bool last;
       {
         std::lock_guard lock(h->state->mutex);
-        last = --h->state->writers == 0;
+        last = h->state->writers == 1;
       }
-      if (last) {
-        // What flush did not commit; its errors reach nobody but the log.
-        if (commit(ino, true) != 0) forget_cached(ino);
+      // What flush did not commit; its errors reach nobody but the log.
+      if (last && commit(ino, true) != 0) forget_cached(ino);
+      {
         std::lock_guard lock(mutex_);
         auto it = nodes_.find(ino);
-        if (it != nodes_.end() && it->second.state == h->state && it->second.kind == Kind::kItem) {
-          if (it->second.pending) {
-            log_.add("discarded " + item_path(it->second.name) + ": closed without a valid JSON document");
-            auto p = pending_.find(it->second.name);
-            if (p != pending_.end() && p->second == ino) pending_.erase(p);
-            it->second.unlinked = true;
-          }
-          it->second.state.reset();
+        bool still_last;
+        {
+          std::lock_guard state_lock(h->state->mutex);
+          still_last = h->state->writers == 1;
+        }
+        if (still_last && it != nodes_.end() && it->second.state == h->state && it->second.kind == Kind::kItem &&
+            it->second.pending && !it->second.unlinked) {
+          log_.add("discarded " + item_path(it->second.name) + ": closed without a valid JSON document");
+          auto p = pending_.find(it->second.name);
+          if (p != pending_.end() && p->second == ino) pending_.erase(p);
+          it->second.unlinked = true;
         }
       }
+      unstage(ino, h->state);
     }
     {
       std::lock_guard lock(mutex_);
@@ -915,13 +1021,14 @@ class Filesystem : public Tree {
     if (r.what == Resolved::kItem) {
       if (fuse_ino_t existing = find_item(r.id, st)) {
         if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
-        remember(existing, Node{.kind = Kind::kItem, .name = r.id, .item_ino = int64_t(existing - kItemBase)});
-        fuse_entry_param e = entry_for(existing, st, dir->empty() ? 0 : kItemTimeout);
-        open_created(req, existing, e, fi);
-        return;
+        bool canonical = existing >= kItemBase && existing < kDirBase;
+        Node like{.kind = Kind::kItem, .name = r.id, .item_ino = canonical ? int64_t(existing - kItemBase) : 0};
+        return open_existing(req, existing, like, st, dir->empty() ? 0 : kItemTimeout, fi);
       }
-    } else if (find_scratch(*dir, name)) {
+    } else if (fuse_ino_t existing = find_scratch(*dir, name)) {
       if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
+      if (node_stat(existing, st) == 0)
+        return open_existing(req, existing, Node{.kind = Kind::kScratch}, st, kItemTimeout, fi);
     }
     auto state = std::make_shared<FileState>();
     state->fd = open_staging_file(staging_dir_);
@@ -940,8 +1047,7 @@ class Filesystem : public Tree {
       node.name = r.id;
       node.dir = store::shard_of(r.id);
       node.pending = true;
-      node.item_ino = store_.reserve_ino();
-      ino = kItemBase + fuse_ino_t(node.item_ino);
+      ino = kDynBase + next_dynamic_++;
       pending_[r.id] = ino;
     } else {
       if (auto old = scratch_.find({*dir, name}); old != scratch_.end()) {
@@ -963,38 +1069,54 @@ class Filesystem : public Tree {
       handle->writer = true;
       state->writers = 1;
     }
-    fuse_entry_param e = entry_for(ino, stat_of(ino, state->attrs.mode, 0, state->attrs.uid, state->attrs.gid,
-                                                state->attrs.mtime_ns, state->ctime_ns),
-                                   dir->empty() && r.what == Resolved::kItem ? 0 : kItemTimeout);
+    fuse_entry_param e = entry_for(
+        ino,
+        stat_of(ino, state->attrs.mode, 0, state->attrs.uid, state->attrs.gid, state->attrs.mtime_ns, state->ctime_ns),
+        dir->empty() && r.what == Resolved::kItem ? 0 : kItemTimeout);
     fi->fh = reinterpret_cast<uint64_t>(handle.release());
     fuse_reply_create(req, &e, fi);
   }
 
-  void open_created(fuse_req_t req, fuse_ino_t ino, fuse_entry_param& e, fuse_file_info* fi) {
-    int err = 0;
-    auto state = stage_item(ino, fi->flags & O_TRUNC, err);
-    if (!state) return (void)fuse_reply_err(req, err);
-    {
-      std::lock_guard body(state->body);
-      std::lock_guard lock(state->mutex);
-      if (fi->flags & O_TRUNC) {
-        if (ftruncate(state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
-        state->size = 0;
-        state->dirty = true;
-        ++state->version;
-        state->emptied_by_open = true;
-        state->attrs.mtime_ns = now_ns();
-      }
-      ++state->writers;
-    }
+  // create() of a name that exists (no O_EXCL): open it, counting the
+  // kernel's new reference only once the open has worked.
+  void open_existing(fuse_req_t req, fuse_ino_t ino, const Node& like, const struct stat& st, double timeout,
+                     fuse_file_info* fi) {
     auto handle = std::make_unique<Handle>();
     handle->ino = ino;
-    handle->state = state;
-    handle->writer = true;
+    bool truncate = fi->flags & O_TRUNC;
+    if (like.kind == Kind::kScratch) {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end() || !it->second.state) return (void)fuse_reply_err(req, ENOENT);
+      handle->state = it->second.state;
+    } else {
+      remember(ino, like);  // the kernel's reference; given back if the open fails
+      int err = 0;
+      auto state = stage_item(ino, truncate, err);
+      if (state && truncate && (err = truncate_for_open(*state)) != 0) {
+        unstage(ino, state);
+        state = nullptr;
+      }
+      if (!state) {
+        forget_node(ino, 1);
+        return (void)fuse_reply_err(req, err);
+      }
+      handle->state = state;
+      handle->writer = true;
+    }
+    if (like.kind == Kind::kScratch && truncate) {
+      std::lock_guard body(handle->state->body);
+      std::lock_guard lock(handle->state->mutex);
+      if (ftruncate(handle->state->fd, 0) != 0) return (void)fuse_reply_err(req, errno);
+      handle->state->size = 0;
+      handle->state->attrs.mtime_ns = handle->state->ctime_ns = now_ns();
+    }
+    if (like.kind == Kind::kScratch) remember(ino, like);
     {
       std::lock_guard lock(mutex_);
       ++nodes_[ino].open_handles;
     }
+    fuse_entry_param e = entry_for(ino, st, timeout);
     fi->fh = reinterpret_cast<uint64_t>(handle.release());
     fuse_reply_create(req, &e, fi);
   }
@@ -1021,7 +1143,10 @@ class Filesystem : public Tree {
       auto item = store_.item(r.id);
       if (!item) return (void)fuse_reply_err(req, ENOENT);
       int err = write_status([&](store::WriteBatch& b) { return b.remove(r.id); });
-      if (!err) mark_unlinked(kItemBase + fuse_ino_t(item->ino));
+      if (!err) {
+        mark_item_unlinked(item->ino);
+        if (dir->empty()) invalidate_item_entry(r.id);
+      }
       return (void)fuse_reply_err(req, err);
     }
     if (r.what == Resolved::kBadItemName) return (void)fuse_reply_err(req, ENOENT);
@@ -1043,9 +1168,22 @@ class Filesystem : public Tree {
     if (it != nodes_.end()) it->second.unlinked = true;
   }
 
+  void mark_item_unlinked(int64_t item_ino) {
+    std::lock_guard lock(mutex_);
+    for (fuse_ino_t n : nodes_of_item(item_ino)) nodes_[n].unlinked = true;
+  }
+
+  // A change made through the flat name items/<id>.json: the kernel may
+  // still hold items/<shard>/<id>.json.
+  void invalidate_item_entry(const std::string& id) {
+    if (auto dir = store_.dir_info(store::shard_of(id)))
+      invalidate_entry(kDirBase + fuse_ino_t(dir->ino), id + ".json");
+  }
+
   void mkdir(fuse_req_t req, fuse_ino_t parent, const char* raw_name, mode_t mode) {
     std::string name(raw_name);
-    if (parent != kItemsIno) return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
+    if (parent != kItemsIno)
+      return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
     if (classify("", name).what != Resolved::kShard) {
       log_.add("refused mkdir items/" + name + ": directories under items/ are shards named by two characters");
       return (void)fuse_reply_err(req, EINVAL);
@@ -1058,9 +1196,9 @@ class Filesystem : public Tree {
     if (!info) return (void)fuse_reply_err(req, EIO);
     fuse_ino_t ino = kDirBase + fuse_ino_t(info->ino);
     remember(ino, Node{.kind = Kind::kShard, .name = name});
-    auto e = entry_for(ino, stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns,
-                                    info->ctime_ns),
-                       kItemTimeout);
+    auto e = entry_for(
+        ino, stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns, info->ctime_ns),
+        kItemTimeout);
     fuse_reply_entry(req, &e);
   }
 
@@ -1111,12 +1249,19 @@ class Filesystem : public Tree {
         auto it = nodes_.find(source);
         pending = it != nodes_.end() && it->second.pending;
       }
-      if (to.what == Resolved::kItem) return rename_item(source, from.id, to.id, pending);
-      return item_to_scratch(source, from.id, *to_dir, newname, pending);
+      int err = to.what == Resolved::kItem ? rename_item(source, from.id, to.id, pending)
+                                           : item_to_scratch(source, from.id, *to_dir, newname, pending);
+      if (!err && from_dir->empty()) invalidate_item_entry(from.id);
+      if (!err && to.what == Resolved::kItem && to_dir->empty()) invalidate_item_entry(to.id);
+      return err;
     }
     fuse_ino_t source = find_scratch(*from_dir, name);
     if (!source) return ENOENT;
-    if (to.what == Resolved::kItem) return scratch_to_item(source, *from_dir, name, to.id);
+    if (to.what == Resolved::kItem) {
+      int err = scratch_to_item(source, *from_dir, name, to.id);
+      if (!err && to_dir->empty()) invalidate_item_entry(to.id);
+      return err;
+    }
     std::lock_guard lock(mutex_);
     if (auto old = scratch_.find({*to_dir, newname}); old != scratch_.end() && old->second != source) {
       nodes_[old->second].unlinked = true;
@@ -1129,76 +1274,112 @@ class Filesystem : public Tree {
     return 0;
   }
 
+  // Renames item `from` onto `to`, replacing it. A body that was never
+  // committed must prove valid before it may replace anything.
   int rename_item(fuse_ino_t source, const std::string& from, const std::string& to, bool pending) {
     if (from == to) return 0;
-    if (pending) {
-      struct stat st;
-      if (fuse_ino_t target = find_item(to, st)) {
-        if (target >= kItemBase && target < kDirBase && store_.item(to)) {
-          int err = write_status([&](store::WriteBatch& b) { return b.remove(to); });
-          if (err) return err;
-        }
-        mark_unlinked(target);
-      }
-      std::lock_guard lock(mutex_);
-      pending_.erase(from);
-      pending_.erase(to);
-      pending_[to] = source;
-      nodes_[source].name = to;
-      nodes_[source].dir = store::shard_of(to);
-      return 0;
-    }
     struct stat st;
     fuse_ino_t target = find_item(to, st);
+    if (pending) {
+      {
+        std::lock_guard lock(mutex_);
+        if (auto p = pending_.find(from); p != pending_.end() && p->second == source) pending_.erase(p);
+        nodes_[source].name = to;
+        nodes_[source].dir = store::shard_of(to);
+        if (!target) {
+          pending_[to] = source;
+          return 0;
+        }
+      }
+      int err = commit_locked(source, true);
+      std::lock_guard lock(mutex_);
+      if (err) {
+        nodes_[source].name = from;
+        nodes_[source].dir = store::shard_of(from);
+        pending_[from] = source;
+        return err;
+      }
+      if (auto p = pending_.find(to); p != pending_.end() && p->second != source) {
+        nodes_[p->second].unlinked = true;
+        pending_.erase(p);
+      }
+      return 0;
+    }
     {
       std::lock_guard lock(mutex_);
       if (auto p = pending_.find(to); p != pending_.end()) {
         nodes_[p->second].unlinked = true;
         pending_.erase(p);
-        target = 0;
       }
     }
+    auto source_item = store_.item(from);
+    auto target_item = store_.item(to);
+    if (!source_item) return ENOENT;
     int err = write_status([&](store::WriteBatch& b) { return b.rename(from, to); });
     if (err) return err;
+    if (target_item && target_item->ino != source_item->ino) mark_item_unlinked(target_item->ino);
     std::lock_guard lock(mutex_);
-    if (target && target != source)
-      if (auto it = nodes_.find(target); it != nodes_.end()) it->second.unlinked = true;
-    if (auto it = nodes_.find(source); it != nodes_.end()) {
-      it->second.name = to;
-      it->second.dir = store::shard_of(to);
+    for (fuse_ino_t n : nodes_of_item(source_item->ino)) {
+      nodes_[n].name = to;
+      nodes_[n].dir = store::shard_of(to);
     }
     return 0;
   }
 
-  // vim and editors rename the original aside before writing the new file.
+  // vim and editors rename the original aside before writing the new file:
+  // the item leaves the store and lives on as a scratch file.
   int item_to_scratch(fuse_ino_t source, const std::string& id, const std::string& dir, const std::string& name,
                       bool pending) {
-    int err = 0;
-    auto state = pending ? nodes_.at(source).state : stage_item(source, false, err);
-    if (!state) return err;
-    if (!pending) {
+    std::shared_ptr<FileState> state;
+    std::vector<fuse_ino_t> nodes;
+    int64_t item_ino = 0;
+    if (pending) {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(source);
+      if (it == nodes_.end() || !it->second.state) return ENOENT;
+      state = it->second.state;
+      nodes.push_back(source);
+    } else {
+      auto item = store_.item(id);
+      if (!item) return ENOENT;
+      item_ino = item->ino;
+      int err = 0;
+      state = body_of_item(item->ino);  // an open writer's body is the newest
+      if (!state) state = body_from_store(*item, false, err);
+      if (!state) return err;
       err = write_status([&](store::WriteBatch& b) { return b.remove(id); });
       if (err) return err;
     }
     std::lock_guard lock(mutex_);
-    if (pending) pending_.erase(id);
+    if (pending) {
+      if (auto p = pending_.find(id); p != pending_.end() && p->second == source) pending_.erase(p);
+    } else {
+      nodes = nodes_of_item(item_ino);
+    }
     if (auto old = scratch_.find({dir, name}); old != scratch_.end()) {
       nodes_[old->second].unlinked = true;
       scratch_.erase(old);
     }
-    Node& node = nodes_[source];
-    node.kind = Kind::kScratch;
-    node.pending = false;
-    node.dir = dir;
-    node.name = name;
-    node.item_ino = 0;
-    node.state = state;
+    // Every node the kernel has for the item becomes the scratch file; if it
+    // has none, the scratch file gets one of its own.
+    if (nodes.empty()) nodes.push_back(kDynBase + next_dynamic_++);
+    for (fuse_ino_t n : nodes) {
+      Node& node = nodes_[n];
+      if (node.kind == Kind::kItem && node.item_ino) forget_alias(node.item_ino, n);
+      node.kind = Kind::kScratch;
+      node.pending = false;
+      node.unlinked = false;
+      node.dir = dir;
+      node.name = name;
+      node.item_ino = 0;
+      node.state = state;
+      node.cache_valid = false;
+    }
     {
       std::lock_guard state_lock(state->mutex);
-      state->writers = 0;
       state->dirty = false;
     }
-    scratch_[{dir, name}] = source;
+    scratch_[{dir, name}] = nodes.front();
     return 0;
   }
 
@@ -1207,11 +1388,10 @@ class Filesystem : public Tree {
     std::shared_ptr<FileState> state;
     {
       std::lock_guard lock(mutex_);
-      state = nodes_.at(source).state;
+      auto it = nodes_.find(source);
+      if (it == nodes_.end() || !it->second.state) return ENOENT;
+      state = it->second.state;
     }
-    struct stat st;
-    fuse_ino_t target = find_item(id, st);
-    int64_t preferred = target >= kItemBase && target < kDirBase ? int64_t(target - kItemBase) : store_.reserve_ino();
     std::string message;
     int err;
     {
@@ -1225,7 +1405,7 @@ class Filesystem : public Tree {
       }
       FdStreamBuf buf(state->fd, size);
       std::istream in(&buf);
-      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs, preferred); }, &message);
+      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs); }, &message);
     }
     if (err) {
       ++counters_.commits_refused;
@@ -1240,16 +1420,18 @@ class Filesystem : public Tree {
       nodes_[p->second].unlinked = true;
       pending_.erase(p);
     }
-    scratch_.erase({dir, name});
+    if (auto it = scratch_.find({dir, name}); it != scratch_.end() && it->second == source) scratch_.erase(it);
     // The kernel moves the scratch file's inode to the new name: it becomes
-    // another node of the same item.
+    // another node of the item.
     Node& node = nodes_[source];
-    node.kind = Kind::kItem;
     node.name = id;
     node.dir = store::shard_of(id);
-    node.item_ino = committed ? committed->ino : 0;
     node.state.reset();
     node.cache_valid = false;
+    if (committed)
+      bind_to_item(source, node, committed->ino);
+    else
+      node.unlinked = true;
     return 0;
   }
 
@@ -1280,8 +1462,8 @@ class Filesystem : public Tree {
     } else if (auto dir = items_dir_of(ino)) {
       if (dir->empty()) {
         for (const auto& d : store_.list_dirs())
-          add(d.name, stat_of(kDirBase + fuse_ino_t(d.ino), d.attrs.mode, 0, d.attrs.uid, d.attrs.gid,
-                              d.attrs.mtime_ns, d.ctime_ns));
+          add(d.name, stat_of(kDirBase + fuse_ino_t(d.ino), d.attrs.mode, 0, d.attrs.uid, d.attrs.gid, d.attrs.mtime_ns,
+                              d.ctime_ns));
       } else {
         for (const auto& item : store_.list_shard(*dir)) add(item.id + ".json", item_stat(item));
         std::lock_guard lock(mutex_);
@@ -1319,8 +1501,10 @@ class Filesystem : public Tree {
       if (plus) {
         fuse_entry_param e{};
         bool dot = name == "." || name == "..";
-        if (!dot) e = entry_for(st.st_ino, st, is_tree_ino(st.st_ino) ? 0 : kItemTimeout);
-        else e.attr = st;
+        if (!dot)
+          e = entry_for(st.st_ino, st, is_tree_ino(st.st_ino) ? 0 : kItemTimeout);
+        else
+          e.attr = st;
         n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, off_t(i + 1));
         if (n > size - used) break;
         if (!dot) remember_listed(h->ino, name, st);
@@ -1355,8 +1539,10 @@ class Filesystem : public Tree {
       remember(ino, Node{.kind = Kind::kShard, .name = name});
     } else if (ino >= kDynBase) {
       std::lock_guard lock(mutex_);
-      if (auto it = nodes_.find(ino); it != nodes_.end()) ++it->second.lookups;
-      else extra_remember(dir_ino, name, ino);
+      if (auto it = nodes_.find(ino); it != nodes_.end())
+        ++it->second.lookups;
+      else
+        extra_remember(dir_ino, name, ino);
     } else {
       std::lock_guard lock(mutex_);
       if (auto it = nodes_.find(ino); it != nodes_.end()) ++it->second.lookups;
@@ -1414,8 +1600,11 @@ class Filesystem : public Tree {
   std::mutex namespace_mutex_;  // create, rename, unlink, commit: one at a time
   std::mutex mutex_;            // the node table
   std::unordered_map<fuse_ino_t, Node> nodes_;
-  std::map<std::string, fuse_ino_t> pending_;                            // item id -> node
+  std::map<std::string, fuse_ino_t> pending_;                          // item id -> node
   std::map<std::pair<std::string, std::string>, fuse_ino_t> scratch_;  // (dir, name) -> node
+  // Item nodes other than the item's own kItemBase+ino: created files and
+  // scratch files the kernel keeps under their nodeid once they are items.
+  std::unordered_multimap<int64_t, fuse_ino_t> aliases_;
   uint64_t next_dynamic_ = 1;
   std::mutex inval_mutex_;
   std::condition_variable inval_cv_;
@@ -1435,57 +1624,105 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+// No failure of the store may take the daemon down: an operation that
+// throws answers with the errno the store gave (EIO if none) and is logged.
+template <typename F>
+void guarded(fuse_req_t req, F&& operation) {
+  try {
+    operation();
+  } catch (const store::StoreError& e) {
+    self(req)->log().add(std::string("error: ") + e.what());
+    fuse_reply_err(req, e.code() ? e.code() : EIO);
+  } catch (const std::exception& e) {
+    self(req)->log().add(std::string("error: ") + e.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
+template <typename F>
+void quietly(F&& operation) {
+  try {
+    operation();
+  } catch (const std::exception&) {
+    // forget has no reply to carry an error; the node is left as it was.
+  }
+}
+
 const fuse_lowlevel_ops kOps = [] {
   fuse_lowlevel_ops ops{};
   ops.init = op_init;
-  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) { self(req)->lookup(req, parent, name); };
+  ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] { self(req)->lookup(req, parent, name); });
+  };
   ops.forget = [](fuse_req_t req, fuse_ino_t ino, uint64_t n) {
-    self(req)->forget(ino, n);
+    quietly([&] { self(req)->forget(ino, n); });
     fuse_reply_none(req);
   };
   ops.forget_multi = [](fuse_req_t req, size_t count, fuse_forget_data* list) {
-    for (size_t i = 0; i < count; ++i) self(req)->forget(list[i].ino, list[i].nlookup);
+    quietly([&] {
+      for (size_t i = 0; i < count; ++i) self(req)->forget(list[i].ino, list[i].nlookup);
+    });
     fuse_reply_none(req);
   };
-  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info*) { self(req)->getattr(req, ino); };
-  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
-    self(req)->setattr(req, ino, attr, to_set, fi);
+  ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    guarded(req, [&] { self(req)->getattr(req, ino); });
   };
-  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) { self(req)->readlink(req, ino); };
+  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->setattr(req, ino, attr, to_set, fi); });
+  };
+  ops.readlink = [](fuse_req_t req, fuse_ino_t ino) { guarded(req, [&] { self(req)->readlink(req, ino); }); };
   ops.mknod = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-    self(req)->mknod(req, parent, name, mode, rdev);
+    guarded(req, [&] { self(req)->mknod(req, parent, name, mode, rdev); });
   };
   ops.mkdir = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-    self(req)->mkdir(req, parent, name, mode);
+    guarded(req, [&] { self(req)->mkdir(req, parent, name, mode); });
   };
-  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) { self(req)->unlink(req, parent, name); };
-  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) { self(req)->rmdir(req, parent, name); };
+  ops.unlink = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] { self(req)->unlink(req, parent, name); });
+  };
+  ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] { self(req)->rmdir(req, parent, name); });
+  };
   ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
   ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
   ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
-                  unsigned int flags) { self(req)->rename(req, parent, name, newparent, newname, flags); };
-  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->open(req, ino, fi); };
+                  unsigned int flags) {
+    guarded(req, [&] { self(req)->rename(req, parent, name, newparent, newname, flags); });
+  };
+  ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->open(req, ino, fi); });
+  };
   ops.read = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-    self(req)->read(req, size, off, fi);
+    guarded(req, [&] { self(req)->read(req, size, off, fi); });
   };
   ops.write = [](fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-    self(req)->write(req, buf, size, off, fi);
+    guarded(req, [&] { self(req)->write(req, buf, size, off, fi); });
   };
-  ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->flush(req, ino, fi); };
-  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->release(req, ino, fi); };
-  ops.fsync = [](fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) { self(req)->fsync(req, ino, fi); };
-  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) { self(req)->opendir(req, ino, fi); };
+  ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->flush(req, ino, fi); });
+  };
+  ops.release = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->release(req, ino, fi); });
+  };
+  ops.fsync = [](fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->fsync(req, ino, fi); });
+  };
+  ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->opendir(req, ino, fi); });
+  };
   ops.readdir = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-    self(req)->readdir(req, size, off, fi, false);
+    guarded(req, [&] { self(req)->readdir(req, size, off, fi, false); });
   };
   ops.readdirplus = [](fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-    self(req)->readdir(req, size, off, fi, true);
+    guarded(req, [&] { self(req)->readdir(req, size, off, fi, true); });
   };
-  ops.releasedir = [](fuse_req_t req, fuse_ino_t, fuse_file_info* fi) { self(req)->releasedir(req, fi); };
+  ops.releasedir = [](fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    guarded(req, [&] { self(req)->releasedir(req, fi); });
+  };
   ops.fsyncdir = [](fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); };
-  ops.statfs = [](fuse_req_t req, fuse_ino_t) { self(req)->statfs(req); };
+  ops.statfs = [](fuse_req_t req, fuse_ino_t) { guarded(req, [&] { self(req)->statfs(req); }); };
   ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-    self(req)->create(req, parent, name, mode, fi);
+    guarded(req, [&] { self(req)->create(req, parent, name, mode, fi); });
   };
   return ops;
 }();
@@ -1493,6 +1730,13 @@ const fuse_lowlevel_ops kOps = [] {
 }  // namespace
 
 int run_mount(const MountConfig& config) {
+  // Every file open for writing holds a staging fd: take all the descriptors
+  // the system allows this process, not the 1,024 of the soft limit.
+  struct rlimit files {};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   std::unique_ptr<store::Store> store;
   try {
     // Open once before detaching so a bad store is reported to the caller.
@@ -1501,8 +1745,9 @@ int run_mount(const MountConfig& config) {
     std::cerr << "itemfs: cannot open store " << config.store_dir << ": " << e.what() << "\n";
     return 1;
   }
-  std::vector<std::string> args = {"itemfs", "-o", "default_permissions", "-o", "fsname=itemfs:" + config.store_dir.string(),
-                                   "-o", "subtype=itemfs"};
+  std::vector<std::string> args = {
+      "itemfs",        "-o", "default_permissions", "-o", "fsname=itemfs:" + config.store_dir.string(), "-o",
+      "subtype=itemfs"};
   for (const auto& opt : config.fuse_options) {
     args.push_back("-o");
     args.push_back(opt);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -195,7 +196,13 @@ class StoreImpl final : public Store {
       throw;
     }
     give_back_space_if_low();
-    maybe_train_dictionary(puts);
+    // The batch is committed: whatever happens to the training, the caller
+    // must hear that its write succeeded.
+    try {
+      maybe_train_dictionary(puts);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "itemfs: training a compression dictionary failed: %s\n", e.what());
+    }
   }
 
   // Disk full. SQLite grows store.db only at a checkpoint, by copying WAL
@@ -1009,24 +1016,20 @@ FsckReport StoreImpl::fsck(bool repair) {
   }
   db.exec("COMMIT");
   if (repair && (!ref_fixes.empty() || !missing_dirs.empty())) {
-    write([&](WriteBatch& batch) {
+    // Counted again inside the write transaction: the mount may have
+    // committed since the read above, and a blob it now uses must not go.
+    write([&](WriteBatch&) {
       Db& w = *writer_;
-      (void)batch;
-      for (auto [id, count] : ref_fixes) {
-        if (count == 0) {
-          auto s = w.cached("DELETE FROM blobs WHERE id=?");
-          s->bind(1, id).run();
-        } else {
-          auto s = w.cached("UPDATE blobs SET refs=? WHERE id=?");
-          s->bind(1, count).bind(2, id).run();
-        }
-        ++report.repaired;
-      }
+      w.exec(
+          "UPDATE blobs SET refs=(SELECT count(*) FROM chunks WHERE chunks.blob=blobs.id) "
+          "WHERE refs<>(SELECT count(*) FROM chunks WHERE chunks.blob=blobs.id)");
+      report.repaired += uint64_t(sqlite3_changes(w.handle()));
+      w.exec("DELETE FROM blobs WHERE refs=0");
       int64_t now = now_ns();
       for (const auto& shard : missing_dirs) {
         auto s = w.cached("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,0,0,?,?)");
         s->bind(1, shard).bind(2, int64_t(S_IFDIR | 0755)).bind(3, now).bind(4, now).run();
-        ++report.repaired;
+        report.repaired += uint64_t(sqlite3_changes(w.handle()));
       }
     });
   }

@@ -6,7 +6,7 @@ start_mount
 cp -r "$T/src/." "$MNT/items/"
 
 [ "$(ls "$MNT/items" | wc -l)" = "$(ls "$T/src" | wc -l)" ] || fail "shard count differs"
-one=$(cd "$T/src" && ls */*.json | head -1)
+one=$(first_of "$T/src" "*/*.json")
 # ls -l: real size, mode, owner and mtime.
 chmod 640 "$MNT/items/$one"
 touch -d '2021-03-04 05:06:07' "$MNT/items/$one"

@@ -48,8 +48,8 @@ assert_eq "600 $(date -d '2001-02-03 04:05:06' +%s)" "$(stat -c '%a %Y' "$I/cd/c
 # rm, rm -r of a shard, rmdir of a non-empty shard fails.
 rm "$I/cd/cdx.json"
 [ ! -e "$I/cd/cdx.json" ] || fail "rm"
-expect_fail rmdir "$(ls -d "$I"/?? | head -1)"
-first=$(ls "$I" | head -1)
+expect_fail rmdir "$I/$(first_of "$I" "??")"
+first=$(first_of "$I" "*")
 rm -r "${I:?}/$first"
 [ ! -e "$I/$first" ] || fail "rm -r shard"
 # Directories that are not shards are refused.

@@ -80,6 +80,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The first / last path matching a glob under a directory, relative to it.
+# (`ls | head -1` can die of SIGPIPE under pipefail.)
+first_of() { (cd "$1" && set -- $2 && printf '%s\n' "$1"); }
+last_of() { (cd "$1" && set -- $2 && printf '%s\n' "${!#}"); }
+
 # A small sharded source tree of n items: $1 dir, $2 count.
 make_items() {
   local dir=$1 n=$2 i id

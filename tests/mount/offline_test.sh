@@ -19,7 +19,7 @@ mkdir -p "$T/expect"; cp -a "$T/src/." "$T/expect/"
 mkdir -p "$T/expect/jl"
 for i in 1 2; do printf '{"id":"jl%d","v":%d}' "$i" "$i" >"$T/expect/jl/jl$i.json"; done
 diff -r "$T/expect" "$T/out" || fail "export differs from what was imported"
-one=$(cd "$T/src" && ls */*.json | head -1)
+one=$(first_of "$T/src" "*/*.json")
 assert_eq "$(stat -c %Y "$T/src/$one")" "$(stat -c %Y "$T/out/$one")" "export keeps mtime"
 
 "$ITEMFS" fsck "$STORE" >"$T/fsck" || fail "fsck of a clean store: $(cat "$T/fsck")"

@@ -3,7 +3,7 @@
 # bytes, sizes, modes and mtimes.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 100
-chmod 600 "$(ls "$T"/src/*/*.json | head -1)"
+chmod 600 "$T/src/$(first_of "$T/src" "*/*.json")"
 start_mount
 rsync -a "$T/src/" "$MNT/items/"
 snapshot() { (cd "$MNT/items" && find . -printf '%p %m %s %T@ %u\n' | sort && cat */*.json | sha256sum); }

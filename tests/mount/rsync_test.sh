@@ -2,8 +2,8 @@
 # Issue 2 point 3: rsync in (sharded and flat), a no-op second run, rsync out.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 200
-chmod 600 "$(ls "$T"/src/*/*.json | head -1)"
-touch -d '2015-05-05 05:05:05' "$(ls "$T"/src/*/*.json | tail -1)"
+chmod 600 "$T/src/$(first_of "$T/src" "*/*.json")"
+touch -d '2015-05-05 05:05:05' "$T/src/$(last_of "$T/src" "*/*.json")"
 start_mount
 
 rsync -a "$T/src/" "$MNT/items/"
