@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (-fsanitize=fuzzer,address,undefined)
+# into build-fuzz/ and runs each one, seeded from tests/data/json and the
+# seeds below, after replaying tests/fuzz/regressions/<target>/ (inputs that
+# once crashed). Usage: tests/fuzz/run.sh [SECONDS]: SECONDS is the fuzzing
+# time of the whole run, shared out evenly among the targets (default 60).
+# A crash stops the run with the input saved under build-fuzz/crashes/; copy
+# it into tests/fuzz/regressions/<target>/ with the fix.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-60}
+CXX=${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++ || true)}
+[ -n "$CXX" ] || { echo "tests/fuzz/run.sh: clang++ is needed" >&2; exit 1; }
+B=build-fuzz
+mkdir -p "$B/crashes"
+flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I. -DNDEBUG)
+
+declare -A sources=(
+  [json]="tests/fuzz/json_fuzz.cpp store/json_check.cpp store/ids.cpp"
+  [ctl]="tests/fuzz/ctl_fuzz.cpp backup/command.cpp"
+  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/query.cpp search/tokenize.cpp store/ids.cpp"
+  [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp store/hash.cpp"
+)
+declare -A libs=([json]="" [ctl]="" [search]="-lsqlite3" [manifest]="-lcrypto")
+targets=(json ctl search manifest)
+each=$(( seconds / ${#targets[@]} ))
+[ "$each" -ge 1 ] || each=1
+
+# Seeds that are not JSON documents.
+seed_dir=$B/seeds
+mkdir -p "$seed_dir/ctl" "$seed_dir/search" "$seed_dir/manifest"
+i=0
+for line in "full" "incremental" "verify all" "verify 20240101T000000Z-full" "restore 20240101T000000Z-full clear" \
+            "prune keep_last=3 keep_days=30" "delete 20240101T000000Z-incr" "restore ../x" "prune keep_last=-1"; do
+  printf '%s\n' "$line" >"$seed_dir/ctl/$((i++))"
+done
+for q in 'solar panel' 'solar OR wind -farm' '"exact phrase"' 'photovolt*' 'title:solar author:"Jane Smith"' \
+         'host:example.com after:2024-03-01 before:2025' 'limit:20 sort:date' '日本語 ニュース' 'metadata.source:reuters' \
+         'a OR OR b' '-"x" tag:' 'lang:en-gb rating:5'; do
+  printf '%s' "$q" >"$seed_dir/search/$((i++))"
+done
+printf '{"format_version":1,"id":"20240101T000000Z-full","kind":"full","created_ns":1,"chain":["20240101T000000Z-full"],"deleted":[],"items":{"ab":{"sha256":"%064d","size":3,"mode":33188,"mtime_ns":1,"in":"20240101T000000Z-full"}}}' 0 \
+  >"$seed_dir/manifest/full"
+
+status=0
+for t in "${targets[@]}"; do
+  bin=$B/${t}_fuzz
+  read -ra srcs <<<"${sources[$t]}"
+  if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" store/*.h search/*.h backup/*.h -newer "$bin" 2>/dev/null | head -n 1)" ]; then
+    echo "== build $t"
+    # shellcheck disable=SC2086
+    "$CXX" "${flags[@]}" "${srcs[@]}" -o "$bin" ${libs[$t]}
+  fi
+  corpus=$B/corpus/$t
+  mkdir -p "$corpus"
+  seeds=("tests/data/json/valid" "tests/data/json/invalid" "tests/data/json/impl")
+  [ -d "$seed_dir/$t" ] && seeds+=("$seed_dir/$t")
+  regressions=()
+  [ -d "tests/fuzz/regressions/$t" ] && regressions=("tests/fuzz/regressions/$t")
+  echo "== fuzz $t for ${each}s"
+  if ! "$bin" "$corpus" "${regressions[@]}" "${seeds[@]}" -max_total_time="$each" -timeout=10 -rss_limit_mb=2048 \
+       -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" >"$B/$t.log" 2>&1; then
+    echo "tests/fuzz/run.sh: $t FAILED; input saved as $(ls -t "$B/crashes/$t-"* 2>/dev/null | head -n 1); last lines:" >&2
+    tail -n 30 "$B/$t.log" >&2
+    status=1
+  else
+    grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$B/$t.log" | tail -n 1 | sed "s/^/   $t: /"
+  fi
+done
+exit $status
