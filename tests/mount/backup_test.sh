@@ -234,3 +234,17 @@ grep -qi "busy\|running" "$T/last.err" || fail "offline job during a mount job: 
 wait "$job"
 assert_eq 0 "$(cat "$T/bg.rc")" "the backup that ran during the EBUSY check"
 jq -e '.state == "idle" and .last.ok == true' "$B/status" >/dev/null || fail "status after the big backup"
+
+# 9. Scheduled backups: an incremental each time, a full when the chain would
+# get longer than backup_chain.
+stop_mount
+rm -rf "$STORE/backups"
+start_mount -o backup_every=1s,backup_chain=2,backup_keep_last=1
+for _ in $(seq 1 150); do
+  [ "$(ls "$B" | grep -c -- '-full')" -ge 2 ] && break
+  sleep 0.1
+done
+kinds=$(for id in $(ls "$B" | grep -v '^ctl$\|^status$'); do jq -r .kind "$B/$id/manifest.json"; done | tr '\n' ' ')
+grep -q "full" <<<"$kinds" || fail "no scheduled full backup: $kinds"
+jq -e '.schedule.every_s == 1' "$B/status" >/dev/null || fail "status does not show the schedule"
+grep -q "backup: prune keep_last=1: ok" "$MNT/log" || fail "scheduled prune did not run"
