@@ -72,7 +72,11 @@ int64_t now_ns() {
 timespec to_timespec(int64_t ns) { return timespec{time_t(ns / 1000000000), long(ns % 1000000000)}; }
 int64_t from_timespec(const timespec& ts) { return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
 
-constexpr double kItemTimeout = 1.0;
+// How long the kernel may keep an item's entry and attributes. Every change
+// made through the mount reaches the kernel's caches directly or by explicit
+// invalidation (restore, other nodes of the same item, flat names); only a
+// writer outside the mount (itemfs import while mounted) waits this long.
+constexpr double kItemTimeout = 30.0;
 
 bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
 
@@ -762,6 +766,12 @@ class Filesystem : public Tree {
       node.name = id;
       node.cached_sha = committed->sha256;
       node.cache_valid = true;
+      // The kernel may cache the item under another of its nodes too.
+      for (fuse_ino_t other : nodes_of_item(committed->ino))
+        if (other != ino) {
+          nodes_[other].cache_valid = false;
+          invalidate_inode(other);
+        }
     }
     return 0;
   }
@@ -830,15 +840,19 @@ class Filesystem : public Tree {
     } else {
       auto item = store_.item_by_ino(copy.item_ino);
       if (!item) return (void)fuse_reply_err(req, ENOENT);
-      handle->reader = store_.open_item(*item);
-      if (!handle->reader) return (void)fuse_reply_err(req, ESTALE);
-      std::lock_guard lock(mutex_);
-      auto it = nodes_.find(ino);
-      if (it != nodes_.end()) {
-        fi->keep_cache = it->second.cache_valid && it->second.cached_sha == item->sha256;
-        it->second.cached_sha = item->sha256;
-        it->second.cache_valid = true;
+      {
+        std::lock_guard lock(mutex_);
+        auto it = nodes_.find(ino);
+        if (it != nodes_.end()) {
+          fi->keep_cache = it->second.cache_valid && it->second.cached_sha == item->sha256;
+          it->second.cached_sha = item->sha256;
+          it->second.cache_valid = true;
+        }
       }
+      // When the kernel still holds the pages, reads will likely not come:
+      // read nothing until one does.
+      handle->reader = store_.open_item(*item, fi->keep_cache);
+      if (!handle->reader) return (void)fuse_reply_err(req, ESTALE);
       fi->noflush = 1;
     }
     {

@@ -290,7 +290,7 @@ class StoreImpl final : public Store {
     return out;
   }
 
-  std::unique_ptr<ItemReader> open_item(const ItemInfo& item) override;
+  std::unique_ptr<ItemReader> open_item(const ItemInfo& item, bool lazy) override;
   std::unique_ptr<Snapshot> snapshot() override;
 
   void with_reader(const std::function<void(sqlite3*)>& fn) override {
@@ -465,14 +465,15 @@ class StoreImpl final : public Store {
     int64_t max_id = count->int64(1);
     count->reset();
     if (small_blobs < kTrainAfterItems) return;
+    // Samples spread evenly over what is stored, of typical size.
     std::vector<std::string> samples;
     size_t sampled_bytes = 0;
-    int64_t step = std::max<int64_t>(1, max_id / 2000);
+    int64_t step = std::max<int64_t>(1, max_id / 200);
     {
       Stmt s(writer_->handle(),
-             "SELECT data, raw_size, codec, dict_id FROM blobs WHERE raw_size <= 65536 AND id % ?1 = 0 ORDER BY id");
+             "SELECT data, raw_size, codec, dict_id FROM blobs WHERE raw_size <= 8192 AND id % ?1 = 0 ORDER BY id");
       s.bind(1, step);
-      while (s.step() && sampled_bytes < (8u << 20)) {
+      while (s.step() && sampled_bytes < (64u << 10)) {
         BlobRow row;
         row.data = std::string(s.blob(0));
         row.raw_size = uint64_t(s.int64(1));
@@ -807,15 +808,38 @@ Status WriteBatchImpl::set_dir_attrs(std::string_view shard, const Attrs& attrs)
 
 // ---- reading -------------------------------------------------------------
 
+std::vector<ChunkRef> chunk_list(Db& db, int64_t ino) {
+  auto s = db.cached(
+      "SELECT chunks.blob, blobs.raw_size FROM chunks JOIN blobs ON blobs.id=chunks.blob WHERE chunks.ino=? "
+      "ORDER BY chunks.seq");
+  s->bind(1, ino);
+  std::vector<ChunkRef> chunks;
+  while (s->step()) chunks.push_back({s->int64(0), uint64_t(s->int64(1))});
+  return chunks;
+}
+
 class ItemReaderImpl final : public ItemReader {
  public:
   ItemReaderImpl(StoreImpl& store, std::vector<ChunkRef> chunks, std::string first_chunk)
       : store_(store), chunks_(std::move(chunks)), cached_index_(0), cached_(std::move(first_chunk)) {}
+  // A lazy reader: nothing is read until the first pread, which checks that
+  // `item` is still the stored version.
+  ItemReaderImpl(StoreImpl& store, ItemInfo item) : store_(store), lazy_item_(std::move(item)) {}
 
   // The kernel reads ahead with several requests at once on one handle.
   Status pread(uint64_t offset, uint64_t size, std::string& out) override {
     std::lock_guard lock(mutex_);
     out.clear();
+    if (lazy_item_) {
+      auto reader = store_.acquire();
+      reader->exec("BEGIN");
+      auto current = StoreImpl::find_item(*reader, lazy_item_->id);
+      bool same = current && current->ino == lazy_item_->ino && current->sha256 == lazy_item_->sha256;
+      if (same) chunks_ = chunk_list(*reader, lazy_item_->ino);
+      reader->exec("COMMIT");
+      if (!same) return Status::error(ESTALE, "this version of the item is gone");
+      lazy_item_.reset();
+    }
     uint64_t chunk_start = 0;
     for (size_t i = 0; i < chunks_.size() && out.size() < size; ++i) {
       uint64_t chunk_end = chunk_start + chunks_[i].raw_size;
@@ -842,21 +866,13 @@ class ItemReaderImpl final : public ItemReader {
   StoreImpl& store_;
   std::vector<ChunkRef> chunks_;
   std::mutex mutex_;
-  size_t cached_index_;
+  size_t cached_index_ = SIZE_MAX;
   std::string cached_;
+  std::optional<ItemInfo> lazy_item_;
 };
 
-std::vector<ChunkRef> chunk_list(Db& db, int64_t ino) {
-  auto s = db.cached(
-      "SELECT chunks.blob, blobs.raw_size FROM chunks JOIN blobs ON blobs.id=chunks.blob WHERE chunks.ino=? "
-      "ORDER BY chunks.seq");
-  s->bind(1, ino);
-  std::vector<ChunkRef> chunks;
-  while (s->step()) chunks.push_back({s->int64(0), uint64_t(s->int64(1))});
-  return chunks;
-}
-
-std::unique_ptr<ItemReader> StoreImpl::open_item(const ItemInfo& item) {
+std::unique_ptr<ItemReader> StoreImpl::open_item(const ItemInfo& item, bool lazy) {
+  if (lazy) return std::make_unique<ItemReaderImpl>(*this, item);
   auto reader = acquire();
   reader->exec("BEGIN");
   auto current = find_item(*reader, item.id);

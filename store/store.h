@@ -202,7 +202,9 @@ class Store {
   virtual std::vector<DirInfo> list_dirs() = 0;  // shard dirs, not ""
   // A reader of one version of an item: the chunk list is fixed when it is
   // opened, so it never mixes versions; ESTALE if that version was removed.
-  virtual std::unique_ptr<ItemReader> open_item(const ItemInfo& item) = 0;
+  // With `lazy`, nothing is read (or checked) until the first pread: for a
+  // reader that will likely never read, e.g. the kernel still caches it.
+  virtual std::unique_ptr<ItemReader> open_item(const ItemInfo& item, bool lazy = false) = 0;
   virtual std::unique_ptr<Snapshot> snapshot() = 0;
   // Runs `fn` with a pooled read connection (for hooks' own queries).
   virtual void with_reader(const std::function<void(sqlite3*)>& fn) = 0;
