@@ -54,8 +54,9 @@ struct FileState {
   bool emptied_by_open = false;
   uint64_t refused_version = UINT64_MAX;
   int refused_error = 0;
+  std::shared_ptr<StagingPool> pool;  // where fd goes back to
   ~FileState() {
-    if (fd >= 0) close(fd);
+    if (fd >= 0) pool ? pool->give(fd) : void(close(fd));
   }
 };
 
@@ -95,8 +96,14 @@ struct Node {
   bool pending = false;  // an item created but never committed
   bool unlinked = false;
   std::shared_ptr<FileState> state;
-  store::Sha256 cached_sha{};  // what the kernel's page cache holds
+  // The kernel's page cache of this node is shared by every opener. It is
+  // only trusted (keep_cache) when it holds one committed version: readers
+  // of an older version still open could fetch old pages into it.
+  store::Sha256 cached_sha{};  // the version the page cache holds
   bool cache_valid = false;
+  uint64_t commits = 0;        // committed versions seen through this node
+  int current_readers = 0;     // cached readers opened at `commits`
+  int stale_readers = 0;       // cached readers of an older version
 };
 
 Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
@@ -117,6 +124,7 @@ class Filesystem : public Tree {
   Filesystem(store::Store& store, const MountConfig& config)
       : store_(store), config_(config), staging_dir_(config.store_dir / "staging") {
     std::filesystem::create_directories(staging_dir_);
+    staging_ = std::make_shared<StagingPool>(staging_dir_);
   }
 
   ~Filesystem() override { stop_invalidator(); }
@@ -606,7 +614,8 @@ class Filesystem : public Tree {
   // A staging body holding item `item`'s content (empty if `truncate`).
   std::shared_ptr<FileState> body_from_store(const store::ItemInfo& item, bool truncate, int& err) {
     auto state = std::make_shared<FileState>();
-    state->fd = open_staging_file(staging_dir_);
+    state->pool = staging_;
+    state->fd = staging_->take();
     if (state->fd < 0) {
       err = -state->fd;
       return nullptr;
@@ -764,16 +773,23 @@ class Filesystem : public Tree {
       }
       bind_to_item(ino, node, committed->ino);
       node.name = id;
-      node.cached_sha = committed->sha256;
-      node.cache_valid = true;
-      // The kernel may cache the item under another of its nodes too.
-      for (fuse_ino_t other : nodes_of_item(committed->ino))
-        if (other != ino) {
-          nodes_[other].cache_valid = false;
-          invalidate_inode(other);
-        }
+      // The page cache now holds the writer's pages, and maybe pages a reader
+      // of the old version fetched meanwhile: none of it is to be trusted,
+      // here or under the item's other nodes.
+      for (fuse_ino_t other : nodes_of_item(committed->ino)) new_version_committed(other);
     }
     return 0;
+  }
+
+  // Caller holds mutex_. Readers open now read an older version from here
+  // on; the kernel is told to drop its pages (from the queue's thread).
+  void new_version_committed(fuse_ino_t ino) {
+    Node& node = nodes_[ino];
+    node.cache_valid = false;
+    ++node.commits;
+    node.stale_readers += node.current_readers;
+    node.current_readers = 0;
+    invalidate_inode(ino);
   }
 
   // The kernel may hold pages and a size of a body that was not committed.
@@ -834,24 +850,38 @@ class Filesystem : public Tree {
       }
       handle->state = state;
       handle->writer = true;
-    } else if (copy.state) {
-      handle->state = copy.state;  // read what is being written
+    } else if (copy.state && copy.pending) {
+      handle->state = copy.state;  // a new item has no other version yet
       fi->keep_cache = 0;
     } else {
       auto item = store_.item_by_ino(copy.item_ino);
       if (!item) return (void)fuse_reply_err(req, ENOENT);
+      // Readers get the committed version, never a writer's staged body.
+      // While someone writes the item in place (the kernel's size of the
+      // file is the writer's) or a reader of an older version is still open
+      // (it may fill the page cache with old pages), a reader bypasses the
+      // page cache, so that it reads one committed version whole.
       {
         std::lock_guard lock(mutex_);
         auto it = nodes_.find(ino);
         if (it != nodes_.end()) {
-          fi->keep_cache = it->second.cache_valid && it->second.cached_sha == item->sha256;
-          it->second.cached_sha = item->sha256;
-          it->second.cache_valid = true;
+          Node& node = it->second;
+          if (copy.state || node.stale_readers > 0) {
+            fi->direct_io = 1;
+            fi->keep_cache = 0;
+          } else {
+            fi->keep_cache = node.cache_valid && node.cached_sha == item->sha256;
+            node.cached_sha = item->sha256;
+            node.cache_valid = true;
+            ++node.current_readers;
+            handle->cached_reader_of = node.commits + 1;
+          }
         }
       }
-      // When the kernel still holds the pages, reads will likely not come:
-      // read nothing until one does.
-      handle->reader = store_.open_item(*item, fi->keep_cache);
+      // The first chunk is read now even when the kernel holds the pages:
+      // should it drop some and ask again, they must come from the version
+      // it cached, whatever a writer commits meanwhile.
+      handle->reader = store_.open_item(*item);
       if (!handle->reader) return (void)fuse_reply_err(req, ESTALE);
       fi->noflush = 1;
     }
@@ -1010,7 +1040,13 @@ class Filesystem : public Tree {
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
       if (it != nodes_.end()) {
-        --it->second.open_handles;
+        Node& node = it->second;
+        if (h->cached_reader_of == node.commits + 1) {
+          --node.current_readers;
+        } else if (h->cached_reader_of != 0 && --node.stale_readers == 0) {
+          node.cache_valid = false;  // it may have left old pages behind
+        }
+        --node.open_handles;
         maybe_drop(it);
       }
     }
@@ -1045,7 +1081,8 @@ class Filesystem : public Tree {
         return open_existing(req, existing, Node{.kind = Kind::kScratch}, st, kItemTimeout, fi);
     }
     auto state = std::make_shared<FileState>();
-    state->fd = open_staging_file(staging_dir_);
+    state->pool = staging_;
+    state->fd = staging_->take();
     if (state->fd < 0) return (void)fuse_reply_err(req, -state->fd);
     state->attrs = Attrs{uint32_t(S_IFREG | (mode & 07777)), ctx->uid, ctx->gid, now_ns()};
     state->ctime_ns = state->attrs.mtime_ns;
@@ -1607,6 +1644,7 @@ class Filesystem : public Tree {
   store::Store& store_;
   const MountConfig& config_;
   std::filesystem::path staging_dir_;
+  std::shared_ptr<StagingPool> staging_;
   EventLog log_;
   Counters counters_;
   fuse_session* session_ = nullptr;

@@ -20,6 +20,34 @@ int open_staging_file(const std::filesystem::path& dir) {
   return fd;
 }
 
+StagingPool::~StagingPool() {
+  for (int fd : free_) close(fd);
+}
+
+int StagingPool::take() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!free_.empty()) {
+      int fd = free_.back();
+      free_.pop_back();
+      return fd;
+    }
+  }
+  return open_staging_file(dir_);
+}
+
+void StagingPool::give(int fd) {
+  // Kept only if it could be emptied; a body never outlives its state.
+  if (ftruncate(fd, 0) == 0) {
+    std::lock_guard lock(mutex_);
+    if (free_.size() < 64) {
+      free_.push_back(fd);
+      return;
+    }
+  }
+  close(fd);
+}
+
 FdStreamBuf::int_type FdStreamBuf::underflow() {
   if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
   uint64_t next = buffer_start_ + uint64_t(egptr() - eback());

@@ -52,6 +52,7 @@ struct Handle {
   std::string generated;  // a virtual file's content, made at open
   std::vector<std::pair<std::string, struct stat>> entries;  // a directory listing, made at opendir
   std::string pending_command;                               // backups/ctl
+  uint64_t cached_reader_of = 0;  // reads through the page cache: 1 + the node's commit count at open
 };
 
 // The kernel is never allowed to cache anything below search/ or backups/:
