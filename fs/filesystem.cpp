@@ -106,7 +106,47 @@ struct Node {
   int stale_readers = 0;       // cached readers of an older version
 };
 
-Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+// Open handles by number. A request holds its handle by a shared_ptr, so
+// that a release racing an interrupted read (the kernel sends it as soon as
+// the caller gives up) cannot free the handle under the read.
+class HandleTable {
+ public:
+  uint64_t add(std::unique_ptr<Handle> handle) {
+    std::lock_guard lock(mutex_);
+    uint64_t id = next_++;
+    handles_.emplace(id, std::shared_ptr<Handle>(std::move(handle)));
+    return id;
+  }
+  std::shared_ptr<Handle> get(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    auto it = handles_.find(id);
+    return it == handles_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<Handle> take(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    auto it = handles_.find(id);
+    if (it == handles_.end()) return nullptr;
+    auto handle = std::move(it->second);
+    handles_.erase(it);
+    return handle;
+  }
+
+ private:
+  std::mutex mutex_;
+  uint64_t next_ = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles_;
+};
+
+HandleTable& handles() {
+  static HandleTable table;
+  return table;
+}
+
+std::shared_ptr<Handle> handle_of(fuse_file_info* fi) {
+  auto handle = handles().get(fi->fh);
+  if (!handle) throw store::StoreError(EBADF, "no such open file");
+  return handle;
+}
 
 class Filesystem;
 struct Holder {
@@ -811,7 +851,7 @@ class Filesystem : public Tree {
       if (err) return (void)fuse_reply_err(req, err);
       fi->direct_io = 1;
       fi->noflush = !writing;
-      fi->fh = reinterpret_cast<uint64_t>(handle.release());
+      fi->fh = handles().add(std::move(handle));
       return (void)fuse_reply_open(req, fi);
     }
     Node copy;
@@ -826,7 +866,7 @@ class Filesystem : public Tree {
     }
     if (tree) {
       if (int err = extra_open(ino, writing, *handle, fi, req)) return (void)fuse_reply_err(req, err);
-      fi->fh = reinterpret_cast<uint64_t>(handle.release());
+      fi->fh = handles().add(std::move(handle));
       return (void)fuse_reply_open(req, fi);
     }
     if (copy.kind == Kind::kShard) return (void)fuse_reply_err(req, EISDIR);
@@ -890,7 +930,7 @@ class Filesystem : public Tree {
       auto it = nodes_.find(ino);
       if (it != nodes_.end()) ++it->second.open_handles;
     }
-    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fi->fh = handles().add(std::move(handle));
     fuse_reply_open(req, fi);
   }
 
@@ -948,7 +988,7 @@ class Filesystem : public Tree {
 
   void read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
     ++counters_.reads;
-    Handle* h = handle_of(fi);
+    auto h = handle_of(fi);
     if (h->reader) {
       std::string out;
       Status s = h->reader->pread(uint64_t(off), size, out);
@@ -968,7 +1008,7 @@ class Filesystem : public Tree {
 
   void write(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
     ++counters_.writes;
-    Handle* h = handle_of(fi);
+    auto h = handle_of(fi);
     if (h->ino == kCtlIno) {
       int err = control_write(std::string_view(buf, size), *h);
       if (err) return (void)fuse_reply_err(req, err);
@@ -991,7 +1031,7 @@ class Filesystem : public Tree {
   }
 
   void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-    Handle* h = handle_of(fi);
+    auto h = handle_of(fi);
     int err = 0;
     if (h->ino == kCtlIno)
       err = control_flush(*h);
@@ -1001,14 +1041,15 @@ class Filesystem : public Tree {
   }
 
   void fsync(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-    Handle* h = handle_of(fi);
+    auto h = handle_of(fi);
     int err = h->writer ? commit(ino, true) : 0;
     if (!err && h->state && !h->writer) fdatasync(h->state->fd);
     fuse_reply_err(req, err);
   }
 
   void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-    std::unique_ptr<Handle> h(handle_of(fi));
+    auto h = handles().take(fi->fh);
+    if (!h) return (void)fuse_reply_err(req, 0);
     if (h->ino == kCtlIno) control_flush(*h);
     if (h->writer) {
       bool last;
@@ -1124,7 +1165,7 @@ class Filesystem : public Tree {
         ino,
         stat_of(ino, state->attrs.mode, 0, state->attrs.uid, state->attrs.gid, state->attrs.mtime_ns, state->ctime_ns),
         dir->empty() && r.what == Resolved::kItem ? 0 : kItemTimeout);
-    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fi->fh = handles().add(std::move(handle));
     fuse_reply_create(req, &e, fi);
   }
 
@@ -1168,7 +1209,7 @@ class Filesystem : public Tree {
       ++nodes_[ino].open_handles;
     }
     fuse_entry_param e = entry_for(ino, st, timeout);
-    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fi->fh = handles().add(std::move(handle));
     fuse_reply_create(req, &e, fi);
   }
 
@@ -1538,12 +1579,12 @@ class Filesystem : public Tree {
       int err = extra_list(ino, handle->entries);
       if (err) return (void)fuse_reply_err(req, err);
     }
-    fi->fh = reinterpret_cast<uint64_t>(handle.release());
+    fi->fh = handles().add(std::move(handle));
     fuse_reply_open(req, fi);
   }
 
   void readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
-    Handle* h = handle_of(fi);
+    auto h = handle_of(fi);
     std::string buf(size, '\0');
     size_t used = 0;
     for (size_t i = size_t(off); i < h->entries.size(); ++i) {
@@ -1601,7 +1642,7 @@ class Filesystem : public Tree {
   }
 
   void releasedir(fuse_req_t req, fuse_file_info* fi) {
-    delete handle_of(fi);
+    handles().take(fi->fh);
     fuse_reply_err(req, 0);
   }
 

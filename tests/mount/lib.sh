@@ -18,6 +18,10 @@ mkdir -p "$MNT"
 fail() {
   echo "FAIL: $*" >&2
   if [ -f "$T/daemon.log" ]; then
+    if grep -q "ERROR: \(Address\|Leak\|UndefinedBehavior\)Sanitizer\|runtime error:" "$T/daemon.log"; then
+      echo "--- sanitizer report from the daemon" >&2
+      grep -A 60 -m 1 "ERROR: \(Address\|Leak\|UndefinedBehavior\)Sanitizer\|runtime error:" "$T/daemon.log" | grep -v "^  0x\|^Shadow\|^  [A-Z].*: *[0-9a-f ]*$" >&2
+    fi
     echo "--- daemon log (last 30 lines)" >&2
     tail -n 30 "$T/daemon.log" >&2
   fi
