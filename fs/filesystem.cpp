@@ -294,6 +294,14 @@ class Filesystem : public Tree {
                    item.attrs.mtime_ns, item.ctime_ns);
   }
 
+  static bool is_items_dir(fuse_ino_t ino) { return ino == kItemsIno || (ino >= kDirBase && ino < kDynBase); }
+
+  // The store moved the times of `shard` (and of items/ with it).
+  void invalidate_shard(const std::string& shard) {
+    if (auto dir = store_.dir_info(shard)) invalidate_inode(kDirBase + fuse_ino_t(dir->ino));
+    invalidate_inode(kItemsIno);
+  }
+
   static bool is_virtual(fuse_ino_t ino) {
     return ino == kRootIno || ino == kSearchIno || ino == kBackupsIno || ino == kStatsIno || ino == kLogIno ||
            ino == kCtlIno || ino == kStatusIno;
@@ -376,9 +384,10 @@ class Filesystem : public Tree {
     fuse_entry_param e{};
     e.ino = ino;
     e.attr = st;
-    // Directory times move behind the kernel's back (an item added by a
-    // rename bumps them); rsync compares them, so they are never cached.
-    e.attr_timeout = S_ISDIR(st.st_mode) && ino != kRootIno && ino != kSearchIno && ino != kBackupsIno ? 0 : timeout;
+    // A shard's times move when an item in it is committed, which is not a
+    // directory operation the kernel sees: every such commit invalidates the
+    // shard (invalidate_shard), since rsync compares directory times.
+    e.attr_timeout = is_items_dir(ino) ? std::min(timeout, kItemTimeout) : timeout;
     e.entry_timeout = timeout;
     return e;
   }
@@ -536,7 +545,8 @@ class Filesystem : public Tree {
   void getattr(fuse_req_t req, fuse_ino_t ino) {
     struct stat st;
     if (int err = node_stat(ino, st)) return (void)fuse_reply_err(req, err);
-    double timeout = S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0)
+    double timeout = is_items_dir(ino)      ? kItemTimeout
+                     : S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0)
                      : is_tree_ino(ino)  ? 0
                      : ino >= kItemBase  ? kItemTimeout
                                          : (is_virtual(ino) ? 3600 : 0);
@@ -799,6 +809,7 @@ class Filesystem : public Tree {
     }
     ++counters_.commits;
     auto committed = store_.item(id);
+    if (pending) invalidate_shard(store::shard_of(id));
     {
       std::lock_guard state_lock(state->mutex);
       if (state->version == version) state->dirty = false;
@@ -1238,6 +1249,7 @@ class Filesystem : public Tree {
       if (!err) {
         mark_item_unlinked(item->ino);
         if (dir->empty()) invalidate_item_entry(r.id);
+        invalidate_shard(store::shard_of(r.id));
       }
       return (void)fuse_reply_err(req, err);
     }
@@ -1345,6 +1357,8 @@ class Filesystem : public Tree {
                                            : item_to_scratch(source, from.id, *to_dir, newname, pending);
       if (!err && from_dir->empty()) invalidate_item_entry(from.id);
       if (!err && to.what == Resolved::kItem && to_dir->empty()) invalidate_item_entry(to.id);
+      if (!err) invalidate_shard(store::shard_of(from.id));
+      if (!err && to.what == Resolved::kItem) invalidate_shard(store::shard_of(to.id));
       return err;
     }
     fuse_ino_t source = find_scratch(*from_dir, name);
@@ -1352,6 +1366,7 @@ class Filesystem : public Tree {
     if (to.what == Resolved::kItem) {
       int err = scratch_to_item(source, *from_dir, name, to.id);
       if (!err && to_dir->empty()) invalidate_item_entry(to.id);
+      if (!err) invalidate_shard(store::shard_of(to.id));
       return err;
     }
     std::lock_guard lock(mutex_);
