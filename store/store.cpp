@@ -122,7 +122,7 @@ class WriteBatchImpl final : public WriteBatch {
  public:
   WriteBatchImpl(StoreImpl& store, Db& db) : store_(store), db_(db) {}
   sqlite3* db() override { return db_.handle(); }
-  Status put(std::string_view id, std::istream& content, const Attrs& attrs, int64_t preferred_ino) override;
+  Status put(std::string_view id, std::istream& content, const Attrs& attrs) override;
   Status remove(std::string_view id) override;
   Status rename(std::string_view from, std::string_view to) override;
   Status set_attrs(std::string_view id, const Attrs& attrs) override;
@@ -148,7 +148,6 @@ class WriteBatchImpl final : public WriteBatch {
   Db& db_;
   std::vector<std::string> changed_;
   std::string compressed_;
-  int64_t preferred_ino_ = 0;
 };
 
 class StoreImpl final : public Store {
@@ -167,17 +166,6 @@ class StoreImpl final : public Store {
   const Options& options() const override { return options_; }
   void add_hook(CommitHook* hook) override { hooks_.push_back(hook); }
 
-  int64_t reserve_ino() override {
-    // Past both the sequence (which another process's import may advance)
-    // and what this process already handed out.
-    auto reader = acquire();
-    auto s = reader->cached("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='items'), 0)");
-    s->step();
-    int64_t sequence_next = s->int64(0) + 1;
-    std::lock_guard lock(reserve_mutex_);
-    next_ino_ = std::max(next_ino_, sequence_next);
-    return next_ino_++;
-  }
   const std::vector<CommitHook*>& hooks() const { return hooks_; }
   Compressor& compressor() { return compressor_; }
 
@@ -524,8 +512,6 @@ class StoreImpl final : public Store {
   std::vector<std::unique_ptr<Db>> pool_;
   std::mutex dict_mutex_;
   std::unordered_map<int64_t, std::string> dicts_;
-  std::mutex reserve_mutex_;
-  int64_t next_ino_ = 0;
   int64_t dict_id_ = 0;
   std::string dict_;
   size_t changes_since_check_ = 0;
@@ -600,8 +586,7 @@ void WriteBatchImpl::touch_dir(const std::string& shard, int64_t now) {
   s->bind(1, now).bind(2, shard).run();
 }
 
-Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs, int64_t preferred_ino) {
-  preferred_ino_ = preferred_ino;
+Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs) {
   if (Status status = check_id(id); !status.ok()) return status;
   content.clear();
   content.seekg(0, std::ios::end);
@@ -672,15 +657,9 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
     s->bind(4, int64_t(attrs.uid)).bind(5, int64_t(attrs.gid)).bind(6, mtime).bind(7, now).bind(8, ino).run();
   } else {
     ensure_dir(shard, attrs, now);
-    if (preferred_ino_ > 0) {
-      auto taken = db_.cached("SELECT 1 FROM items WHERE ino=?");
-      taken->bind(1, preferred_ino_);
-      if (taken->step()) preferred_ino_ = 0;
-    }
     auto s = db_.cached(
-        "INSERT INTO items(id, shard, size, sha256, mode, uid, gid, mtime_ns, ctime_ns, ino) "
-        "VALUES(?,?,?,?,?,?,?,?,?,?) RETURNING ino");
-    if (preferred_ino_ > 0) s->bind(10, preferred_ino_); else s->bind_null(10);
+        "INSERT INTO items(id, shard, size, sha256, mode, uid, gid, mtime_ns, ctime_ns) "
+        "VALUES(?,?,?,?,?,?,?,?,?) RETURNING ino");
     s->bind(1, id).bind(2, shard).bind(3, int64_t(size)).bind_blob(4, digest.data(), digest.size());
     s->bind(5, int64_t(attrs.mode)).bind(6, int64_t(attrs.uid)).bind(7, int64_t(attrs.gid)).bind(8, mtime);
     s->bind(9, now);

@@ -128,10 +128,8 @@ class Transaction {
 class WriteBatch : public Transaction {
  public:
   // Stores `content` as item `id` (creating or replacing it), validating it
-  // first. attrs.mtime_ns == 0 means now. A new item takes `preferred_ino`
-  // (from Store::reserve_ino) when it is free, so a file the kernel already
-  // knows keeps its inode number once committed.
-  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs, int64_t preferred_ino = 0) = 0;
+  // first. attrs.mtime_ns == 0 means now.
+  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs) = 0;
   virtual Status remove(std::string_view id) = 0;                           // ENOENT
   virtual Status rename(std::string_view from, std::string_view to) = 0;  // replaces `to`
   virtual Status set_attrs(std::string_view id, const Attrs& attrs) = 0;
@@ -187,8 +185,6 @@ class Store {
   virtual const std::filesystem::path& dir() const = 0;
   virtual const Options& options() const = 0;
   virtual void add_hook(CommitHook* hook) = 0;  // not owned; add before use
-  // An item inode number no committed item has, for an item being created.
-  virtual int64_t reserve_ino() = 0;
 
   // Runs `fn` in one write transaction and commits it, retrying on busy.
   // If `fn` throws, nothing is applied and the exception propagates.
