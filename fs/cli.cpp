@@ -14,6 +14,7 @@
 
 #include "backup/backup.h"
 #include "search/search.h"
+#include "fs/stats_json.h"
 #include "store/store.h"
 
 namespace itemfs::fs {
@@ -224,16 +225,7 @@ int cli_stats(const std::vector<std::string>& args) {
     return 2;
   }
   auto store = open_store(args[0], true);
-  store::Stats s = store->stats();
-  nlohmann::json j = {{"items", s.items},
-                      {"logical_bytes", s.logical_bytes},
-                      {"unique_bytes", s.unique_bytes},
-                      {"stored_bytes", s.stored_bytes},
-                      {"database_bytes", s.database_bytes},
-                      {"blobs", s.blobs},
-                      {"dedup_ratio", s.dedup_ratio()},
-                      {"compression_ratio", s.compression_ratio()}};
-  std::cout << j.dump(2) << "\n";
+  std::cout << stats_json(store->stats()).dump(2) << "\n";
   return 0;
 }
 

@@ -26,6 +26,7 @@
 
 #include "fs/event_log.h"
 #include "fs/staging.h"
+#include "fs/stats_json.h"
 #include "fs/tree.h"
 
 namespace itemfs::fs {
@@ -101,9 +102,9 @@ struct Node {
   // of an older version still open could fetch old pages into it.
   store::Sha256 cached_sha{};  // the version the page cache holds
   bool cache_valid = false;
-  uint64_t commits = 0;        // committed versions seen through this node
-  int current_readers = 0;     // cached readers opened at `commits`
-  int stale_readers = 0;       // cached readers of an older version
+  uint64_t commits = 0;     // committed versions seen through this node
+  int current_readers = 0;  // cached readers opened at `commits`
+  int stale_readers = 0;    // cached readers of an older version
 };
 
 // Open handles by number. A request holds its handle by a shared_ptr, so
@@ -545,11 +546,11 @@ class Filesystem : public Tree {
   void getattr(fuse_req_t req, fuse_ino_t ino) {
     struct stat st;
     if (int err = node_stat(ino, st)) return (void)fuse_reply_err(req, err);
-    double timeout = is_items_dir(ino)      ? kItemTimeout
+    double timeout = is_items_dir(ino)     ? kItemTimeout
                      : S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0)
-                     : is_tree_ino(ino)  ? 0
-                     : ino >= kItemBase  ? kItemTimeout
-                                         : (is_virtual(ino) ? 3600 : 0);
+                     : is_tree_ino(ino)    ? 0
+                     : ino >= kItemBase    ? kItemTimeout
+                                           : (is_virtual(ino) ? 3600 : 0);
     fuse_reply_attr(req, &st, timeout);
   }
 
@@ -973,26 +974,12 @@ class Filesystem : public Tree {
   }
 
   std::string stats_json() {
-    store::Stats s = store_.stats();
-    nlohmann::json j = {{"items", s.items},
-                        {"logical_bytes", s.logical_bytes},
-                        {"unique_bytes", s.unique_bytes},
-                        {"stored_bytes", s.stored_bytes},
-                        {"database_bytes", s.database_bytes},
-                        {"blobs", s.blobs},
-                        {"dedup_ratio", s.dedup_ratio()},
-                        {"compression_ratio", s.compression_ratio()},
-                        {"operations",
-                         {{"lookups", counters_.lookups.load()},
-                          {"opens", counters_.opens.load()},
-                          {"reads", counters_.reads.load()},
-                          {"writes", counters_.writes.load()},
-                          {"commits", counters_.commits.load()},
-                          {"commits_refused", counters_.commits_refused.load()},
-                          {"creates", counters_.creates.load()},
-                          {"unlinks", counters_.unlinks.load()},
-                          {"renames", counters_.renames.load()},
-                          {"readdirs", counters_.readdirs.load()}}}};
+    nlohmann::json j = fs::stats_json(store_.stats());
+    j["operations"] = {{"lookups", counters_.lookups.load()}, {"opens", counters_.opens.load()},
+                       {"reads", counters_.reads.load()},     {"writes", counters_.writes.load()},
+                       {"commits", counters_.commits.load()}, {"commits_refused", counters_.commits_refused.load()},
+                       {"creates", counters_.creates.load()}, {"unlinks", counters_.unlinks.load()},
+                       {"renames", counters_.renames.load()}, {"readdirs", counters_.readdirs.load()}};
     extend_stats(j);
     return j.dump(2) + "\n";
   }
