@@ -1,7 +1,6 @@
 #include "backup/util.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,26 +9,6 @@
 #include <ctime>
 
 namespace itemfs::backup {
-
-Sha256Hasher::Sha256Hasher() : ctx_(EVP_MD_CTX_new()) {
-  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw JobError(EIO, "cannot initialise SHA-256");
-}
-
-Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(ctx_); }
-
-void Sha256Hasher::update(const void* data, size_t size) {
-  if (size && EVP_DigestUpdate(ctx_, data, size) != 1) throw JobError(EIO, "SHA-256 update failed");
-}
-
-store::Sha256 Sha256Hasher::finish() {
-  store::Sha256 out{};
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_, out.data(), &len) != 1 || len != out.size() ||
-      EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
-    throw JobError(EIO, "SHA-256 final failed");
-  }
-  return out;
-}
 
 std::string hex(const uint8_t* data, size_t size) {
   static const char* digits = "0123456789abcdef";

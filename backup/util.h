@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include "store/hash.h"
 #include "store/store.h"
 
-struct evp_md_ctx_st;
 
 namespace itemfs::backup {
 
@@ -25,19 +25,8 @@ class JobError : public std::runtime_error {
   int code_;
 };
 
-class Sha256Hasher {
- public:
-  Sha256Hasher();
-  ~Sha256Hasher();
-  Sha256Hasher(const Sha256Hasher&) = delete;
-  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
-  void update(const void* data, size_t size);
-  void update(std::string_view s) { update(s.data(), s.size()); }
-  store::Sha256 finish();  // and resets for reuse
-
- private:
-  evp_md_ctx_st* ctx_;
-};
+// SHA-256 is the store's own (store/hash.h).
+using Sha256Hasher = store::Sha256Hasher;
 
 std::string hex(const uint8_t* data, size_t size);
 // Parses exactly 64 hex digits.

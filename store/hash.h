@@ -1,6 +1,7 @@
 // Incremental SHA-256 through OpenSSL EVP.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string_view>
 
@@ -17,6 +18,7 @@ class Sha256Hasher {
   Sha256Hasher(const Sha256Hasher&) = delete;
   Sha256Hasher& operator=(const Sha256Hasher&) = delete;
   void update(std::string_view bytes);
+  void update(const void* data, size_t size) { update(std::string_view(static_cast<const char*>(data), size)); }
   Sha256 finish();  // also resets for the next use
 
  private:
