@@ -1057,6 +1057,7 @@ class Filesystem : public Tree {
       }
       // What flush did not commit; its errors reach nobody but the log.
       if (last && commit(ino, true) != 0) forget_cached(ino);
+      std::string discarded;
       {
         std::lock_guard lock(mutex_);
         auto it = nodes_.find(ino);
@@ -1071,7 +1072,14 @@ class Filesystem : public Tree {
           auto p = pending_.find(it->second.name);
           if (p != pending_.end() && p->second == ino) pending_.erase(p);
           it->second.unlinked = true;
+          discarded = it->second.name;
         }
+      }
+      // The kernel may have cached the name and attributes (a stat between
+      // the refusing flush and this release): the file is gone now.
+      if (!discarded.empty()) {
+        invalidate_item_entry(discarded);
+        invalidate_inode(ino);
       }
       unstage(ino, h->state);
     }
