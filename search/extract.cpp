@@ -411,8 +411,17 @@ bool is_cjk(uint32_t cp) {
 
 namespace {
 
+// Every script is_cjk() names is written in UTF-8 sequences of three or four
+// bytes, so only those are decoded (Vietnamese, Greek, Cyrillic... are not).
 bool may_contain_cjk(std::string_view text) {
-  return std::any_of(text.begin(), text.end(), [](char c) { return uint8_t(c) >= 0xE0; });
+  for (size_t i = 0; i < text.size();) {
+    if (uint8_t(text[i]) < 0xE0) {
+      ++i;
+    } else if (is_cjk(next_code_point(text, i))) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // Emits the bigrams of `chars` (of text) separated by spaces.
@@ -595,8 +604,9 @@ std::string marker(std::string_view key) {
 }
 
 bool is_marker(std::string_view term) {
-  if (term.size() != 12 || term.substr(0, 2) != "zz") return false;
-  return std::all_of(term.begin() + 2, term.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  if (term.size() < 12 || term.substr(0, 2) != "zz") return false;
+  return std::all_of(term.begin() + 2, term.begin() + 12,
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 }  // namespace itemfs::search::detail

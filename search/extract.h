@@ -15,7 +15,7 @@
 
 namespace itemfs::search::detail {
 
-inline constexpr int kIndexVersion = 1;
+inline constexpr int kIndexVersion = 2;  // 2: detail=column, field values as marker+word tokens
 
 inline constexpr size_t kMaxBodyText = 4u << 20;  // text indexed per item
 inline constexpr size_t kMaxTitle = 4096;
@@ -117,8 +117,10 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 int year_of(int64_t unix_seconds);
 std::string host_of_url(std::string_view url);
 
-// The FTS token that stands for a field path or an exact value.
+// The FTS token that stands for a field path or an exact value; a field's
+// words are indexed as marker + word.
 std::string marker(std::string_view key);
+// True for a marker and for a marker + word token (not words of the text).
 bool is_marker(std::string_view term);
 
 }  // namespace itemfs::search::detail

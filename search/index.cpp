@@ -22,6 +22,7 @@
 #include <array>
 #include <cmath>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -55,7 +56,7 @@ constexpr const char* kSchema =
     " host TEXT, author TEXT, lang TEXT,"
     " tags TEXT);"  // joined by U+001F
     "CREATE INDEX IF NOT EXISTS search_doc_id ON search_doc(id);"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(title, body, meta, content='',"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(title, body, meta, content='', detail=column,"
     " tokenize='unicode61 remove_diacritics 2');"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_fts, 'row');"
     "INSERT OR IGNORE INTO search_meta(key, value) VALUES('next_gen', 1), ('dead', 0);";
@@ -169,10 +170,12 @@ struct Row {
   size_t bytes() const { return title.size() + body.size() + meta.size(); }
 };
 
+// A field's value as one token per word, each prefixed by the field's marker
+// ("<marker>smith"): one index term per field and word, found without word
+// positions; the tokens of one value stay next to each other for phrases.
 void append_marked(std::string& meta, Tokenizer& tok, const std::string& mark, std::string_view value) {
   tok.tokenize(cjk_index_text(value), [&](std::string_view t, size_t, size_t) {
     meta += mark;
-    meta += ' ';
     meta += t;
     meta += ' ';
   });
@@ -183,11 +186,8 @@ std::string normal_lang(std::string lang) {
   return lang;
 }
 
-Row make_row(const Extracted& x, Tokenizer& tok) {
-  Row row;
-  row.title = cjk_index_text(x.title);
-  row.body = cjk_index_text(x.body);
-  std::string& m = row.meta;
+std::string make_meta(const Extracted& x, Tokenizer& tok) {
+  std::string m;
   for (const auto& [path, value] : x.fields) append_marked(m, tok, marker("p:" + path), value);
   const std::string author = marker("@author");
   for (const auto& a : x.authors) append_marked(m, tok, author, a);
@@ -210,7 +210,45 @@ Row make_row(const Extracted& x, Tokenizer& tok) {
       m += marker("lang=" + lang.substr(0, dash)) + ' ';
     }
   }
+  return m;
+}
+
+Row make_row(const Extracted& x, Tokenizer& tok) {
+  Row row;
+  row.title = cjk_index_text(x.title);
+  row.body = cjk_index_text(x.body);
+  row.meta = make_meta(x, tok);
   return row;
+}
+
+// The tokens the index holds for an item, in the columns q looks at.
+ColumnTokens column_tokens(const Extracted& x, Tokenizer& tok, const Query& q) {
+  unsigned mask = 0;
+  for (const auto& group : q.all) {
+    for (const auto& p : group) mask |= p.columns;
+  }
+  for (const auto& p : q.none) mask |= p.columns;
+  ColumnTokens cols(3);
+  if (mask & kTitleColumn) cols[0] = tok.tokens(cjk_index_text(x.title));
+  if (mask & kBodyColumn) cols[1] = tok.tokens(cjk_index_text(x.body));
+  if (mask & kMetaColumn) cols[2] = tok.tokens(make_meta(x, tok));
+  return cols;
+}
+
+Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info, size_t body_cap = kMaxBodyText) {
+  Extractor x(body_cap);
+  snap.read_item(info, [&](std::string_view bytes) {
+    if (!x.done()) x.feed(bytes);
+  });
+  return std::move(x.result());
+}
+
+// Whether item `id` of snap matches q word for word (the index found it with
+// phrases loosened to their words).
+bool exact_match(store::Snapshot& snap, Tokenizer& tok, const Query& q, std::string_view id) {
+  auto info = snap.item(id);
+  if (!info) return false;
+  return q.matches(column_tokens(read_extracted(snap, *info), tok, q));
 }
 
 std::string join_tags(const std::vector<std::string>& tags) {
@@ -225,11 +263,40 @@ std::string join_tags(const std::vector<std::string>& tags) {
 // ---------------------------------------------------------------------------
 // Snippets
 
-struct SnipToken {
-  size_t start, end;
-  bool match = false;
-  std::vector<std::pair<size_t, size_t>> cjk;  // matched byte ranges inside the token
+// Working memory of make_snippet, kept across the hits of one query so that
+// a long text costs no fresh allocations (and page faults) per hit.
+struct SnipScratch {
+  std::vector<std::pair<uint32_t, uint32_t>> spans;  // byte range of each token
+  std::vector<uint8_t> flags;                        // kWordHit | kCjkHit per token
 };
+constexpr uint8_t kWordHit = 1;
+constexpr uint8_t kCjkHit = 2;
+
+uint8_t token_flags(std::string_view folded, std::string_view original, const std::vector<HighlightTerm>& terms) {
+  uint8_t f = 0;
+  for (const auto& term : terms) {
+    if (term.cjk) {
+      if (!term.text.empty() && original.find(term.text) != std::string_view::npos) f |= kCjkHit;
+    } else if (folded == term.text || (term.prefix && folded.substr(0, term.text.size()) == term.text)) {
+      f |= kWordHit;
+    }
+  }
+  return f;
+}
+
+// The byte ranges of the CJK terms inside one token, in order.
+std::vector<std::pair<size_t, size_t>> cjk_ranges(std::string_view original, const std::vector<HighlightTerm>& terms) {
+  std::vector<std::pair<size_t, size_t>> out;
+  for (const auto& term : terms) {
+    if (!term.cjk || term.text.empty()) continue;
+    for (size_t at = original.find(term.text); at != std::string_view::npos;
+         at = original.find(term.text, at + term.text.size())) {
+      out.emplace_back(at, at + term.text.size());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 void append_clean(std::string& out, std::string_view s) {
   bool space = !out.empty() && out.back() == ' ';
@@ -244,35 +311,78 @@ void append_clean(std::string& out, std::string_view s) {
   }
 }
 
-// A passage of `text` around the densest cluster of matched words, or its
-// start when nothing matches (then *matched is false).
+bool is_ascii_word(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  });
+}
+
+// Where `word` (lower-case ASCII) first occurs in text, ignoring ASCII case.
+size_t find_ascii_nocase(std::string_view text, std::string_view word) {
+  const char first = word[0];
+  const char upper = first >= 'a' && first <= 'z' ? char(first - 'a' + 'A') : first;
+  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
+    if (text[i] != first && text[i] != upper) continue;
+    size_t k = 1;
+    for (; k < word.size(); ++k) {
+      char c = text[i + k];
+      if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+      if (c != word[k]) break;
+    }
+    if (k == word.size()) return i;
+  }
+  return std::string_view::npos;
+}
+
+// Where tokenizing may start: a little before the first place any term's
+// letters occur as typed (ASCII terms only; a word that only occurs with
+// accents or in other case forms would be missed, so then 0).
+size_t snippet_scan_start(std::string_view text, const std::vector<HighlightTerm>& terms) {
+  constexpr size_t kBefore = 256;
+  size_t first = std::string_view::npos;
+  for (const auto& term : terms) {
+    if (term.cjk || !is_ascii_word(term.text)) return 0;
+    const size_t at = find_ascii_nocase(text, term.text);
+    if (at == std::string_view::npos) return 0;
+    first = std::min(first, at);
+  }
+  if (first == std::string_view::npos || first < 2 * kBefore) return 0;
+  // Start just after an ASCII separator, so no token or UTF-8 sequence is cut.
+  for (size_t b = first - kBefore; b + 64 > first - kBefore && b > 0; --b) {
+    const char c = text[b - 1];
+    if (uint8_t(c) < 0x80 && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) return b;
+  }
+  return 0;
+}
+
+// A passage of `text` around the densest cluster of matched words near the
+// first one, or its start when nothing matches (then *matched is false).
 std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vector<HighlightTerm>& terms,
-                         bool* matched) {
+                         bool* matched, SnipScratch& sc) {
   constexpr size_t kWindow = 24;
   constexpr size_t kLongToken = 120;
+  constexpr size_t kScanAfterHit = 256;  // tokens looked at after the first match
   text = utf8_prefix(text, kSnippetBodyCap);
-  std::vector<SnipToken> toks;
-  tok.tokenize(text, [&](std::string_view folded, size_t start, size_t end) {
-    SnipToken t{start, end, false, {}};
-    const std::string_view original = text.substr(start, end - start);
-    for (const auto& term : terms) {
-      if (term.cjk) {
-        for (size_t at = original.find(term.text); at != std::string_view::npos && !term.text.empty();
-             at = original.find(term.text, at + term.text.size())) {
-          t.cjk.emplace_back(at, at + term.text.size());
-        }
-      } else if (folded == term.text || (term.prefix && folded.substr(0, term.text.size()) == term.text)) {
-        t.match = true;
-      }
-    }
-    std::sort(t.cjk.begin(), t.cjk.end());
-    toks.push_back(std::move(t));
+  const size_t scan_from = snippet_scan_start(text, terms);
+  sc.spans.clear();
+  sc.flags.clear();
+  size_t first_hit = SIZE_MAX;
+  bool stopped = false;
+  tok.tokenize_until(text.substr(scan_from), [&](std::string_view folded, size_t start, size_t end) {
+    start += scan_from;
+    end += scan_from;
+    sc.spans.emplace_back(uint32_t(start), uint32_t(end));
+    sc.flags.push_back(token_flags(folded, text.substr(start, end - start), terms));
+    if (sc.flags.back() && first_hit == SIZE_MAX) first_hit = sc.flags.size() - 1;
+    stopped = first_hit != SIZE_MAX && sc.flags.size() > first_hit + kScanAfterHit;
+    return !stopped;
   });
   *matched = false;
-  if (toks.empty()) return {};
-  auto hit = [&](size_t k) { return toks[k].match || !toks[k].cjk.empty(); };
+  const auto& spans = sc.spans;
+  if (spans.empty()) return {};
+  auto hit = [&](size_t k) { return sc.flags[k] != 0; };
   size_t best = 0, best_count = 0, count = 0;
-  for (size_t k = 0; k < toks.size(); ++k) {
+  for (size_t k = 0; k < spans.size(); ++k) {
     count += hit(k);
     if (k >= kWindow) count -= hit(k - kWindow);
     if (count > best_count) {
@@ -287,27 +397,28 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
     while (!hit(first)) ++first;
     start = first >= 4 ? first - 4 : 0;
   }
-  const size_t end = std::min(toks.size(), start + kWindow);
+  const size_t end = std::min(spans.size(), start + kWindow);
   std::string out;
-  if (start > 0) out += "… ";
+  if (start > 0 || scan_from > 0) out += "… ";
   for (size_t k = start; k < end; ++k) {
-    const SnipToken& t = toks[k];
-    if (k > start) append_clean(out, text.substr(toks[k - 1].end, t.start - toks[k - 1].end));
-    std::string_view word = text.substr(t.start, t.end - t.start);
-    if (t.match) {
+    const auto [t_start, t_end] = spans[k];
+    if (k > start) append_clean(out, text.substr(spans[k - 1].second, t_start - spans[k - 1].second));
+    std::string_view word = text.substr(t_start, t_end - t_start);
+    if (sc.flags[k] & kWordHit) {
       out += '[';
       out += word;
       out += ']';
-    } else if (!t.cjk.empty()) {
+    } else if (sc.flags[k] & kCjkHit) {
       // Mark each range; show only the part around the first one of a long run.
+      const auto ranges = cjk_ranges(word, terms);
       size_t from = 0, to = word.size();
       if (word.size() > kLongToken) {
-        from = utf8_prefix(word, t.cjk[0].first > 40 ? t.cjk[0].first - 40 : 0).size();
-        to = utf8_prefix(word, std::min(word.size(), t.cjk[0].second + 80)).size();
+        from = utf8_prefix(word, ranges[0].first > 40 ? ranges[0].first - 40 : 0).size();
+        to = utf8_prefix(word, std::min(word.size(), ranges[0].second + 80)).size();
         if (from > 0) out += "…";
       }
       size_t at = from;
-      for (const auto& [a, b] : t.cjk) {
+      for (const auto& [a, b] : ranges) {
         if (a < at || b > to) continue;
         out.append(word.substr(at, a - at));
         out += '[';
@@ -324,13 +435,92 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
       out.append(word);
     }
   }
-  if (end < toks.size()) {
+  if (end < spans.size() || stopped) {
     out += " …";
   } else {
-    append_clean(out, utf8_prefix(text.substr(toks.back().end), 16));
+    append_clean(out, utf8_prefix(text.substr(spans.back().second), 16));
     while (!out.empty() && out.back() == ' ') out.pop_back();
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------
+// Ranking. FTS5's bm25() needs word positions, which a contentless table with
+// detail=column can only get by re-reading text it does not have: it gives 0
+// for every row. itemfs_rank() is BM25 (k1 1.2, b 0.75, as bm25()) over what
+// the index holds: which columns of a row contain each phrase, so a word counts
+// once per column (10 in the title, 1 in the body), and the row's length.
+
+struct RankData {
+  double avg_len = 1;
+  std::vector<double> idf;
+};
+
+int count_row(const Fts5ExtensionApi*, Fts5Context*, void* count) {
+  ++*static_cast<sqlite3_int64*>(count);
+  return SQLITE_OK;
+}
+
+void rank_function(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* out, int, sqlite3_value**) {
+  constexpr double kK1 = 1.2, kB = 0.75;
+  constexpr double kWeights[] = {10.0, 1.0, 0.0};  // title, body, meta
+  auto* data = static_cast<RankData*>(api->xGetAuxdata(fts, 0));
+  const int phrases = api->xPhraseCount(fts);
+  if (!data) {
+    auto fresh = std::make_unique<RankData>();
+    sqlite3_int64 rows = 0, tokens = 0;
+    int rc = api->xRowCount(fts, &rows);
+    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &tokens);
+    if (rows > 0 && tokens > 0) fresh->avg_len = double(tokens) / double(rows);
+    for (int i = 0; i < phrases && rc == SQLITE_OK; ++i) {
+      sqlite3_int64 hits = 0;
+      rc = api->xQueryPhrase(fts, i, &hits, count_row);
+      const double idf = std::log((double(rows) - double(hits) + 0.5) / (double(hits) + 0.5));
+      fresh->idf.push_back(idf > 1e-6 ? idf : 1e-6);
+    }
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(out, rc);
+      return;
+    }
+    data = fresh.release();
+    rc = api->xSetAuxdata(fts, data, [](void* p) { delete static_cast<RankData*>(p); });
+    if (rc != SQLITE_OK) {  // data was freed
+      sqlite3_result_error_code(out, rc);
+      return;
+    }
+  }
+  int len = 0;
+  if (api->xColumnSize(fts, -1, &len) != SQLITE_OK) len = 0;
+  const double norm = kK1 * (1 - kB + kB * double(len) / data->avg_len);
+  double score = 0;
+  for (int i = 0; i < phrases && size_t(i) < data->idf.size(); ++i) {
+    double f = 0;
+    Fts5PhraseIter it;
+    int col = -1;
+    for (api->xPhraseFirstColumn(fts, i, &it, &col); col >= 0; api->xPhraseNextColumn(fts, &it, &col)) {
+      if (col < 3) f += kWeights[col];
+    }
+    score += data->idf[size_t(i)] * f * (kK1 + 1) / (f + norm);
+  }
+  sqlite3_result_double(out, -score);
+}
+
+// Makes itemfs_rank() known to connection db (once per connection).
+void ensure_rank_function(sqlite3* db) {
+  sqlite3_stmt* probe = nullptr;
+  const int rc = sqlite3_prepare_v2(db, "SELECT itemfs_rank(search_fts) FROM search_fts WHERE 0", -1, &probe, nullptr);
+  sqlite3_finalize(probe);
+  if (rc == SQLITE_OK) return;
+  fts5_api* api = nullptr;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
+    sqlite3_bind_pointer(stmt, 1, static_cast<void*>(&api), "fts5_api_ptr", nullptr);
+    sqlite3_step(stmt);
+  }
+  sqlite3_finalize(stmt);
+  if (!api || api->xCreateFunction(api, "itemfs_rank", nullptr, rank_function, nullptr) != SQLITE_OK) {
+    fail(db, "cannot register the ranking function");
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -616,11 +806,13 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   auto snap = store.snapshot();
   sqlite3* db = snap->db();
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  const bool join = q.sort_date || meta_value(db, "dead").value_or(0) > 0;
+  if (!q.positive.empty()) ensure_rank_function(db);
+  const bool join = q.sort_date || q.exact || meta_value(db, "dead").value_or(0) > 0;
   const bool with_doc = join || q.after || q.before;
-  const std::string cols = q.positive.empty() ? "d.gen, 0.0, d.date"
-                           : std::string("search_fts.rowid, bm25(search_fts, 10.0, 1.0, 0.0), ") +
-                                 (with_doc ? "d.date" : "NULL");
+  std::string cols = q.positive.empty() ? "d.gen, 0.0, d.date"
+                     : std::string("search_fts.rowid, itemfs_rank(search_fts), ") +
+                           (with_doc ? "d.date" : "NULL");
+  if (q.exact) cols += ", d.id";
   Stmt s(db, match_sql(q, join, cols));
   bind_match(s, q);
   // Keep the best `limit` candidates: the worst of them on top of the heap.
@@ -634,6 +826,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   std::priority_queue<Candidate, std::vector<Candidate>, decltype(better)> heap(better);
   uint64_t total = 0;
   while (s.step()) {
+    if (q.exact && !exact_match(*snap, tok, q, s.text(3))) continue;
     ++total;
     Candidate c{s.int64(0), -s.real(1), s.null(2) ? std::nullopt : std::optional<int64_t>(s.int64(2))};
     if (heap.size() < q.limit) {
@@ -658,25 +851,22 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   }
   out.total = total;
   if (snippets) {
+    SnipScratch scratch;
     for (Hit& hit : out.hits) {
       auto info = snap->item(hit.id);
       if (!info) continue;
-      Extractor x(kSnippetBodyCap);
-      snap->read_item(*info, [&](std::string_view bytes) {
-        if (!x.done()) x.feed(bytes);
-      });
-      const Extracted& e = x.result();
+      const Extracted e = read_extracted(*snap, *info, kSnippetBodyCap);
       // The main text (content) first, then all the text, then the title;
       // when nothing matches (filters only), the start of the text.
       bool matched = false;
       const std::string_view main_text = std::string_view(e.body).substr(0, e.main_size);
-      hit.snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, q.highlight, &matched);
+      hit.snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, q.highlight, &matched, scratch);
       if (!matched && main_text.size() < e.body.size()) {
-        std::string all = make_snippet(tok, e.body, q.highlight, &matched);
+        std::string all = make_snippet(tok, e.body, q.highlight, &matched, scratch);
         if (matched) hit.snippet = std::move(all);
       }
       if (!matched) {
-        std::string title = make_snippet(tok, e.title, q.highlight, &matched);
+        std::string title = make_snippet(tok, e.title, q.highlight, &matched, scratch);
         if (matched || hit.snippet.empty()) hit.snippet = std::move(title);
       }
     }
@@ -734,11 +924,12 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   auto snap = impl_->store.snapshot();
   sqlite3* db = snap->db();
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
+  Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date, d.id"));
   bind_match(s, q);
   std::unordered_map<std::string, uint64_t> host, author, lang, tag, year;
   uint64_t total = 0;
   while (s.step()) {
+    if (q.exact && !exact_match(*snap, tok, q, s.text(5))) continue;
     ++total;
     if (!s.text(0).empty()) ++host[std::string(s.text(0))];
     if (!s.text(1).empty()) ++author[std::string(s.text(1))];

@@ -1,5 +1,6 @@
 #include "search/query.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "search/extract.h"
@@ -45,8 +46,18 @@ struct Atom {
   bool negated = false;
   bool option = false;  // limit:, sort:, after:, before: (already applied)
   std::string fts;      // "" when the text had nothing searchable
+  Phrase phrase;        // what fts stands for
   std::vector<HighlightTerm> highlight;
 };
+
+std::string column_spec(unsigned columns) {
+  switch (columns) {
+    case kTitleColumn: return "title";
+    case kBodyColumn: return "body";
+    case kMetaColumn: return "meta";
+    default: return "{title body}";
+  }
+}
 
 void add_highlight(Tokenizer& tok, std::string_view text, bool prefix, std::vector<HighlightTerm>& out) {
   std::vector<std::pair<std::string, bool>> words;  // (folded or CJK text, cjk)
@@ -112,6 +123,47 @@ std::vector<std::string> query_tokens(Tokenizer& tok, std::string_view text, boo
   return tok.tokens(cjk_query_text(text, last_is_single_cjk));
 }
 
+// The FTS5 expression for a phrase: exact for one token; for several, all of
+// them in those columns (the index has no positions; matches() checks).
+std::string phrase_fts(const Phrase& p) {
+  const std::string spec = column_spec(p.columns) + " : ";
+  if (p.tokens.size() == 1) return spec + fts_phrase(p.tokens) + (p.prefix ? " *" : "");
+  std::string out = spec + "(";
+  for (size_t k = 0; k < p.tokens.size(); ++k) {
+    if (k) out += " AND ";
+    out += fts_phrase({p.tokens[k]});
+  }
+  return out + (p.prefix ? " *)" : ")");
+}
+
+bool phrase_matches(const Phrase& p, const ColumnTokens& columns) {
+  const size_t n = p.tokens.size();
+  if (n == 0) return false;
+  for (size_t c = 0; c < columns.size() && c < 3; ++c) {
+    if (!(p.columns & (1u << c))) continue;
+    const auto& toks = columns[c];
+    for (size_t i = 0; i + n <= toks.size(); ++i) {
+      size_t k = 0;
+      for (; k + 1 < n; ++k) {
+        if (toks[i + k] != p.tokens[k]) break;
+      }
+      if (k + 1 < n) continue;
+      const std::string& last = toks[i + k];
+      if (p.prefix ? last.compare(0, p.tokens[k].size(), p.tokens[k]) == 0 : last == p.tokens[k]) return true;
+    }
+  }
+  return false;
+}
+
+bool Query::matches(const ColumnTokens& columns) const {
+  for (const auto& group : all) {
+    if (std::none_of(group.begin(), group.end(), [&](const Phrase& p) { return phrase_matches(p, columns); })) {
+      return false;
+    }
+  }
+  return std::none_of(none.begin(), none.end(), [&](const Phrase& p) { return phrase_matches(p, columns); });
+}
+
 std::string Query::match() const {
   if (negative.empty()) return positive;
   return "(" + positive + ") NOT (" + negative + ")";
@@ -130,21 +182,16 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
 
   // Builds the FTS5 text of a word or phrase searched in `column`, or among
   // the values of a field when `field_marker` is set.
-  auto text_term = [&](Atom& atom, std::string_view value, bool prefix, std::string_view column,
+  auto text_term = [&](Atom& atom, std::string_view value, bool prefix, unsigned columns,
                        const std::string& field_marker, bool highlight) {
     bool single = false;
     std::vector<std::string> tokens = query_tokens(tok, value, &single);
     if (tokens.empty()) return;
     if (single) prefix = true;
-    if (!field_marker.empty()) {
-      std::vector<std::string> interleaved;
-      for (auto& t : tokens) {
-        interleaved.push_back(field_marker);
-        interleaved.push_back(std::move(t));
-      }
-      tokens = std::move(interleaved);
-    }
-    atom.fts = std::string(column) + " : " + fts_phrase(tokens) + (prefix ? " *" : "");
+    // A field's values are indexed as marker+token, one token each.
+    for (auto& t : tokens) t.insert(0, field_marker);
+    atom.phrase = Phrase{columns, std::move(tokens), prefix};
+    atom.fts = phrase_fts(atom.phrase);
     if (highlight && !atom.negated) add_highlight(tok, value, prefix, atom.highlight);
   };
 
@@ -179,7 +226,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       std::string phrase;
       bool prefix = false;
       if (auto st = read_phrase(phrase, prefix); !st.ok()) return st;
-      text_term(atom, phrase, prefix, "{title body}", "", true);
+      text_term(atom, phrase, prefix, kTitleColumn | kBodyColumn, "", true);
       atoms.push_back(std::move(atom));
       continue;
     }
@@ -217,7 +264,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       if (word.find('*') != std::string_view::npos || (prefix && word.empty())) {
         return bad("'*' at character " + std::to_string(start + 1) + " is only allowed at the end of a word (prefix*)");
       }
-      text_term(atom, word, prefix, "{title body}", "", true);
+      text_term(atom, word, prefix, kTitleColumn | kBodyColumn, "", true);
       atoms.push_back(std::move(atom));
       continue;
     }
@@ -282,23 +329,25 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       continue;
     }
     if (name == "title") {
-      text_term(atom, value, prefix, "title", "", true);
+      text_term(atom, value, prefix, kTitleColumn, "", true);
     } else if (name == "content" || name == "body" || name == "text") {
-      text_term(atom, value, prefix, "body", "", true);
+      text_term(atom, value, prefix, kBodyColumn, "", true);
     } else if (name == "author" || name == "authors") {
-      text_term(atom, value, prefix, "meta", marker("@author"), false);
+      text_term(atom, value, prefix, kMetaColumn, marker("@author"), false);
     } else if (name == "tag" || name == "tags") {
-      text_term(atom, value, prefix, "meta", marker("@tag"), false);
+      text_term(atom, value, prefix, kMetaColumn, marker("@tag"), false);
     } else if (name == "host" || name == "site") {
       std::string host = value.find("://") != std::string::npos ? host_of_url(value) : lower(value);
       while (!host.empty() && host.back() == '.') host.pop_back();
       if (prefix || host.empty()) return bad("host: takes a host name such as example.com, not '" + value + "'");
-      atom.fts = "meta : " + fts_phrase({marker("host=" + host)});
+      atom.phrase = Phrase{kMetaColumn, {marker("host=" + host)}, false};
+      atom.fts = phrase_fts(atom.phrase);
     } else if (name == "lang" || name == "language") {
       if (prefix) return bad("lang: takes a language code such as en or pt-br, not a prefix");
-      atom.fts = "meta : " + fts_phrase({marker("lang=" + lower(value))});
+      atom.phrase = Phrase{kMetaColumn, {marker("lang=" + lower(value))}, false};
+      atom.fts = phrase_fts(atom.phrase);
     } else {
-      text_term(atom, value, prefix, "meta", marker("p:" + name), false);
+      text_term(atom, value, prefix, kMetaColumn, marker("p:" + name), false);
     }
     atoms.push_back(std::move(atom));
   }
@@ -332,17 +381,23 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       }
     }
     std::vector<std::string> alts;
+    std::vector<Phrase> phrases;
     for (Atom* a : group) {
       if (a->option) continue;
       if (a->fts.empty()) continue;
       any_searchable = true;
+      if (a->phrase.tokens.size() > 1) out.exact = true;
       if (a->negated) {
-        negative.push_back(a->fts);
+        // A loosened phrase cannot be excluded by the index: matches() does it.
+        if (a->phrase.tokens.size() == 1) negative.push_back(a->fts);
+        out.none.push_back(a->phrase);
       } else {
         alts.push_back(a->fts);
+        phrases.push_back(a->phrase);
         for (auto& h : a->highlight) out.highlight.push_back(std::move(h));
       }
     }
+    if (!phrases.empty()) out.all.push_back(std::move(phrases));
     if (alts.size() == 1) {
       positive.push_back("(" + alts[0] + ")");
     } else if (alts.size() > 1) {
@@ -352,7 +407,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
   out.positive = join(positive, " AND ");
   out.negative = join(negative, " OR ");
   if (out.positive.empty() && !out.after && !out.before) {
-    if (!negative.empty()) return bad("the query only excludes words; add a word or filter to search for");
+    if (!out.none.empty()) return bad("the query only excludes words; add a word or filter to search for");
     if (!any_searchable) return bad("the query has no words to search for");
     return bad("the query has nothing to search for");
   }

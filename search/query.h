@@ -27,9 +27,34 @@ struct HighlightTerm {
   bool cjk = false;
 };
 
+// Columns of the index a phrase is looked for in.
+inline constexpr unsigned kTitleColumn = 1;
+inline constexpr unsigned kBodyColumn = 2;
+inline constexpr unsigned kMetaColumn = 4;
+
+// A word or phrase as the index sees it: tokens next to each other, in this
+// order, in one of `columns` (the last token a prefix when `prefix` is set).
+struct Phrase {
+  unsigned columns = 0;
+  std::vector<std::string> tokens;
+  bool prefix = false;
+};
+
+// The tokens of one indexed item by column (0 title, 1 body, 2 meta).
+using ColumnTokens = std::vector<std::vector<std::string>>;
+
+bool phrase_matches(const Phrase& p, const ColumnTokens& columns);
+
 struct Query {
+  // The index keeps no word positions (FTS5 detail=column), so a phrase of
+  // several tokens reaches FTS5 loosened to "all its tokens in those
+  // columns", and `exact` is set: each candidate must then pass matches()
+  // on its own tokens. Single words are answered by the index alone.
   std::string positive;  // FTS5 expression every hit matches ("" if none)
   std::string negative;  // FTS5 expression no hit matches ("" if none)
+  bool exact = false;
+  std::vector<std::vector<Phrase>> all;  // each group: one of its phrases must match
+  std::vector<Phrase> none;              // none of these may match
   std::optional<int64_t> after;   // date >= after
   std::optional<int64_t> before;  // date < before
   uint64_t limit = kDefaultLimit;
@@ -38,6 +63,9 @@ struct Query {
 
   // positive minus negative; requires !positive.empty().
   std::string match() const;
+  // Whether an item with these tokens matches the words of the query (dates
+  // and options aside): the exact check of candidates when `exact` is set.
+  bool matches(const ColumnTokens& columns) const;
 };
 
 store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out);

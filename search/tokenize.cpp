@@ -69,6 +69,25 @@ void Tokenizer::tokenize(std::string_view text, const std::function<void(std::st
   module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token);
 }
 
+namespace {
+
+struct StopCallback {
+  const std::function<bool(std::string_view, size_t, size_t)>* fn;
+};
+
+int on_token_until(void* ctx, int /*flags*/, const char* token, int n, int start, int end) {
+  auto* cb = static_cast<StopCallback*>(ctx);
+  return (*cb->fn)(std::string_view(token, size_t(n)), size_t(start), size_t(end)) ? SQLITE_OK : SQLITE_DONE;
+}
+
+}  // namespace
+
+void Tokenizer::tokenize_until(std::string_view text, const std::function<bool(std::string_view, size_t, size_t)>& fn) {
+  if (text.empty()) return;
+  StopCallback cb{&fn};
+  module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token_until);
+}
+
 std::vector<std::string> Tokenizer::tokens(std::string_view text) {
   std::vector<std::string> out;
   tokenize(text, [&](std::string_view t, size_t, size_t) { out.emplace_back(t); });

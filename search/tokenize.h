@@ -40,6 +40,8 @@ class Tokenizer {
 
   // Calls fn(folded token, start byte, end byte) for each token of text.
   void tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn);
+  // The same until fn returns false.
+  void tokenize_until(std::string_view text, const std::function<bool(std::string_view, size_t, size_t)>& fn);
   // The folded tokens of text.
   std::vector<std::string> tokens(std::string_view text);
 

@@ -422,6 +422,76 @@ TEST_F(SearchIndex, ReopenAndIndexExistingItems) {
   EXPECT_TRUE(index_->check().empty());
 }
 
+// The index keeps which columns hold a word, not where: phrases are found by
+// their words and then checked against each candidate's own text.
+TEST_F(SearchIndex, PhrasesAreCheckedWordForWord) {
+  load_corpus();
+  put("p1", {{"title", "Panel"}, {"content", "The output of the panel, solar in the evening."}});
+  put("p2", {{"title", "x"}, {"content", "y"}, {"tags", {"solar", "power grid"}}});
+  // p1 has both words but never "solar panel" or "panel output".
+  auto r = search("\"solar panel\"");
+  EXPECT_EQ(r.total, 2u);  // total counts checked items only
+  EXPECT_EQ(sorted_ids("\"solar panel\""), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("\"panel output\""), (V{"a2"}));
+  EXPECT_EQ(sorted_ids("\"the output\" -\"panel output\""), (V{"p1"}));
+  EXPECT_EQ(sorted_ids("solar -\"solar panel\""), (V{"a6", "p1", "p2"}));
+  EXPECT_EQ(sorted_ids("\"solar pan\"*"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("\"evening zebra\" OR \"photovoltaic modules\""), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("title:\"panel prices\""), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("content:\"solar panel\""), (V{"a2"}));  // a1 has it in the title
+  EXPECT_EQ(sorted_ids("tag:\"power grid\""), (V{"p2"}));
+  // Consecutive values of one field read as consecutive words, as in the text.
+  EXPECT_EQ(sorted_ids("tag:\"solar power\""), (V{"a1", "p2"}));
+  EXPECT_EQ(sorted_ids("author:\"smith jane\""), V{});
+  std::string out;
+  ASSERT_TRUE(index_->facets_json("\"solar panel\"", out).ok());
+  EXPECT_EQ(nlohmann::json::parse(out)["total"], 2);
+  // sort:date and date filters go through the same check.
+  EXPECT_EQ(ids("\"solar panel\" sort:date"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("\"solar panel\" after:2024"), (V{"a1"}));
+  EXPECT_EQ(sorted_ids("after:2020 -\"panel output\""), (V{"a1", "a3", "a4", "a6"}));
+}
+
+// Ranking uses which columns hold a word: the title counts 10, the body 1,
+// and a shorter item ranks above a longer one with the same columns.
+TEST_F(SearchIndex, RankingFromColumnsAndLength) {
+  put("r1", {{"title", "other"}, {"content", "kiwi"}});
+  put("r2", {{"title", "kiwi"}, {"content", "kiwi"}});
+  put("r3", {{"title", "other"}, {"content", "kiwi and many more words to make this text longer than the others"}});
+  for (int k = 0; k < 5; ++k) put("f" + std::to_string(k), {{"title", "filler"}, {"content", "nothing"}});
+  auto r = search("kiwi");
+  ASSERT_EQ(r.hits.size(), 3u);
+  EXPECT_EQ(r.hits[0].id, "r2");
+  EXPECT_EQ(r.hits[1].id, "r1");
+  EXPECT_EQ(r.hits[2].id, "r3");
+  EXPECT_GT(r.hits[0].score, r.hits[1].score);
+  EXPECT_GT(r.hits[1].score, r.hits[2].score);
+  EXPECT_GT(r.hits[2].score, 0.0);
+}
+
+// An index written by an earlier itemfs (version 1: word positions, field
+// words as marker-word pairs) is rebuilt when the store is opened.
+TEST_F(SearchIndex, OlderIndexVersionIsRebuilt) {
+  load_corpus();
+  exec("DROP TABLE search_vocab; DROP TABLE search_fts;"
+       "CREATE VIRTUAL TABLE search_fts USING fts5(title, body, meta, content='',"
+       " tokenize='unicode61 remove_diacritics 2');"
+       "CREATE VIRTUAL TABLE search_vocab USING fts5vocab(search_fts, 'row');"
+       "UPDATE search_meta SET value = 1 WHERE key='version'");
+  open();
+  EXPECT_EQ(sorted_ids("\"solar panel\""), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("author:smith"), (V{"a1", "a6"}));
+  EXPECT_TRUE(index_->check().empty());
+  store_->with_reader([&](sqlite3* db) {
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name='search_fts'", -1, &s, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+    EXPECT_NE(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).find("detail=column"),
+              std::string::npos);
+    sqlite3_finalize(s);
+  });
+}
+
 TEST_F(SearchIndex, DeadGenerationsAreSkipped) {
   load_corpus();
   // Simulate a row whose old tokens could not be deleted: an entry left in

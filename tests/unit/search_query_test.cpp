@@ -113,17 +113,21 @@ TEST(SearchQuery, CompilesToQuotedTokens) {
   Tokenizer tok(lib);
   Query q;
   ASSERT_TRUE(parse_query("Solar -Wind \"a b\"* title:Café limit:5 sort:date", tok, q).ok());
-  EXPECT_EQ(q.positive, R"(({title body} : "solar") AND ({title body} : "a b" *) AND (title : "cafe"))");
+  // A phrase reaches the index as its words (no positions are kept) and
+  // each candidate is checked word for word.
+  EXPECT_EQ(q.positive, R"(({title body} : "solar") AND ({title body} : ("a" AND "b" *)) AND (title : "cafe"))");
   EXPECT_EQ(q.negative, R"({title body} : "wind")");
+  EXPECT_TRUE(q.exact);
   EXPECT_EQ(q.limit, 5u);
   EXPECT_TRUE(q.sort_date);
   ASSERT_TRUE(parse_query("x OR y z", tok, q).ok());
   EXPECT_EQ(q.positive, R"(({title body} : "x" OR {title body} : "y") AND ({title body} : "z"))");
+  EXPECT_FALSE(q.exact);  // single words: the index answers alone
   // FTS5 syntax typed by a user stays inside quotes as plain tokens.
   ASSERT_TRUE(parse_query("NEAR(a) {b}:c d^ e+f", tok, q).code == EINVAL);  // NEAR(a) ends with ')'
   ASSERT_TRUE(parse_query("{b}:c d^ e+f", tok, q).ok());
   EXPECT_EQ(q.positive,
-            R"(({title body} : "b c") AND ({title body} : "d") AND ({title body} : "e f"))");
+            R"(({title body} : ("b" AND "c")) AND ({title body} : "d") AND ({title body} : ("e" AND "f")))");
   ASSERT_TRUE(parse_query("after:2024", tok, q).ok());
   EXPECT_TRUE(q.positive.empty());
   EXPECT_EQ(q.after, days_from_civil(2024, 1, 1) * 86400);
