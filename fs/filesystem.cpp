@@ -749,6 +749,16 @@ class Filesystem : public Tree {
     it->second.state.reset();
   }
 
+  // The path a user knows node `ino` by, for the log.
+  std::string node_path(fuse_ino_t ino) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) return "a removed file";
+    const Node& node = it->second;
+    if (node.kind == Kind::kItem) return item_path(node.name);
+    return "items/" + (node.dir.empty() ? "" : node.dir + "/") + node.name;
+  }
+
   std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
 
   // Commits the staged body of item node `ino`. `final` is the last chance
@@ -1017,6 +1027,13 @@ class Filesystem : public Tree {
     bool is_item = h->writer;
     if (is_item && uint64_t(off) + size > store_.options().max_item_size) return (void)fuse_reply_err(req, EFBIG);
     std::lock_guard body(state.body);
+    if (uint64_t end = uint64_t(off) + size; end > state.size) {
+      uint64_t grow = end - state.size;
+      if (auto room = store_.check_staging_room(grow); !room.ok()) {
+        log_.add("refused a write to " + node_path(h->ino) + ": " + room.message);
+        return (void)fuse_reply_err(req, room.code);
+      }
+    }
     ssize_t n = pwrite(state.fd, buf, size, off);
     if (n < 0) return (void)fuse_reply_err(req, errno);
     std::lock_guard lock(state.mutex);

@@ -1,11 +1,13 @@
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -160,6 +162,7 @@ class StoreImpl final : public Store {
     if (!options_.read_only) init_schema();
     check_version();
     load_current_dictionary();
+    if (!options_.read_only) keep_space_reserve();
   }
 
   const fs::path& dir() const override { return dir_; }
@@ -181,6 +184,10 @@ class StoreImpl final : public Store {
       writer_->exec("COMMIT");
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      // A batch refused for lack of room, or a COMMIT that ran out of disk,
+      // leaves the WAL as large as it grew: give that space back now, while
+      // the committed part of the WAL can still be copied into store.db.
+      give_back_space_if_low();
       throw;
     }
     give_back_space_if_low();
@@ -198,10 +205,12 @@ class StoreImpl final : public Store {
   // filled up completely the checkpoint cannot grow store.db, so the WAL
   // never resets and removing items frees nothing: the store is stuck. So a
   // new item is refused (ENOSPC) unless the disk keeps room for it twice
-  // (WAL, then store.db), for the WAL as it is, and 1 MiB more; and when
-  // the disk is low after a commit (removes included) the WAL is
-  // checkpointed and truncated so its space goes back to the disk.
-  static constexpr uint64_t kSpareBytes = 1 << 20;
+  // (WAL, then store.db, less the free pages store.db can reuse), for the
+  // WAL as it is, and 256 KiB more; when the disk is low after a commit
+  // (removes and failures included) the WAL is checkpointed and truncated
+  // so its space goes back to the disk; and the space reserve below covers
+  // what these rules cannot foresee.
+  static constexpr uint64_t kSpareBytes = 256 << 10;
 
   uint64_t wal_bytes() const {
     std::error_code ec;
@@ -218,21 +227,104 @@ class StoreImpl final : public Store {
   Status check_room(uint64_t size) const {
     auto free = disk_free();
     if (!free) return Status::success();
-    uint64_t need = 2 * size + wal_bytes() + kSpareBytes;
+    uint64_t need = 2 * size + wal_bytes() + kSpareBytes + missing_reserve();
+    if (*free >= need) return Status::success();
+    // Pages freed by removed items are reused at the checkpoint: store.db
+    // then need not grow.
+    uint64_t reusable = std::min(size, free_page_bytes());
+    need -= reusable;
     if (*free >= need) return Status::success();
     return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
                                      " bytes free, storing " + std::to_string(size) + " bytes needs " +
                                      std::to_string(need) + " (room for the log and its checkpoint)");
   }
 
+  // Staging files grow only while the disk keeps the WAL's size and 1 MiB
+  // more free: a body being written must never take the room a checkpoint
+  // needs, or a store whose WAL is not yet copied back would be stuck full.
+  Status check_staging_room(uint64_t bytes) const override {
+    auto free = disk_free();
+    if (!free) return Status::success();
+    uint64_t need = bytes + wal_bytes() + kSpareBytes + missing_reserve();
+    if (*free >= need) return Status::success();
+    return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
+                                     " bytes free, " + std::to_string(need - bytes) +
+                                     " kept back for the store's log and its checkpoint");
+  }
+
   void give_back_space_if_low() {
     uint64_t wal = wal_bytes();
     auto free = disk_free();
-    if (!free || wal == 0 || *free >= 2 * wal + 8 * kSpareBytes) return;
+    if (!free) return;
+    if (wal > 0 && *free < 2 * wal + 8 * kSpareBytes) {
+      // A single commit can write more than the rule above foresaw (the
+      // search index merges its segments now and then), and a disk can be
+      // filled by others. If the checkpoint cannot grow store.db, the
+      // reserve file's space is what lets it finish.
+      if (!checkpoint_truncate() && release_space_reserve()) checkpoint_truncate();
+      free = disk_free();
+    }
+    if (free && !reserve_held_ && *free >= reserve_bytes() + 2 * wal_bytes() + kSpareBytes) keep_space_reserve();
+  }
+
+  // True when the whole WAL was copied into store.db and the file emptied.
+  bool checkpoint_truncate() {
     // Readers may hold the WAL; wait for them a little, never for long.
     sqlite3_busy_timeout(writer_->handle(), 200);
-    sqlite3_wal_checkpoint_v2(writer_->handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    int log = -1, done = -1;
+    int rc = sqlite3_wal_checkpoint_v2(writer_->handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
     writer_->restore_busy_handler();
+    return rc == SQLITE_OK && log == done;
+  }
+
+  // The space reserve: a file of preallocated blocks next to store.db,
+  // given back to the disk when a checkpoint cannot otherwise finish and
+  // taken again once the disk has room. Without it a disk that filled up
+  // while the WAL held pages not yet in store.db could never be recovered
+  // by removing items. An eighth of the disk, at most 8 MiB.
+  fs::path reserve_path() const { return dir_ / "space-reserve"; }
+
+  uint64_t reserve_bytes() const {
+    struct statvfs st {};
+    if (statvfs(dir_.c_str(), &st) != 0) return 0;
+    uint64_t total = uint64_t(st.f_blocks) * uint64_t(st.f_frsize ? st.f_frsize : st.f_bsize);
+    return std::min<uint64_t>(8ull << 20, total / 8);
+  }
+
+  // Free pages inside store.db, as the writer sees them.
+  uint64_t free_page_bytes() const {
+    auto pages = writer_->cached("PRAGMA freelist_count");
+    uint64_t count = pages->step() ? uint64_t(pages->int64(0)) : 0;
+    auto size = writer_->cached("PRAGMA page_size");
+    return count * (size->step() ? uint64_t(size->int64(0)) : 4096);
+  }
+
+  // While the reserve is given back, its space is not for new items.
+  uint64_t missing_reserve() const { return reserve_held_ ? 0 : reserve_bytes(); }
+
+  void keep_space_reserve() {
+    uint64_t want = reserve_bytes();
+    std::error_code ec;
+    if (want == 0) return;
+    if (fs::file_size(reserve_path(), ec) >= want && !ec) {
+      reserve_held_ = true;
+      return;
+    }
+    int fd = ::open(reserve_path().c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    bool ok = posix_fallocate(fd, 0, off_t(want)) == 0;
+    ::close(fd);
+    if (!ok) fs::remove(reserve_path(), ec);
+    reserve_held_ = ok;
+  }
+
+  bool release_space_reserve() {
+    if (!reserve_held_) return false;
+    std::error_code ec;
+    fs::remove(reserve_path(), ec);
+    reserve_held_ = false;
+    std::fprintf(stderr, "itemfs: the disk holding the store is full; its space reserve was given back\n");
+    return !ec;
   }
 
   // The dictionary new blobs are compressed with ("" when none yet).
@@ -502,6 +594,7 @@ class StoreImpl final : public Store {
                                    std::to_string(kFormatVersion) + ")");
   }
 
+  std::atomic<bool> reserve_held_ = false;  // changed under write_mutex_ (or construction)
   fs::path dir_;
   Options options_;
   std::vector<CommitHook*> hooks_;

@@ -205,6 +205,11 @@ class Store {
   // Runs `fn` with a pooled read connection (for hooks' own queries).
   virtual void with_reader(const std::function<void(sqlite3*)>& fn) = 0;
 
+  // ENOSPC unless `bytes` more on the store's disk (staging files, which
+  // live there) would leave what the store keeps back for its log and
+  // checkpoint (see FORMAT.md, "A full disk").
+  virtual Status check_staging_room(uint64_t bytes) const = 0;
+
   virtual Stats stats() = 0;
   virtual FsckReport fsck(bool repair) = 0;
 };
