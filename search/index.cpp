@@ -67,6 +67,8 @@ constexpr const char* kDrop =
 
 constexpr size_t kSnippetBodyCap = 256u << 10;  // text read per hit for its snippet
 constexpr size_t kRecentCacheBytes = 8u << 20;
+constexpr size_t kMaxPending = 256;  // deferred full-text deletes (see Impl::drop)
+constexpr size_t kMaxPendingBytes = 8u << 20;
 constexpr size_t kMaxProblems = 100;
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
@@ -567,11 +569,14 @@ struct Index::Impl {
 
   // Statements on a writer connection, prepared once.
   struct WriterStmts {
-    explicit WriterStmts(sqlite3* db)
-        : by_ino(db, "SELECT gen, sha, id FROM search_doc WHERE ino=?"),
+    explicit WriterStmts(sqlite3* db_)
+        : db(db_),
+          by_ino(db, "SELECT gen, sha, id FROM search_doc WHERE ino=?"),
           by_id(db, "SELECT gen, sha, ino FROM search_doc WHERE id=? AND ino<>?"),
           next_gen(db, "UPDATE search_meta SET value=value+1 WHERE key='next_gen' RETURNING value-1"),
           add_dead(db, "UPDATE search_meta SET value=value+1 WHERE key='dead'"),
+          sub_dead(db, "UPDATE search_meta SET value=max(0, value-?) WHERE key='dead'"),
+          doc_exists(db, "SELECT 1 FROM search_doc WHERE gen=?"),
           fts_insert(db, "INSERT INTO search_fts(rowid, title, body, meta) VALUES(?,?,?,?)"),
           fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, title, body, meta) VALUES('delete',?,?,?,?)"),
           doc_insert(db,
@@ -579,7 +584,9 @@ struct Index::Impl {
                      "VALUES(?,?,?,?,?,?,?,?,?)"),
           doc_delete(db, "DELETE FROM search_doc WHERE gen=?"),
           doc_rename(db, "UPDATE search_doc SET id=? WHERE gen=?") {}
-    Stmt by_ino, by_id, next_gen, add_dead, fts_insert, fts_delete, doc_insert, doc_delete, doc_rename;
+    sqlite3* db;
+    Stmt by_ino, by_id, next_gen, add_dead, sub_dead, doc_exists, fts_insert, fts_delete, doc_insert, doc_delete,
+        doc_rename;
   };
 
   struct Recent {
@@ -593,6 +600,8 @@ struct Index::Impl {
   Tokenizer write_tok;
   std::map<sqlite3*, std::unique_ptr<WriterStmts>> writer_stmts;
   std::unordered_map<int64_t, Recent> recent;  // by generation
+  std::unordered_map<int64_t, Row> pending;    // deferred deletes by generation (see drop())
+  size_t pending_bytes = 0;
   std::deque<int64_t> recent_order;
   size_t recent_bytes = 0;
 
@@ -654,17 +663,72 @@ struct Index::Impl {
   }
 
   // Removes generation `gen` from the index.
-  void drop(WriterStmts& st, int64_t gen, int64_t ino, int64_t sha) {
+  // With `defer`, the full-text row stays behind as a dead row (counted in
+  // search_meta.dead, skipped by queries) and is deleted later with others
+  // in one go: by the next put, or once kMaxPending have gathered. FTS5 writes
+  // a segment for every statement that follows a change to it in a
+  // transaction, so a delete on its own cost several times the rest of a
+  // remove.
+  void drop(WriterStmts& st, int64_t gen, int64_t ino, int64_t sha, bool defer = false) {
     if (auto row = old_row(gen, ino, sha)) {
-      st.fts_delete.bind(1, gen).bind(2, row->title).bind(3, row->body).bind(4, row->meta).run();
+      if (defer) {
+        st.add_dead.run();
+        add_pending(gen, std::move(*row));
+      } else {
+        st.fts_delete.bind(1, gen).bind(2, row->title).bind(3, row->body).bind(4, row->meta).run();
+      }
     } else {
       st.add_dead.run();  // its tokens stay behind under a generation no item has
     }
     forget(gen);
     st.doc_delete.bind(1, gen).run();
+    if (pending.size() >= kMaxPending || pending_bytes >= kMaxPendingBytes) flush_pending(st);
   }
 
-  void drop_ino(WriterStmts& st, int64_t ino) {
+  void add_pending(int64_t gen, Row row) {
+    if (auto it = pending.find(gen); it != pending.end()) {
+      pending_bytes -= it->second.bytes();
+      pending.erase(it);
+    }
+    pending_bytes += row.bytes();
+    pending.emplace(gen, std::move(row));
+  }
+
+  // Deletes the rows of deferred drops. One whose generation is an entry
+  // again was dropped in a transaction that did not commit: it is kept.
+  // The rows go through a temporary table into one INSERT ... SELECT: FTS5
+  // writes what it has gathered at the start of each statement in a
+  // transaction, so one delete statement per row would write a segment each.
+  void flush_pending(WriterStmts& st) {
+    if (pending.empty()) return;
+    sqlite3* db = st.db;
+    // Created here, not once: a transaction that rolls back takes it away.
+    exec(db, "CREATE TEMP TABLE IF NOT EXISTS search_dropped(gen INTEGER PRIMARY KEY, title TEXT, body TEXT, meta TEXT)");
+    int64_t deleted = 0;
+    {
+      Stmt add(db, "INSERT OR REPLACE INTO temp.search_dropped(gen, title, body, meta) VALUES(?,?,?,?)");
+      for (const auto& [gen, row] : pending) {
+        bool live = false;
+        {
+          ResetOnExit r{st.doc_exists};
+          live = st.doc_exists.bind(1, gen).step();
+        }
+        if (live) continue;
+        add.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
+        ++deleted;
+      }
+    }
+    pending.clear();
+    pending_bytes = 0;
+    if (deleted == 0) return;
+    exec(db,
+         "INSERT INTO search_fts(search_fts, rowid, title, body, meta)"
+         " SELECT 'delete', gen, title, body, meta FROM temp.search_dropped;"
+         "DELETE FROM temp.search_dropped;");
+    st.sub_dead.bind(1, deleted).run();
+  }
+
+  void drop_ino(WriterStmts& st, int64_t ino, bool defer = false) {
     int64_t gen = 0, sha = 0;
     {
       ResetOnExit r{st.by_ino};
@@ -673,7 +737,7 @@ struct Index::Impl {
       gen = st.by_ino.int64(0);
       sha = st.by_ino.int64(1);
     }
-    drop(st, gen, ino, sha);
+    drop(st, gen, ino, sha, defer);
   }
 
   // Entries under `id` that belong to another ino (should not happen: the
@@ -707,6 +771,8 @@ struct Index::Impl {
   void rebuild(sqlite3* db) {
     exec(db, "DELETE FROM search_doc; INSERT INTO search_fts(search_fts) VALUES('delete-all');"
              "UPDATE search_meta SET value=0 WHERE key='dead';");
+    pending.clear();
+    pending_bytes = 0;
     recent.clear();
     recent_order.clear();
     recent_bytes = 0;
@@ -759,12 +825,23 @@ Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
   });
 }
 
-Index::~Index() = default;
+Index::~Index() {
+  // Deferred deletes not written now stay as dead rows until a reindex.
+  if (impl_->pending.empty() || impl_->store.options().read_only) return;
+  try {
+    impl_->store.write([&](store::WriteBatch& batch) {
+      std::lock_guard lock(impl_->write_mu);
+      impl_->flush_pending(impl_->stmts(batch.db()));
+    });
+  } catch (const std::exception&) {
+  }
+}
 
 void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::istream& content) {
   Extracted x = Impl::extract_stream(content);
   std::lock_guard lock(impl_->write_mu);
   auto& st = impl_->stmts(txn.db());
+  if (!impl_->pending.empty()) impl_->flush_pending(st);  // shares the segment this put writes
   impl_->drop_ino(st, item.ino);
   impl_->drop_other_inos(st, item.id, item.ino);
   impl_->insert(st, item, x);
@@ -773,7 +850,7 @@ void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::is
 void Index::on_remove(store::Transaction& txn, const store::ItemInfo& item) {
   std::lock_guard lock(impl_->write_mu);
   auto& st = impl_->stmts(txn.db());
-  impl_->drop_ino(st, item.ino);
+  impl_->drop_ino(st, item.ino, /*defer=*/true);
 }
 
 void Index::on_rename(store::Transaction& txn, const store::ItemInfo& item, std::string_view /*old_id*/) {

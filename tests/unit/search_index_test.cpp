@@ -492,6 +492,72 @@ TEST_F(SearchIndex, OlderIndexVersionIsRebuilt) {
   });
 }
 
+// A remove leaves its full-text row as a counted dead row and deletes it
+// later with others (the next put, or at close); searches never see it.
+TEST_F(SearchIndex, RemovesAreDeletedFromTheIndexInBatches) {
+  load_corpus();
+  auto dead = [&] {
+    int64_t v = -1;
+    store_->with_reader([&](sqlite3* db) {
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(db, "SELECT value FROM search_meta WHERE key='dead'", -1, &s, nullptr);
+      if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+      sqlite3_finalize(s);
+    });
+    return v;
+  };
+  auto fts_rows = [&] {
+    int64_t v = -1;
+    store_->with_reader([&](sqlite3* db) {
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(db, "SELECT count(*) FROM search_fts_docsize", -1, &s, nullptr);
+      if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+      sqlite3_finalize(s);
+    });
+    return v;
+  };
+  remove("a6");
+  remove("a3");
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2"}));
+  EXPECT_TRUE(ids("cafe").empty());
+  EXPECT_EQ(search("solar").total, 2u);
+  EXPECT_TRUE(index_->check().empty());
+  EXPECT_EQ(dead(), 2);
+  EXPECT_EQ(fts_rows(), 6);
+
+  // A remove whose transaction does not commit keeps its row: the later
+  // batch delete must not take it out of the index.
+  EXPECT_THROW(store_->write([&](WriteBatch& b) {
+                 ASSERT_TRUE(b.remove("a1").ok());
+                 throw std::runtime_error("abandon");
+               }),
+               std::runtime_error);
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2"}));
+
+  put("a7", {{"title", "Geothermal"}, {"content", "Heat from below."}});
+  EXPECT_EQ(dead(), 0);
+  EXPECT_EQ(fts_rows(), 5);  // a1 a2 a4 a5 a7
+  EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2"}));
+  EXPECT_EQ(sorted_ids("panel"), (V{"a1", "a2"}));
+  EXPECT_TRUE(index_->check().empty());
+
+  // Deletes still waiting when the index is closed are written then.
+  remove("a7");
+  EXPECT_EQ(dead(), 1);
+  open();
+  EXPECT_EQ(dead(), 0);
+  EXPECT_EQ(fts_rows(), 4);
+  EXPECT_TRUE(ids("geothermal").empty());
+  EXPECT_TRUE(index_->check().empty());
+
+  // Many removes in a row are deleted in batches along the way.
+  for (int k = 0; k < 600; ++k) put("m" + std::to_string(k), {{"title", "many"}, {"content", "word" + std::to_string(k)}});
+  for (int k = 0; k < 600; ++k) remove("m" + std::to_string(k));
+  EXPECT_LT(dead(), 300);
+  EXPECT_TRUE(ids("many").empty());
+  EXPECT_TRUE(index_->check().empty());
+}
+
 TEST_F(SearchIndex, DeadGenerationsAreSkipped) {
   load_corpus();
   // Simulate a row whose old tokens could not be deleted: an entry left in
