@@ -181,7 +181,7 @@ class StoreImpl final : public Store {
       WriteBatchImpl batch(*this, *writer_);
       fn(batch);
       puts = batch.changed_ids().size();
-      writer_->exec("COMMIT");
+      commit_or_use_reserve();
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
       // A batch refused for lack of room, or a COMMIT that ran out of disk,
@@ -230,22 +230,23 @@ class StoreImpl final : public Store {
     uint64_t need = 2 * size + wal_bytes() + kSpareBytes + missing_reserve();
     if (*free >= need) return Status::success();
     // Pages freed by removed items are reused at the checkpoint: store.db
-    // then need not grow.
-    uint64_t reusable = std::min(size, free_page_bytes());
-    need -= reusable;
+    // then need not grow, and what the lent reserve keeps free is not at
+    // stake (the WAL is what the reserve is for).
+    uint64_t growth = size - std::min(size, free_page_bytes());
+    need = size + growth + wal_bytes() + kSpareBytes + (growth ? missing_reserve() : 0);
     if (*free >= need) return Status::success();
     return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
                                      " bytes free, storing " + std::to_string(size) + " bytes needs " +
                                      std::to_string(need) + " (room for the log and its checkpoint)");
   }
 
-  // Staging files grow only while the disk keeps the WAL's size and 1 MiB
+  // Staging files grow only while the disk keeps the WAL's size and 256 KiB
   // more free: a body being written must never take the room a checkpoint
   // needs, or a store whose WAL is not yet copied back would be stuck full.
   Status check_staging_room(uint64_t bytes) const override {
     auto free = disk_free();
     if (!free) return Status::success();
-    uint64_t need = bytes + wal_bytes() + kSpareBytes + missing_reserve();
+    uint64_t need = bytes + wal_bytes() + kSpareBytes;
     if (*free >= need) return Status::success();
     return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
                                      " bytes free, " + std::to_string(need - bytes) +
@@ -256,7 +257,7 @@ class StoreImpl final : public Store {
     uint64_t wal = wal_bytes();
     auto free = disk_free();
     if (!free) return;
-    if (wal > 0 && *free < 2 * wal + 8 * kSpareBytes) {
+    if (wal > 0 && (!reserve_held_ || *free < 2 * wal + 8 * kSpareBytes)) {
       // A single commit can write more than the rule above foresaw (the
       // search index merges its segments now and then), and a disk can be
       // filled by others. If the checkpoint cannot grow store.db, the
@@ -264,7 +265,23 @@ class StoreImpl final : public Store {
       if (!checkpoint_truncate() && release_space_reserve()) checkpoint_truncate();
       free = disk_free();
     }
-    if (free && !reserve_held_ && *free >= reserve_bytes() + 2 * wal_bytes() + kSpareBytes) keep_space_reserve();
+    if (free && !reserve_held_ && *free >= reserve_bytes() + wal_bytes() + kSpareBytes) keep_space_reserve();
+  }
+
+  // COMMIT writes the transaction's pages to the WAL, and a commit may write
+  // far more than its items (the search index merges segments now and then):
+  // on a nearly full disk that would fail with SQLITE_FULL, and SQLite rolls
+  // back. So when the disk has less free than the reserve, the reserve is
+  // lent to the commit; the checkpoint after it copies the WAL into
+  // store.db (reusing its free pages) and give_back_space_if_low() takes the
+  // reserve again once the room is back. While it is lent, check_room()
+  // keeps its size free, so new data cannot eat it.
+  void commit_or_use_reserve() {
+    if (reserve_held_) {
+      auto free = disk_free();
+      if (free && *free < reserve_bytes()) release_space_reserve();
+    }
+    writer_->exec("COMMIT");
   }
 
   // True when the whole WAL was copied into store.db and the file emptied.
