@@ -180,6 +180,7 @@ class StoreImpl final : public Store {
     try {
       WriteBatchImpl batch(*this, *writer_);
       fn(batch);
+      for (CommitHook* hook : hooks_) hook->before_commit(batch);
       puts = batch.changed_ids().size();
       commit_or_use_reserve();
     } catch (...) {

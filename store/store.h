@@ -114,6 +114,8 @@ class CommitHook {
   virtual void on_remove(Transaction& txn, const ItemInfo& item) = 0;
   // The content is unchanged; only the id moved.
   virtual void on_rename(Transaction& txn, const ItemInfo& item, std::string_view old_id) = 0;
+  // After the batch's last change, before it commits (once per write()).
+  virtual void before_commit(Transaction& txn) { (void)txn; }
 };
 
 class Transaction {
