@@ -69,6 +69,7 @@ constexpr size_t kSnippetBodyCap = 256u << 10;  // text read per hit for its sni
 constexpr size_t kRecentCacheBytes = 8u << 20;
 constexpr size_t kMaxPending = 256;  // deferred full-text deletes (see Impl::drop)
 constexpr size_t kMaxPendingBytes = 8u << 20;
+constexpr size_t kMaxQueuedBytes = 16u << 20;  // puts' rows held until the commit
 constexpr size_t kMaxProblems = 100;
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
@@ -577,7 +578,6 @@ struct Index::Impl {
           add_dead(db, "UPDATE search_meta SET value=value+1 WHERE key='dead'"),
           sub_dead(db, "UPDATE search_meta SET value=max(0, value-?) WHERE key='dead'"),
           doc_exists(db, "SELECT 1 FROM search_doc WHERE gen=?"),
-          fts_insert(db, "INSERT INTO search_fts(rowid, title, body, meta) VALUES(?,?,?,?)"),
           fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, title, body, meta) VALUES('delete',?,?,?,?)"),
           doc_insert(db,
                      "INSERT INTO search_doc(gen, ino, id, sha, date, host, author, lang, tags) "
@@ -585,7 +585,7 @@ struct Index::Impl {
           doc_delete(db, "DELETE FROM search_doc WHERE gen=?"),
           doc_rename(db, "UPDATE search_doc SET id=? WHERE gen=?") {}
     sqlite3* db;
-    Stmt by_ino, by_id, next_gen, add_dead, sub_dead, doc_exists, fts_insert, fts_delete, doc_insert, doc_delete,
+    Stmt by_ino, by_id, next_gen, add_dead, sub_dead, doc_exists, fts_delete, doc_insert, doc_delete,
         doc_rename;
   };
 
@@ -602,6 +602,8 @@ struct Index::Impl {
   std::unordered_map<int64_t, Recent> recent;  // by generation
   std::unordered_map<int64_t, Row> pending;    // deferred deletes by generation (see drop())
   size_t pending_bytes = 0;
+  std::map<int64_t, Row> queued;  // rows of this transaction's puts, written by before_commit
+  size_t queued_bytes = 0;
   std::deque<int64_t> recent_order;
   size_t recent_bytes = 0;
 
@@ -670,6 +672,13 @@ struct Index::Impl {
   // transaction, so a delete on its own cost several times the rest of a
   // remove.
   void drop(WriterStmts& st, int64_t gen, int64_t ino, int64_t sha, bool defer = false) {
+    if (auto q = queued.find(gen); q != queued.end()) {  // put in this transaction, not written yet
+      queued_bytes -= q->second.bytes();
+      queued.erase(q);
+      forget(gen);
+      st.doc_delete.bind(1, gen).run();
+      return;
+    }
     if (auto row = old_row(gen, ino, sha)) {
       if (defer) {
         st.add_dead.run();
@@ -760,11 +769,42 @@ struct Index::Impl {
       gen = st.next_gen.int64(0);
     }
     Row row = make_row(x, write_tok);
-    st.fts_insert.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
+    queued_bytes += row.bytes();
+    queued[gen] = row;
     st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, item.id).bind(4, sha8(item.sha256)).bind(5, x.date());
     st.doc_insert.bind(6, x.host).bind(7, x.author).bind(8, normal_lang(x.lang)).bind(9, join_tags(x.tags));
     st.doc_insert.run();
     remember(gen, sha8(item.sha256), std::move(row));
+    if (queued_bytes > kMaxQueuedBytes) flush_queued(st);
+  }
+
+  // Writes the queued rows of this transaction's puts: all in one statement,
+  // so FTS5 writes one segment for them (see flush_pending). One whose entry
+  // is gone came from a transaction that did not commit.
+  void flush_queued(WriterStmts& st) {
+    if (queued.empty()) return;
+    sqlite3* db = st.db;
+    exec(db, "CREATE TEMP TABLE IF NOT EXISTS search_added(gen INTEGER PRIMARY KEY, title TEXT, body TEXT, meta TEXT)");
+    size_t added = 0;
+    {
+      Stmt add(db, "INSERT OR REPLACE INTO temp.search_added(gen, title, body, meta) VALUES(?,?,?,?)");
+      for (const auto& [gen, row] : queued) {
+        bool live = false;
+        {
+          ResetOnExit r{st.doc_exists};
+          live = st.doc_exists.bind(1, gen).step();
+        }
+        if (!live) continue;
+        add.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
+        ++added;
+      }
+    }
+    queued.clear();
+    queued_bytes = 0;
+    if (added == 0) return;
+    exec(db,
+         "INSERT INTO search_fts(rowid, title, body, meta) SELECT gen, title, body, meta FROM temp.search_added;"
+         "DELETE FROM temp.search_added;");
   }
 
   // Rebuilds everything inside the caller's write transaction on `db`.
@@ -773,6 +813,8 @@ struct Index::Impl {
              "UPDATE search_meta SET value=0 WHERE key='dead';");
     pending.clear();
     pending_bytes = 0;
+    queued.clear();
+    queued_bytes = 0;
     recent.clear();
     recent_order.clear();
     recent_bytes = 0;
@@ -787,6 +829,7 @@ struct Index::Impl {
       });
       insert(st, info, x.result());
     }
+    flush_queued(st);
     recent.clear();
     recent_order.clear();
     recent_bytes = 0;
@@ -841,10 +884,17 @@ void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::is
   Extracted x = Impl::extract_stream(content);
   std::lock_guard lock(impl_->write_mu);
   auto& st = impl_->stmts(txn.db());
-  if (!impl_->pending.empty()) impl_->flush_pending(st);  // shares the segment this put writes
   impl_->drop_ino(st, item.ino);
   impl_->drop_other_inos(st, item.id, item.ino);
   impl_->insert(st, item, x);
+}
+
+void Index::before_commit(store::Transaction& txn) {
+  std::lock_guard lock(impl_->write_mu);
+  if (impl_->queued.empty()) return;  // removes alone leave their deletes pending
+  auto& st = impl_->stmts(txn.db());
+  impl_->flush_pending(st);
+  impl_->flush_queued(st);
 }
 
 void Index::on_remove(store::Transaction& txn, const store::ItemInfo& item) {

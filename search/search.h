@@ -95,6 +95,8 @@ class Index : public store::CommitHook {
   void on_put(store::Transaction& txn, const store::ItemInfo& item, std::istream& content) override;
   void on_remove(store::Transaction& txn, const store::ItemInfo& item) override;
   void on_rename(store::Transaction& txn, const store::ItemInfo& item, std::string_view old_id) override;
+  // Writes the full-text rows of the batch's puts (and pending deletes) at once.
+  void before_commit(store::Transaction& txn) override;
 
  private:
   struct Impl;

@@ -558,6 +558,36 @@ TEST_F(SearchIndex, RemovesAreDeletedFromTheIndexInBatches) {
   EXPECT_TRUE(index_->check().empty());
 }
 
+// Puts' full-text rows are written together just before the commit; a
+// batch that does not commit leaves nothing behind for the next one.
+TEST_F(SearchIndex, PutsAreWrittenAtCommit) {
+  load_corpus();
+  EXPECT_THROW(store_->write([&](WriteBatch& b) {
+                 std::istringstream in(R"({"title": "zeppelin"})"), in2(R"({"title": "zeppelin two"})");
+                 ASSERT_TRUE(b.put("z1", in, {}).ok());
+                 ASSERT_TRUE(b.put("z3", in2, {}).ok());
+                 throw std::runtime_error("abandon");
+               }),
+               std::runtime_error);
+  put("z2", {{"title", "airship"}});
+  EXPECT_TRUE(ids("zeppelin").empty());
+  EXPECT_EQ(ids("airship"), (V{"z2"}));
+  EXPECT_TRUE(index_->check().empty());
+  // Put, replace and remove in one batch: only the last state is indexed.
+  store_->write([&](WriteBatch& b) {
+    std::istringstream one(R"({"title": "first draft"})"), two(R"({"title": "second draft"})"),
+        three(R"({"title": "gone draft"})");
+    ASSERT_TRUE(b.put("d1", one, {}).ok());
+    ASSERT_TRUE(b.put("d1", two, {}).ok());
+    ASSERT_TRUE(b.put("d2", three, {}).ok());
+    ASSERT_TRUE(b.remove("d2").ok());
+  });
+  EXPECT_EQ(ids("draft"), (V{"d1"}));
+  EXPECT_TRUE(ids("first").empty());
+  EXPECT_TRUE(ids("gone").empty());
+  EXPECT_TRUE(index_->check().empty());
+}
+
 TEST_F(SearchIndex, DeadGenerationsAreSkipped) {
   load_corpus();
   // Simulate a row whose old tokens could not be deleted: an entry left in
