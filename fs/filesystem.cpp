@@ -1097,6 +1097,7 @@ class Filesystem : public Tree {
       if (!discarded.empty()) {
         invalidate_item_entry(discarded);
         invalidate_inode(ino);
+        invalidate_shard(store::shard_of(discarded));  // its cached listing
       }
       unstage(ino, h->state);
     }
@@ -1579,6 +1580,11 @@ class Filesystem : public Tree {
       add("status", virtual_stat(kStatusIno));
       extra_list(ino, handle->entries);
     } else if (auto dir = items_dir_of(ino)) {
+      // The kernel keeps the listing across opens. Changes made through the
+      // mount reset it by themselves (the kernel bumps the directory's
+      // version); the others invalidate the directory's inode.
+      fi->cache_readdir = 1;
+      fi->keep_cache = 1;
       if (dir->empty()) {
         for (const auto& d : store_.list_dirs())
           add(d.name, stat_of(kDirBase + fuse_ino_t(d.ino), d.attrs.mode, 0, d.attrs.uid, d.attrs.gid, d.attrs.mtime_ns,

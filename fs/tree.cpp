@@ -127,7 +127,11 @@ void Tree::restored(const std::vector<std::string>& ids) {
     if (auto dir = store().dir_info(shard)) invalidate_entry(kDirBase + fuse_ino_t(dir->ino), id + ".json");
     shards.insert(shard);
   }
-  for (const auto& shard : shards) invalidate_entry(kItemsIno, shard);
+  for (const auto& shard : shards) {
+    invalidate_entry(kItemsIno, shard);
+    if (auto dir = store().dir_info(shard)) invalidate_inode(kDirBase + fuse_ino_t(dir->ino));  // its listing
+  }
+  invalidate_inode(kItemsIno);
   log().add("restore: " + std::to_string(ids.size()) + " items changed");
 }
 
