@@ -15,7 +15,9 @@
 
 namespace itemfs::search::detail {
 
-inline constexpr int kIndexVersion = 2;  // 2: detail=column, field values as marker+word tokens
+// 2: detail=column, field words as marker+word tokens; 3: no field tokens for
+// paths the query language routes elsewhere (title, content, author, ...).
+inline constexpr int kIndexVersion = 3;
 
 inline constexpr size_t kMaxBodyText = 4u << 20;  // text indexed per item
 inline constexpr size_t kMaxTitle = 4096;

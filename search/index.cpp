@@ -191,7 +191,9 @@ std::string normal_lang(std::string lang) {
 
 std::string make_meta(const Extracted& x, Tokenizer& tok) {
   std::string m;
-  for (const auto& [path, value] : x.fields) append_marked(m, tok, marker("p:" + path), value);
+  for (const auto& [path, value] : x.fields) {
+    if (!is_reserved_field(path)) append_marked(m, tok, marker("p:" + path), value);
+  }
   const std::string author = marker("@author");
   for (const auto& a : x.authors) append_marked(m, tok, author, a);
   const std::string tag = marker("@tag");

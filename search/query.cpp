@@ -164,6 +164,13 @@ bool Query::matches(const ColumnTokens& columns) const {
   return std::none_of(none.begin(), none.end(), [&](const Phrase& p) { return phrase_matches(p, columns); });
 }
 
+bool is_reserved_field(std::string_view n) {
+  static constexpr std::string_view kReserved[] = {"title", "content", "body",     "text",  "author", "authors",
+                                                   "tag",   "tags",    "host",     "site",  "lang",   "language",
+                                                   "limit", "sort",    "after",    "before"};
+  return std::find(std::begin(kReserved), std::end(kReserved), n) != std::end(kReserved);
+}
+
 std::string Query::match() const {
   if (negative.empty()) return positive;
   return "(" + positive + ") NOT (" + negative + ")";

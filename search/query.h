@@ -70,6 +70,12 @@ struct Query {
 
 store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out);
 
+// Filter names the query language answers some other way (a column, a marker,
+// an option): title, content, author, tag, host, lang, limit, ... A field at
+// exactly such a path is never searched as name:value, so it is not indexed
+// as one.
+bool is_reserved_field(std::string_view lower_name);
+
 // The FTS5 string literal for the given tokens: "a b" with quotes doubled.
 std::string fts_phrase(const std::vector<std::string>& tokens);
 // The tokens FTS5 sees for a word or phrase the user typed (CJK handled).
