@@ -16,8 +16,9 @@
 namespace itemfs::search::detail {
 
 // 2: detail=column, field words as marker+word tokens; 3: no field tokens for
-// paths the query language routes elsewhere (title, content, author, ...).
-inline constexpr int kIndexVersion = 3;
+// paths the query language routes elsewhere (title, content, author, ...);
+// 4: host and author facet values in search_value, by id in search_doc.
+inline constexpr int kIndexVersion = 4;
 
 inline constexpr size_t kMaxBodyText = 4u << 20;  // text indexed per item
 inline constexpr size_t kMaxTitle = 4096;

@@ -53,9 +53,12 @@ constexpr const char* kSchema =
     " id TEXT NOT NULL,"
     " sha INTEGER NOT NULL,"  // first 8 bytes of the item's SHA-256: which version is indexed
     " date INTEGER,"          // published_at, else crawled_at, unix seconds
-    " host TEXT, author TEXT, lang TEXT,"
-    " tags TEXT);"  // joined by U+001F
+    " host INTEGER, author INTEGER,"  // search_value ids
+    " lang TEXT,"
+    " tags TEXT);"  // joined by U+001F (inline: tag lists rarely repeat)
     "CREATE INDEX IF NOT EXISTS search_doc_id ON search_doc(id);"
+    // Host and author facet values, each kept once: items share a few of them.
+    "CREATE TABLE IF NOT EXISTS search_value(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(title, body, meta, content='', detail=column,"
     " tokenize='unicode61 remove_diacritics 2');"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_fts, 'row');"
@@ -63,6 +66,7 @@ constexpr const char* kSchema =
 
 constexpr const char* kDrop =
     "DROP TABLE IF EXISTS search_vocab; DROP TABLE IF EXISTS search_fts; DROP TABLE IF EXISTS search_doc;"
+    "DROP TABLE IF EXISTS search_value;"
     "DROP TABLE IF EXISTS search_meta;";
 
 constexpr size_t kSnippetBodyCap = 256u << 10;  // text read per hit for its snippet
@@ -580,6 +584,8 @@ struct Index::Impl {
           add_dead(db, "UPDATE search_meta SET value=value+1 WHERE key='dead'"),
           sub_dead(db, "UPDATE search_meta SET value=max(0, value-?) WHERE key='dead'"),
           doc_exists(db, "SELECT 1 FROM search_doc WHERE gen=?"),
+          value_find(db, "SELECT id FROM search_value WHERE value=?"),
+          value_add(db, "INSERT INTO search_value(value) VALUES(?) RETURNING id"),
           fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, title, body, meta) VALUES('delete',?,?,?,?)"),
           doc_insert(db,
                      "INSERT INTO search_doc(gen, ino, id, sha, date, host, author, lang, tags) "
@@ -587,7 +593,8 @@ struct Index::Impl {
           doc_delete(db, "DELETE FROM search_doc WHERE gen=?"),
           doc_rename(db, "UPDATE search_doc SET id=? WHERE gen=?") {}
     sqlite3* db;
-    Stmt by_ino, by_id, next_gen, add_dead, sub_dead, doc_exists, fts_delete, doc_insert, doc_delete,
+    Stmt by_ino, by_id, next_gen, add_dead, sub_dead, doc_exists, value_find, value_add, fts_delete, doc_insert,
+        doc_delete,
         doc_rename;
   };
 
@@ -763,6 +770,18 @@ struct Index::Impl {
     for (const auto& o : others) drop(st, o[0], o[2], o[1]);
   }
 
+  // The search_value id of a facet value (added if new); none for "".
+  static std::optional<int64_t> value_id(WriterStmts& st, const std::string& value) {
+    if (value.empty()) return std::nullopt;
+    {
+      ResetOnExit r{st.value_find};
+      if (st.value_find.bind(1, value).step()) return st.value_find.int64(0);
+    }
+    ResetOnExit r{st.value_add};
+    if (!st.value_add.bind(1, value).step()) throw StoreError(EIO, "search: cannot add a facet value");
+    return st.value_add.int64(0);
+  }
+
   void insert(WriterStmts& st, const store::ItemInfo& item, const Extracted& x) {
     int64_t gen;
     {
@@ -774,7 +793,8 @@ struct Index::Impl {
     queued_bytes += row.bytes();
     queued[gen] = row;
     st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, item.id).bind(4, sha8(item.sha256)).bind(5, x.date());
-    st.doc_insert.bind(6, x.host).bind(7, x.author).bind(8, normal_lang(x.lang)).bind(9, join_tags(x.tags));
+    st.doc_insert.bind(6, value_id(st, x.host)).bind(7, value_id(st, x.author)).bind(8, normal_lang(x.lang));
+    st.doc_insert.bind(9, join_tags(x.tags));
     st.doc_insert.run();
     remember(gen, sha8(item.sha256), std::move(row));
     if (queued_bytes > kMaxQueuedBytes) flush_queued(st);
@@ -811,7 +831,7 @@ struct Index::Impl {
 
   // Rebuilds everything inside the caller's write transaction on `db`.
   void rebuild(sqlite3* db) {
-    exec(db, "DELETE FROM search_doc; INSERT INTO search_fts(search_fts) VALUES('delete-all');"
+    exec(db, "DELETE FROM search_doc; DELETE FROM search_value; INSERT INTO search_fts(search_fts) VALUES('delete-all');"
              "UPDATE search_meta SET value=0 WHERE key='dead';");
     pending.clear();
     pending_bytes = 0;
@@ -1053,7 +1073,9 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   auto snap = impl_->store.snapshot();
   sqlite3* db = snap->db();
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date, d.id"));
+  Stmt s(db, match_sql(q, true,
+                       "(SELECT value FROM search_value WHERE id=d.host), (SELECT value FROM search_value WHERE "
+                       "id=d.author), d.lang, d.tags, d.date, d.id"));
   bind_match(s, q);
   std::unordered_map<std::string, uint64_t> host, author, lang, tag, year;
   uint64_t total = 0;
