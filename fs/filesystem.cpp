@@ -193,14 +193,27 @@ class Filesystem : public Tree {
         if (inval_queue_.empty()) return;
         auto [ino, name] = inval_queue_.front();
         inval_queue_.pop_front();
+        inval_busy_ = true;
         lock.unlock();
         if (name.empty())
           fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
         else
           fuse_lowlevel_notify_inval_entry(session_, ino, name.c_str(), name.size());
         lock.lock();
+        inval_busy_ = false;
+        if (inval_queue_.empty()) inval_drained_.notify_all();
       }
     });
+  }
+
+  // Waits (a bounded time) until the kernel has heard every invalidation
+  // queued so far, so that a command such as a restore returns only once
+  // what the kernel caches is true again. Never called from the thread
+  // that sends them, nor while handling a request on an invalidated inode.
+  void wait_for_invalidations() {
+    std::unique_lock lock(inval_mutex_);
+    inval_drained_.wait_for(lock, std::chrono::seconds(10),
+                            [&] { return inval_stop_ || (inval_queue_.empty() && !inval_busy_); });
   }
   void stop_invalidator() {
     {
@@ -208,6 +221,7 @@ class Filesystem : public Tree {
       inval_stop_ = true;
       inval_queue_.clear();
       inval_cv_.notify_one();
+      inval_drained_.notify_all();
     }
     if (inval_thread_.joinable()) inval_thread_.join();
   }
@@ -1704,6 +1718,7 @@ class Filesystem : public Tree {
       std::string line = h.pending_command.substr(0, nl);
       h.pending_command.erase(0, nl + 1);
       if (!err) err = run_control(line);
+      wait_for_invalidations();
     }
     return err;
   }
@@ -1712,7 +1727,9 @@ class Filesystem : public Tree {
     if (h.pending_command.empty()) return 0;
     std::string line;
     line.swap(h.pending_command);
-    return run_control(line);
+    int err = run_control(line);
+    wait_for_invalidations();
+    return err;
   }
 
   store::Store& store_;
@@ -1734,6 +1751,8 @@ class Filesystem : public Tree {
   uint64_t next_dynamic_ = 1;
   std::mutex inval_mutex_;
   std::condition_variable inval_cv_;
+  std::condition_variable inval_drained_;
+  bool inval_busy_ = false;  // a notification is being sent
   std::deque<std::pair<fuse_ino_t, std::string>> inval_queue_;
   bool inval_stop_ = false;
   std::thread inval_thread_;
