@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -63,7 +64,7 @@ void FileSink::finish() {
   digest_ = hasher_.finish();
 }
 
-FileSource::FileSource(const std::filesystem::path& path) : path_(path) {
+FileSource::FileSource(const std::filesystem::path& path, bool hash) : path_(path), hash_(hash) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw_errno("cannot open", path, errno);
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -78,7 +79,7 @@ size_t FileSource::read(void* buf, size_t cap) {
     ssize_t n = ::read(fd_, buf, cap);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("cannot read", path_, errno);
-    hasher_.update(buf, static_cast<size_t>(n));
+    if (hash_) hasher_.update(buf, static_cast<size_t>(n));
     bytes_ += static_cast<uint64_t>(n);
     return static_cast<size_t>(n);
   }
@@ -336,6 +337,75 @@ bool looks_encrypted(const std::filesystem::path& path) {
   return yes;
 }
 
+// ---------------------------------------------------------------- gzip
+
+GzipSink::GzipSink(ByteSink& next, int level)
+    : next_(next), z_(std::make_unique<z_stream_s>()), out_(256 * 1024), level_(std::clamp(level, 0, 9)) {
+  // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
+  if (deflateInit2(z_.get(), level_, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    z_.reset();
+    throw JobError(ENOMEM, "gzip: cannot initialise zlib");
+  }
+}
+
+GzipSink::~GzipSink() {
+  if (z_) deflateEnd(z_.get());
+}
+
+void GzipSink::deflate_all(int flush) {
+  for (;;) {
+    z_->next_out = out_.data();
+    z_->avail_out = static_cast<uInt>(out_.size());
+    int rc = deflate(z_.get(), flush);
+    if (rc == Z_STREAM_ERROR) throw JobError(EIO, "gzip: deflate failed");
+    size_t have = out_.size() - z_->avail_out;
+    if (have) next_.write(out_.data(), have);
+    if (flush == Z_FINISH ? rc == Z_STREAM_END : (z_->avail_in == 0 && z_->avail_out != 0)) return;
+  }
+}
+
+void GzipSink::set_level(int level) {
+  level = std::clamp(level, 0, 9);
+  if (level == level_) return;
+  if (finished_) throw JobError(EIO, "gzip: level change after finish");
+  // deflateParams compresses what it holds at the old level first; it asks
+  // for more room (Z_BUF_ERROR) until that fits.
+  for (int tries = 0;; ++tries) {
+    z_->next_in = nullptr;
+    z_->avail_in = 0;
+    z_->next_out = out_.data();
+    z_->avail_out = static_cast<uInt>(out_.size());
+    int rc = deflateParams(z_.get(), level, Z_DEFAULT_STRATEGY);
+    size_t have = out_.size() - z_->avail_out;
+    if (have) next_.write(out_.data(), have);
+    if (rc == Z_OK) break;
+    if (rc != Z_BUF_ERROR || tries > 1000) throw JobError(EIO, "gzip: cannot change the compression level");
+  }
+  level_ = level;
+}
+
+void GzipSink::write(const void* data, size_t size) {
+  if (finished_) throw JobError(EIO, "gzip: write after finish");
+  const auto* p = static_cast<const unsigned char*>(data);
+  while (size > 0) {
+    size_t n = std::min<size_t>(size, 1u << 30);
+    z_->next_in = const_cast<unsigned char*>(p);  // zlib's API is not const; it does not write
+    z_->avail_in = static_cast<uInt>(n);
+    deflate_all(Z_NO_FLUSH);
+    p += n;
+    size -= n;
+  }
+}
+
+void GzipSink::finish() {
+  if (finished_) return;
+  z_->next_in = nullptr;
+  z_->avail_in = 0;
+  deflate_all(Z_FINISH);
+  finished_ = true;
+  next_.finish();
+}
+
 // ---------------------------------------------------------------- tar
 
 // Item ids are UTF-8 and so are the names in our archives. libarchive
@@ -365,7 +435,7 @@ struct TarCallbacks {
   static la_ssize_t write(struct archive*, void* self, const void* buf, size_t n) {
     auto* w = static_cast<TarWriter*>(self);
     try {
-      w->sink_.write(buf, n);
+      w->gzip_.write(buf, n);
       return static_cast<la_ssize_t>(n);
     } catch (...) {
       w->error_ = std::current_exception();
@@ -385,15 +455,17 @@ struct TarCallbacks {
   }
 };
 
-TarWriter::TarWriter(ByteSink& sink, int gzip_level) : sink_(sink), a_(archive_write_new()), entry_(archive_entry_new()) {
+TarWriter::TarWriter(ByteSink& sink, int gzip_level)
+    : gzip_(sink, gzip_level), a_(archive_write_new()), entry_(archive_entry_new()) {
   try {
     if (!a_ || !entry_) throw JobError(ENOMEM, "libarchive: out of memory");
-    std::string level = std::to_string(std::clamp(gzip_level, 1, 9));
     Utf8Scope utf8;
     check(archive_write_set_format_pax(a_), "tar format");
-    check(archive_write_add_filter_gzip(a_), "gzip filter");
-    check(archive_write_set_filter_option(a_, "gzip", "compression-level", level.c_str()), "gzip level");
-    check(archive_write_set_bytes_per_block(a_, 64 * 1024), "block size");
+    // libarchive writes the tar stream; GzipSink compresses it, so that the
+    // level can change between entries. No blocking: every write reaches
+    // GzipSink at once, so a level change applies from the next entry on.
+    check(archive_write_add_filter_none(a_), "no filter");
+    check(archive_write_set_bytes_per_block(a_, 0), "block size");
     check(archive_write_set_bytes_in_last_block(a_, 1), "last block");
     check(archive_write_open(a_, this, nullptr, &TarCallbacks::write, nullptr), "open");
   } catch (...) {
@@ -409,6 +481,8 @@ TarWriter::~TarWriter() {
   if (!closed_) archive_write_fail(a_);
   archive_write_free(a_);
 }
+
+void TarWriter::set_level(int gzip_level) { gzip_.set_level(gzip_level); }
 
 void TarWriter::check(int rc, const std::string& what) {
   if (rc == ARCHIVE_OK) return;
@@ -469,7 +543,7 @@ void TarWriter::close() {
   Utf8Scope utf8;
   check(archive_write_close(a_), "close");
   closed_ = true;
-  sink_.finish();
+  gzip_.finish();  // and so the sink's finish()
 }
 
 TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new()), buf_(128 * 1024) {

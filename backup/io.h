@@ -17,6 +17,7 @@
 struct archive;
 struct archive_entry;
 struct evp_cipher_ctx_st;
+struct z_stream_s;
 
 namespace itemfs::backup {
 
@@ -54,10 +55,11 @@ class FileSink : public ByteSink {
   uint64_t bytes_ = 0;
 };
 
-// Reads a file, hashing every byte read. drain() reads (and hashes) the rest.
+// Reads a file, hashing every byte read (unless `hash` is false). drain()
+// reads (and hashes) the rest.
 class FileSource : public ByteSource {
  public:
-  explicit FileSource(const std::filesystem::path& path);
+  explicit FileSource(const std::filesystem::path& path, bool hash = true);
   ~FileSource() override;
   size_t read(void* buf, size_t cap) override;
   void drain();
@@ -68,6 +70,7 @@ class FileSource : public ByteSource {
  private:
   std::filesystem::path path_;
   int fd_ = -1;
+  bool hash_ = true;
   Sha256Hasher hasher_;
   uint64_t bytes_ = 0;
 };
@@ -128,11 +131,37 @@ class DecryptSource : public ByteSource {
 // Reads the encrypted header of a file only: is it one of ours?
 bool looks_encrypted(const std::filesystem::path& path);
 
-// --- tar.gz through libarchive ---
+// --- gzip ---
+
+// Compresses everything written into one gzip stream (zlib) for `next`. The
+// level can change between writes: what follows is compressed at the new
+// level, in the same stream (0 stores deflate blocks uncompressed).
+class GzipSink : public ByteSink {
+ public:
+  GzipSink(ByteSink& next, int level);
+  ~GzipSink() override;
+  GzipSink(const GzipSink&) = delete;
+  GzipSink& operator=(const GzipSink&) = delete;
+  void set_level(int level);
+  void write(const void* data, size_t size) override;
+  void finish() override;  // gzip trailer, then next.finish()
+
+ private:
+  void deflate_all(int flush);
+  ByteSink& next_;
+  std::unique_ptr<z_stream_s> z_;
+  std::vector<unsigned char> out_;
+  int level_;
+  bool finished_ = false;
+};
+
+// --- tar through libarchive, gzip through GzipSink ---
 
 class TarWriter {
  public:
   TarWriter(ByteSink& sink, int gzip_level);
+  // The gzip level of what is written from now on (between entries).
+  void set_level(int gzip_level);
   ~TarWriter();
   TarWriter(const TarWriter&) = delete;
   TarWriter& operator=(const TarWriter&) = delete;
@@ -144,7 +173,7 @@ class TarWriter {
  private:
   friend struct TarCallbacks;
   void check(int rc, const std::string& what);
-  ByteSink& sink_;
+  GzipSink gzip_;
   struct archive* a_;
   struct archive_entry* entry_;
   std::exception_ptr error_;
