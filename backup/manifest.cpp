@@ -1,8 +1,11 @@
 #include "backup/manifest.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace itemfs::backup {
 
@@ -52,21 +55,57 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
   put(s);
 }
 
+namespace {
+
+void append_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_int(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace
+
 void ManifestWriter::item(const std::string& id, const ItemMeta& meta, const std::string& archive_id) {
-  buf_.clear();
+  static constexpr char kDigits[] = "0123456789abcdef";
   buf_ += first_ ? "\n    " : ",\n    ";
   first_ = false;
   append_json_string(buf_, id);
-  buf_ += ": {\"sha256\": \"" + hex(meta.sha256.data(), meta.sha256.size()) + "\", \"size\": " +
-          std::to_string(meta.size) + ", \"mode\": " + std::to_string(meta.mode) + ", \"uid\": " +
-          std::to_string(meta.uid) + ", \"gid\": " + std::to_string(meta.gid) +
-          ", \"mtime_ns\": " + std::to_string(meta.mtime_ns) + ", \"archive\": ";
+  buf_ += ": {\"sha256\": \"";
+  size_t at = buf_.size();
+  buf_.resize(at + 64);
+  for (size_t i = 0; i < 32; ++i) {
+    buf_[at + 2 * i] = kDigits[meta.sha256[i] >> 4];
+    buf_[at + 2 * i + 1] = kDigits[meta.sha256[i] & 15];
+  }
+  buf_ += "\", \"size\": ";
+  append_uint(buf_, meta.size);
+  buf_ += ", \"mode\": ";
+  append_uint(buf_, meta.mode);
+  buf_ += ", \"uid\": ";
+  append_uint(buf_, meta.uid);
+  buf_ += ", \"gid\": ";
+  append_uint(buf_, meta.gid);
+  buf_ += ", \"mtime_ns\": ";
+  append_int(buf_, meta.mtime_ns);
+  buf_ += ", \"archive\": ";
   append_json_string(buf_, archive_id);
   buf_ += "}";
+  if (buf_.size() >= 64 * 1024) flush();
+}
+
+void ManifestWriter::flush() {
   put(buf_);
+  buf_.clear();
 }
 
 void ManifestWriter::end(bool any_items) {
+  flush();
   if (with_items_) put(any_items ? "\n  }\n}\n" : "}\n}\n");
   else put("\n}\n");
 }
@@ -238,6 +277,172 @@ void read_manifest_file(const std::filesystem::path& path, bool summary_only, Ma
   std::ifstream in(path, std::ios::binary);
   if (!in) throw_errno("cannot open", path, errno);
   read_manifest(in, summary_only, out, path.string());
+}
+
+namespace {
+
+// A cursor over ManifestWriter's exact layout. Every method returns false
+// when the text is not what that writer produces.
+class LayoutReader {
+ public:
+  explicit LayoutReader(std::string_view t) : t_(t) {}
+
+  bool lit(std::string_view s) {
+    if (t_.substr(p_, s.size()) != s) return false;
+    p_ += s.size();
+    return true;
+  }
+  bool peek(char c) const { return p_ < t_.size() && t_[p_] == c; }
+  bool at_end() const { return p_ == t_.size(); }
+
+  // A JSON string without escapes or control characters, valid UTF-8 (as
+  // nlohmann's lexer requires). Anything else is left to the general parser.
+  bool plain_string(std::string_view& out) {
+    if (!lit("\"")) return false;
+    size_t start = p_;
+    while (p_ < t_.size()) {
+      auto c = static_cast<unsigned char>(t_[p_]);
+      if (c == '"') {
+        out = t_.substr(start, p_ - start);
+        ++p_;
+        return true;
+      }
+      if (c == '\\' || c < 0x20) return false;
+      if (c < 0x80) {
+        ++p_;
+        continue;
+      }
+      // RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF.
+      size_t n;
+      unsigned char lo = 0x80, hi = 0xbf;
+      if (c >= 0xc2 && c <= 0xdf) n = 1;
+      else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+      } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+      } else {
+        return false;
+      }
+      if (p_ + n >= t_.size()) return false;
+      for (size_t i = 1; i <= n; ++i) {
+        auto d = static_cast<unsigned char>(t_[p_ + i]);
+        if (i == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xbf)) return false;
+      }
+      p_ += n + 1;
+    }
+    return false;
+  }
+
+  // A JSON integer: -?(0|[1-9][0-9]*), within the range of T.
+  template <typename T>
+  bool integer(T& out) {
+    size_t start = p_;
+    if (peek('-')) {
+      if constexpr (!std::is_signed_v<T>) return false;
+      ++p_;
+    }
+    size_t digits = p_;
+    while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+    if (p_ == digits || (t_[digits] == '0' && p_ - digits > 1)) return false;
+    if (p_ < t_.size() && (t_[p_] == '.' || t_[p_] == 'e' || t_[p_] == 'E')) return false;
+    auto r = std::from_chars(t_.data() + start, t_.data() + p_, out);
+    return r.ec == std::errc() && r.ptr == t_.data() + p_;
+  }
+
+  bool sha256(store::Sha256& out) {
+    if (!parse_sha256_hex(t_.substr(p_, 64), out)) return false;
+    p_ += 64;
+    return true;
+  }
+
+  size_t pos() const { return p_; }
+  void seek(size_t p) { p_ = p; }
+
+ private:
+  std::string_view t_;
+  size_t p_ = 0;
+};
+
+}  // namespace
+
+bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<MapEntry>& items) {
+  items.clear();
+  // The header: everything before "deleted", closed and read by the general
+  // parser. That it parses as a whole object proves the cut is at the top
+  // level (a raw newline cannot be inside a JSON string).
+  constexpr std::string_view kDeleted = ",\n  \"deleted\": [";
+  size_t cut = text.find(kDeleted);
+  if (cut == std::string_view::npos) return false;
+  // Nor may the header hold "deleted" or "items" (the general parser would
+  // read both copies); no backslash, so that no key can spell them in escapes.
+  std::string_view head = text.substr(0, cut);
+  if (head.find('\\') != std::string_view::npos || head.find("\"deleted\"") != std::string_view::npos ||
+      head.find("\"items\"") != std::string_view::npos) {
+    return false;
+  }
+  {
+    std::string header(text.substr(0, cut));
+    header += "\n}";
+    std::istringstream in(header);
+    try {
+      read_manifest(in, true, out, "");
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  out.has_items = true;
+  LayoutReader r(text);
+  r.seek(cut + kDeleted.size());
+  std::string_view s;
+  if (!r.lit("]")) {
+    do {
+      if (!r.lit("\n    ") || !r.plain_string(s)) return false;
+      out.deleted.emplace_back(s);
+    } while (r.lit(","));
+    if (!r.lit("\n  ]")) return false;
+  }
+  if (!r.lit(",\n  \"items\": {")) return false;
+  if (r.lit("}\n}\n")) return r.at_end();
+  items.reserve(text.size() / 160);  // an entry is about 220 bytes
+  do {
+    MapEntry e;
+    std::string_view archive;
+    if (!r.lit("\n    ") || !r.plain_string(s) || !r.lit(": {\"sha256\": \"") || !r.sha256(e.meta.sha256) ||
+        !r.lit("\", \"size\": ") || !r.integer(e.meta.size) || e.meta.size > uint64_t(INT64_MAX) ||
+        !r.lit(", \"mode\": ") || !r.integer(e.meta.mode) || !r.lit(", \"uid\": ") || !r.integer(e.meta.uid) ||
+        !r.lit(", \"gid\": ") || !r.integer(e.meta.gid) || !r.lit(", \"mtime_ns\": ") ||
+        !r.integer(e.meta.mtime_ns) || !r.lit(", \"archive\": ") || !r.plain_string(archive) || !r.lit("}")) {
+      return false;
+    }
+    // Strictly increasing: sorted, and no id twice.
+    if (!items.empty() && !(std::string_view(items.back().id) < s)) return false;
+    e.meta.archive = static_cast<uint32_t>(out.chain.size());
+    for (size_t i = 0; i < out.chain.size(); ++i) {
+      if (out.chain[i] == archive) {
+        e.meta.archive = static_cast<uint32_t>(i);
+        break;
+      }
+    }
+    if (e.meta.archive == out.chain.size()) return false;
+    e.id = s;
+    items.push_back(std::move(e));
+  } while (r.lit(","));
+  return r.lit("\n  }\n}\n") && r.at_end();
+}
+
+void read_manifest_sorted(std::string_view text, Manifest& out, std::vector<MapEntry>& items, const std::string& what) {
+  if (parse_manifest_layout(text, out, items)) return;
+  std::istringstream in{std::string(text)};
+  read_manifest(in, false, out, what);
+  items.clear();
+  items.reserve(out.items.size());
+  for (auto& [id, meta] : out.items) items.push_back({id, meta});
+  out.items.clear();
+  std::sort(items.begin(), items.end(), [](const MapEntry& a, const MapEntry& b) { return a.id < b.id; });
 }
 
 std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }

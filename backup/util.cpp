@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -20,21 +22,28 @@ std::string hex(const uint8_t* data, size_t size) {
   return out;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+namespace {
+// 0..15 for a hex digit, 0xff for anything else.
+constexpr std::array<uint8_t, 256> kHexValue = [] {
+  std::array<uint8_t, 256> t{};
+  for (auto& v : t) v = 0xff;
+  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<uint8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) t[c] = static_cast<uint8_t>(c - 'A' + 10);
+  return t;
+}();
+}  // namespace
 
 bool parse_sha256_hex(std::string_view text, store::Sha256& out) {
   if (text.size() != 64) return false;
+  uint8_t bad = 0;
   for (size_t i = 0; i < 32; ++i) {
-    int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+    uint8_t hi = kHexValue[static_cast<unsigned char>(text[2 * i])];
+    uint8_t lo = kHexValue[static_cast<unsigned char>(text[2 * i + 1])];
+    bad |= hi | lo;
+    out[i] = static_cast<uint8_t>(hi << 4 | (lo & 15));
   }
-  return true;
+  return (bad & 0xf0) == 0;
 }
 
 int64_t now_ns() {
@@ -69,6 +78,15 @@ std::string compact_time(int64_t ns) {
 
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
+  bool plain = std::all_of(s.begin(), s.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c >= 0x20 && c != 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out.append(s);
+    out.push_back('"');
+    return;
+  }
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (c) {
@@ -108,7 +126,10 @@ void fsync_path(const std::filesystem::path& path) {
 }
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view content) {
-  std::filesystem::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
+  std::string tmp_name = ".";  // built in steps: GCC 12 -O3 misreports "." + string as -Wrestrict
+  tmp_name += path.filename().string();
+  tmp_name += ".tmp";
+  std::filesystem::path tmp = path.parent_path() / tmp_name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw_errno("cannot create", tmp, errno);
   size_t done = 0;
