@@ -1,6 +1,7 @@
 // Manager: runs backup jobs (backup.h has the contract).
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +36,8 @@ constexpr const char* kManifestFile = "manifest.json";
 constexpr const char* kVerifyFile = "verify.json";
 constexpr uint64_t kSpoolInMemory = 1 << 20;
 constexpr size_t kMaxProblems = 20;
+// gzip level of an incremental's MANIFEST.json and SHA256SUMS (see do_backup).
+constexpr int kManifestLevelIncremental = 0;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
@@ -47,6 +50,38 @@ File open_write(const fs::path& path) {
   File f(std::fopen(path.c_str(), "wbx"));
   if (!f) throw_errno("cannot create", path, errno);
   return f;
+}
+
+// Closes a written file after asking the kernel to start writing it out; a
+// later fsync then finds little left to do.
+void close_unsynced(File& f, const fs::path& path) {
+  if (std::fflush(f.get()) != 0) throw_errno("cannot write", path, errno);
+  ::sync_file_range(::fileno(f.get()), 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: failure is harmless
+  std::FILE* raw = f.release();
+  if (std::fclose(raw) != 0) throw_errno("cannot close", path, errno);
+}
+
+std::string read_whole_file(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot open", path, errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno("cannot stat", path, errno);
+  std::string text(static_cast<size_t>(st.st_size) + 1, '\0');
+  size_t got = 0;
+  for (;;) {
+    if (got == text.size()) text.resize(text.size() * 2);  // it grew meanwhile
+    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot read", path, errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
 }
 
 void close_synced(File& f, const fs::path& path) {
@@ -83,7 +118,7 @@ void add_file_entry(TarWriter& tw, const std::string& name, const fs::path& file
   std::error_code ec;
   uint64_t size = fs::file_size(file, ec);
   if (ec) throw_errno("cannot stat", file, ec.value());
-  FileSource src(file);
+  FileSource src(file, false);
   tw.begin(name, size, 0644, static_cast<uint32_t>(::getuid()), static_cast<uint32_t>(::getgid()), mtime_ns);
   std::vector<char> buf(64 * 1024);
   for (size_t n; (n = src.read(buf.data(), buf.size())) > 0;) tw.data(buf.data(), n);
@@ -385,23 +420,81 @@ struct Manager::Impl {
 
   // ------------------------------------------------------------ backup
 
+  // The item map of backup `f`, sorted by id, and its header fields.
+  void sorted_map(const Found& f, const Key* key, Manifest& header, std::vector<MapEntry>& items) {
+    if (!f.summary.encrypted) {
+      fs::path p = dir / f.summary.id / kManifestFile;
+      read_manifest_sorted(read_whole_file(p), header, items, p.string());
+    } else {
+      header = full_manifest(f, key);
+      items.clear();
+      items.reserve(header.items.size());
+      for (auto& [iid, im] : header.items) items.push_back({iid, im});
+      header.items.clear();
+      std::sort(items.begin(), items.end(), [](const MapEntry& a, const MapEntry& b) { return a.id < b.id; });
+    }
+    if (header.id != f.summary.id) throw JobError(EIO, f.summary.id + ": manifest names another backup " + header.id);
+  }
+
   std::string do_backup(bool incremental, std::string& message) {
     auto all = scan();
     std::unique_ptr<Key> key;
     if (opt.key_file) key = load_key(*opt.key_file);
 
-    Manifest parent;
+    // An incremental reads its parent's map on a second core while this one
+    // reads the store.
+    const Found* parent = nullptr;
+    std::unique_ptr<Key> parent_key;
+    Manifest parent_header;
+    std::vector<MapEntry> parent_items;  // sorted by id
+    std::exception_ptr parent_error;
+    std::thread parent_reader;
+    struct ParentJoiner {
+      std::thread& t;
+      ~ParentJoiner() {
+        if (t.joinable()) t.join();
+      }
+    } join_parent{parent_reader};
     bool incr = incremental && !all.empty();
     if (incr) {
-      const Found& p = all.back();
-      std::unique_ptr<Key> pkey;
-      if (p.summary.encrypted && !key) pkey = need_key("an incremental on top of encrypted backup " + p.summary.id);
-      set_phase("reading the parent's manifest", 0, 0);
-      parent = full_manifest(p, key ? key.get() : pkey.get());
+      parent = &all.back();
+      if (parent->summary.encrypted && !key) {
+        parent_key = need_key("an incremental on top of encrypted backup " + parent->summary.id);
+      }
+      const Key* k = key ? key.get() : parent_key.get();
+      parent_reader = std::thread([&, k] {
+        try {
+          sorted_map(*parent, k, parent_header, parent_items);
+        } catch (...) {
+          parent_error = std::current_exception();
+        }
+      });
     }
 
     int64_t created = now_ns();
     if (!all.empty()) created = std::max(created, all.back().summary.created_ns + 1);
+    auto snap = store.snapshot();
+
+    // Pass 1: the store's items (metadata only), in id order.
+    set_phase("scanning", 0, 0);
+    struct Row {
+      MapEntry e;
+      int64_t ino;
+    };
+    std::vector<Row> rows;
+    snap->for_each_item([&](const store::ItemInfo& info) {
+      check_cancel();
+      rows.push_back({{info.id, meta_of(info)}, info.ino});
+      items_done.fetch_add(1, std::memory_order_relaxed);
+    });
+    auto by_id = [](const Row& a, const Row& b) { return a.e.id < b.e.id; };
+    if (!std::is_sorted(rows.begin(), rows.end(), by_id)) std::sort(rows.begin(), rows.end(), by_id);
+    if (parent_reader.joinable()) parent_reader.join();
+    if (parent_error) std::rethrow_exception(parent_error);
+    if (incr && parent_header.chain != parent->summary.chain) {
+      throw JobError(EIO, parent->summary.id + ": manifest.json changed while it was read");
+    }
+
     std::string base = compact_time(created) + (incr ? "-incr" : "-full");
     std::string id = base;
     std::error_code ec;
@@ -429,78 +522,113 @@ struct Manager::Impl {
     m.format_version = kFormatVersion;
     m.id = id;
     m.kind = incr ? "incremental" : "full";
-    m.parent = incr ? parent.id : "";
+    m.parent = incr ? parent->summary.id : "";
     m.created_ns = created;
     m.encrypted = key != nullptr;
-    m.chain = incr ? parent.chain : std::vector<std::string>{};
+    m.chain = incr ? parent->summary.chain : std::vector<std::string>{};
     m.chain.push_back(id);
+    const auto self = static_cast<uint32_t>(m.chain.size() - 1);
 
-    auto snap = store.snapshot();
-
-    // Decides whether an item's bytes go into this archive; sets `archive`
-    // to the backup holding them.
-    auto include = [&](const store::ItemInfo& info, ItemMeta& meta, std::string& archive) -> bool {
-      meta = meta_of(info);
+    // Against the parent's map, also in id order: an item whose bytes and
+    // attributes the parent's map has keeps the archive named there; every
+    // other one goes into this archive. Ids only the parent has are deleted.
+    size_t pi = 0;
+    for (Row& r : rows) {
+      r.e.meta.archive = self;
       if (incr) {
-        auto it = parent.items.find(info.id);
-        if (it != parent.items.end() && same_meta(it->second, meta)) {
-          archive = parent.chain[it->second.archive];
-          return false;
+        while (pi < parent_items.size() && parent_items[pi].id < r.e.id) m.deleted.push_back(parent_items[pi++].id);
+        if (pi < parent_items.size() && parent_items[pi].id == r.e.id) {
+          if (same_meta(parent_items[pi].meta, r.e.meta)) r.e.meta.archive = parent_items[pi].meta.archive;
+          ++pi;
         }
       }
-      archive = id;
-      return true;
-    };
-
-    // Pass 1: the item map and SHA256SUMS, into temp files.
-    set_phase("scanning", 0, 0);
-    fs::path part_path = tmp / "items.part", sums_path = tmp / "SHA256SUMS", man_path = tmp / "MANIFEST.json";
-    File part = open_write(part_path), sums = open_write(sums_path);
-    ManifestWriter part_writer(part.get());
-    std::string archive;
-    ItemMeta meta;
-    snap->for_each_item([&](const store::ItemInfo& info) {
-      check_cancel();
-      bool in = include(info, meta, archive);
       ++m.item_count;
-      m.item_bytes += info.size;
-      if (incr) {
-        auto it = parent.items.find(info.id);
-        if (it != parent.items.end()) it->second.seen = true;
-      }
-      part_writer.item(info.id, meta, archive);
-      if (in) {
+      m.item_bytes += r.e.meta.size;
+      if (r.e.meta.archive == self) {
         ++m.archived_count;
-        m.archived_bytes += info.size;
-        std::string line = sha256sums_line(info.sha256, item_path(info.id));
-        if (std::fwrite(line.data(), 1, line.size(), sums.get()) != line.size()) {
-          throw_errno("cannot write", sums_path, errno);
-        }
+        m.archived_bytes += r.e.meta.size;
       }
-      items_done.fetch_add(1, std::memory_order_relaxed);
-    });
-    close_synced(part, part_path);
-    close_synced(sums, sums_path);
-    if (incr) {
-      for (const auto& [pid, pm] : parent.items) {
-        if (!pm.seen) m.deleted.push_back(pid);
-      }
-      std::sort(m.deleted.begin(), m.deleted.end());
     }
+    while (pi < parent_items.size()) m.deleted.push_back(parent_items[pi++].id);
+    std::vector<MapEntry>().swap(parent_items);
+
+    // Reading the store (SQLite, zlib, SHA-256) runs in a producer thread
+    // while this one writes the manifest, then tar and gzip: two cores, as
+    // `tar czf` uses.
+    PieceQueue queue;
+    std::thread producer([&] {
+      std::exception_ptr err;
+      try {
+        Sha256Hasher h;
+        for (const Row& r : rows) {
+          if (r.e.meta.archive != self) continue;
+          check_cancel();
+          store::ItemInfo info;
+          info.ino = r.ino;
+          info.id = r.e.id;
+          info.size = r.e.meta.size;
+          info.attrs = {r.e.meta.mode, r.e.meta.uid, r.e.meta.gid, r.e.meta.mtime_ns};
+          info.sha256 = r.e.meta.sha256;
+          Piece begin;
+          begin.info = info;
+          queue.push(std::move(begin));
+          snap->read_item(info, [&](std::string_view chunk) {
+            h.update(chunk);
+            Piece data;
+            data.kind = Piece::kData;
+            data.data.assign(chunk);
+            queue.push(std::move(data));
+          });
+          if (h.finish() != info.sha256) {
+            throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+          }
+          Piece end;
+          end.kind = Piece::kEnd;
+          queue.push(std::move(end));
+        }
+      } catch (const PieceQueue::Aborted&) {
+      } catch (...) {
+        err = std::current_exception();
+      }
+      queue.finish(err);
+    });
+    struct Joiner {
+      PieceQueue& q;
+      std::thread& t;
+      ~Joiner() {
+        q.abort();
+        if (t.joinable()) t.join();
+      }
+    } joiner{queue, producer};
+
+    // MANIFEST.json (also manifest.json beside the archive: fsynced) and
+    // SHA256SUMS (only ever read back into the archive).
+    fs::path sums_path = tmp / "SHA256SUMS", man_path = tmp / "MANIFEST.json";
     {
       File man = open_write(man_path);
       ManifestWriter w(man.get());
       w.begin(m, true);
-      std::FILE* src = std::fopen(part_path.c_str(), "rb");
-      if (!src) throw_errno("cannot open", part_path, errno);
-      File src_file(src);
-      char buf[64 * 1024];
-      for (size_t n; (n = std::fread(buf, 1, sizeof buf, src)) > 0;) {
-        if (std::fwrite(buf, 1, n, man.get()) != n) throw_errno("cannot write", man_path, errno);
+      for (const Row& r : rows) w.item(r.e.id, r.e.meta, m.chain[r.e.meta.archive]);
+      w.end(!rows.empty());
+      close_unsynced(man, man_path);  // fsynced at the end: the disk writes it meanwhile
+    }
+    {
+      File sums = open_write(sums_path);
+      std::string buf;
+      auto flush = [&] {
+        if (std::fwrite(buf.data(), 1, buf.size(), sums.get()) != buf.size()) {
+          throw_errno("cannot write", sums_path, errno);
+        }
+        buf.clear();
+      };
+      for (const Row& r : rows) {
+        if (r.e.meta.archive != self) continue;
+        buf += sha256sums_line(r.e.meta.sha256, item_path(r.e.id));
+        if (buf.size() >= 64 * 1024) flush();
       }
-      w.end(part_writer.any_items());
-      close_synced(man, man_path);
-      fs::remove(part_path, ec);
+      flush();
+      std::FILE* raw = sums.release();
+      if (std::fclose(raw) != 0) throw_errno("cannot write", sums_path, errno);
     }
 
     // Pass 2: the archive.
@@ -512,46 +640,13 @@ struct Manager::Impl {
     if (key) enc = std::make_unique<EncryptSink>(file, *key);
     ByteSink& sink = enc ? static_cast<ByteSink&>(*enc) : file;
     {
-      // Reading the store (SQLite, zlib, SHA-256) runs in a producer thread
-      // while this one writes tar and gzip: two cores, as `tar czf` uses.
-      PieceQueue queue;
-      std::thread producer([&] {
-        std::exception_ptr err;
-        try {
-          Sha256Hasher h;
-          ItemMeta pm;
-          std::string parch;
-          snap->for_each_item([&](const store::ItemInfo& info) {
-            check_cancel();
-            if (!include(info, pm, parch)) return;
-            queue.push(Piece{Piece::kBegin, info, {}});
-            snap->read_item(info, [&](std::string_view chunk) {
-              h.update(chunk);
-              queue.push(Piece{Piece::kData, {}, std::string(chunk)});
-            });
-            if (h.finish() != info.sha256) {
-              throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
-            }
-            queue.push(Piece{Piece::kEnd, {}, {}});
-          });
-        } catch (const PieceQueue::Aborted&) {
-        } catch (...) {
-          err = std::current_exception();
-        }
-        queue.finish(err);
-      });
-      struct Joiner {
-        PieceQueue& q;
-        std::thread& t;
-        ~Joiner() {
-          q.abort();
-          if (t.joinable()) t.join();
-        }
-      } joiner{queue, producer};
-
-      TarWriter tw(sink, opt.gzip_level);
+      // An incremental's MANIFEST.json is mostly the parent's map again:
+      // deflating it would cost more than the changed items themselves, so
+      // it is stored (gzip level 0); a full backup compresses everything.
+      TarWriter tw(sink, incr ? kManifestLevelIncremental : opt.gzip_level);
       add_file_entry(tw, "MANIFEST.json", man_path, created);
       add_file_entry(tw, "SHA256SUMS", sums_path, created);
+      tw.set_level(opt.gzip_level);
       Piece piece;
       while (queue.pop(piece)) {
         switch (piece.kind) {
@@ -587,6 +682,7 @@ struct Manager::Impl {
     } else {
       fs::rename(man_path, tmp / kManifestFile, ec);
       if (ec) throw_errno("cannot rename", man_path, ec.value());
+      fsync_path(tmp / kManifestFile);
     }
     fs::remove(sums_path, ec);
     fsync_path(tmp);
@@ -596,7 +692,7 @@ struct Manager::Impl {
     fsync_path(dir);
 
     std::ostringstream msg;
-    msg << "backup " << id << " (" << m.kind << (incr ? " on " + parent.id : "") << "): " << m.archived_count
+    msg << "backup " << id << " (" << m.kind << (incr ? " on " + m.parent : "") << "): " << m.archived_count
         << " of " << m.item_count << " items, " << human_bytes(m.archived_bytes) << " of items in a "
         << human_bytes(file.bytes()) << " archive";
     if (incr) msg << ", " << m.deleted.size() << " deleted";
