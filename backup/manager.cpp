@@ -283,6 +283,7 @@ struct Manager::Impl {
 
   // ------------------------------------------------------------ helpers
 
+  // A new phase with its own progress: the counters start again at 0.
   void set_phase(const std::string& p, uint64_t total_items, uint64_t total_bytes) {
     std::lock_guard lk(state_mu);
     phase = p;
@@ -290,6 +291,13 @@ struct Manager::Impl {
     bytes_done = 0;
     items_total = total_items;
     bytes_total = total_bytes;
+  }
+
+  // The same work under another name: the counters go on (and are what the
+  // job's result reports when it ends).
+  void rename_phase(const std::string& p) {
+    std::lock_guard lk(state_mu);
+    phase = p;
   }
 
   void check_cancel() {
@@ -666,7 +674,7 @@ struct Manager::Impl {
       }
       producer.join();
       snap.reset();  // the point in time is captured; let writers' WAL checkpoint
-      set_phase("syncing", m.archived_count, m.archived_bytes);
+      rename_phase("syncing");
       tw.close();  // finishes the sinks: encryption trailer, fsync
     }
     store::Sha256 digest = file.sha256();
@@ -707,7 +715,7 @@ struct Manager::Impl {
     VerifyResult r;
     const std::string& id = f.summary.id;
     fs::path bdir = dir / id;
-    set_phase("verifying " + id, f.summary.archived_count, f.summary.archived_bytes);
+    rename_phase("verifying " + id);
 
     for (const auto& cid : f.summary.chain) {
       if (cid != id && !find(all, cid)) r.add("backup " + cid + " of this chain is missing; it cannot be restored");
@@ -887,6 +895,18 @@ struct Manager::Impl {
     return s;
   }
 
+  // What verifying these backups reads: their archived items.
+  static uint64_t total_items(const std::vector<const Found*>& backups) {
+    uint64_t n = 0;
+    for (const Found* f : backups) n += f->summary.archived_count;
+    return n;
+  }
+  static uint64_t total_bytes(const std::vector<const Found*>& backups) {
+    uint64_t n = 0;
+    for (const Found* f : backups) n += f->summary.archived_bytes;
+    return n;
+  }
+
   std::unique_ptr<Key> key_if_needed(const std::vector<const Found*>& backups, const std::string& why) {
     for (const Found* f : backups) {
       if (f->summary.encrypted) return need_key(why + " " + f->summary.id);
@@ -905,6 +925,7 @@ struct Manager::Impl {
       targets.push_back(f);
     }
     auto key = key_if_needed(targets, "verifying encrypted backup");
+    set_phase("verifying", total_items(targets), total_bytes(targets));
     std::vector<std::string> bad;
     json results = json::array();
     for (const Found* f : targets) {
@@ -975,6 +996,7 @@ struct Manager::Impl {
     }
     auto key = key_if_needed(chain, "restoring encrypted backup");
 
+    set_phase("verifying", total_items(chain), total_bytes(chain));
     for (const Found* f : chain) {
       {
         std::lock_guard lk(state_mu);

@@ -48,6 +48,13 @@ jq -e '.state == "idle" and .last.ok == true and .last.job == "full"' "$B/status
 F1=$(last id)
 snap "$T/at_A"
 grep -q "backup: full: ok" "$MNT/log" || fail "no log line for the backup"
+# 2. The last result keeps the real counts (a "syncing" phase once reset them
+# to 0), and the log and status end with a newline like any text file.
+n_items=$(find "$T/src" -type f -name '*.json' | wc -l)
+n_bytes=$(find "$T/src" -type f -name '*.json' -printf '%s\n' | awk '{ s += $1 } END { print s }')
+assert_eq "$n_items $n_bytes" "$(last items_done) $(last bytes_done)" "items_done and bytes_done after the full backup"
+assert_eq 0a "$(tail -c 1 "$MNT/log" | od -An -tx1 | tr -d ' ')" "the last byte of the log"
+assert_eq 0a "$(tail -c 1 "$B/status" | od -An -tx1 | tr -d ' ')" "the last byte of backups/status"
 
 # Bad commands: EINVAL, and status and the log say why.
 out=$(ctl "fullest" 2>&1) && fail "a bad command succeeded"
@@ -68,6 +75,7 @@ I1=$(last id)
 snap "$T/at_B"
 jq -e --arg p "$F1" '.kind == "incremental" and .parent == $p and .archived_count == 4 and .deleted == ["aa-2"]' \
   "$B/$I1/manifest.json" >/dev/null || fail "incremental manifest: $(jq -c '{kind,parent,archived_count,deleted}' "$B/$I1/manifest.json")"
+assert_eq 4 "$(last items_done)" "items_done after the incremental"
 
 # Changes for state C: remove what B added, bring back what B deleted, edit.
 rm "$MNT/items/aa/aa-4.json"

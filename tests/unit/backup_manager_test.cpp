@@ -309,6 +309,33 @@ TEST_F(BackupTest, VerifyRecordsResult) {
   EXPECT_EQ(status(mgr())["last"]["verified"].size(), 2u);
 }
 
+// 2: once a job has ended, status keeps what it did: the items and bytes it
+// archived, verified or restored (a "syncing" phase once reset them to 0).
+TEST_F(BackupTest, LastResultKeepsTheCounts) {
+  fill(20);
+  uint64_t bytes = 0;
+  for (const auto& [path, it] : store_tree(*store_)) bytes += it.bytes.size();
+  auto last = [&] { return status(mgr())["last"]; };
+  run_ok("full");
+  std::string full = last_id();
+  EXPECT_EQ(last()["items_done"], 23) << last();
+  EXPECT_EQ(last()["bytes_done"], bytes) << last();
+
+  put(*store_, "item-1", "{\"changed\": 1}");   // 14 bytes
+  put(*store_, "new-one", "{\"new\": 12345}");  // 14 bytes
+  run_ok("incremental");
+  EXPECT_EQ(last()["items_done"], 2) << last();
+  EXPECT_EQ(last()["bytes_done"], 28) << last();
+
+  run_ok("verify all");
+  EXPECT_EQ(last()["items_done"], 25) << last();
+  EXPECT_EQ(last()["bytes_done"], bytes + 28) << last();
+
+  run_ok("restore " + full);
+  EXPECT_EQ(last()["items_done"], 23) << last();
+  EXPECT_EQ(last()["bytes_done"], bytes) << last();
+}
+
 // 5, 6: a flipped byte anywhere fails verify, says where, and restore refuses.
 TEST_F(BackupTest, FlippedByteFailsVerifyAndRestore) {
   fill(80);
