@@ -178,7 +178,14 @@ class Filesystem : public Tree {
   void invalidate_inode(fuse_ino_t ino) override {
     std::lock_guard lock(inval_mutex_);
     inval_queue_.push_back({ino, ""});
+    ++inval_pending_[ino];
     inval_cv_.notify_one();
+  }
+  // Whether the kernel has yet to hear that what it caches of `ino` (its
+  // size above all) is stale. A reader opened meanwhile must not trust it.
+  bool invalidation_pending(fuse_ino_t ino) {
+    std::lock_guard lock(inval_mutex_);
+    return inval_pending_.count(ino) > 0;
   }
   void invalidate_entry(fuse_ino_t parent, const std::string& name) override {
     std::lock_guard lock(inval_mutex_);
@@ -200,6 +207,8 @@ class Filesystem : public Tree {
         else
           fuse_lowlevel_notify_inval_entry(session_, ino, name.c_str(), name.size());
         lock.lock();
+        if (name.empty())
+          if (auto p = inval_pending_.find(ino); p != inval_pending_.end() && --p->second == 0) inval_pending_.erase(p);
         inval_busy_ = false;
         if (inval_queue_.empty()) inval_drained_.notify_all();
       }
@@ -220,6 +229,7 @@ class Filesystem : public Tree {
       std::lock_guard lock(inval_mutex_);
       inval_stop_ = true;
       inval_queue_.clear();
+      inval_pending_.clear();
       inval_cv_.notify_one();
       inval_drained_.notify_all();
     }
@@ -936,13 +946,17 @@ class Filesystem : public Tree {
       // While someone writes the item in place (the kernel's size of the
       // file is the writer's) or a reader of an older version is still open
       // (it may fill the page cache with old pages), a reader bypasses the
-      // page cache, so that it reads one committed version whole.
+      // page cache, so that it reads one committed version whole. So does
+      // one opened before the kernel has dropped a size it was told (a
+      // refused truncate, a restore): reads through the page cache stop at
+      // the size the kernel holds.
+      bool kernel_size_stale = invalidation_pending(ino);
       {
         std::lock_guard lock(mutex_);
         auto it = nodes_.find(ino);
         if (it != nodes_.end()) {
           Node& node = it->second;
-          if (copy.state || node.stale_readers > 0) {
+          if (copy.state || node.stale_readers > 0 || kernel_size_stale) {
             fi->direct_io = 1;
             fi->keep_cache = 0;
           } else {
@@ -1753,6 +1767,7 @@ class Filesystem : public Tree {
   std::condition_variable inval_cv_;
   std::condition_variable inval_drained_;
   bool inval_busy_ = false;  // a notification is being sent
+  std::unordered_map<fuse_ino_t, int> inval_pending_;  // inode -> queued notifications
   std::deque<std::pair<fuse_ino_t, std::string>> inval_queue_;
   bool inval_stop_ = false;
   std::thread inval_thread_;
