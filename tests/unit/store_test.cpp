@@ -290,7 +290,7 @@ TEST(StoreTest, ConcurrentReadersDuringWrites) {
       if (v != "<stale>" && (v.size() < 3 || v.front() != '[' || v.back() != ']')) ++bad;
     }
   });
-  for (int i = 1; i < 300; ++i) ASSERT_TRUE(put(*store, "k", "[" + std::to_string(i) + "]").ok());
+  for (int i = 1; i < 300; ++i) ASSERT_TRUE(put(*store, "k", std::string("[").append(std::to_string(i)).append("]")).ok());
   stop = true;
   reader.join();
   EXPECT_EQ(bad.load(), 0);
@@ -316,7 +316,7 @@ TEST(StoreDictionaryTest, TrainedFromTheStoreAndUsedForNewBlobs) {
   store->write([&](WriteBatch& batch) {
     for (int i = 0; i < 2500; ++i) {
       std::istringstream in(doc(i));
-      ASSERT_TRUE(batch.put("p" + std::to_string(i), in, {}).ok());
+      ASSERT_TRUE(batch.put(std::string("p").append(std::to_string(i)), in, {}).ok());
     }
   });
   auto db = dir.path() / "store.db";
