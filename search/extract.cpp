@@ -118,6 +118,9 @@ void Extractor::begin_string() {
   if (to_body_ && !to_body_->empty() && to_body_->back() != '\n' && out_.body.size() + other_.size() < body_cap_) {
     *to_body_ += '\n';
   }
+  string_start_ = to_body_ ? to_body_->size() : 0;
+  string_bytes_ = 0;
+  string_is_text_ = false;
 }
 
 void Extractor::append_string(std::string_view s) {
@@ -130,6 +133,15 @@ void Extractor::append_string(std::string_view s) {
 
 void Extractor::append_raw(std::string_view s) {
   if (skip_depth_ > 0) return;
+  string_bytes_ += s.size();
+  if (!string_is_text_) {
+    for (char c : s) {
+      if (is_space(c) || uint8_t(c) >= 0x80) {
+        string_is_text_ = true;
+        break;
+      }
+    }
+  }
   if (!small_full_) {
     const size_t room = kMaxTitle - small_.size();
     if (s.size() <= room) {
@@ -161,6 +173,9 @@ void Extractor::end_string() {
   in_string_ = false;
   if (high_surrogate_) append_string({});
   if (skip_depth_ > 0) return;
+  if (to_body_ && !string_is_text_ && string_bytes_ > kMinDataRun && to_body_->size() >= string_start_) {
+    to_body_->resize(string_start_);
+  }
   if (role_ == Role::kKey) {
     std::string key(utf8_prefix(small_, kMaxKey));
     lower_ascii(key);

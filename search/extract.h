@@ -17,8 +17,15 @@ namespace itemfs::search::detail {
 
 // 2: detail=column, field words as marker+word tokens; 3: no field tokens for
 // paths the query language routes elsewhere (title, content, author, ...);
-// 4: host and author facet values in search_value, by id in search_doc.
-inline constexpr int kIndexVersion = 4;
+// 4: host and author facet values in search_value, by id in search_doc;
+// 5: data strings (kMinDataRun) are not indexed as text.
+inline constexpr int kIndexVersion = 5;
+
+// A string value of more than this many bytes, all ASCII and without any
+// whitespace, is data rather than text (base64, hex digests, encoded blobs,
+// tokens): it is kept out of the full-text index, where every one of its
+// fragments would be a distinct word that nobody searches for.
+inline constexpr size_t kMinDataRun = 200;
 
 inline constexpr size_t kMaxBodyText = 4u << 20;  // text indexed per item
 inline constexpr size_t kMaxTitle = 4096;
@@ -89,6 +96,9 @@ class Extractor {
   bool in_scalar_ = false;
   Role role_ = Role::kOther;
   std::string* to_body_ = nullptr;
+  size_t string_start_ = 0;     // where the current string began in *to_body_
+  size_t string_bytes_ = 0;     // its bytes so far
+  bool string_is_text_ = false;  // it holds whitespace or non-ASCII
   std::string small_;  // the first bytes of the current string or scalar
   bool small_full_ = false;
   bool done_ = false;

@@ -53,7 +53,9 @@ TEST(SearchExtract, ChunkBoundariesDoNotMatter) {
 }
 
 TEST(SearchExtract, CapsHold) {
-  std::string doc = R"({"content":")" + std::string(5000, 'a') + R"(","x":"after"})";
+  std::string words;
+  for (int k = 0; k < 1250; ++k) words += "abc ";
+  std::string doc = R"({"content":")" + words + R"(","x":"after"})";
   auto x = extract(doc, 1000);
   EXPECT_EQ(x.body.size(), 1000u);
   EXPECT_EQ(x.body.find("after"), std::string::npos);
@@ -63,6 +65,33 @@ TEST(SearchExtract, CapsHold) {
   utf += R"("})";
   auto y = extract(utf, 1001);
   EXPECT_EQ(y.body.size(), 1000u);
+}
+
+TEST(SearchExtract, DataStringsAreNotText) {
+  const std::string blob(kMinDataRun + 1, 'Q');
+  const std::string hex(kMinDataRun, 'f');  // not longer than the limit: text
+  std::string cjk;
+  while (cjk.size() <= kMinDataRun) cjk += "日本語";
+  auto x = extract(R"({"content":"real words here","blob":")" + blob + R"(","hex":")" + hex +
+                   R"(","ja":")" + cjk + R"(","b64":"QUJD+/=)" + blob + R"(","tail":"more words"})");
+  EXPECT_EQ(x.body.find("QQQ"), std::string::npos) << x.body;
+  EXPECT_NE(x.body.find(hex), std::string::npos);
+  EXPECT_NE(x.body.find(cjk), std::string::npos);  // no spaces, but not ASCII
+  EXPECT_NE(x.body.find("real words here"), std::string::npos);
+  EXPECT_NE(x.body.find("more words"), std::string::npos);
+  // Split anywhere, the decision is the same.
+  const std::string doc = R"({"content":")" + blob + R"( x","d":")" + blob + R"("})";
+  auto whole = extract(doc);
+  EXPECT_NE(whole.body.find(blob + " x"), std::string::npos);  // has a space: text
+  EXPECT_EQ(whole.body.find(blob, whole.body.find(blob) + 1), std::string::npos);  // "d" is data
+  for (size_t step : {1, 5, 64}) {
+    Extractor part;
+    for (size_t i = 0; i < doc.size(); i += step) part.feed(std::string_view(doc).substr(i, step));
+    EXPECT_EQ(part.result().body, whole.body) << step;
+  }
+  // A data string still fills a short field for field: filters.
+  auto y = extract(R"({"sha":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"})");
+  EXPECT_EQ(y.fields.size(), 1u);
 }
 
 TEST(SearchCjk, Bigrams) {
