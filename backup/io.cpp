@@ -587,8 +587,15 @@ bool TarReader::next(TarEntry& out) {
   out.mode = archive_entry_mode(e);
   out.uid = static_cast<uint32_t>(archive_entry_uid(e));
   out.gid = static_cast<uint32_t>(archive_entry_gid(e));
-  out.mtime_ns = static_cast<int64_t>(archive_entry_mtime(e)) * 1000000000 + archive_entry_mtime_nsec(e);
   last_ = out.path;
+  // Any mtime an item can have fits in int64 nanoseconds; a header beyond
+  // that is damage (and must not overflow).
+  int64_t ns = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(archive_entry_mtime(e)), int64_t(1000000000), &ns) ||
+      __builtin_add_overflow(ns, static_cast<int64_t>(archive_entry_mtime_nsec(e)), &ns)) {
+    throw JobError(EIO, "archive damaged: the mtime of " + out.path + " is out of range");
+  }
+  out.mtime_ns = ns;
   return true;
 }
 
