@@ -806,6 +806,10 @@ struct Manager::Impl {
       if (outer.sha256() != inner) r.add("manifest.json differs from MANIFEST.json in the archive");
     }
     uint32_t self = static_cast<uint32_t>(m.chain.size() - 1);
+    // Items are regular files: a restore must never give one another type.
+    for (const auto& [iid, im] : m.items) {
+      if (!S_ISREG(im.mode)) r.add("item " + iid + ": mode " + std::to_string(im.mode) + " is not a regular file's");
+    }
 
     TarEntry e;
     if (!tar.next(e) || e.path != "SHA256SUMS" || !e.regular) {

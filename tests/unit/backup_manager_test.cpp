@@ -482,6 +482,46 @@ TEST_F(BackupTest, RestoreChainAndClear) {
 }
 
 // 6: a restore never writes outside the store, whatever the entry names say.
+// 6: a manifest may not give an item another file type than a regular file
+// (the tar header only carries the permission bits, so verify checks it).
+TEST_F(BackupTest, RestoreRejectsAnItemThatIsNotARegularFile) {
+  fill(3);
+  run_ok("full");
+  std::string id = last_id();
+  fs::path extracted = tmp_.path() / "e";
+  extract(archive_of(id), extracted);
+  json m = json::parse(slurp(extracted / "MANIFEST.json"));
+  ASSERT_EQ(m["items"]["a"]["mode"], 0100640);
+  m["items"]["a"]["mode"] = 040640;  // a directory, same permission bits
+  std::string manifest = m.dump(2);
+  fs::path archive = archive_of(id);
+  fs::remove(archive);
+  {
+    FileSink file(archive);
+    TarWriter tw(file, 6);
+    auto entry = [&](const std::string& name, const std::string& data, uint32_t mode, int64_t mtime) {
+      tw.begin(name, data.size(), mode, 0, 0, mtime);
+      tw.data(data.data(), data.size());
+      tw.end();
+    };
+    entry("MANIFEST.json", manifest, 0644, 1);
+    entry("SHA256SUMS", slurp(extracted / "SHA256SUMS"), 0644, 1);
+    for (const auto& [iid, im] : m["items"].items()) {
+      std::string path = "items/" + store::shard_of(iid) + "/" + iid + ".json";
+      entry(path, slurp(extracted / path), im["mode"].get<uint32_t>(), im["mtime_ns"].get<int64_t>());
+    }
+    tw.close();
+  }
+  spit(opts_.dir / id / "manifest.json", manifest);
+  ASSERT_EQ(sh("cd " + q(archive.parent_path()) + " && sha256sum " + id + ".tar.gz > " + id + ".tar.gz.sha256"), 0);
+  Tree before = store_tree(*store_);
+  EXPECT_EQ(mgr().run("verify " + id).code, EIO);
+  EXPECT_NE(status(mgr())["last"]["message"].get<std::string>().find("not a regular file"), std::string::npos)
+      << status(mgr());
+  EXPECT_EQ(mgr().run("restore " + id).code, EIO);
+  EXPECT_EQ(store_tree(*store_), before);
+}
+
 TEST_F(BackupTest, RestoreRejectsHostileEntryNames) {
   fill(5);
   run_ok("full");
