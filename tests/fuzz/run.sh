@@ -6,12 +6,14 @@
 # time of the whole run, shared out evenly among the targets (default 60).
 # A crash stops the run with the input saved under build-fuzz/crashes/; copy
 # it into tests/fuzz/regressions/<target>/ with the fix.
+# FUZZ_BUILD_DIR=DIR builds and works in DIR instead of build-fuzz/;
+# FUZZ_TARGETS="archive ..." runs only those targets.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 CXX=${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++ || true)}
 [ -n "$CXX" ] || { echo "tests/fuzz/run.sh: clang++ is needed" >&2; exit 1; }
-B=build-fuzz
+B=${FUZZ_BUILD_DIR:-build-fuzz}
 mkdir -p "$B/crashes"
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I. -DNDEBUG)
@@ -21,15 +23,18 @@ declare -A sources=(
   [ctl]="tests/fuzz/ctl_fuzz.cpp backup/command.cpp"
   [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/query.cpp search/tokenize.cpp store/ids.cpp"
   [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp store/hash.cpp"
+  [archive]="tests/fuzz/archive_fuzz.cpp backup/command.cpp backup/io.cpp backup/manager.cpp backup/manifest.cpp backup/util.cpp store/store.cpp store/sqlite_db.cpp store/hash.cpp store/codec.cpp store/dictionary.cpp store/json_check.cpp store/ids.cpp"
 )
-declare -A libs=([json]="" [ctl]="" [search]="-lsqlite3" [manifest]="-lcrypto")
-targets=(json ctl search manifest)
+declare -A libs=([json]="" [ctl]="" [search]="-lsqlite3" [manifest]="-lcrypto"
+                 [archive]="-larchive -lsqlite3 -lz -lcrypto -lpthread")
+targets=(json ctl search manifest archive)
+[ -n "${FUZZ_TARGETS:-}" ] && read -ra targets <<<"$FUZZ_TARGETS"
 each=$(( seconds / ${#targets[@]} ))
 [ "$each" -ge 1 ] || each=1
 
 # Seeds that are not JSON documents.
 seed_dir=$B/seeds
-mkdir -p "$seed_dir/ctl" "$seed_dir/search" "$seed_dir/manifest"
+mkdir -p "$seed_dir/ctl" "$seed_dir/search" "$seed_dir/manifest" "$seed_dir/archive"
 i=0
 for line in "full" "incremental" "verify all" "verify 20240101T000000Z-full" "restore 20240101T000000Z-full clear" \
             "prune keep_last=3 keep_days=30" "delete 20240101T000000Z-incr" "restore ../x" "prune keep_last=-1"; do
@@ -58,8 +63,10 @@ for t in "${targets[@]}"; do
   [ -d "$seed_dir/$t" ] && seeds+=("$seed_dir/$t")
   regressions=()
   [ -d "tests/fuzz/regressions/$t" ] && regressions=("tests/fuzz/regressions/$t")
+  # The archive target writes its seeds (real backups, hostile and damaged
+  # archives) with the code under test when ITEMFS_FUZZ_SEEDS names a directory.
   echo "== fuzz $t for ${each}s"
-  if ! "$bin" "$corpus" "${regressions[@]}" "${seeds[@]}" -max_total_time="$each" -timeout=10 -rss_limit_mb=2048 \
+  if ! ITEMFS_FUZZ_SEEDS="$seed_dir/archive" "$bin" "$corpus" "${regressions[@]}" "${seeds[@]}" -max_total_time="$each" -timeout=10 -rss_limit_mb=2048 \
        -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" >"$B/$t.log" 2>&1; then
     echo "tests/fuzz/run.sh: $t FAILED; input saved as $(ls -t "$B/crashes/$t-"* 2>/dev/null | head -n 1); last lines:" >&2
     tail -n 30 "$B/$t.log" >&2
