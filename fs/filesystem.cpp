@@ -55,6 +55,10 @@ struct FileState {
   bool emptied_by_open = false;
   uint64_t refused_version = UINT64_MAX;
   int refused_error = 0;
+  // Bumped by every open(O_TRUNC) of an item for writing: that open starts
+  // a new version, and writers that opened before it may no longer write
+  // into the body (see Handle::generation).
+  uint64_t generation = 0;
   std::shared_ptr<StagingPool> pool;  // where fd goes back to
   ~FileState() {
     if (fd >= 0) pool ? pool->give(fd) : void(close(fd));
@@ -936,6 +940,7 @@ class Filesystem : public Tree {
       }
       handle->state = state;
       handle->writer = true;
+      handle->generation = generation_of(*state);
     } else if (copy.state && copy.pending) {
       handle->state = copy.state;  // a new item has no other version yet
       fi->keep_cache = 0;
@@ -992,9 +997,22 @@ class Filesystem : public Tree {
     state.size = 0;
     state.dirty = true;
     ++state.version;
+    ++state.generation;
     state.emptied_by_open = true;
     state.attrs.mtime_ns = now_ns();
     return 0;
+  }
+
+  static uint64_t generation_of(FileState& state) {
+    std::lock_guard lock(state.mutex);
+    return state.generation;
+  }
+
+  // A writer whose version another open(O_TRUNC) replaced: its writes and
+  // its close fail with ESTALE, and nothing it wrote is committed, so that
+  // two programs rewriting one item at once never leave a mix of the two.
+  static bool superseded(const Handle& h) {
+    return h.writer && h.state && generation_of(*h.state) != h.generation;
   }
 
   int open_virtual(fuse_ino_t ino, bool writing, Handle& handle) {
@@ -1055,6 +1073,7 @@ class Filesystem : public Tree {
     bool is_item = h->writer;
     if (is_item && uint64_t(off) + size > store_.options().max_item_size) return (void)fuse_reply_err(req, EFBIG);
     std::lock_guard body(state.body);
+    if (is_item && superseded(*h)) return (void)fuse_reply_err(req, ESTALE);
     if (uint64_t end = uint64_t(off) + size; end > state.size) {
       uint64_t grow = end - state.size;
       if (auto room = store_.check_staging_room(grow); !room.ok()) {
@@ -1079,13 +1098,13 @@ class Filesystem : public Tree {
     if (h->ino == kCtlIno)
       err = control_flush(*h);
     else if (h->writer)
-      err = commit(ino, false);
+      err = superseded(*h) ? ESTALE : commit(ino, false);
     fuse_reply_err(req, err);
   }
 
   void fsync(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto h = handle_of(fi);
-    int err = h->writer ? commit(ino, true) : 0;
+    int err = !h->writer ? 0 : superseded(*h) ? ESTALE : commit(ino, true);
     if (!err && h->state && !h->writer) fdatasync(h->state->fd);
     fuse_reply_err(req, err);
   }
@@ -1101,7 +1120,7 @@ class Filesystem : public Tree {
         last = h->state->writers == 1;
       }
       // What flush did not commit; its errors reach nobody but the log.
-      if (last && commit(ino, true) != 0) forget_cached(ino);
+      if (last && !superseded(*h) && commit(ino, true) != 0) forget_cached(ino);
       std::string discarded;
       {
         std::lock_guard lock(mutex_);
@@ -1247,6 +1266,7 @@ class Filesystem : public Tree {
       }
       handle->state = state;
       handle->writer = true;
+      handle->generation = generation_of(*state);
     }
     if (like.kind == Kind::kScratch && truncate) {
       std::lock_guard body(handle->state->body);

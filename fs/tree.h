@@ -49,6 +49,7 @@ struct Handle {
   std::unique_ptr<store::ItemReader> reader;
   std::shared_ptr<FileState> state;  // writes and reads of a staged body
   bool writer = false;
+  uint64_t generation = 0;  // the FileState::generation this writer writes
   std::string generated;  // a virtual file's content, made at open
   std::vector<std::pair<std::string, struct stat>> entries;  // a directory listing, made at opendir
   std::string pending_command;                               // backups/ctl

@@ -55,3 +55,31 @@ rm -r "${I:?}/$first"
 # Directories that are not shards are refused.
 expect_fail mkdir "$I/notashard"
 expect_fail mkdir "$I/ab/sub"
+
+# Two programs rewriting one item at once: the later open(O_TRUNC) starts a
+# new version; the earlier writer's next write and its close fail with
+# ESTALE, and the item is the later writer's version whole, never a mix.
+python3 - "$I/two.json" <<'PY' || fail "two writers of one item"
+import errno, json, sys
+p = sys.argv[1]
+a_body = json.dumps({"w": "a", "t": "x" * 300000}).encode()
+b_body = json.dumps({"w": "b", "t": "y" * 200000}).encode()
+a = open(p, "wb", buffering=0)
+a.write(a_body[:100000])
+b = open(p, "wb", buffering=0)
+b.write(b_body[:50000])
+try:
+    a.write(a_body[100000:])
+    sys.exit("the superseded writer could still write")
+except OSError as e:
+    assert e.errno == errno.ESTALE, e
+b.write(b_body[50000:])
+try:
+    a.close()
+    sys.exit("the superseded writer's close succeeded")
+except OSError as e:
+    assert e.errno == errno.ESTALE, e
+b.close()
+got = open(p, "rb").read()
+assert got == b_body, (len(got), got[:20])
+PY
