@@ -23,7 +23,7 @@ declare -A sources=(
   [ctl]="tests/fuzz/ctl_fuzz.cpp backup/command.cpp"
   [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/query.cpp search/tokenize.cpp store/ids.cpp"
   [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp store/hash.cpp"
-  [archive]="tests/fuzz/archive_fuzz.cpp backup/command.cpp backup/io.cpp backup/manager.cpp backup/manifest.cpp backup/util.cpp store/store.cpp store/sqlite_db.cpp store/hash.cpp store/codec.cpp store/dictionary.cpp store/json_check.cpp store/ids.cpp"
+  [archive]="tests/fuzz/archive_fuzz.cpp $(echo backup/*.cpp store/*.cpp)"
 )
 declare -A libs=([json]="" [ctl]="" [search]="-lsqlite3" [manifest]="-lcrypto"
                  [archive]="-larchive -lsqlite3 -lz -lcrypto -lpthread")
