@@ -647,9 +647,11 @@ struct Index::Impl {
     recent.erase(it);  // its recent_order entry is dropped lazily
   }
 
+  static constexpr size_t kFeedBytes = 64 << 10;
+
   static Extracted extract_stream(std::istream& in) {
     Extractor x;
-    std::string buf(64 << 10, '\0');
+    std::string buf(kFeedBytes, '\0');
     while (!x.done()) {
       in.read(buf.data(), std::streamsize(buf.size()));
       const auto got = size_t(in.gcount());
@@ -658,6 +660,17 @@ struct Index::Impl {
     }
     return std::move(x.result());
   }
+
+  // extract_stream() over bytes in memory, fed in the same pieces.
+  static Extracted extract_bytes(std::string_view bytes) {
+    Extractor x;
+    for (size_t at = 0; at < bytes.size() && !x.done(); at += kFeedBytes) x.feed(bytes.substr(at, kFeedBytes));
+    return std::move(x.result());
+  }
+
+  // Tokenizers for prepare_put(), one per thread that prepares at a time.
+  std::mutex tok_pool_mu;
+  std::vector<std::unique_ptr<Tokenizer>> tok_pool;
 
   // The row that was inserted for generation `gen` (item `ino`, hash `sha`),
   // if it can be rebuilt.
@@ -783,13 +796,17 @@ struct Index::Impl {
   }
 
   void insert(WriterStmts& st, const store::ItemInfo& item, const Extracted& x) {
+    insert(st, item, x, make_row(x, write_tok));
+  }
+
+  // With the row made ahead from x (make_row() is a function of x alone).
+  void insert(WriterStmts& st, const store::ItemInfo& item, const Extracted& x, Row row) {
     int64_t gen;
     {
       ResetOnExit r{st.next_gen};
       if (!st.next_gen.step()) throw StoreError(EIO, "search: search_meta has no next_gen row");
       gen = st.next_gen.int64(0);
     }
-    Row row = make_row(x, write_tok);
     queued_bytes += row.bytes();
     queued[gen] = row;
     st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, item.id).bind(4, sha8(item.sha256)).bind(5, x.date());
@@ -909,6 +926,46 @@ void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::is
   impl_->drop_ino(st, item.ino);
   impl_->drop_other_inos(st, item.id, item.ino);
   impl_->insert(st, item, x);
+}
+
+namespace {
+// What prepare_put() works out: the extracted fields and the full-text row.
+struct PreparedRow final : store::PreparedPut {
+  Extracted x;  // without its body, which is in the row
+  Row row;
+  bool used = false;  // the row has gone to the index
+};
+}  // namespace
+
+std::unique_ptr<store::PreparedPut> Index::prepare_put(std::string_view content) {
+  auto prepared = std::make_unique<PreparedRow>();
+  prepared->x = Impl::extract_bytes(content);
+  std::unique_ptr<Tokenizer> tok;
+  {
+    std::lock_guard lock(impl_->tok_pool_mu);
+    if (!impl_->tok_pool.empty()) {
+      tok = std::move(impl_->tok_pool.back());
+      impl_->tok_pool.pop_back();
+    }
+  }
+  if (!tok) tok = std::make_unique<Tokenizer>(impl_->lib);
+  prepared->row = make_row(prepared->x, *tok);
+  prepared->x.body = std::string();  // insert() needs the facets, not the text
+  std::lock_guard lock(impl_->tok_pool_mu);
+  impl_->tok_pool.push_back(std::move(tok));
+  return prepared;
+}
+
+void Index::on_put_prepared(store::Transaction& txn, const store::ItemInfo& item, std::istream& content,
+                            store::PreparedPut* prepared) {
+  auto* mine = dynamic_cast<PreparedRow*>(prepared);
+  if (!mine || mine->used) return on_put(txn, item, content);
+  std::lock_guard lock(impl_->write_mu);
+  auto& st = impl_->stmts(txn.db());
+  impl_->drop_ino(st, item.ino);
+  impl_->drop_other_inos(st, item.id, item.ino);
+  mine->used = true;
+  impl_->insert(st, item, mine->x, std::move(mine->row));
 }
 
 void Index::before_commit(store::Transaction& txn) {

@@ -97,6 +97,10 @@ class Index : public store::CommitHook {
   void on_rename(store::Transaction& txn, const store::ItemInfo& item, std::string_view old_id) override;
   // Writes the full-text rows of the batch's puts (and pending deletes) at once.
   void before_commit(store::Transaction& txn) override;
+  // The text extraction of on_put() (thread-safe), for Store::prepare().
+  std::unique_ptr<store::PreparedPut> prepare_put(std::string_view content) override;
+  void on_put_prepared(store::Transaction& txn, const store::ItemInfo& item, std::istream& content,
+                       store::PreparedPut* prepared) override;
 
  private:
   struct Impl;

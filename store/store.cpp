@@ -13,6 +13,7 @@
 #include <set>
 #include <streambuf>
 #include <unordered_map>
+#include <utility>
 
 #include "store/codec.h"
 #include "store/dictionary.h"
@@ -21,6 +22,34 @@
 #include "store/sqlite_db.h"
 
 namespace itemfs::store {
+
+// The parts of a prepared item (see Store::prepare()).
+struct PreparedItem::Parts {
+  struct Chunk {
+    Sha256 sha256{};
+    uint64_t offset = 0, size = 0;  // in bytes
+    Codec codec = Codec::kRaw;
+    std::string stored;  // the zlib stream when codec is kZlib
+  };
+  std::string id;
+  std::string bytes;
+  Attrs attrs;
+  Status early;    // bad id or too large: put() says so before it checks the disk
+  Status invalid;  // invalid JSON: put() says so after it checks the disk
+  Sha256 sha256{};
+  std::vector<Chunk> chunks;
+  int64_t dict_id = 0;
+  std::vector<std::unique_ptr<PreparedPut>> hooks;  // by hook, in add_hook() order
+};
+
+PreparedItem::PreparedItem() : parts_(std::make_unique<Parts>()) {}
+PreparedItem::~PreparedItem() = default;
+PreparedItem::PreparedItem(PreparedItem&&) noexcept = default;
+PreparedItem& PreparedItem::operator=(PreparedItem&&) noexcept = default;
+const std::string& PreparedItem::id() const { return parts_->id; }
+uint64_t PreparedItem::size() const { return parts_->bytes.size(); }
+Status PreparedItem::status() const { return parts_->early.ok() ? parts_->invalid : parts_->early; }
+int64_t PreparedItem::dictionary_id() const { return parts_->dict_id; }
 
 namespace {
 
@@ -125,6 +154,7 @@ class WriteBatchImpl final : public WriteBatch {
   WriteBatchImpl(StoreImpl& store, Db& db) : store_(store), db_(db) {}
   sqlite3* db() override { return db_.handle(); }
   Status put(std::string_view id, std::istream& content, const Attrs& attrs) override;
+  Status put_prepared(PreparedItem& item) override;
   Status remove(std::string_view id) override;
   Status rename(std::string_view from, std::string_view to) override;
   Status set_attrs(std::string_view id, const Attrs& attrs) override;
@@ -138,13 +168,15 @@ class WriteBatchImpl final : public WriteBatch {
   Status guarded(const std::function<Status()>& fn);
   std::optional<ItemInfo> find(std::string_view id);
   int64_t store_chunk(std::string_view raw);
+  int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, int64_t dict_id);
   void release_chunks(int64_t ino);
   void ensure_dir(const std::string& shard, const Attrs& like, int64_t now);
   void touch_dir(const std::string& shard, int64_t now);
   Status put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs);
   Status put_stream(std::string_view id, std::istream& content, uint64_t size, const Attrs& attrs);
   Status finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest, uint64_t size,
-                    const Attrs& attrs, std::istream& content);
+                    const Attrs& attrs, std::istream& content,
+                    std::vector<std::unique_ptr<PreparedPut>>* prepared = nullptr);
 
   StoreImpl& store_;
   Db& db_;
@@ -345,9 +377,81 @@ class StoreImpl final : public Store {
     return !ec;
   }
 
-  // The dictionary new blobs are compressed with ("" when none yet).
-  const std::string& dictionary() const { return dict_; }
+  // The dictionary new blobs are compressed with ("" when none yet). The
+  // writer's view: call with write_mutex_ held.
+  const std::string& dictionary() const { return *dict_; }
   int64_t dictionary_id() const { return dict_id_; }
+
+  // The same from any thread.
+  std::pair<int64_t, std::shared_ptr<const std::string>> current_dictionary() const {
+    std::lock_guard lock(current_dict_mutex_);
+    return {dict_id_, dict_};
+  }
+
+  PreparedItem prepare(std::string id, std::string bytes, const Attrs& attrs) override {
+    PreparedItem item;
+    auto& p = item.parts();
+    p.id = std::move(id);
+    p.bytes = std::move(bytes);
+    p.attrs = attrs;
+    // put()'s checks, in put()'s order.
+    if (Status status = check_id(p.id); !status.ok()) {
+      p.early = status;
+      return item;
+    }
+    uint64_t size = p.bytes.size();
+    if (size > options_.max_item_size) {
+      p.early = Status::error(EFBIG, "item is " + std::to_string(size) + " bytes; the limit is " +
+                                         std::to_string(options_.max_item_size));
+      return item;
+    }
+    if (size <= kChunkSize) {
+      p.invalid = validate_json_bytes(p.bytes);
+    } else {
+      MemoryBuf buf(p.bytes);
+      std::istream in(&buf);
+      p.invalid = validate_json(in);
+    }
+    if (!p.invalid.ok()) return item;
+    if (size <= kChunkSize) {
+      p.chunks.push_back({sha256_of(p.bytes), 0, size, Codec::kRaw, {}});
+      p.sha256 = p.chunks[0].sha256;
+    } else {
+      Sha256Hasher whole;
+      for (uint64_t offset = 0; offset < size; offset += kChunkSize) {
+        std::string_view piece = std::string_view(p.bytes).substr(offset, kChunkSize);
+        whole.update(piece);
+        p.chunks.push_back({sha256_of(piece), offset, piece.size(), Codec::kRaw, {}});
+      }
+      p.sha256 = whole.finish();
+    }
+    compress_prepared(p, current_dictionary());
+    for (CommitHook* hook : hooks_) p.hooks.push_back(hook->prepare_put(p.bytes));
+    return item;
+  }
+
+  int64_t current_dictionary_id() const override { return current_dictionary().first; }
+
+  bool recompress_if_stale(PreparedItem& item) override {
+    auto& p = item.parts();
+    auto current = current_dictionary();
+    if (p.chunks.empty() || p.dict_id == current.first) return false;
+    compress_prepared(p, current);
+    return true;
+  }
+
+  static void compress_prepared(PreparedItem::Parts& p,
+                                const std::pair<int64_t, std::shared_ptr<const std::string>>& dictionary) {
+    // One deflate state per thread: allocating one costs more than
+    // compressing a small item.
+    thread_local Compressor compressor(6);
+    for (auto& chunk : p.chunks) {
+      std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
+      chunk.codec = compressor.compress(raw, *dictionary.second, chunk.stored);
+      if (chunk.codec != Codec::kZlib) chunk.stored.clear();
+    }
+    p.dict_id = dictionary.first;
+  }
 
   std::optional<ItemInfo> item(std::string_view id) override {
     auto reader = acquire();
@@ -543,8 +647,9 @@ class StoreImpl final : public Store {
   void load_current_dictionary() {
     auto s = writer_->cached("SELECT d.id, d.data FROM meta m JOIN dicts d ON d.id=m.value WHERE m.key='current_dict'");
     if (s->step()) {
+      std::lock_guard lock(current_dict_mutex_);
       dict_id_ = s->int64(0);
-      dict_ = std::string(s->blob(1));
+      dict_ = std::make_shared<const std::string>(s->blob(1));
     }
   }
 
@@ -595,8 +700,9 @@ class StoreImpl final : public Store {
       auto current = writer_->cached("INSERT OR REPLACE INTO meta(key, value) VALUES('current_dict', ?)");
       current->bind(1, id).run();
       writer_->exec("COMMIT");
+      std::lock_guard lock(current_dict_mutex_);
       dict_id_ = id;
-      dict_ = std::move(dictionary);
+      dict_ = std::make_shared<const std::string>(std::move(dictionary));
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
@@ -623,8 +729,11 @@ class StoreImpl final : public Store {
   std::vector<std::unique_ptr<Db>> pool_;
   std::mutex dict_mutex_;
   std::unordered_map<int64_t, std::string> dicts_;
+  // The current dictionary: changed by the writer (under write_mutex_ and
+  // current_dict_mutex_), read by the writer or under current_dict_mutex_.
+  mutable std::mutex current_dict_mutex_;
   int64_t dict_id_ = 0;
-  std::string dict_;
+  std::shared_ptr<const std::string> dict_ = std::make_shared<const std::string>();
   size_t changes_since_check_ = 0;
 };
 
@@ -660,6 +769,26 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
   s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(raw.size())).bind(3, int64_t(stored.size()));
   s->bind(4, int64_t(codec)).bind_blob(6, stored.data(), stored.size());
   if (codec == Codec::kZlib && store_.dictionary_id()) s->bind(5, store_.dictionary_id());
+  else s->bind_null(5);
+  if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
+  return s->int64(0);
+}
+
+// store_chunk() for a chunk compressed ahead (with dictionary `dict_id`).
+int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw,
+                                             int64_t dict_id) {
+  {
+    auto s = db_.cached("UPDATE blobs SET refs=refs+1 WHERE sha256=? RETURNING id");
+    s->bind_blob(1, chunk.sha256.data(), chunk.sha256.size());
+    if (s->step()) return s->int64(0);
+  }
+  std::string_view stored = chunk.codec == Codec::kRaw ? raw : std::string_view(chunk.stored);
+  auto s = db_.cached(
+      "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
+      "RETURNING id");
+  s->bind_blob(1, chunk.sha256.data(), chunk.sha256.size()).bind(2, int64_t(raw.size()));
+  s->bind(3, int64_t(stored.size())).bind(4, int64_t(chunk.codec)).bind_blob(6, stored.data(), stored.size());
+  if (chunk.codec == Codec::kZlib && dict_id) s->bind(5, dict_id);
   else s->bind_null(5);
   if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
   return s->int64(0);
@@ -727,6 +856,23 @@ Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, co
   });
 }
 
+Status WriteBatchImpl::put_prepared(PreparedItem& item) {
+  auto& p = item.parts();
+  if (!p.early.ok()) return p.early;
+  if (Status room = store_.check_room(p.bytes.size()); !room.ok()) return room;
+  if (!p.invalid.ok()) return p.invalid;
+  return guarded([&] {
+    std::vector<ChunkRef> chunks;
+    for (const auto& chunk : p.chunks) {
+      std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
+      chunks.push_back({store_prepared_chunk(chunk, raw, p.dict_id), raw.size()});
+    }
+    MemoryBuf buf(p.bytes);
+    std::istream in(&buf);
+    return finish_put(p.id, chunks, p.sha256, p.bytes.size(), p.attrs, in, &p.hooks);
+  });
+}
+
 Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, uint64_t size, const Attrs& attrs) {
   if (size == 0) return Status::error(EINVAL, "invalid JSON: the file is empty");
   if (Status status = validate_json(content); !status.ok()) return status;
@@ -753,7 +899,8 @@ Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, ui
 }
 
 Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest,
-                                  uint64_t size, const Attrs& attrs, std::istream& content) {
+                                  uint64_t size, const Attrs& attrs, std::istream& content,
+                                  std::vector<std::unique_ptr<PreparedPut>>* prepared) {
   int64_t now = now_ns();
   int64_t mtime = attrs.mtime_ns ? attrs.mtime_ns : now;
   std::string shard = shard_of(id);
@@ -793,10 +940,12 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   info.attrs.mtime_ns = mtime;
   info.ctime_ns = now;
   info.sha256 = digest;
-  for (CommitHook* hook : store_.hooks()) {
+  const auto& hooks = store_.hooks();
+  for (size_t i = 0; i < hooks.size(); ++i) {
     content.clear();
     content.seekg(0);
-    hook->on_put(*this, info, content);
+    if (prepared && i < prepared->size()) hooks[i]->on_put_prepared(*this, info, content, (*prepared)[i].get());
+    else hooks[i]->on_put(*this, info, content);
   }
   changed_.emplace_back(id);
   return Status::success();

@@ -105,6 +105,13 @@ Status validate_json(std::istream& in);
 
 class Transaction;
 
+// What a hook works out for a put from the item's bytes alone, ahead of the
+// write transaction (see CommitHook::prepare_put).
+class PreparedPut {
+ public:
+  virtual ~PreparedPut() = default;
+};
+
 // Hooks run inside Store::write()'s transaction; throwing aborts the batch.
 class CommitHook {
  public:
@@ -116,6 +123,44 @@ class CommitHook {
   virtual void on_rename(Transaction& txn, const ItemInfo& item, std::string_view old_id) = 0;
   // After the batch's last change, before it commits (once per write()).
   virtual void before_commit(Transaction& txn) { (void)txn; }
+  // Called by Store::prepare(), on any thread and possibly on several at
+  // once, with the validated bytes of an item about to be put: the part of
+  // on_put() that needs nothing but the bytes. nullptr (the default): none.
+  virtual std::unique_ptr<PreparedPut> prepare_put(std::string_view content) {
+    (void)content;
+    return nullptr;
+  }
+  // Instead of on_put() for an item stored by WriteBatch::put_prepared();
+  // `prepared` is what prepare_put() returned for it (may be null). Must
+  // leave the index exactly as on_put() would.
+  virtual void on_put_prepared(Transaction& txn, const ItemInfo& item, std::istream& content, PreparedPut* prepared) {
+    (void)prepared;
+    on_put(txn, item, content);
+  }
+};
+
+// An item made ready to store by Store::prepare(): id and size checked,
+// JSON validated, content hashed, cut into chunks and compressed, and the
+// hooks' prepare_put() done, all outside the write transaction. Opaque:
+// only the store reads its parts.
+class PreparedItem {
+ public:
+  PreparedItem();
+  ~PreparedItem();
+  PreparedItem(PreparedItem&&) noexcept;
+  PreparedItem& operator=(PreparedItem&&) noexcept;
+  const std::string& id() const;
+  uint64_t size() const;
+  // Success, or why put_prepared() will refuse it (bad id, too large,
+  // invalid JSON); a full disk is found only by put_prepared().
+  Status status() const;
+  // The dictionary its chunks were compressed with (0: none).
+  int64_t dictionary_id() const;
+  struct Parts;  // defined by the store
+  Parts& parts() { return *parts_; }
+
+ private:
+  std::unique_ptr<Parts> parts_;
 };
 
 class Transaction {
@@ -132,6 +177,10 @@ class WriteBatch : public Transaction {
   // Stores `content` as item `id` (creating or replacing it), validating it
   // first. attrs.mtime_ns == 0 means now.
   virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs) = 0;
+  // The same for an item made by Store::prepare() (of this store): the same
+  // rows, blobs and hook calls as put() of its bytes, with the same Status.
+  // New blobs keep the compression (and dictionary id) it was prepared with.
+  virtual Status put_prepared(PreparedItem& item) = 0;
   virtual Status remove(std::string_view id) = 0;                           // ENOENT
   virtual Status rename(std::string_view from, std::string_view to) = 0;  // replaces `to`
   virtual Status set_attrs(std::string_view id, const Attrs& attrs) = 0;
@@ -187,6 +236,17 @@ class Store {
   virtual const std::filesystem::path& dir() const = 0;
   virtual const Options& options() const = 0;
   virtual void add_hook(CommitHook* hook) = 0;  // not owned; add before use
+
+  // Does the work of WriteBatch::put() that needs no database (see
+  // PreparedItem) with the dictionary current now. Thread-safe, never waits
+  // for writers; for several threads to prepare while one writes.
+  virtual PreparedItem prepare(std::string id, std::string bytes, const Attrs& attrs) = 0;
+  // Compresses `item` again if the store's dictionary has changed since it
+  // was prepared (one is trained after the first few thousand items), so
+  // that it is stored as put() would store it now. True if it did.
+  virtual bool recompress_if_stale(PreparedItem& item) = 0;
+  // The dictionary new blobs are compressed with now (0: none yet).
+  virtual int64_t current_dictionary_id() const = 0;
 
   // Runs `fn` in one write transaction and commits it, retrying on busy.
   // If `fn` throws, nothing is applied and the exception propagates.

@@ -1,0 +1,52 @@
+// Puts many items into a store on more than one core: worker threads load
+// and prepare them (Store::prepare: read, validate, hash, compress, the
+// hooks' text extraction) while the thread that adds them writes them, in
+// the order added, in batches (WriteBatch::put_prepared), one transaction a
+// batch. The store ends up exactly as if the items had been put one by one
+// with WriteBatch::put() in batches of the same sizes: the same items,
+// blobs, dictionary and index rows.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "store/store.h"
+
+namespace itemfs::store {
+
+class PutPipeline {
+ public:
+  struct Options {
+    unsigned workers = 0;         // 0: one per core
+    size_t batch_items = 1000;    // a batch commits once it holds this many items
+    uint64_t batch_bytes = 64u << 20;  // or this many bytes
+    size_t window_items = 2000;        // items added but not written yet, at most
+    uint64_t window_bytes = 128u << 20;  // bytes loaded but not written yet, about
+  };
+  // Runs on a worker: fills in the item's id, bytes and attributes, or
+  // returns why it cannot (the item is then skipped with that reason).
+  using Load = std::function<Status(std::string& id, std::string& bytes, Attrs& attrs)>;
+  // Runs on the adding thread, once for each item in the order added: ok
+  // with its size when stored, else why it was skipped.
+  using Report = std::function<void(const std::string& origin, const Status& status, uint64_t size)>;
+
+  PutPipeline(Store& store, Options options, Report report, std::function<void()> after_batch = {});
+  // Stops the workers; what was added but not finished is not stored.
+  ~PutPipeline();
+  PutPipeline(const PutPipeline&) = delete;
+  PutPipeline& operator=(const PutPipeline&) = delete;
+
+  // Queues one item; writes earlier ones when the window is full. Throws
+  // what a load, prepare or write threw (StoreError, ...).
+  void add(std::string origin, Load load);
+  // Writes everything added, the last batch included.
+  void finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace itemfs::store
