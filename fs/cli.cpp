@@ -15,6 +15,7 @@
 #include "backup/backup.h"
 #include "search/search.h"
 #include "fs/stats_json.h"
+#include "store/pipeline.h"
 #include "store/store.h"
 
 namespace itemfs::fs {
@@ -25,44 +26,29 @@ namespace stdfs = std::filesystem;
 
 int64_t mtime_ns_of(const struct stat& st) { return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec; }
 
-// Loads items in transactions of kBatch, so a crash loses at most one batch
-// and a million files do not make a million commits.
+// Loads items in transactions of 1000 items (or 64 MB), so a crash loses at
+// most one batch and a million files do not make a million commits. Files
+// are read, validated, hashed, compressed and their text extracted on worker
+// threads (store::PutPipeline); this thread only writes, in the order given.
 class Importer {
  public:
-  explicit Importer(store::Store& store) : store_(store), tty_(isatty(STDERR_FILENO)) {}
+  explicit Importer(store::Store& store)
+      : tty_(isatty(STDERR_FILENO)),
+        pipeline_(
+            store, {},
+            [this](const std::string& origin, const store::Status& status, uint64_t size) {
+              if (status.ok()) {
+                ++imported_;
+                bytes_ += size;
+              } else {
+                refuse(origin, status.message);
+              }
+            },
+            [this] { progress(false); }) {}
 
-  struct Pending {
-    std::string id;
-    std::string bytes;
-    store::Attrs attrs;
-    std::string origin;
-  };
+  void add(std::string origin, store::PutPipeline::Load load) { pipeline_.add(std::move(origin), std::move(load)); }
 
-  void add(Pending item) {
-    batch_bytes_ += item.bytes.size();
-    batch_.push_back(std::move(item));
-    if (batch_.size() >= 1000 || batch_bytes_ >= (64u << 20)) flush();
-  }
-
-  void flush() {
-    if (batch_.empty()) return;
-    store_.write([&](store::WriteBatch& batch) {
-      for (auto& item : batch_) {
-        std::istringstream in(std::move(item.bytes));
-        store::Status status = batch.put(item.id, in, item.attrs);
-        if (status.ok()) {
-          ++imported_;
-          bytes_ += uint64_t(in.str().size());
-        } else {
-          ++refused_;
-          std::cerr << "itemfs import: skipped " << item.origin << ": " << status.message << "\n";
-        }
-      }
-    });
-    batch_.clear();
-    batch_bytes_ = 0;
-    progress(false);
-  }
+  void finish() { pipeline_.finish(); }
 
   void refuse(const std::string& origin, const std::string& why) {
     ++refused_;
@@ -82,12 +68,10 @@ class Importer {
   uint64_t refused() const { return refused_; }
 
  private:
-  store::Store& store_;
   bool tty_;
-  std::vector<Pending> batch_;
-  uint64_t batch_bytes_ = 0;
   uint64_t imported_ = 0, refused_ = 0, bytes_ = 0;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  store::PutPipeline pipeline_;  // last: its workers stop before the counters go
 };
 
 bool read_file(const stdfs::path& path, std::string& out) {
@@ -99,43 +83,47 @@ bool read_file(const stdfs::path& path, std::string& out) {
   return true;
 }
 
-void import_json_file(Importer& importer, const stdfs::path& path) {
-  Importer::Pending item;
+// Runs on a worker thread.
+store::Status load_json_file(const stdfs::path& path, std::string& id, std::string& bytes, store::Attrs& attrs) {
   std::string name = path.filename().string();
-  item.id = name.substr(0, name.size() - 5);
-  item.origin = path.string();
+  id = name.substr(0, name.size() - 5);
   struct stat st {};
-  if (stat(path.c_str(), &st) != 0 || !read_file(path, item.bytes))
-    return importer.refuse(path.string(), std::strerror(errno));
-  item.attrs = {uint32_t(S_IFREG | (st.st_mode & 07777)), st.st_uid, st.st_gid, mtime_ns_of(st)};
-  importer.add(std::move(item));
+  if (stat(path.c_str(), &st) != 0 || !read_file(path, bytes)) return store::Status::error(EIO, std::strerror(errno));
+  attrs = {uint32_t(S_IFREG | (st.st_mode & 07777)), st.st_uid, st.st_gid, mtime_ns_of(st)};
+  return store::Status::success();
 }
 
-// One document a line; its "id" field names the item.
+void import_json_file(Importer& importer, const stdfs::path& path) {
+  importer.add(path.string(), [path](std::string& id, std::string& bytes, store::Attrs& attrs) {
+    return load_json_file(path, id, bytes, attrs);
+  });
+}
+
+// One document a line; its "id" field names the item. Lines are read here,
+// parsed on a worker.
 void import_jsonl(Importer& importer, const stdfs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return importer.refuse(path.string(), std::strerror(errno));
   std::string line;
   uint64_t number = 0;
+  const uint32_t uid = getuid(), gid = getgid();
   while (std::getline(in, line)) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string origin = path.string() + ":" + std::to_string(number);
-    auto doc = nlohmann::json::parse(line, nullptr, false);
-    if (doc.is_discarded()) {
-      importer.refuse(origin, "invalid JSON");
-      continue;
-    }
-    std::string id;
-    if (doc.is_object() && doc.contains("id")) {
-      const auto& v = doc["id"];
-      id = v.is_string() ? v.get<std::string>() : v.is_number() ? v.dump() : "";
-    }
-    if (id.empty()) {
-      importer.refuse(origin, "no \"id\" field to name the item");
-      continue;
-    }
-    importer.add({id, line, store::Attrs{S_IFREG | 0644, getuid(), getgid(), 0}, origin});
+    importer.add(path.string() + ":" + std::to_string(number),
+                 [line = std::move(line), uid, gid](std::string& id, std::string& bytes, store::Attrs& attrs) {
+                   auto doc = nlohmann::json::parse(line, nullptr, false);
+                   if (doc.is_discarded()) return store::Status::error(EINVAL, "invalid JSON");
+                   if (doc.is_object() && doc.contains("id")) {
+                     const auto& v = doc["id"];
+                     id = v.is_string() ? v.get<std::string>() : v.is_number() ? v.dump() : "";
+                   }
+                   if (id.empty()) return store::Status::error(EINVAL, "no \"id\" field to name the item");
+                   bytes = line;
+                   attrs = store::Attrs{S_IFREG | 0644, uid, gid, 0};
+                   return store::Status::success();
+                 });
+    line = std::string();
   }
 }
 
@@ -182,7 +170,7 @@ int cli_import(const std::vector<std::string>& args) {
       importer.refuse(path.string(), "not a directory, .json or .jsonl file");
     }
   }
-  importer.flush();
+  importer.finish();
   importer.progress(true);
   return importer.refused() ? 1 : 0;
 }
