@@ -725,38 +725,45 @@ struct Index::Impl {
     pending.emplace(gen, std::move(row));
   }
 
+  // Copies into temp table `table` the rows whose search_doc entry exists
+  // (`live`) or is gone (!`live`), for one INSERT ... SELECT afterwards:
+  // FTS5 writes what it has gathered at the start of each statement in a
+  // transaction, so one statement per row would write a segment each. The
+  // table is created here, not once: a transaction that rolls back takes it
+  // away. Returns how many rows were copied.
+  template <class Rows>
+  size_t stage_rows(WriterStmts& st, const std::string& table, const Rows& rows, bool live) {
+    exec(st.db,
+         ("CREATE TEMP TABLE IF NOT EXISTS " + table + "(gen INTEGER PRIMARY KEY, title TEXT, body TEXT, meta TEXT)")
+             .c_str());
+    Stmt add(st.db, "INSERT OR REPLACE INTO temp." + table + "(gen, title, body, meta) VALUES(?,?,?,?)");
+    size_t copied = 0;
+    for (const auto& [gen, row] : rows) {
+      bool exists = false;
+      {
+        ResetOnExit r{st.doc_exists};
+        exists = st.doc_exists.bind(1, gen).step();
+      }
+      if (exists != live) continue;
+      add.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
+      ++copied;
+    }
+    return copied;
+  }
+
   // Deletes the rows of deferred drops. One whose generation is an entry
   // again was dropped in a transaction that did not commit: it is kept.
-  // The rows go through a temporary table into one INSERT ... SELECT: FTS5
-  // writes what it has gathered at the start of each statement in a
-  // transaction, so one delete statement per row would write a segment each.
   void flush_pending(WriterStmts& st) {
     if (pending.empty()) return;
-    sqlite3* db = st.db;
-    // Created here, not once: a transaction that rolls back takes it away.
-    exec(db, "CREATE TEMP TABLE IF NOT EXISTS search_dropped(gen INTEGER PRIMARY KEY, title TEXT, body TEXT, meta TEXT)");
-    int64_t deleted = 0;
-    {
-      Stmt add(db, "INSERT OR REPLACE INTO temp.search_dropped(gen, title, body, meta) VALUES(?,?,?,?)");
-      for (const auto& [gen, row] : pending) {
-        bool live = false;
-        {
-          ResetOnExit r{st.doc_exists};
-          live = st.doc_exists.bind(1, gen).step();
-        }
-        if (live) continue;
-        add.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
-        ++deleted;
-      }
-    }
+    size_t deleted = stage_rows(st, "search_dropped", pending, false);
     pending.clear();
     pending_bytes = 0;
     if (deleted == 0) return;
-    exec(db,
+    exec(st.db,
          "INSERT INTO search_fts(search_fts, rowid, title, body, meta)"
          " SELECT 'delete', gen, title, body, meta FROM temp.search_dropped;"
          "DELETE FROM temp.search_dropped;");
-    st.sub_dead.bind(1, deleted).run();
+    st.sub_dead.bind(1, int64_t(deleted)).run();
   }
 
   void drop_ino(WriterStmts& st, int64_t ino, bool defer = false) {
@@ -818,30 +825,15 @@ struct Index::Impl {
   }
 
   // Writes the queued rows of this transaction's puts: all in one statement,
-  // so FTS5 writes one segment for them (see flush_pending). One whose entry
+  // so FTS5 writes one segment for them (see stage_rows). One whose entry
   // is gone came from a transaction that did not commit.
   void flush_queued(WriterStmts& st) {
     if (queued.empty()) return;
-    sqlite3* db = st.db;
-    exec(db, "CREATE TEMP TABLE IF NOT EXISTS search_added(gen INTEGER PRIMARY KEY, title TEXT, body TEXT, meta TEXT)");
-    size_t added = 0;
-    {
-      Stmt add(db, "INSERT OR REPLACE INTO temp.search_added(gen, title, body, meta) VALUES(?,?,?,?)");
-      for (const auto& [gen, row] : queued) {
-        bool live = false;
-        {
-          ResetOnExit r{st.doc_exists};
-          live = st.doc_exists.bind(1, gen).step();
-        }
-        if (!live) continue;
-        add.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
-        ++added;
-      }
-    }
+    size_t added = stage_rows(st, "search_added", queued, true);
     queued.clear();
     queued_bytes = 0;
     if (added == 0) return;
-    exec(db,
+    exec(st.db,
          "INSERT INTO search_fts(rowid, title, body, meta) SELECT gen, title, body, meta FROM temp.search_added;"
          "DELETE FROM temp.search_added;");
   }
