@@ -194,6 +194,7 @@ class StoreImpl final : public Store {
     if (!options_.read_only) init_schema();
     check_version();
     load_current_dictionary();
+    reserve_bytes_ = measure_reserve_bytes();
     if (!options_.read_only) keep_space_reserve();
   }
 
@@ -277,10 +278,19 @@ class StoreImpl final : public Store {
   // more free: a body being written must never take the room a checkpoint
   // needs, or a store whose WAL is not yet copied back would be stuck full.
   Status check_staging_room(uint64_t bytes) const override {
+    // Every growing write comes here: while half of the surplus found by the
+    // last look at the disk (at most 64 MiB) lasts, no need to look again.
+    for (uint64_t left = staging_allowance_.load(); left >= bytes;) {
+      if (staging_allowance_.compare_exchange_weak(left, left - bytes)) return Status::success();
+    }
     auto free = disk_free();
     if (!free) return Status::success();
     uint64_t need = bytes + wal_bytes() + kSpareBytes;
-    if (*free >= need) return Status::success();
+    if (*free >= need) {
+      staging_allowance_ = std::min<uint64_t>((*free - need) / 2, 64ull << 20);
+      return Status::success();
+    }
+    staging_allowance_ = 0;
     return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
                                      " bytes free, " + std::to_string(need - bytes) +
                                      " kept back for the store's log and its checkpoint");
@@ -299,6 +309,14 @@ class StoreImpl final : public Store {
       free = disk_free();
     }
     if (free && !reserve_held_ && *free >= reserve_bytes() + wal_bytes() + kSpareBytes) keep_space_reserve();
+    // Commits use the disk too: the staging allowance never outlasts what
+    // this commit left free.
+    if (free) {
+      uint64_t kept = wal_bytes() + kSpareBytes;
+      uint64_t cap = *free > kept ? (*free - kept) / 2 : 0;
+      for (uint64_t left = staging_allowance_.load(); left > cap;)
+        if (staging_allowance_.compare_exchange_weak(left, cap)) break;
+    }
   }
 
   // COMMIT writes the transaction's pages to the WAL, and a commit may write
@@ -334,7 +352,10 @@ class StoreImpl final : public Store {
   // by removing items. An eighth of the disk, at most 8 MiB.
   fs::path reserve_path() const { return dir_ / "space-reserve"; }
 
-  uint64_t reserve_bytes() const {
+  uint64_t reserve_bytes() const { return reserve_bytes_; }
+
+  // The disk's size does not change under a mounted store: measured once.
+  uint64_t measure_reserve_bytes() const {
     struct statvfs st {};
     if (statvfs(dir_.c_str(), &st) != 0) return 0;
     uint64_t total = uint64_t(st.f_blocks) * uint64_t(st.f_frsize ? st.f_frsize : st.f_bsize);
@@ -718,6 +739,8 @@ class StoreImpl final : public Store {
                                    std::to_string(kFormatVersion) + ")");
   }
 
+  uint64_t reserve_bytes_ = 0;
+  mutable std::atomic<uint64_t> staging_allowance_ = 0;  // see check_staging_room()
   std::atomic<bool> reserve_held_ = false;  // changed under write_mutex_ (or construction)
   fs::path dir_;
   Options options_;
