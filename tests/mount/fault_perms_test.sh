@@ -10,7 +10,11 @@
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (it mounts with allow_other and switches users)"
 command -v setpriv >/dev/null || fail "setpriv is needed"
-chmod 0755 "$T"  # let the user reach the mount point
+# The user must reach the mount point, whatever the modes of the directories
+# above $T (a checkout under a 0700 directory is common): mount in /tmp.
+MNT=$(mktemp -d /tmp/itemfs-perms.XXXXXX)
+chmod 0755 "$MNT"
+CLEANUP_EXTRA='rmdir "$MNT"'
 as_user() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
 # Runs a command as the user that must fail with "Permission denied" or
 # "Operation not permitted" ($1), with its stderr in $T/last.err.
