@@ -120,7 +120,7 @@ void import_jsonl(Importer& importer, const stdfs::path& path) {
                    }
                    if (id.empty()) return store::Status::error(EINVAL, "no \"id\" field to name the item");
                    bytes = line;
-                   attrs = store::Attrs{S_IFREG | 0644, uid, gid, 0};
+                   attrs = store::Attrs{S_IFREG | 0644, uid, gid, store::kMtimeNow};
                    return store::Status::success();
                  });
     line = std::string();

@@ -1354,7 +1354,7 @@ class Filesystem : public Tree {
       return (void)fuse_reply_err(req, EINVAL);
     }
     const fuse_ctx* ctx = fuse_req_ctx(req);
-    Attrs attrs{uint32_t(S_IFDIR | (mode & 07777)), ctx->uid, ctx->gid, 0};
+    Attrs attrs{uint32_t(S_IFDIR | (mode & 07777)), ctx->uid, ctx->gid, store::kMtimeNow};
     int err = write_status([&](store::WriteBatch& b) { return b.make_dir(name, attrs); });
     if (err) return (void)fuse_reply_err(req, err);
     auto info = store_.dir_info(name);

@@ -521,6 +521,17 @@ class StoreImpl final : public Store {
     fn(reader->handle());
   }
 
+  bool changed_by_others() override {
+    std::lock_guard lock(write_mutex_);
+    // data_version moves on this connection when any other connection
+    // commits; all of this process's writes go through this one.
+    auto s = writer_->cached("PRAGMA data_version");
+    int64_t version = s->step() ? s->int64(0) : 0;
+    bool changed = seen_data_version_ && *seen_data_version_ != version;
+    seen_data_version_ = version;
+    return changed;
+  }
+
   Stats stats() override {
     Stats stats;
     auto reader = acquire();
@@ -758,6 +769,7 @@ class StoreImpl final : public Store {
   int64_t dict_id_ = 0;
   std::shared_ptr<const std::string> dict_ = std::make_shared<const std::string>();
   size_t changes_since_check_ = 0;
+  std::optional<int64_t> seen_data_version_;  // under write_mutex_
 };
 
 // ---- WriteBatch ----------------------------------------------------------
@@ -925,7 +937,7 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
                                   uint64_t size, const Attrs& attrs, std::istream& content,
                                   std::vector<std::unique_ptr<PreparedPut>>* prepared) {
   int64_t now = now_ns();
-  int64_t mtime = attrs.mtime_ns ? attrs.mtime_ns : now;
+  int64_t mtime = attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns;
   std::string shard = shard_of(id);
   auto existing = find(id);
   int64_t ino;
@@ -1021,7 +1033,8 @@ Status WriteBatchImpl::set_attrs(std::string_view id, const Attrs& attrs) {
   return guarded([&] {
     auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=?");
     s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
-    s->bind(4, attrs.mtime_ns).bind(5, now_ns()).bind(6, id).run();
+    int64_t now = now_ns();
+    s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, id).run();
     if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no item " + std::string(id));
     return Status::success();
   });
@@ -1036,7 +1049,7 @@ Status WriteBatchImpl::make_dir(std::string_view shard, const Attrs& attrs) {
     int64_t now = now_ns();
     auto s = db_.cached("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,?,?,?,?)");
     s->bind(1, shard).bind(2, int64_t(attrs.mode)).bind(3, int64_t(attrs.uid)).bind(4, int64_t(attrs.gid));
-    s->bind(5, attrs.mtime_ns ? attrs.mtime_ns : now).bind(6, now).run();
+    s->bind(5, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(6, now).run();
     if (sqlite3_changes(db_.handle()) == 0) return Status::error(EEXIST, "shard exists");
     touch_dir("", now);
     return Status::success();
@@ -1062,7 +1075,8 @@ Status WriteBatchImpl::set_dir_attrs(std::string_view shard, const Attrs& attrs)
   return guarded([&] {
     auto s = db_.cached("UPDATE dirs SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE name=?");
     s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
-    s->bind(4, attrs.mtime_ns).bind(5, now_ns()).bind(6, shard).run();
+    int64_t now = now_ns();
+    s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, shard).run();
     if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no shard " + std::string(shard));
     return Status::success();
   });

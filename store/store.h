@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <functional>
 #include <istream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -59,12 +60,16 @@ class StoreError : public std::runtime_error {
   int code_;
 };
 
+// An mtime that means "the time of the write". Not 0: the epoch is a real
+// mtime (tar archives and rsync carry it) that a restore must give back.
+inline constexpr int64_t kMtimeNow = std::numeric_limits<int64_t>::min();
+
 // Attributes a writer controls.
 struct Attrs {
   uint32_t mode = 0100644;  // including S_IFREG / S_IFDIR
   uint32_t uid = 0;
   uint32_t gid = 0;
-  int64_t mtime_ns = 0;
+  int64_t mtime_ns = kMtimeNow;
 };
 
 struct ItemInfo {
@@ -175,7 +180,7 @@ class Transaction {
 class WriteBatch : public Transaction {
  public:
   // Stores `content` as item `id` (creating or replacing it), validating it
-  // first. attrs.mtime_ns == 0 means now.
+  // first. attrs.mtime_ns == kMtimeNow means now.
   virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs) = 0;
   // The same for an item made by Store::prepare() (of this store): the same
   // rows, blobs and hook calls as put() of its bytes, with the same Status.
@@ -273,6 +278,9 @@ class Store {
   virtual Status check_staging_room(uint64_t bytes) const = 0;
 
   virtual Stats stats() = 0;
+  // Whether another process (an `itemfs import`, a second mount) committed
+  // to the store since the last call. The first call only takes note.
+  virtual bool changed_by_others() = 0;
   virtual FsckReport fsck(bool repair) = 0;
 };
 

@@ -4,6 +4,8 @@ source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 200
 chmod 600 "$T/src/$(first_of "$T/src" "*/*.json")"
 touch -d '2015-05-05 05:05:05' "$T/src/$(last_of "$T/src" "*/*.json")"
+# The epoch is a real mtime (archives carry it), not "now".
+touch -d @0 "$T/src/$(first_of "$T/src" "*/*.json")"
 start_mount
 
 rsync -a "$T/src/" "$MNT/items/"

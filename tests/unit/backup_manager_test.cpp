@@ -49,7 +49,8 @@ std::ostream& operator<<(std::ostream& os, const Item& i) {
             << "}";
 }
 
-void put(Store& s, const std::string& id, const std::string& bytes, uint32_t mode = 0100644, int64_t mtime = 0) {
+void put(Store& s, const std::string& id, const std::string& bytes, uint32_t mode = 0100644,
+         int64_t mtime = store::kMtimeNow) {
   s.write([&](WriteBatch& b) {
     std::istringstream in(bytes);
     Status st = b.put(id, in, Attrs{mode, 0, 0, mtime});
@@ -420,10 +421,12 @@ TEST_F(BackupTest, RestoreIntoEmptyStore) {
   put(*store_, "big", "[\"" + std::string(3 << 20, 'b') + "\"]", 0100644, 1700000000000000042);  // spooled to disk
   run_ok("full");
   put(*store_, "item-9", "{\"v\": 2}", 0100644, 1700000000000000077);
+  put(*store_, "epoch", "{\"t\": 0}", 0100644, 0);  // the epoch is an mtime, not "now"
   remove_item(*store_, "item-8");
   run_ok("incremental");
   std::string id = last_id();
   Tree want = store_tree(*store_);
+  ASSERT_EQ(want.at("ep/epoch.json").mtime_ns, 0);
 
   TempDir other;
   auto empty = Store::open(other.path() / "store");
