@@ -80,9 +80,13 @@ int64_t from_timespec(const timespec& ts) { return int64_t(ts.tv_sec) * 10000000
 
 // How long the kernel may keep an item's entry and attributes. Every change
 // made through the mount reaches the kernel's caches directly or by explicit
-// invalidation (restore, other nodes of the same item, flat names); only a
-// writer outside the mount (itemfs import while mounted) waits this long.
-constexpr double kItemTimeout = 30.0;
+// invalidation (restore, other nodes of the same item, flat names), and so
+// does a writer outside the mount (itemfs import while mounted), which the
+// store watcher notices within kWatchPeriod. Long, because every expiry
+// costs a round trip per file: an rsync re-run of a large tree would stat
+// every file through the daemon again.
+constexpr double kItemTimeout = 3600.0;
+constexpr auto kWatchPeriod = std::chrono::seconds(1);
 
 bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
 
@@ -172,7 +176,10 @@ class Filesystem : public Tree {
     staging_ = std::make_shared<StagingPool>(staging_dir_);
   }
 
-  ~Filesystem() override { stop_invalidator(); }
+  ~Filesystem() override {
+    stop_watcher();
+    stop_invalidator();
+  }
 
   EventLog& log() override { return log_; }
 
@@ -239,6 +246,47 @@ class Filesystem : public Tree {
     }
     if (inval_thread_.joinable()) inval_thread_.join();
   }
+  // Another process writing the store (an `itemfs import`, a second
+  // mount) changes items behind the kernel's back. Which ones is not known
+  // here, so everything the kernel may hold of items/ is dropped: shard
+  // dentries (the kernel prunes their children with them), the listings
+  // and attributes of shards, and the attributes and pages of every item
+  // node it knows.
+  void start_watcher() {
+    store_.changed_by_others();  // the baseline
+    watch_thread_ = std::thread([this] {
+      std::unique_lock lock(watch_mutex_);
+      while (!watch_cv_.wait_for(lock, kWatchPeriod, [&] { return watch_stop_; })) {
+        lock.unlock();
+        try {
+          if (store_.changed_by_others()) invalidate_items_tree();
+        } catch (const std::exception& e) {
+          log().add("store watcher: " + std::string(e.what()));
+        }
+        lock.lock();
+      }
+    });
+  }
+  void stop_watcher() {
+    {
+      std::lock_guard lock(watch_mutex_);
+      watch_stop_ = true;
+      watch_cv_.notify_one();
+    }
+    if (watch_thread_.joinable()) watch_thread_.join();
+  }
+  void invalidate_items_tree() {
+    std::vector<fuse_ino_t> inodes;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [ino, node] : nodes_)
+        if (node.kind == Kind::kShard || (node.kind == Kind::kItem && !node.pending)) inodes.push_back(ino);
+    }
+    for (const auto& d : store_.list_dirs()) invalidate_entry(kItemsIno, d.name);
+    invalidate_inode(kItemsIno);
+    for (fuse_ino_t ino : inodes) invalidate_inode(ino);
+  }
+
   store::Store& store() override { return store_; }
   void set_session(fuse_session* session) { session_ = session; }
 
@@ -1630,32 +1678,12 @@ class Filesystem : public Tree {
     } else if (auto dir = items_dir_of(ino)) {
       // The kernel keeps the listing across opens. Changes made through the
       // mount reset it by themselves (the kernel bumps the directory's
-      // version); the others invalidate the directory's inode.
+      // version); the others invalidate the directory's inode. While the
+      // kernel holds it, it opens the directory but does not read it: the
+      // listing is made at the first readdir.
       fi->cache_readdir = 1;
       fi->keep_cache = 1;
-      if (dir->empty()) {
-        for (const auto& d : store_.list_dirs())
-          add(d.name, stat_of(kDirBase + fuse_ino_t(d.ino), d.attrs.mode, 0, d.attrs.uid, d.attrs.gid, d.attrs.mtime_ns,
-                              d.ctime_ns));
-      } else {
-        for (const auto& item : store_.list_shard(*dir)) add(item.id + ".json", item_stat(item));
-        std::lock_guard lock(mutex_);
-        for (auto& [id, pending_ino] : pending_) {
-          if (store::shard_of(id) != *dir) continue;
-          auto& s = *nodes_.at(pending_ino).state;
-          std::lock_guard state_lock(s.mutex);
-          add(id + ".json",
-              stat_of(pending_ino, s.attrs.mode, s.size, s.attrs.uid, s.attrs.gid, s.attrs.mtime_ns, s.ctime_ns));
-        }
-      }
-      std::lock_guard lock(mutex_);
-      for (auto& [key, scratch_ino] : scratch_) {
-        if (key.first != *dir) continue;
-        auto& s = *nodes_.at(scratch_ino).state;
-        std::lock_guard state_lock(s.mutex);
-        add(key.second,
-            stat_of(scratch_ino, s.attrs.mode, s.size, s.attrs.uid, s.attrs.gid, s.attrs.mtime_ns, s.ctime_ns));
-      }
+      handle->unlisted_dir = *dir;
     } else {
       int err = extra_list(ino, handle->entries);
       if (err) return (void)fuse_reply_err(req, err);
@@ -1664,8 +1692,40 @@ class Filesystem : public Tree {
     fuse_reply_open(req, fi);
   }
 
+  // The listing of an items/ directory ("" = items/ itself): shards, or the
+  // shard's items, pending items and scratch files.
+  void list_items_dir(const std::string& dir, std::vector<std::pair<std::string, struct stat>>& entries) {
+    auto add = [&](const std::string& name, const struct stat& st) { entries.emplace_back(name, st); };
+    if (dir.empty()) {
+      for (const auto& d : store_.list_dirs())
+        add(d.name, stat_of(kDirBase + fuse_ino_t(d.ino), d.attrs.mode, 0, d.attrs.uid, d.attrs.gid, d.attrs.mtime_ns,
+                            d.ctime_ns));
+    } else {
+      for (const auto& item : store_.list_shard(dir)) add(item.id + ".json", item_stat(item));
+      std::lock_guard lock(mutex_);
+      for (auto& [id, pending_ino] : pending_) {
+        if (store::shard_of(id) != dir) continue;
+        auto& s = *nodes_.at(pending_ino).state;
+        std::lock_guard state_lock(s.mutex);
+        add(id + ".json",
+            stat_of(pending_ino, s.attrs.mode, s.size, s.attrs.uid, s.attrs.gid, s.attrs.mtime_ns, s.ctime_ns));
+      }
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& [key, scratch_ino] : scratch_) {
+      if (key.first != dir) continue;
+      auto& s = *nodes_.at(scratch_ino).state;
+      std::lock_guard state_lock(s.mutex);
+      add(key.second, stat_of(scratch_ino, s.attrs.mode, s.size, s.attrs.uid, s.attrs.gid, s.attrs.mtime_ns, s.ctime_ns));
+    }
+  }
+
   void readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
     auto h = handle_of(fi);
+    if (h->unlisted_dir) {
+      list_items_dir(*h->unlisted_dir, h->entries);
+      h->unlisted_dir.reset();
+    }
     std::string buf(size, '\0');
     size_t used = 0;
     for (size_t i = size_t(off); i < h->entries.size(); ++i) {
@@ -1791,6 +1851,10 @@ class Filesystem : public Tree {
   std::deque<std::pair<fuse_ino_t, std::string>> inval_queue_;
   bool inval_stop_ = false;
   std::thread inval_thread_;
+  std::mutex watch_mutex_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;
+  std::thread watch_thread_;
 };
 
 // ---- libfuse glue ----------------------------------------------------------
@@ -1964,6 +2028,7 @@ int run_mount(const MountConfig& config) {
     fs->log().use_syslog(!config.foreground);
     fs->set_session(se);
     fs->start_invalidator();
+    fs->start_watcher();
     fs->attach_services(config);
     fuse_loop_config* loop = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(loop, 16);
@@ -1974,6 +2039,7 @@ int run_mount(const MountConfig& config) {
     rc = res == 0 || res == SIGTERM || res == SIGINT || res == SIGHUP ? 0 : 1;
     fuse_loop_cfg_destroy(loop);
     fs->detach_services();
+    fs->stop_watcher();
     fs->stop_invalidator();
   } catch (const std::exception& e) {
     std::cerr << "itemfs: " << e.what() << "\n";

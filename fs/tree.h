@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
@@ -52,6 +53,7 @@ struct Handle {
   uint64_t generation = 0;  // the FileState::generation this writer writes
   std::string generated;  // a virtual file's content, made at open
   std::vector<std::pair<std::string, struct stat>> entries;  // a directory listing, made at opendir
+  std::optional<std::string> unlisted_dir;  // an items/ directory whose listing is made at the first readdir
   std::string pending_command;                               // backups/ctl
   uint64_t cached_reader_of = 0;  // reads through the page cache: 1 + the node's commit count at open
 };
