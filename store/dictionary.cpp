@@ -1,5 +1,9 @@
 #include "store/dictionary.h"
 
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
 namespace itemfs::store {
 
 std::string train_dictionary(const std::vector<std::string>& samples, size_t size) {
@@ -16,6 +20,153 @@ std::string train_dictionary(const std::vector<std::string>& samples, size_t siz
   dictionary.reserve(total);
   for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) dictionary += **it;
   return dictionary;
+}
+
+namespace {
+
+uint32_t hash_at(const char* p) {
+  uint32_t word;
+  std::memcpy(&word, p, 4);
+  return (word * 2654435761u) >> (32 - Fingerprint::kBits);
+}
+
+}  // namespace
+
+Fingerprint::Fingerprint() : words_((size_t(1) << kBits) / 64) {}
+
+void Fingerprint::add(std::string_view bytes) {
+  for (size_t i = 0; i + 4 <= bytes.size(); ++i) {
+    uint32_t h = hash_at(bytes.data() + i);
+    words_[h >> 6] |= uint64_t(1) << (h & 63);
+  }
+}
+
+size_t Fingerprint::count(const std::vector<uint32_t>& hashes) const {
+  size_t n = 0;
+  for (uint32_t h : hashes) n += has(h);
+  return n;
+}
+
+std::vector<uint32_t> sample_hashes(std::string_view bytes, size_t limit) {
+  std::vector<uint32_t> out;
+  if (bytes.size() < 4 || limit == 0) return out;
+  size_t positions = bytes.size() - 3;
+  size_t step = std::max<size_t>(1, (positions + limit - 1) / limit);
+  out.reserve(positions / step + 1);
+  for (size_t i = 0; i < positions; i += step) out.push_back(hash_at(bytes.data() + i));
+  return out;
+}
+
+namespace {
+
+// The dictionaries of the groups (lists of sample indexes, in sample
+// order) of at least `min_bytes`, the largest first, at most `max`.
+std::vector<std::string> pack_groups(const std::vector<std::string>& samples,
+                                     const std::vector<std::vector<size_t>>& groups, size_t max, size_t min_bytes,
+                                     size_t size) {
+  std::vector<std::pair<size_t, size_t>> order;  // bytes, group
+  for (size_t g = 0; g < groups.size(); ++g) {
+    size_t bytes = 0;
+    for (size_t i : groups[g]) bytes += samples[i].size();
+    order.emplace_back(bytes, g);
+  }
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (const auto& [bytes, g] : order) {
+    if (out.size() == max || bytes < min_bytes) break;
+    std::vector<std::string> members;
+    for (size_t i : groups[g]) members.push_back(samples[i]);
+    out.push_back(train_dictionary(members, size));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> train_group_dictionaries(const std::vector<std::string>& samples, const std::string& general,
+                                                  size_t max_dictionaries, size_t min_bytes, size_t size) {
+  struct Group {
+    std::vector<size_t> members;
+    size_t packed = 0;  // bytes of the members in the fingerprint
+    Fingerprint fingerprint;
+  };
+  // A group costs 32 KiB while training: a few times more than can become
+  // dictionaries, and samples alike to none of them start no more.
+  const size_t max_groups = std::max<size_t>(4 * max_dictionaries, 16);
+  std::vector<Group> groups;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const std::string& sample = samples[i];
+    auto hashes = sample_hashes(sample, 256);
+    if (hashes.empty()) continue;
+    size_t best = groups.size(), best_count = 0;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      size_t n = groups[g].fingerprint.count(hashes);
+      if (n > best_count) {
+        best = g;
+        best_count = n;
+      }
+    }
+    if (best == groups.size() || 2 * best_count < hashes.size()) {
+      if (groups.size() == max_groups) continue;
+      groups.emplace_back();
+      best = groups.size() - 1;
+    }
+    Group& group = groups[best];
+    group.members.push_back(i);
+    // The fingerprint holds what the group's dictionary will hold.
+    if (group.packed + sample.size() <= size) {
+      group.packed += sample.size();
+      group.fingerprint.add(sample);
+    }
+  }
+  std::vector<std::vector<size_t>> members;
+  for (auto& group : groups) members.push_back(std::move(group.members));
+  groups.clear();
+  std::vector<std::string> dictionaries = pack_groups(samples, members, max_dictionaries, min_bytes, size);
+  // Twice more, each sample goes to the dictionary DictionarySet::choose()
+  // would give it (the general one among them), and the groups are made
+  // again from that.
+  for (int round = 0; round < 2 && !dictionaries.empty(); ++round) {
+    std::vector<std::shared_ptr<const Dictionary>> candidates;
+    auto add = [&](const std::string& data) {
+      auto d = std::make_shared<Dictionary>();
+      d->id = int64_t(candidates.size());  // its index here
+      d->data = data;
+      d->fingerprint.add(d->data);
+      candidates.push_back(std::move(d));
+    };
+    for (const std::string& data : dictionaries) add(data);
+    add(general);
+    DictionarySet set(std::move(candidates));
+    members.assign(dictionaries.size(), {});
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const Dictionary* chosen = set.choose(samples[i]);
+      if (chosen && size_t(chosen->id) < dictionaries.size()) members[size_t(chosen->id)].push_back(i);
+    }
+    dictionaries = pack_groups(samples, members, max_dictionaries, min_bytes, size);
+  }
+  return dictionaries;
+}
+
+DictionarySet::DictionarySet(std::vector<std::shared_ptr<const Dictionary>> dictionaries)
+    : dictionaries_(std::move(dictionaries)) {
+  for (const auto& d : dictionaries_) generation_ = std::max(generation_, d->id);
+}
+
+const Dictionary* DictionarySet::choose(std::string_view bytes) const {
+  if (dictionaries_.empty()) return nullptr;
+  if (dictionaries_.size() == 1) return dictionaries_[0].get();
+  auto hashes = sample_hashes(bytes);
+  const Dictionary* best = dictionaries_[0].get();
+  size_t best_count = 0;
+  for (const auto& d : dictionaries_) {
+    size_t n = d->fingerprint.count(hashes);
+    if (n > best_count) {
+      best = d.get();
+      best_count = n;
+    }
+  }
+  return best;
 }
 
 }  // namespace itemfs::store

@@ -29,7 +29,8 @@ struct PreparedItem::Parts {
     Sha256 sha256{};
     uint64_t offset = 0, size = 0;  // in bytes
     Codec codec = Codec::kRaw;
-    std::string stored;  // the zlib stream when codec is kZlib
+    int64_t dict_id = 0;  // the dictionary of the zlib stream (0: none)
+    std::string stored;   // the zlib stream when codec is kZlib
   };
   std::string id;
   std::string bytes;
@@ -38,7 +39,7 @@ struct PreparedItem::Parts {
   Status invalid;  // invalid JSON: put() says so after it checks the disk
   Sha256 sha256{};
   std::vector<Chunk> chunks;
-  int64_t dict_id = 0;
+  int64_t dict_id = 0;  // the generation of the dictionary set it was compressed with
   std::vector<std::unique_ptr<PreparedPut>> hooks;  // by hook, in add_hook() order
 };
 
@@ -55,13 +56,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Format version 1 schema. docs/FORMAT.md describes every column.
+// Format version 2 schema. docs/FORMAT.md describes every column.
 const char* const kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dicts(
-  id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, data BLOB NOT NULL);
+  id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, data BLOB NOT NULL,
+  codec INTEGER NOT NULL DEFAULT 0, raw_size INTEGER);
 CREATE TABLE IF NOT EXISTS blobs(
-  id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 BLOB NOT NULL UNIQUE,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 BLOB NOT NULL,
   raw_size INTEGER NOT NULL, stored_size INTEGER NOT NULL,
   codec INTEGER NOT NULL, dict_id INTEGER, refs INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dirs(
@@ -73,11 +75,18 @@ CREATE TABLE IF NOT EXISTS items(
   size INTEGER NOT NULL, sha256 BLOB NOT NULL,
   mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
   mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS items_by_shard ON items(shard, id);
+CREATE INDEX IF NOT EXISTS items_in_00 ON items(id) WHERE shard='00';
 CREATE TABLE IF NOT EXISTS chunks(
   ino INTEGER NOT NULL, seq INTEGER NOT NULL, blob INTEGER NOT NULL,
   PRIMARY KEY(ino, seq)) WITHOUT ROWID;
 )SQL";
+
+// How a blob is found by its SHA-256: by its first 8 bytes, in a quarter of
+// the room of an index of all 32. A format 1 store has its UNIQUE(sha256)
+// index instead, and keeps it (dropping it would mean copying the table).
+const char* const kBlobsBySha = "CREATE INDEX IF NOT EXISTS blobs_by_sha ON blobs(substr(sha256, 1, 8))";
+// A blob is looked up by "substr(sha256, 1, 8) = substr(?1, 1, 8) AND
+// sha256 = ?1", which either index answers.
 
 const char* const kItemColumns = "ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns";
 
@@ -168,7 +177,7 @@ class WriteBatchImpl final : public WriteBatch {
   Status guarded(const std::function<Status()>& fn);
   std::optional<ItemInfo> find(std::string_view id);
   int64_t store_chunk(std::string_view raw);
-  int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, int64_t dict_id);
+  int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw);
   void release_chunks(int64_t ino);
   void ensure_dir(const std::string& shard, const Attrs& like, int64_t now);
   void touch_dir(const std::string& shard, int64_t now);
@@ -193,7 +202,11 @@ class StoreImpl final : public Store {
     writer_ = std::make_unique<Db>(db_path(), options_.read_only, options_.sync_full);
     if (!options_.read_only) init_schema();
     check_version();
-    load_current_dictionary();
+    {
+      Stmt columns(writer_->handle(), "SELECT 1 FROM pragma_table_info('dicts') WHERE name='codec'");
+      dicts_coded_ = columns.step();
+    }
+    load_dictionary_set();
     reserve_bytes_ = measure_reserve_bytes();
     if (!options_.read_only) keep_space_reserve();
   }
@@ -398,15 +411,26 @@ class StoreImpl final : public Store {
     return !ec;
   }
 
-  // The dictionary new blobs are compressed with ("" when none yet). The
-  // writer's view: call with write_mutex_ held.
-  const std::string& dictionary() const { return *dict_; }
-  int64_t dictionary_id() const { return dict_id_; }
+  // The dictionaries new blobs are compressed with (empty when none yet).
+  // The writer's view: call with write_mutex_ held.
+  const DictionarySet& dictionaries() const { return *dict_set_; }
 
   // The same from any thread.
-  std::pair<int64_t, std::shared_ptr<const std::string>> current_dictionary() const {
+  std::shared_ptr<const DictionarySet> current_dictionaries() const {
     std::lock_guard lock(current_dict_mutex_);
-    return {dict_id_, dict_};
+    return dict_set_;
+  }
+
+  // Compresses one chunk as a new blob is stored: with the dictionary of
+  // `set` chosen for its bytes, raw if zlib does not shrink it. `dict_id`
+  // is the dictionary the stream needs (0: none, or raw).
+  static Codec compress_chunk(Compressor& compressor, const DictionarySet& set, std::string_view raw,
+                              std::string& stored, int64_t& dict_id) {
+    const Dictionary* dictionary = set.choose(raw);
+    std::string_view data = dictionary ? std::string_view(dictionary->data) : std::string_view();
+    Codec codec = compressor.compress(raw, data, stored);
+    dict_id = codec == Codec::kZlib && dictionary ? dictionary->id : 0;
+    return codec;
   }
 
   PreparedItem prepare(std::string id, std::string bytes, const Attrs& attrs) override {
@@ -446,32 +470,31 @@ class StoreImpl final : public Store {
       }
       p.sha256 = whole.finish();
     }
-    compress_prepared(p, current_dictionary());
+    compress_prepared(p, *current_dictionaries());
     for (CommitHook* hook : hooks_) p.hooks.push_back(hook->prepare_put(p.bytes));
     return item;
   }
 
-  int64_t current_dictionary_id() const override { return current_dictionary().first; }
+  int64_t current_dictionary_id() const override { return current_dictionaries()->generation(); }
 
   bool recompress_if_stale(PreparedItem& item) override {
     auto& p = item.parts();
-    auto current = current_dictionary();
-    if (p.chunks.empty() || p.dict_id == current.first) return false;
-    compress_prepared(p, current);
+    auto current = current_dictionaries();
+    if (p.chunks.empty() || p.dict_id == current->generation()) return false;
+    compress_prepared(p, *current);
     return true;
   }
 
-  static void compress_prepared(PreparedItem::Parts& p,
-                                const std::pair<int64_t, std::shared_ptr<const std::string>>& dictionary) {
+  static void compress_prepared(PreparedItem::Parts& p, const DictionarySet& dictionaries) {
     // One deflate state per thread: allocating one costs more than
     // compressing a small item.
     thread_local Compressor compressor(6);
     for (auto& chunk : p.chunks) {
       std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
-      chunk.codec = compressor.compress(raw, *dictionary.second, chunk.stored);
+      chunk.codec = compress_chunk(compressor, dictionaries, raw, chunk.stored, chunk.dict_id);
       if (chunk.codec != Codec::kZlib) chunk.stored.clear();
     }
-    p.dict_id = dictionary.first;
+    p.dict_id = dictionaries.generation();
   }
 
   std::optional<ItemInfo> item(std::string_view id) override {
@@ -489,12 +512,29 @@ class StoreImpl final : public Store {
 
   std::vector<ItemInfo> list_shard(std::string_view shard) override {
     auto reader = acquire();
-    auto s = reader->cached(
-        "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE shard=? ORDER BY id");
-    s->bind(1, shard);
     std::vector<ItemInfo> out;
+    auto s = shard_items(*reader, shard, false);
     while (s->step()) out.push_back(item_from(*s));
     return out;
+  }
+
+  // The items of a shard in id order (or, with `any`, at most one of them).
+  // A shard's items are the ids that start with it, a range of the id
+  // index, except in shard 00, which also has the ids of one code point
+  // (items_in_00 holds its ids). No valid UTF-8 id has a byte 0xFF.
+  static StmtScope shard_items(Db& db, std::string_view shard, bool any) {
+    const char* sql;
+    if (shard == "00")
+      sql = any ? "SELECT ino FROM items WHERE shard='00' LIMIT 1"
+                : "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE shard='00' "
+                  "ORDER BY id";
+    else
+      sql = any ? "SELECT ino FROM items WHERE id >= ?1 AND id < ?2 LIMIT 1"
+                : "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items "
+                  "WHERE id >= ?1 AND id < ?2 ORDER BY id";
+    Stmt& stmt = *db.cached(sql);
+    if (shard != "00") stmt.bind(1, shard).bind(2, std::string(shard) + '\xff');
+    return StmtScope(stmt);
   }
 
   std::optional<DirInfo> dir_info(std::string_view shard) override {
@@ -585,26 +625,42 @@ class StoreImpl final : public Store {
       if (problem) *problem = "unknown codec " + std::to_string(row.codec);
       return std::nullopt;
     }
-    std::string dictionary = row.dict_id ? load_dictionary(db, row.dict_id) : std::string();
+    std::shared_ptr<const std::string> dictionary = row.dict_id ? load_dictionary(db, row.dict_id) : nullptr;
     std::string out;
-    if (!decompress(row.data, dictionary, row.raw_size, out)) {
+    if (!decompress(row.data, dictionary ? std::string_view(*dictionary) : std::string_view(), row.raw_size, out)) {
       if (problem) *problem = "zlib data is damaged";
       return std::nullopt;
     }
     return out;
   }
 
-  std::string load_dictionary(Db& db, int64_t dict_id) {
+  // A dictionary's bytes, read once and kept (they never change); empty if
+  // there is no such dictionary.
+  std::shared_ptr<const std::string> load_dictionary(Db& db, int64_t dict_id) {
     {
       std::lock_guard lock(dict_mutex_);
       if (auto it = dicts_.find(dict_id); it != dicts_.end()) return it->second;
     }
-    auto s = db.cached("SELECT data FROM dicts WHERE id=?");
-    s->bind(1, dict_id);
-    std::string data = s->step() ? std::string(s->blob(0)) : std::string();
+    auto data = std::make_shared<const std::string>(read_dictionary(db, dict_id).value_or(std::string()));
     std::lock_guard lock(dict_mutex_);
-    dicts_[dict_id] = data;
-    return data;
+    return dicts_.emplace(dict_id, std::move(data)).first->second;
+  }
+
+  // A dictionary's bytes from the database (stored zlib-compressed, codec
+  // 1, or as they are, codec 0); nullopt if it is missing or damaged.
+  std::optional<std::string> read_dictionary(Db& db, int64_t dict_id) {
+    // A format 1 store opened read-only has no codec column.
+    auto s = db.cached(dicts_coded_ ? "SELECT data, codec, raw_size FROM dicts WHERE id=?"
+                                    : "SELECT data, 0, NULL FROM dicts WHERE id=?");
+    s->bind(1, dict_id);
+    if (!s->step()) return std::nullopt;
+    int64_t codec = s->int64(1);
+    if (codec == int64_t(Codec::kRaw)) return std::string(s->blob(0));
+    std::string out;
+    if (codec != int64_t(Codec::kZlib) || s->is_null(2) || s->int64(2) < 0 ||
+        !decompress(s->blob(0), std::string_view(), size_t(s->int64(2)), out))
+      return std::nullopt;
+    return out;
   }
 
   // A pooled read connection, returned to the pool when the handle dies.
@@ -652,14 +708,38 @@ class StoreImpl final : public Store {
  private:
   fs::path db_path() const { return dir_ / "store.db"; }
 
+  // Creates the tables of a new store, or brings a store of format 1 to the
+  // current format: items_by_shard(shard, id) is dropped (a shard's items
+  // are a range of ids; items_in_00 holds those of shard 00). A format 1
+  // store keeps its one dictionary and its blobs as they are. A store of a
+  // format this build does not know is left alone (check_version() refuses
+  // it).
   void init_schema() {
     writer_->exec("BEGIN IMMEDIATE");
     try {
-      writer_->exec(kSchema);
-      auto version = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
-      bool fresh = !version->step();
-      version->reset();
-      if (fresh) {
+      std::optional<int64_t> found;
+      {
+        auto has_meta = writer_->cached("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'");
+        if (has_meta->step()) {
+          auto version = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
+          if (version->step()) found = version->int64(0);
+        }
+      }
+      if (found == 1) {
+        writer_->exec(kSchema);
+        writer_->exec("DROP INDEX IF EXISTS items_by_shard");
+        writer_->exec("ALTER TABLE dicts ADD COLUMN codec INTEGER NOT NULL DEFAULT 0");
+        writer_->exec("ALTER TABLE dicts ADD COLUMN raw_size INTEGER");
+        if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
+        auto set = writer_->cached("UPDATE meta SET value=? WHERE key='format_version'");
+        set->bind(1, int64_t(kFormatVersion)).run();
+      } else if (found == kFormatVersion) {
+        writer_->exec(kSchema);
+        if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
+      }
+      if (!found) {
+        writer_->exec(kSchema);
+        writer_->exec(kBlobsBySha);
         auto set = writer_->cached("INSERT INTO meta(key, value) VALUES('format_version', ?)");
         set->bind(1, int64_t(kFormatVersion));
         set->run();
@@ -676,21 +756,96 @@ class StoreImpl final : public Store {
     }
   }
 
-  void load_current_dictionary() {
-    auto s = writer_->cached("SELECT d.id, d.data FROM meta m JOIN dicts d ON d.id=m.value WHERE m.key='current_dict'");
-    if (s->step()) {
-      std::lock_guard lock(current_dict_mutex_);
-      dict_id_ = s->int64(0);
-      dict_ = std::make_shared<const std::string>(s->blob(1));
-    }
+  // Whether blobs has format 1's UNIQUE(sha256) (and so no need of
+  // blobs_by_sha).
+  bool has_unique_sha_index() {
+    auto s = writer_->cached(
+        "SELECT 1 FROM sqlite_master WHERE type='index' AND tbl_name='blobs' AND name LIKE 'sqlite_autoindex_blobs_%'");
+    return s->step();
   }
 
-  // Once the store holds enough items to learn from, a dictionary is trained
-  // from a sample of them and used for every blob written after that. Blobs
-  // written before keep their own codec: each records how to decode it.
+  // meta.dict_set names the dictionaries new blobs choose from (ids,
+  // comma-separated, in the order DictionarySet::choose() takes them: the
+  // groups' from the largest group, then the general one); a store written
+  // before there was more than one has meta.current_dict alone.
+  void load_dictionary_set() {
+    std::vector<int64_t> ids;
+    {
+      auto s = writer_->cached("SELECT value FROM meta WHERE key='dict_set'");
+      if (s->step()) ids = parse_ids(s->text(0));
+    }
+    if (ids.empty()) {
+      auto s = writer_->cached("SELECT value FROM meta WHERE key='current_dict'");
+      if (s->step()) ids.push_back(s->int64(0));
+    }
+    std::vector<std::shared_ptr<const Dictionary>> dictionaries;
+    for (int64_t id : ids) {
+      auto data = read_dictionary(*writer_, id);
+      if (!data) continue;  // fsck reports it
+      dictionaries.push_back(make_dictionary(id, std::move(*data)));
+    }
+    std::lock_guard lock(current_dict_mutex_);
+    dict_set_ = std::make_shared<const DictionarySet>(std::move(dictionaries));
+  }
+
+  static std::vector<int64_t> parse_ids(std::string_view text) {
+    std::vector<int64_t> ids;
+    int64_t value = 0;
+    bool digits = false;
+    for (char c : text) {
+      if (c >= '0' && c <= '9') {
+        value = value * 10 + (c - '0');
+        digits = true;
+      } else {
+        if (digits) ids.push_back(value);
+        value = 0;
+        digits = false;
+      }
+    }
+    if (digits) ids.push_back(value);
+    return ids;
+  }
+
+  static std::shared_ptr<const Dictionary> make_dictionary(int64_t id, std::string data) {
+    auto d = std::make_shared<Dictionary>();
+    d->id = id;
+    d->data = std::move(data);
+    d->fingerprint.add(d->data);
+    return d;
+  }
+
+  // Decoded blobs for training, in id order: small ones (typical documents),
+  // every `step`-th id, until `max_bytes`.
+  std::vector<std::string> training_samples(int64_t step, size_t max_bytes) {
+    std::vector<std::string> samples;
+    size_t sampled_bytes = 0;
+    Stmt s(writer_->handle(),
+           "SELECT data, raw_size, codec, dict_id FROM blobs WHERE raw_size <= 8192 AND id % ?1 = 0 ORDER BY id");
+    s.bind(1, step);
+    while (sampled_bytes < max_bytes && s.step()) {
+      BlobRow row;
+      row.data = std::string(s.blob(0));
+      row.raw_size = uint64_t(s.int64(1));
+      row.codec = int(s.int64(2));
+      row.dict_id = s.is_null(3) ? 0 : s.int64(3);
+      if (auto bytes = decode(*writer_, row, nullptr)) {
+        sampled_bytes += bytes->size();
+        samples.push_back(std::move(*bytes));
+      }
+    }
+    return samples;
+  }
+
+  // Once the store holds enough items to learn from, dictionaries are
+  // trained from them: a general one from a sample spread over all, and one
+  // for each large enough group of alike documents (same language, same
+  // site...). Every blob written after that is compressed with the one that
+  // fits it best, and so are the blobs written before (see
+  // recompress_older_blobs()).
   void maybe_train_dictionary(size_t changes) {
     constexpr int64_t kTrainAfterItems = 2000;
-    if (dict_id_ != 0 || options_.read_only || !options_.train_dictionary) return;
+    constexpr size_t kMaxGroupDictionaries = 127;
+    if (!dictionaries().empty() || options_.read_only || !options_.train_dictionary) return;
     changes_since_check_ += changes;
     if (changes_since_check_ < 256) return;
     changes_since_check_ = 0;
@@ -700,52 +855,116 @@ class StoreImpl final : public Store {
     int64_t max_id = count->int64(1);
     count->reset();
     if (small_blobs < kTrainAfterItems) return;
-    // Samples spread evenly over what is stored, of typical size.
-    std::vector<std::string> samples;
-    size_t sampled_bytes = 0;
-    int64_t step = std::max<int64_t>(1, max_id / 200);
-    {
-      Stmt s(writer_->handle(),
-             "SELECT data, raw_size, codec, dict_id FROM blobs WHERE raw_size <= 8192 AND id % ?1 = 0 ORDER BY id");
-      s.bind(1, step);
-      while (s.step() && sampled_bytes < (64u << 10)) {
-        BlobRow row;
-        row.data = std::string(s.blob(0));
-        row.raw_size = uint64_t(s.int64(1));
-        row.codec = int(s.int64(2));
-        row.dict_id = s.is_null(3) ? 0 : s.int64(3);
-        if (auto bytes = decode(*writer_, row, nullptr)) {
-          sampled_bytes += bytes->size();
-          samples.push_back(std::move(*bytes));
-        }
-      }
-    }
-    std::string dictionary = train_dictionary(samples);
-    if (dictionary.size() < 1024) return;
+    // The general one: samples spread evenly over what is stored.
+    std::string general = train_dictionary(training_samples(std::max<int64_t>(1, max_id / 200), 64u << 10));
+    if (general.size() < 1024) return;
+    std::vector<std::string> groups =
+        train_group_dictionaries(training_samples(1, 16u << 20), general, kMaxGroupDictionaries);
     writer_->exec("BEGIN IMMEDIATE");
     try {
-      auto insert = writer_->cached("INSERT INTO dicts(created_ns, data) VALUES(?, ?) RETURNING id");
-      insert->bind(1, now_ns()).bind_blob(2, dictionary.data(), dictionary.size());
-      insert->step();
-      int64_t id = insert->int64(0);
-      insert->reset();
+      // Stored compressed: a few dozen of them would otherwise take a
+      // megabyte, much of a small store.
+      Compressor compressor(9);
+      std::string stored;
+      auto insert = writer_->cached(
+          "INSERT INTO dicts(created_ns, data, codec, raw_size) VALUES(?, ?, ?, ?) RETURNING id");
+      auto add = [&](const std::string& data) {
+        Codec codec = compressor.compress(data, std::string_view(), stored);
+        std::string_view kept = codec == Codec::kZlib ? std::string_view(stored) : std::string_view(data);
+        insert->bind(1, now_ns()).bind_blob(2, kept.data(), kept.size());
+        insert->bind(3, int64_t(codec)).bind(4, int64_t(data.size()));
+        insert->step();
+        int64_t id = insert->int64(0);
+        insert->reset();
+        return make_dictionary(id, data);
+      };
+      std::vector<std::shared_ptr<const Dictionary>> dictionaries;
+      for (const std::string& data : groups)
+        if (data.size() >= 1024 && data != general) dictionaries.push_back(add(data));
+      // The general one last: the newest, which meta.current_dict names for
+      // a build that knows only one, and the last choice on a tie.
+      dictionaries.push_back(add(general));
+      std::string ids;
+      for (const auto& d : dictionaries) ids += (ids.empty() ? "" : ",") + std::to_string(d->id);
+      auto set = std::make_shared<const DictionarySet>(std::move(dictionaries));
       auto current = writer_->cached("INSERT OR REPLACE INTO meta(key, value) VALUES('current_dict', ?)");
-      current->bind(1, id).run();
+      current->bind(1, set->dictionaries().back()->id).run();
+      auto named = writer_->cached("INSERT OR REPLACE INTO meta(key, value) VALUES('dict_set', ?)");
+      named->bind(1, ids).run();
+      recompress_older_blobs(*set);
       writer_->exec("COMMIT");
       std::lock_guard lock(current_dict_mutex_);
-      dict_id_ = id;
-      dict_ = std::make_shared<const std::string>(std::move(dictionary));
+      dict_set_ = std::move(set);
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
     }
   }
 
+  // The blobs stored before there were dictionaries are compressed again
+  // with them when that makes them smaller. Each goes into a new row (so the
+  // pages the old rows leave are free for the rows to come, not holes in
+  // pages nothing is appended to again) and its chunks are pointed at it.
+  // Blobs of items of more than one chunk are left as they are: an open
+  // reader of such an item may still hold their ids.
+  void recompress_older_blobs(const DictionarySet& set) {
+    Db& db = *writer_;
+    std::vector<int64_t> ids;
+    {
+      Stmt s(db.handle(),
+             "SELECT id FROM blobs WHERE dict_id IS NULL AND id NOT IN (SELECT blob FROM chunks WHERE ino IN "
+             "(SELECT ino FROM chunks WHERE seq > 0)) ORDER BY id");
+      while (s.step()) ids.push_back(s.int64(0));
+    }
+    std::unordered_map<int64_t, int64_t> moved;
+    std::string stored;
+    for (int64_t id : ids) {
+      auto s = db.cached("SELECT data, raw_size, codec, sha256, refs FROM blobs WHERE id=?");
+      s->bind(1, id);
+      if (!s->step()) continue;
+      BlobRow row;
+      row.data = std::string(s->blob(0));
+      row.raw_size = uint64_t(s->int64(1));
+      row.codec = int(s->int64(2));
+      std::string sha256(s->blob(3));
+      int64_t refs = s->int64(4);
+      s->reset();
+      auto raw = decode(db, row, nullptr);
+      if (!raw) continue;  // damaged: fsck reports it; keep it as it is
+      int64_t dict_id = 0;
+      Codec codec = compress_chunk(compressor_, set, *raw, stored, dict_id);
+      if (codec != Codec::kZlib || stored.size() >= row.data.size()) continue;
+      auto remove = db.cached("DELETE FROM blobs WHERE id=?");
+      remove->bind(1, id).run();
+      auto insert = db.cached(
+          "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, ?, ?) "
+          "RETURNING id");
+      insert->bind_blob(1, sha256.data(), sha256.size()).bind(2, int64_t(row.raw_size));
+      insert->bind(3, int64_t(stored.size())).bind(4, int64_t(codec)).bind(6, refs);
+      insert->bind_blob(7, stored.data(), stored.size());
+      if (dict_id) insert->bind(5, dict_id);
+      else insert->bind_null(5);
+      if (!insert->step()) throw StoreError(EIO, "blob insert returned no id");
+      moved[id] = insert->int64(0);
+    }
+    if (moved.empty()) return;
+    std::vector<std::array<int64_t, 3>> repoint;  // ino, seq, new blob
+    {
+      Stmt s(db.handle(), "SELECT ino, seq, blob FROM chunks");
+      while (s.step())
+        if (auto it = moved.find(s.int64(2)); it != moved.end())
+          repoint.push_back({s.int64(0), s.int64(1), it->second});
+    }
+    auto update = db.cached("UPDATE chunks SET blob=? WHERE ino=? AND seq=?");
+    for (const auto& [ino, seq, blob] : repoint) update->bind(1, blob).bind(2, ino).bind(3, seq).run();
+  }
+
   void check_version() {
     auto s = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
     if (!s->step()) throw StoreError(EINVAL, dir_.string() + " is not an itemfs store (no format_version)");
     int64_t version = s->int64(0);
-    if (version != kFormatVersion)
+    // A read-only store of format 1 is read as it is (see init_schema()).
+    if (version != kFormatVersion && !(version == 1 && options_.read_only))
       throw StoreError(EINVAL, "store format " + std::to_string(version) + " is not supported (this build reads " +
                                    std::to_string(kFormatVersion) + ")");
   }
@@ -762,13 +981,13 @@ class StoreImpl final : public Store {
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Db>> pool_;
   std::mutex dict_mutex_;
-  std::unordered_map<int64_t, std::string> dicts_;
-  // The current dictionary: changed by the writer (under write_mutex_ and
+  std::unordered_map<int64_t, std::shared_ptr<const std::string>> dicts_;  // under dict_mutex_
+  // The current dictionaries: changed by the writer (under write_mutex_ and
   // current_dict_mutex_), read by the writer or under current_dict_mutex_.
   mutable std::mutex current_dict_mutex_;
-  int64_t dict_id_ = 0;
-  std::shared_ptr<const std::string> dict_ = std::make_shared<const std::string>();
+  std::shared_ptr<const DictionarySet> dict_set_ = std::make_shared<const DictionarySet>();
   size_t changes_since_check_ = 0;
+  bool dicts_coded_ = true;  // dicts has codec and raw_size (not in format 1)
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
 };
 
@@ -792,28 +1011,30 @@ std::optional<ItemInfo> WriteBatchImpl::find(std::string_view id) { return Store
 int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
   Sha256 digest = sha256_of(raw);
   {
-    auto s = db_.cached("UPDATE blobs SET refs=refs+1 WHERE sha256=? RETURNING id");
+    auto s = db_.cached(
+        "UPDATE blobs SET refs=refs+1 WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 RETURNING id");
     s->bind_blob(1, digest.data(), digest.size());
     if (s->step()) return s->int64(0);
   }
-  Codec codec = store_.compressor().compress(raw, store_.dictionary(), compressed_);
+  int64_t dict_id = 0;
+  Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
   std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
   auto s = db_.cached(
       "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
       "RETURNING id");
   s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(raw.size())).bind(3, int64_t(stored.size()));
   s->bind(4, int64_t(codec)).bind_blob(6, stored.data(), stored.size());
-  if (codec == Codec::kZlib && store_.dictionary_id()) s->bind(5, store_.dictionary_id());
+  if (dict_id) s->bind(5, dict_id);
   else s->bind_null(5);
   if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
   return s->int64(0);
 }
 
-// store_chunk() for a chunk compressed ahead (with dictionary `dict_id`).
-int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw,
-                                             int64_t dict_id) {
+// store_chunk() for a chunk compressed ahead.
+int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw) {
   {
-    auto s = db_.cached("UPDATE blobs SET refs=refs+1 WHERE sha256=? RETURNING id");
+    auto s = db_.cached(
+        "UPDATE blobs SET refs=refs+1 WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 RETURNING id");
     s->bind_blob(1, chunk.sha256.data(), chunk.sha256.size());
     if (s->step()) return s->int64(0);
   }
@@ -823,7 +1044,7 @@ int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& c
       "RETURNING id");
   s->bind_blob(1, chunk.sha256.data(), chunk.sha256.size()).bind(2, int64_t(raw.size()));
   s->bind(3, int64_t(stored.size())).bind(4, int64_t(chunk.codec)).bind_blob(6, stored.data(), stored.size());
-  if (chunk.codec == Codec::kZlib && dict_id) s->bind(5, dict_id);
+  if (chunk.codec == Codec::kZlib && chunk.dict_id) s->bind(5, chunk.dict_id);
   else s->bind_null(5);
   if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
   return s->int64(0);
@@ -900,7 +1121,7 @@ Status WriteBatchImpl::put_prepared(PreparedItem& item) {
     std::vector<ChunkRef> chunks;
     for (const auto& chunk : p.chunks) {
       std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
-      chunks.push_back({store_prepared_chunk(chunk, raw, p.dict_id), raw.size()});
+      chunks.push_back({store_prepared_chunk(chunk, raw), raw.size()});
     }
     MemoryBuf buf(p.bytes);
     std::istream in(&buf);
@@ -1059,10 +1280,10 @@ Status WriteBatchImpl::make_dir(std::string_view shard, const Attrs& attrs) {
 Status WriteBatchImpl::remove_dir(std::string_view shard) {
   if (shard.empty()) return Status::error(EBUSY, "items/ itself cannot be removed");
   return guarded([&] {
-    auto used = db_.cached("SELECT 1 FROM items WHERE shard=? LIMIT 1");
-    used->bind(1, shard);
-    if (used->step()) return Status::error(ENOTEMPTY, "shard is not empty");
-    used->reset();
+    {
+      auto used = StoreImpl::shard_items(db_, shard, true);
+      if (used->step()) return Status::error(ENOTEMPTY, "shard is not empty");
+    }
     auto s = db_.cached("DELETE FROM dirs WHERE name=?");
     s->bind(1, shard).run();
     if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no shard " + std::string(shard));
@@ -1106,13 +1327,16 @@ class ItemReaderImpl final : public ItemReader {
   Status pread(uint64_t offset, uint64_t size, std::string& out) override {
     std::lock_guard lock(mutex_);
     out.clear();
+    // A lazy reader finds its chunks and reads them in one read transaction:
+    // blob ids can change (see recompress_older_blobs()).
+    std::optional<StoreImpl::Lease> resolved;
     if (lazy_item_) {
-      auto reader = store_.acquire();
-      reader->exec("BEGIN");
-      auto current = StoreImpl::find_item(*reader, lazy_item_->id);
+      resolved.emplace(store_.acquire());
+      Db& reader = **resolved;
+      reader.exec("BEGIN");
+      auto current = StoreImpl::find_item(reader, lazy_item_->id);
       bool same = current && current->ino == lazy_item_->ino && current->sha256 == lazy_item_->sha256;
-      if (same) chunks_ = chunk_list(*reader, lazy_item_->ino);
-      reader->exec("COMMIT");
+      if (same) chunks_ = chunk_list(reader, lazy_item_->ino);
       if (!same) return Status::error(ESTALE, "this version of the item is gone");
       lazy_item_.reset();
     }
@@ -1121,8 +1345,9 @@ class ItemReaderImpl final : public ItemReader {
       uint64_t chunk_end = chunk_start + chunks_[i].raw_size;
       if (offset < chunk_end) {
         if (cached_index_ != i) {
-          auto reader = store_.acquire();
-          auto bytes = store_.load_blob(*reader, chunks_[i].blob);
+          std::optional<StoreImpl::Lease> own;
+          if (!resolved) own.emplace(store_.acquire());
+          auto bytes = store_.load_blob(resolved ? **resolved : **own, chunks_[i].blob);
           if (!bytes) return Status::error(ESTALE, "this version of the item is gone");
           if (bytes->size() != chunks_[i].raw_size) return Status::error(EIO, "a blob of the item is damaged");
           cached_ = std::move(*bytes);
@@ -1212,6 +1437,24 @@ FsckReport StoreImpl::fsck(bool repair) {
       if (s.text(0) != "ok") report.problems.push_back("sqlite: " + std::string(s.text(0)));
   }
   db.exec("BEGIN");
+  // The dictionaries new blobs are compressed with exist.
+  {
+    Stmt s(db.handle(), "SELECT key, value FROM meta WHERE key IN ('current_dict', 'dict_set')");
+    while (s.step()) {
+      for (int64_t id : parse_ids(s.text(1))) {
+        Stmt d(db.handle(), "SELECT 1 FROM dicts WHERE id=?");
+        d.bind(1, id);
+        if (!d.step())
+          report.problems.push_back("meta." + std::string(s.text(0)) + " names dictionary #" + std::to_string(id) +
+                                    ", which is missing");
+      }
+    }
+    // And every dictionary decodes.
+    Stmt d(db.handle(), "SELECT id FROM dicts");
+    while (d.step())
+      if (!read_dictionary(db, d.int64(0)))
+        report.problems.push_back("dictionary #" + std::to_string(d.int64(0)) + " is damaged");
+  }
   // Every blob: decodes, has its raw size and hashes to its name.
   std::set<int64_t> bad_blobs;
   std::unordered_map<int64_t, int64_t> recorded_refs;
@@ -1244,6 +1487,16 @@ FsckReport StoreImpl::fsck(bool repair) {
         report.problems.push_back("blob " + name + ": content does not match its SHA-256");
         bad_blobs.insert(id);
       }
+    }
+  }
+  // One blob for each content (the store keeps it so; no index enforces it).
+  {
+    Stmt s(db.handle(), "SELECT sha256, count(*) FROM blobs GROUP BY sha256 HAVING count(*) > 1");
+    while (s.step()) {
+      Sha256 d{};
+      auto digest = s.blob(0);
+      if (digest.size() == d.size()) std::copy(digest.begin(), digest.end(), d.begin());
+      report.problems.push_back("blob " + to_hex(d) + ": stored " + std::to_string(s.int64(1)) + " times");
     }
   }
   // Reference counts equal the chunk rows that use each blob.

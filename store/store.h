@@ -38,7 +38,7 @@ struct sqlite3;
 namespace itemfs::store {
 
 inline constexpr uint64_t kChunkSize = 1 << 20;
-inline constexpr int kFormatVersion = 1;
+inline constexpr int kFormatVersion = 2;
 
 using Sha256 = std::array<uint8_t, 32>;
 std::string to_hex(const Sha256& digest);
@@ -159,7 +159,8 @@ class PreparedItem {
   // Success, or why put_prepared() will refuse it (bad id, too large,
   // invalid JSON); a full disk is found only by put_prepared().
   Status status() const;
-  // The dictionary its chunks were compressed with (0: none).
+  // The dictionaries its chunks were compressed with: what
+  // Store::current_dictionary_id() was then (0: none).
   int64_t dictionary_id() const;
   struct Parts;  // defined by the store
   Parts& parts() { return *parts_; }
@@ -220,7 +221,7 @@ struct Options {
   uint64_t max_item_size = 64ull << 20;  // EFBIG above
   bool sync_full = false;                // PRAGMA synchronous=FULL instead of NORMAL
   bool read_only = false;
-  // Train a zlib dictionary from the first few thousand items (see FORMAT.md).
+  // Train zlib dictionaries from the first few thousand items (see FORMAT.md).
   bool train_dictionary = true;
 };
 
@@ -246,11 +247,12 @@ class Store {
   // PreparedItem) with the dictionary current now. Thread-safe, never waits
   // for writers; for several threads to prepare while one writes.
   virtual PreparedItem prepare(std::string id, std::string bytes, const Attrs& attrs) = 0;
-  // Compresses `item` again if the store's dictionary has changed since it
-  // was prepared (one is trained after the first few thousand items), so
-  // that it is stored as put() would store it now. True if it did.
+  // Compresses `item` again if the store's dictionaries have changed since
+  // it was prepared (they are trained after the first few thousand items),
+  // so that it is stored as put() would store it now. True if it did.
   virtual bool recompress_if_stale(PreparedItem& item) = 0;
-  // The dictionary new blobs are compressed with now (0: none yet).
+  // Names the dictionaries new blobs are compressed with now (each chunk
+  // with the one that fits it best): the id of the newest (0: none yet).
   virtual int64_t current_dictionary_id() const = 0;
 
   // Runs `fn` in one write transaction and commits it, retrying on busy.

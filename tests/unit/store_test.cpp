@@ -5,11 +5,19 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <memory>
 #include <random>
+#include <set>
 #include <thread>
 #include <sstream>
 
+#include "store/codec.h"
+#include "store/dictionary.h"
+#include "store/hash.h"
 #include "store/store.h"
 #include "tests/unit/temp_dir.h"
 
@@ -304,8 +312,6 @@ namespace itemfs::store {
 namespace {
 
 TEST(StoreDictionaryTest, TrainedFromTheStoreAndUsedForNewBlobs) {
-  TempDir dir;
-  auto store = Store::open(dir.path());
   auto doc = [](int i) {
     return "{\"url\":\"https://docs.example.org/manual/chapter-" + std::to_string(i % 37) + "/page-" +
            std::to_string(i) + ".html\",\"title\":\"Page " + std::to_string(i) +
@@ -313,6 +319,21 @@ TEST(StoreDictionaryTest, TrainedFromTheStoreAndUsedForNewBlobs) {
            "\"content_type\":\"text/html; charset=utf-8\"},\"content\":\"Item " +
            std::to_string(i * 7919) + " of the manual.\"}";
   };
+  // The same items in a store that trains no dictionary, for comparison.
+  TempDir plain_dir;
+  {
+    Options options;
+    options.train_dictionary = false;
+    auto plain = Store::open(plain_dir.path(), options);
+    plain->write([&](WriteBatch& batch) {
+      for (int i = 0; i < 2500; ++i) {
+        std::istringstream in(doc(i));
+        ASSERT_TRUE(batch.put(std::string("p").append(std::to_string(i)), in, {}).ok());
+      }
+    });
+  }
+  TempDir dir;
+  auto store = Store::open(dir.path());
   store->write([&](WriteBatch& batch) {
     for (int i = 0; i < 2500; ++i) {
       std::istringstream in(doc(i));
@@ -320,25 +341,388 @@ TEST(StoreDictionaryTest, TrainedFromTheStoreAndUsedForNewBlobs) {
     }
   });
   auto db = dir.path() / "store.db";
-  ASSERT_EQ(scalar(db, "SELECT count(*) FROM dicts"), 1);
-  int64_t before = scalar(db, "SELECT stored_size FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
-                              "i.ino=c.ino WHERE i.id='p100'");
+  ASSERT_GE(scalar(db, "SELECT count(*) FROM dicts"), 1);
+  EXPECT_EQ(scalar(plain_dir.path() / "store.db", "SELECT count(*) FROM dicts"), 0);
+  // The items stored before the dictionaries were trained are compressed
+  // again with them: none is left without one.
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE dict_id IS NULL"), 0);
+  int64_t with = scalar(db, "SELECT sum(stored_size) FROM blobs");
+  int64_t without = scalar(plain_dir.path() / "store.db", "SELECT sum(stored_size) FROM blobs");
+  EXPECT_LT(with * 10, without * 8) << "the dictionary should save at least a fifth";
   ASSERT_TRUE(put(*store, "q100", doc(100) + " ").ok());
-  int64_t after = scalar(db, "SELECT stored_size FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
-                             "i.ino=c.ino WHERE i.id='q100'");
   EXPECT_EQ(scalar(db, "SELECT dict_id IS NOT NULL FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
                        "i.ino=c.ino WHERE i.id='q100'"),
             1);
-  EXPECT_LT(after * 10, before * 8) << "the dictionary should save at least a fifth";
   EXPECT_EQ(read_all(*store, "q100"), doc(100) + " ");
-  EXPECT_EQ(read_all(*store, "p100"), doc(100));
+  for (int i = 0; i < 2500; i += 7) ASSERT_EQ(read_all(*store, "p" + std::to_string(i)), doc(i));
   EXPECT_TRUE(store->fsck(false).clean());
-  // A reopened store reads both kinds and keeps using the dictionary.
+  // A reopened store reads both and keeps using the dictionaries.
+  int64_t dict_of_q100 = scalar(db, "SELECT dict_id FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
+                                    "i.ino=c.ino WHERE i.id='q100'");
   store.reset();
   store = Store::open(dir.path());
   EXPECT_EQ(read_all(*store, "q100"), doc(100) + " ");
-  ASSERT_TRUE(put(*store, "q101", doc(101) + " ").ok());
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE dict_id IS NOT NULL"), 2);
+  ASSERT_TRUE(put(*store, "q101", doc(100) + "  ").ok());
+  EXPECT_EQ(scalar(db, "SELECT dict_id FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
+                       "i.ino=c.ino WHERE i.id='q101'"),
+            dict_of_q100);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE dict_id IS NULL"), 0);
+}
+
+// Two made-up languages of twenty long words each, from letters of their
+// own: documents of one share their words and letter sequences, not those
+// of the other.
+std::string text_in(int language, std::mt19937& rng, int n) {
+  static const std::array<std::vector<std::string>, 2> kWords = [] {
+    std::array<std::vector<std::string>, 2> words;
+    std::mt19937 make(99);
+    for (int l = 0; l < 2; ++l)
+      for (int w = 0; w < 20; ++w) {
+        std::string word;
+        for (int c = 0; c < 8 + w % 5; ++c) word += char((l ? 'n' : 'a') + make() % 13);
+        words[l].push_back(word);
+      }
+    return words;
+  }();
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    if (i) out += ' ';
+    out += kWords[language][rng() % 20];
+  }
+  return out;
+}
+
+std::string doc_in(int language, int i, std::mt19937& rng) {
+  return "{\"title\":\"" + text_in(language, rng, 3) + " " + std::to_string(i) + "\",\"url\":\"https://" +
+         (language ? "werkstatt.example.de/anleitung/" : "energy.example.com/guide/") + std::to_string(i) +
+         "\",\"content\":\"" + text_in(language, rng, 120) + "\"}";
+}
+
+TEST(StoreDictionaryTest, GroupsOfAlikeItemsGetTheirOwnDictionaries) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  std::mt19937 rng(3);
+  std::vector<std::string> docs;
+  for (int i = 0; i < 2600; ++i) docs.push_back(doc_in(i % 2, i, rng));
+  for (int batch = 0; batch < 13; ++batch) {
+    store->write([&](WriteBatch& b) {
+      for (int i = batch * 200; i < batch * 200 + 200; ++i) {
+        std::istringstream in(docs[size_t(i)]);
+        ASSERT_TRUE(b.put("d" + std::to_string(i), in, {}).ok());
+      }
+    });
+  }
+  auto db = dir.path() / "store.db";
+  // A general dictionary and one for each language.
+  ASSERT_GE(scalar(db, "SELECT count(*) FROM dicts"), 3);
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='current_dict'"), scalar(db, "SELECT max(id) FROM dicts"));
+  auto dict_of = [&](const std::string& id) {
+    return scalar(db, "SELECT b.dict_id FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON i.ino=c.ino "
+                      "WHERE i.id='" + id + "'");
+  };
+  // Items of one language share a dictionary that the other's do not use.
+  std::set<int64_t> used[2];
+  for (int i = 0; i < 2600; i += 13) used[i % 2].insert(dict_of("d" + std::to_string(i)));
+  for (int64_t d : used[0]) EXPECT_EQ(used[1].count(d), 0u) << "dictionary " << d << " used by both languages";
+  EXPECT_EQ(used[0].count(0), 0u);
+  EXPECT_EQ(used[1].count(0), 0u);
+  for (int i = 0; i < 2600; i += 11) ASSERT_EQ(read_all(*store, "d" + std::to_string(i)), docs[size_t(i)]);
+  EXPECT_TRUE(store->fsck(false).clean());
+  // The same choice after a restart, for new items as for old ones.
+  int64_t first = dict_of("d2");
+  store.reset();
+  store = Store::open(dir.path());
+  std::mt19937 later(4);
+  const std::string new0 = doc_in(0, 9000, later), new1 = doc_in(1, 9001, later);
+  ASSERT_TRUE(put(*store, "new0", new0).ok());
+  ASSERT_TRUE(put(*store, "new1", new1).ok());
+  EXPECT_TRUE(used[0].count(dict_of("new0")));
+  EXPECT_TRUE(used[1].count(dict_of("new1")));
+  EXPECT_EQ(dict_of("d2"), first);
+  EXPECT_EQ(read_all(*store, "new0"), new0);
+  EXPECT_EQ(read_all(*store, "new1"), new1);
+}
+
+TEST(StoreDictionaryTest, DictionaryChoiceDependsOnlyOnTheBytes) {
+  std::mt19937 rng(5);
+  std::vector<std::string> samples;
+  for (int i = 0; i < 400; ++i) samples.push_back(doc_in(i % 2, i, rng));
+  const std::string general = train_dictionary(samples);
+  auto groups = train_group_dictionaries(samples, general, 8);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups, train_group_dictionaries(samples, general, 8));
+  std::vector<std::shared_ptr<const Dictionary>> dictionaries;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    auto d = std::make_shared<Dictionary>();
+    d->id = int64_t(i + 1);
+    d->data = groups[i];
+    d->fingerprint.add(d->data);
+    dictionaries.push_back(d);
+  }
+  DictionarySet set(dictionaries);
+  EXPECT_EQ(set.generation(), 2);
+  std::mt19937 other(6);
+  const Dictionary* zero = set.choose(doc_in(0, 1, other));
+  const Dictionary* one = set.choose(doc_in(1, 2, other));
+  ASSERT_TRUE(zero && one);
+  EXPECT_NE(zero->id, one->id);
+  EXPECT_EQ(set.choose(doc_in(0, 3, other)), zero);
+  EXPECT_EQ(DictionarySet().choose("{}"), nullptr);
+  EXPECT_EQ(set.choose("{}"), dictionaries[0].get());  // nothing to go by: the first
+}
+
+// A store as format 1 wrote it, made here by hand: its schema (with the
+// index items_by_shard), one dictionary named by meta.current_dict, blobs of
+// every codec, with and without the dictionary, shared and in chunks.
+const char* const kFormat1Schema = R"SQL(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE dicts(id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE blobs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 BLOB NOT NULL UNIQUE,
+  raw_size INTEGER NOT NULL, stored_size INTEGER NOT NULL,
+  codec INTEGER NOT NULL, dict_id INTEGER, refs INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE dirs(
+  ino INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+  mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL);
+CREATE TABLE items(
+  ino INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, shard TEXT NOT NULL,
+  size INTEGER NOT NULL, sha256 BLOB NOT NULL,
+  mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL);
+CREATE INDEX items_by_shard ON items(shard, id);
+CREATE TABLE chunks(
+  ino INTEGER NOT NULL, seq INTEGER NOT NULL, blob INTEGER NOT NULL,
+  PRIMARY KEY(ino, seq)) WITHOUT ROWID;
+)SQL";
+
+class Format1Store {
+ public:
+  explicit Format1Store(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    EXPECT_EQ(sqlite3_open((dir / "store.db").c_str(), &db_), SQLITE_OK);
+    run("PRAGMA journal_mode=WAL");
+    run(kFormat1Schema);
+    run("INSERT INTO meta VALUES('format_version', 1)");
+    run("INSERT INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES('', 16877, 0, 0, 1, 1)");
+  }
+  ~Format1Store() { sqlite3_close(db_); }
+
+  void run(const std::string& sql) {
+    ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db_);
+  }
+
+  void dictionary(int64_t id, const std::string& data) {
+    dictionary_ = data;
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db_, "INSERT INTO dicts(id, created_ns, data) VALUES(?, 1, ?)", -1, &s, nullptr);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_blob(s, 2, data.data(), int(data.size()), SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    run("INSERT OR REPLACE INTO meta VALUES('current_dict', " + std::to_string(id) + ")");
+  }
+
+  // The blob of `raw` (added, or its count raised), compressed as asked.
+  int64_t blob(const std::string& raw, bool zlib, int64_t dict_id) {
+    Sha256 digest = sha256_of(raw);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db_, "UPDATE blobs SET refs=refs+1 WHERE sha256=? RETURNING id", -1, &s, nullptr);
+    sqlite3_bind_blob(s, 1, digest.data(), int(digest.size()), SQLITE_TRANSIENT);
+    int64_t id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    if (id) return id;
+    std::string stored = raw;
+    Codec codec = Codec::kRaw;
+    if (zlib) {
+      Compressor compressor;
+      codec = compressor.compress(raw, dict_id ? std::string_view(dictionary_) : std::string_view(), stored);
+      EXPECT_EQ(codec, Codec::kZlib);
+    }
+    sqlite3_prepare_v2(db_,
+                       "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) "
+                       "VALUES(?, ?, ?, ?, ?, 1, ?) RETURNING id",
+                       -1, &s, nullptr);
+    sqlite3_bind_blob(s, 1, digest.data(), int(digest.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, int64_t(raw.size()));
+    sqlite3_bind_int64(s, 3, int64_t(stored.size()));
+    sqlite3_bind_int64(s, 4, int64_t(codec));
+    if (codec == Codec::kZlib && dict_id) sqlite3_bind_int64(s, 5, dict_id);
+    else sqlite3_bind_null(s, 5);
+    sqlite3_bind_blob(s, 6, stored.data(), int(stored.size()), SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
+    id = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return id;
+  }
+
+  void item(const std::string& id, const std::string& bytes, bool zlib, int64_t dict_id) {
+    std::vector<int64_t> blobs;
+    for (size_t offset = 0; offset < bytes.size() || offset == 0; offset += kChunkSize)
+      blobs.push_back(blob(bytes.substr(offset, kChunkSize), zlib, dict_id));
+    Sha256 digest = sha256_of(bytes);
+    std::string shard = shard_of(id);
+    run("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES('" + shard +
+        "', 16877, 0, 0, 1, 1)");
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db_,
+                       "INSERT INTO items(id, shard, size, sha256, mode, uid, gid, mtime_ns, ctime_ns) "
+                       "VALUES(?, ?, ?, ?, 33188, 0, 0, 7, 7) RETURNING ino",
+                       -1, &s, nullptr);
+    sqlite3_bind_text(s, 1, id.data(), int(id.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, shard.data(), int(shard.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, int64_t(bytes.size()));
+    sqlite3_bind_blob(s, 4, digest.data(), int(digest.size()), SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
+    int64_t ino = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    for (size_t seq = 0; seq < blobs.size(); ++seq)
+      run("INSERT INTO chunks VALUES(" + std::to_string(ino) + ", " + std::to_string(seq) + ", " +
+          std::to_string(blobs[seq]) + ")");
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string dictionary_;
+};
+
+TEST(StoreFormatTest, AFormat1StoreOpensReadsEveryByteAndMigrates) {
+  TempDir dir;
+  std::mt19937 rng(8);
+  std::map<std::string, std::string> items;
+  auto doc = [&](int i) {
+    return "{\"title\": \"page " + std::to_string(i) + "\", \"content\": \"" + text_in(i % 2, rng, 50) + "\"}";
+  };
+  std::string big = "{\"content\": \"";
+  while (big.size() < kChunkSize + 300000) big += text_in(0, rng, 100) + " ";
+  big += "\"}";
+  {
+    Format1Store old(dir.path());
+    old.dictionary(1, doc(0) + doc(1) + doc(2));
+    for (int i = 0; i < 60; ++i) {
+      std::string id = (i % 3 ? "ab" : "cd") + std::to_string(i);
+      items[id] = doc(i);
+      old.item(id, items[id], i % 4 != 3, i % 4 < 2 ? 1 : 0);  // with the dictionary, without, raw
+    }
+    items["ab-same"] = items["ab1"];  // a shared blob
+    old.item("ab-same", items["ab-same"], true, 1);
+    items["é"] = "[1, 2]";  // shard 00
+    old.item("é", items["é"], false, 0);
+    items["big"] = big;  // two chunks
+    old.item("big", big, true, 0);
+  }
+  auto db = dir.path() / "store.db";
+  auto read_back_all = [&](Store& store) {
+    for (const auto& [id, bytes] : items) ASSERT_EQ(read_all(store, id), bytes) << id;
+    auto snapshot = store.snapshot();
+    size_t seen = 0;
+    snapshot->for_each_item([&](const ItemInfo& info) {
+      std::string bytes;
+      snapshot->read_item(info, [&](std::string_view piece) { bytes += piece; });
+      EXPECT_EQ(bytes, items[info.id]) << info.id;
+      ++seen;
+    });
+    EXPECT_EQ(seen, items.size());
+  };
+  // Read-only, it is read as it is.
+  {
+    Options options;
+    options.read_only = true;
+    auto store = Store::open(dir.path(), options);
+    read_back_all(*store);
+    EXPECT_EQ(store->list_shard("ab").size(), 41u);
+    EXPECT_EQ(store->list_shard("00").size(), 1u);
+  }
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 1);
+  // Opened to write, it is brought to the current format.
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), kFormatVersion);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='items_by_shard'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='items_in_00'"), 1);
+  read_back_all(*store);
+  auto ab = store->list_shard("ab");
+  ASSERT_EQ(ab.size(), 41u);
+  EXPECT_TRUE(std::is_sorted(ab.begin(), ab.end(), [](const ItemInfo& a, const ItemInfo& b) { return a.id < b.id; }));
+  ASSERT_EQ(store->list_shard("00").size(), 1u);
+  EXPECT_EQ(store->list_shard("00")[0].id, "é");
+  FsckReport report = store->fsck(false);
+  EXPECT_TRUE(report.clean()) << (report.problems.empty() ? "" : report.problems[0]);
+  EXPECT_EQ(report.items_checked, items.size());
+  // It keeps its one dictionary for new blobs, and new items share old blobs.
+  items["new"] = doc(61);
+  ASSERT_TRUE(put(*store, "new", items["new"]).ok());
+  EXPECT_EQ(scalar(db, "SELECT b.dict_id FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON i.ino=c.ino "
+                       "WHERE i.id='new'"),
+            1);
+  items["ab-again"] = items["ab1"];
+  ASSERT_TRUE(put(*store, "ab-again", items["ab-again"]).ok());
+  EXPECT_EQ(scalar(db, "SELECT b.refs FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON i.ino=c.ino "
+                       "WHERE i.id='ab-again'"),
+            3);
+  EXPECT_EQ(read_all(*store, "ab-again"), items["ab1"]);
+  EXPECT_TRUE(store->fsck(false).clean());
+  // It keeps its UNIQUE(sha256) index, which finds blobs as blobs_by_sha does.
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='blobs_by_sha'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='sqlite_autoindex_blobs_1'"), 1);
+  // Opened again, nothing more changes.
+  store.reset();
+  store = Store::open(dir.path());
+  read_back_all(*store);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM dicts"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='blobs_by_sha'"), 0);
+}
+
+TEST(StoreTest, BlobsAreFoundByTheFirstBytesOfTheirHash) {
+  TempDir dir;
+  auto db = dir.path() / "store.db";
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='blobs_by_sha'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE tbl_name='blobs' AND name LIKE 'sqlite_autoindex%'"),
+            0);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(put(*store, "a" + std::to_string(i), "[" + std::to_string(i % 10) + "]").ok());
+  }
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs"), 10);
+  EXPECT_EQ(scalar(db, "SELECT max(refs) FROM blobs"), 5);
+  EXPECT_TRUE(store->fsck(false).clean());
+  // Nothing but the store keeps a content from being stored twice: fsck looks.
+  exec(db, "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) "
+           "SELECT sha256, raw_size, stored_size, codec, dict_id, 0, data FROM blobs WHERE id=1");
+  FsckReport report = store->fsck(false);
+  std::string all;
+  for (auto& line : report.problems) all += line + "\n";
+  EXPECT_NE(all.find("stored 2 times"), std::string::npos) << all;
+}
+
+TEST(StoreTest, AShardIsTheRangeOfItsIds) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  for (std::string id :
+       {"ab", "ab1", "abz", "ac", "a", "aé", "é", "0", "00", "00x", "01", "日本語", "日本", "日", "a\x7f"})
+    ASSERT_TRUE(put(*store, id, "1").ok()) << id;
+  auto ids = [&](const std::string& shard) {
+    std::vector<std::string> out;
+    for (const auto& info : store->list_shard(shard)) out.push_back(info.id);
+    return out;
+  };
+  EXPECT_EQ(ids("ab"), (std::vector<std::string>{"ab", "ab1", "abz"}));
+  EXPECT_EQ(ids("a\x7f"), (std::vector<std::string>{"a\x7f"}));
+  EXPECT_EQ(ids("aé"), (std::vector<std::string>{"aé"}));
+  EXPECT_EQ(ids("00"), (std::vector<std::string>{"0", "00", "00x", "a", "é", "日"}));
+  EXPECT_EQ(ids("日本"), (std::vector<std::string>{"日本", "日本語"}));
+  EXPECT_EQ(ids("zz"), std::vector<std::string>{});
+  for (std::string id : {"0", "00", "00x", "a", "é"}) {
+    store->write([&](WriteBatch& batch) { EXPECT_EQ(batch.remove_dir("00").code, ENOTEMPTY); });
+    store->write([&](WriteBatch& batch) { ASSERT_TRUE(batch.remove(id).ok()); });
+  }
+  store->write([&](WriteBatch& batch) { EXPECT_EQ(batch.remove_dir("00").code, ENOTEMPTY); });  // 日
+  store->write([&](WriteBatch& batch) {
+    ASSERT_TRUE(batch.remove("日").ok());
+    EXPECT_TRUE(batch.remove_dir("00").ok());
+    EXPECT_EQ(batch.remove_dir("ab").code, ENOTEMPTY);
+  });
+  EXPECT_EQ(ids("00"), std::vector<std::string>{});
+  EXPECT_TRUE(store->fsck(false).clean());
 }
 
 }  // namespace
