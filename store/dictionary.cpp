@@ -151,22 +151,42 @@ std::vector<std::string> train_group_dictionaries(const std::vector<std::string>
 DictionarySet::DictionarySet(std::vector<std::shared_ptr<const Dictionary>> dictionaries)
     : dictionaries_(std::move(dictionaries)) {
   for (const auto& d : dictionaries_) generation_ = std::max(generation_, d->id);
+  if (dictionaries_.size() < 2 || dictionaries_.size() > 128) return;
+  holders_.assign(size_t(2) << Fingerprint::kBits, 0);
+  for (size_t d = 0; d < dictionaries_.size(); ++d) {
+    const auto& words = dictionaries_[d]->fingerprint.words();
+    for (size_t w = 0; w < words.size(); ++w)
+      for (uint64_t bits = words[w]; bits; bits &= bits - 1) {
+        size_t hash = w * 64 + size_t(__builtin_ctzll(bits));
+        holders_[2 * hash + d / 64] |= uint64_t(1) << (d % 64);
+      }
+  }
 }
 
 const Dictionary* DictionarySet::choose(std::string_view bytes) const {
   if (dictionaries_.empty()) return nullptr;
   if (dictionaries_.size() == 1) return dictionaries_[0].get();
   auto hashes = sample_hashes(bytes);
-  const Dictionary* best = dictionaries_[0].get();
-  size_t best_count = 0;
-  for (const auto& d : dictionaries_) {
-    size_t n = d->fingerprint.count(hashes);
-    if (n > best_count) {
-      best = d.get();
-      best_count = n;
+  std::vector<uint32_t> counts(dictionaries_.size());
+  if (!holders_.empty()) {
+    // The table is larger than the caches: ask for the lines a few hashes
+    // ahead, so that the look-ups overlap instead of waiting in turn.
+    constexpr size_t kAhead = 16;
+    for (size_t i = 0; i < std::min(kAhead, hashes.size()); ++i) __builtin_prefetch(&holders_[2 * size_t(hashes[i])]);
+    for (size_t i = 0; i < hashes.size(); ++i) {
+      if (i + kAhead < hashes.size()) __builtin_prefetch(&holders_[2 * size_t(hashes[i + kAhead])]);
+      const uint64_t* holders = &holders_[2 * size_t(hashes[i])];
+      for (size_t word = 0; word < 2; ++word)
+        for (uint64_t bits = holders[word]; bits; bits &= bits - 1) ++counts[word * 64 + size_t(__builtin_ctzll(bits))];
     }
+  } else {
+    for (size_t d = 0; d < dictionaries_.size(); ++d) counts[d] = uint32_t(dictionaries_[d]->fingerprint.count(hashes));
   }
-  return best;
+  // The most; the first of them on a tie.
+  size_t best = 0;
+  for (size_t d = 1; d < counts.size(); ++d)
+    if (counts[d] > counts[best]) best = d;
+  return dictionaries_[best].get();
 }
 
 }  // namespace itemfs::store

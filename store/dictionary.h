@@ -33,6 +33,7 @@ class Fingerprint {
   bool has(uint32_t hash) const { return (words_[hash >> 6] >> (hash & 63)) & 1; }
   // How many of `hashes` it has.
   size_t count(const std::vector<uint32_t>& hashes) const;
+  const std::vector<uint64_t>& words() const { return words_; }
 
  private:
   std::vector<uint64_t> words_;
@@ -78,6 +79,10 @@ class DictionarySet {
  private:
   std::vector<std::shared_ptr<const Dictionary>> dictionaries_;
   int64_t generation_ = 0;
+  // For each hash, which dictionaries' fingerprints have it (a bit each, two
+  // words): one look-up per sampled hash instead of one per dictionary.
+  // Empty with one dictionary, or more than 128.
+  std::vector<uint64_t> holders_;
 };
 
 }  // namespace itemfs::store

@@ -467,6 +467,15 @@ TEST(StoreDictionaryTest, DictionaryChoiceDependsOnlyOnTheBytes) {
   ASSERT_TRUE(zero && one);
   EXPECT_NE(zero->id, one->id);
   EXPECT_EQ(set.choose(doc_in(0, 3, other)), zero);
+  // The one whose fingerprint has the most of the sampled sequences.
+  for (int i = 0; i < 60; ++i) {
+    std::string doc = doc_in(i % 2, 1000 + i, other) + text_in(1 - i % 2, other, i);
+    auto hashes = sample_hashes(doc);
+    size_t best = 0;
+    for (size_t d = 1; d < dictionaries.size(); ++d)
+      if (dictionaries[d]->fingerprint.count(hashes) > dictionaries[best]->fingerprint.count(hashes)) best = d;
+    EXPECT_EQ(set.choose(doc), dictionaries[best].get()) << doc;
+  }
   EXPECT_EQ(DictionarySet().choose("{}"), nullptr);
   EXPECT_EQ(set.choose("{}"), dictionaries[0].get());  // nothing to go by: the first
 }
