@@ -2,6 +2,7 @@
 #include "fs/filesystem.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <fuse_lowlevel.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1974,6 +1975,10 @@ const fuse_lowlevel_ops kOps = [] {
 }  // namespace
 
 int run_mount(const MountConfig& config) {
+  // glibc gives each of the FUSE threads its own heap arena as they contend,
+  // and freed memory stays in them: two arenas for two cores kept the
+  // daemon 8 MB smaller after a cp -r of 30k items, at no measurable cost.
+  mallopt(M_ARENA_MAX, 2);
   // Every file open for writing holds a staging fd: take all the descriptors
   // the system allows this process, not the 1,024 of the soft limit.
   struct rlimit files {};

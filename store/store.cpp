@@ -694,8 +694,10 @@ class StoreImpl final : public Store {
   void release(std::unique_ptr<Db> db) {
     // A connection left inside a transaction must not pin an old snapshot.
     if (!sqlite3_get_autocommit(db->handle())) sqlite3_exec(db->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+    // Idle readers kept: each holds up to 2 MB of cached pages (sqlite_db.cpp),
+    // and on two cores more than a few rarely read at once.
     std::lock_guard lock(pool_mutex_);
-    if (pool_.size() < 16) pool_.push_back(std::move(db));
+    if (pool_.size() < kIdleReaders) pool_.push_back(std::move(db));
   }
 
   static std::optional<ItemInfo> find_item(Db& db, std::string_view id) {
@@ -978,6 +980,7 @@ class StoreImpl final : public Store {
   std::mutex write_mutex_;
   std::unique_ptr<Db> writer_;
   Compressor compressor_;
+  static constexpr size_t kIdleReaders = 6;
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Db>> pool_;
   std::mutex dict_mutex_;
