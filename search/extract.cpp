@@ -424,16 +424,20 @@ bool is_cjk(uint32_t cp) {
   return false;
 }
 
+bool is_reserved_mark(uint32_t cp) { return cp >= 0xE000 && cp <= 0xE00F; }
+
 namespace {
 
-// Every script is_cjk() names is written in UTF-8 sequences of three or four
-// bytes, so only those are decoded (Vietnamese, Greek, Cyrillic... are not).
-bool may_contain_cjk(std::string_view text) {
+// Every script is_cjk() names, and the reserved marks, are written in UTF-8
+// sequences of three or four bytes, so only those are decoded (Vietnamese,
+// Greek, Cyrillic... are not).
+bool needs_rewrite(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
     if (uint8_t(text[i]) < 0xE0) {
       ++i;
-    } else if (is_cjk(next_code_point(text, i))) {
-      return true;
+    } else {
+      const uint32_t cp = next_code_point(text, i);
+      if (is_cjk(cp) || is_reserved_mark(cp)) return true;
     }
   }
   return false;
@@ -465,7 +469,11 @@ std::string rewrite_runs(std::string_view text, OnRun on_run) {
       on_run(out, run, /*at_end=*/false);
       run.clear();
     }
-    out.append(text.substr(start, i - start));
+    if (is_reserved_mark(cp)) {
+      out += ' ';
+    } else {
+      out.append(text.substr(start, i - start));
+    }
   }
   if (!run.empty()) on_run(out, run, /*at_end=*/true);
   return out;
@@ -474,7 +482,7 @@ std::string rewrite_runs(std::string_view text, OnRun on_run) {
 }  // namespace
 
 std::string cjk_index_text(std::string_view text) {
-  if (!may_contain_cjk(text)) return std::string(text);
+  if (!needs_rewrite(text)) return std::string(text);
   return rewrite_runs(text, [&](std::string& out, const std::vector<std::pair<size_t, size_t>>& run, bool) {
     emit_bigrams(out, text, run);
     out += ' ';
@@ -485,7 +493,7 @@ std::string cjk_index_text(std::string_view text) {
 
 std::string cjk_query_text(std::string_view word, bool* last_is_single) {
   *last_is_single = false;
-  if (!may_contain_cjk(word)) return std::string(word);
+  if (!needs_rewrite(word)) return std::string(word);
   return rewrite_runs(word, [&](std::string& out, const std::vector<std::pair<size_t, size_t>>& run, bool at_end) {
     emit_bigrams(out, word, run);
     if (run.size() == 1 || !at_end) {
@@ -613,15 +621,14 @@ std::string marker(std::string_view key) {
     h *= 1099511628211ull;
   }
   static const char* const kHex = "0123456789abcdef";
-  std::string out = "zz";
+  std::string out(kFieldMark);
   for (int k = 9; k >= 0; --k) out += kHex[(h >> (4 * k)) & 0xF];
   return out;
 }
 
 bool is_marker(std::string_view term) {
-  if (term.size() < 12 || term.substr(0, 2) != "zz") return false;
-  return std::all_of(term.begin() + 2, term.begin() + 12,
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return term.size() >= 3 && uint8_t(term[0]) == 0xEE && uint8_t(term[1]) == 0x80 && uint8_t(term[2]) >= 0x80 &&
+         uint8_t(term[2]) <= 0x8F;
 }
 
 }  // namespace itemfs::search::detail

@@ -18,13 +18,19 @@ namespace itemfs::search::detail {
 // 2: detail=column, field words as marker+word tokens; 3: no field tokens for
 // paths the query language routes elsewhere (title, content, author, ...);
 // 4: host and author facet values in search_value, by id in search_doc;
-// 5: data strings (kMinDataRun) are not indexed as text.
-inline constexpr int kIndexVersion = 5;
+// 5: data strings (kMinDataRun) are not indexed as text; 6: one full-text
+// column with detail=none (title words also as kTitleMark tokens, fields as
+// kFieldMark tokens, the text's length class as a kLengthMark token),
+// search_doc without the id, host/author/lang by id, search_dead.
+inline constexpr int kIndexVersion = 6;
 
-// A string value of more than this many bytes, all ASCII and without any
-// whitespace, is data rather than text (base64, hex digests, encoded blobs,
-// tokens): it is kept out of the full-text index, where every one of its
-// fragments would be a distinct word that nobody searches for.
+// The index's own tokens start with a character of Unicode's private use area
+// (unicode61 takes them for letters), so that no word of a text can be one:
+// cjk_index_text() and cjk_query_text() turn U+E000..U+E00F into spaces.
+inline constexpr std::string_view kTitleMark = "\xEE\x80\x80";   // U+E000 + a word of the title
+inline constexpr std::string_view kFieldMark = "\xEE\x80\x81";   // U+E001 + a field's code (+ a word)
+inline constexpr std::string_view kLengthMark = "\xEE\x80\x82";  // U+E002 + a..p: length class of the text
+
 inline constexpr size_t kMinDataRun = 200;
 
 inline constexpr size_t kMaxBodyText = 4u << 20;  // text indexed per item
@@ -109,7 +115,9 @@ Extracted extract(std::string_view json, size_t body_cap = kMaxBodyText);
 // CJK and other scripts written without spaces: each run of such characters
 // is replaced by its overlapping bigrams plus its last character, separated
 // by spaces, so that unicode61 indexes them as words ("日本語" -> "日本 本語 語").
+// The index's marker characters (U+E000..U+E00F) become spaces.
 bool is_cjk(uint32_t cp);
+bool is_reserved_mark(uint32_t cp);
 std::string cjk_index_text(std::string_view text);
 // The same for a query word: bigrams of each run; the run's last character is
 // added only when the word goes on after the run. `last_is_single` is set when
@@ -130,10 +138,12 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 int year_of(int64_t unix_seconds);
 std::string host_of_url(std::string_view url);
 
-// The FTS token that stands for a field path or an exact value; a field's
-// words are indexed as marker + word.
+// The FTS token that stands for a field path or an exact value (kFieldMark
+// and 10 hex digits of a hash of key); a field's words are indexed as marker
+// + word.
 std::string marker(std::string_view key);
-// True for a marker and for a marker + word token (not words of the text).
+// True for the index's own tokens (title, field, every-row), which start with
+// a reserved mark; false for the words of the text.
 bool is_marker(std::string_view term);
 
 }  // namespace itemfs::search::detail

@@ -2,29 +2,36 @@
 // README.md for the query language.
 //
 // Design (the why is in README.md, "How it works"):
-//  - search_fts is a contentless FTS5 table (content=''): the index keeps the
-//    tokens, never a second copy of the text. Columns: title, body, meta. meta
-//    holds field filters as "<field marker> <token>" pairs and exact-value
-//    markers (host=..., lang=...), all as ordinary tokens.
+//  - search_fts is a contentless FTS5 table (content='') with one column and
+//    detail=none: for each token, the rows that hold it, nothing more. A row
+//    is the title's words, the same words again marked as title words
+//    (kTitleMark + word), the rest of the text, field filters as
+//    kFieldMark + field code + word and exact-value markers (host=...,
+//    lang=...), and a token for the length class of its text (kLengthMark +
+//    a letter), which ranking reads by querying each class.
 //  - Its rowid is a generation number, new for every indexed version of an
-//    item. search_doc maps generation -> item (ino, id, hash) plus the facet
-//    values. Deleting from a contentless table needs the exact values that
-//    were inserted; they are re-extracted from the previous version of the
-//    item (or taken from a small cache of recent inserts). In the rare case
-//    neither is available the old generation is left behind as a dead row:
-//    it no longer maps to an item, so queries skip it (search_meta.dead > 0
-//    makes them join search_doc), and reindex reclaims it.
+//    item. search_doc maps generation -> item (ino, hash) plus the facet
+//    values; the item's id is items.id.
+//    Deleting from a contentless table needs the exact values that were
+//    inserted; they are re-extracted from the previous version of the item
+//    (or taken from a small cache of recent inserts). In the rare case
+//    neither is available the old generation is left behind as a dead row,
+//    listed in search_dead: queries skip those, and reindex reclaims them.
+//  - Ranking is computed here from sorted lists of rowids (the rows of the
+//    query, of each word's title token), not by FTS5 (see "Ranking").
 //  - Snippets are made at query time from the top hits' own text.
 
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -48,26 +55,28 @@ namespace {
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS search_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS search_doc("
-    " gen INTEGER PRIMARY KEY,"    // rowid in search_fts
-    " ino INTEGER NOT NULL UNIQUE,"  // the item
-    " id TEXT NOT NULL,"
+    " gen INTEGER PRIMARY KEY,"      // rowid in search_fts
+    " ino INTEGER NOT NULL UNIQUE,"  // the item (items.ino)
     " sha INTEGER NOT NULL,"  // first 8 bytes of the item's SHA-256: which version is indexed
     " date INTEGER,"          // published_at, else crawled_at, unix seconds
-    " host INTEGER, author INTEGER,"  // search_value ids
-    " lang TEXT,"
+    " len INTEGER NOT NULL,"  // length class of the text, as its length token in search_fts
+    " host INTEGER, author INTEGER, lang INTEGER,"  // search_value ids
     " tags TEXT);"  // joined by U+001F (inline: tag lists rarely repeat)
-    "CREATE INDEX IF NOT EXISTS search_doc_id ON search_doc(id);"
-    // Host and author facet values, each kept once: items share a few of them.
+    // Host, author and lang facet values, each kept once: items share a few of them.
     "CREATE TABLE IF NOT EXISTS search_value(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(title, body, meta, content='', detail=column,"
+    // Full-text rows that belong to no item (yet): queries skip them.
+    "CREATE TABLE IF NOT EXISTS search_dead(gen INTEGER PRIMARY KEY);"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(text, content='', detail=none, columnsize=0,"
     " tokenize='unicode61 remove_diacritics 2');"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_fts, 'row');"
-    "INSERT OR IGNORE INTO search_meta(key, value) VALUES('next_gen', 1), ('dead', 0);";
+    "INSERT OR IGNORE INTO search_meta(key, value) VALUES('next_seq', 1);";
 
 constexpr const char* kDrop =
     "DROP TABLE IF EXISTS search_vocab; DROP TABLE IF EXISTS search_fts; DROP TABLE IF EXISTS search_doc;"
-    "DROP TABLE IF EXISTS search_value;"
+    "DROP TABLE IF EXISTS search_value; DROP TABLE IF EXISTS search_dead;"
     "DROP TABLE IF EXISTS search_meta;";
+
+constexpr int kLengthClasses = 16;
 
 constexpr size_t kSnippetBodyCap = 256u << 10;  // text read per hit for its snippet
 constexpr size_t kRecentCacheBytes = 8u << 20;
@@ -75,6 +84,10 @@ constexpr size_t kMaxPending = 256;  // deferred full-text deletes (see Impl::dr
 constexpr size_t kMaxPendingBytes = 8u << 20;
 constexpr size_t kMaxQueuedBytes = 16u << 20;  // puts' rows held until the commit
 constexpr size_t kMaxProblems = 100;
+// An Index that inserted at least kMergeAfterRows rows, and at least
+// 1/kMergeFraction of all rows, merges the full-text index when it closes.
+constexpr uint64_t kMergeAfterRows = 1000;
+constexpr uint64_t kMergeFraction = 4;
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
   const int rc = sqlite3_extended_errcode(db);
@@ -173,9 +186,24 @@ std::optional<int64_t> meta_value(sqlite3* db, const char* key) {
 
 // What goes into one FTS row.
 struct Row {
-  std::string title, body, meta;
-  size_t bytes() const { return title.size() + body.size() + meta.size(); }
+  std::string text;
+  int length_class = 0;  // also in text, as its length token
+  size_t bytes() const { return text.size(); }
 };
+
+// Octaves of the bytes of text (title and body) an item has: 0 below 32
+// bytes, then 32-63, 64-127, ..., 15 from 512 KiB.
+int length_class(size_t bytes) { return std::clamp(int(std::bit_width(bytes)) - 5, 0, kLengthClasses - 1); }
+
+// A length in the middle of class c.
+double class_length(int c) { return c == 0 ? 16.0 : double(int64_t(24) << c); }
+
+// The token of length class c.
+std::string length_token(int c) {
+  std::string t(kLengthMark);
+  t += char('a' + c);
+  return t;
+}
 
 // A field's value as one token per word, each prefixed by the field's marker
 // ("<marker>smith"): one index term per field and word, found without word
@@ -224,9 +252,23 @@ std::string make_meta(const Extracted& x, Tokenizer& tok) {
 
 Row make_row(const Extracted& x, Tokenizer& tok) {
   Row row;
-  row.title = cjk_index_text(x.title);
-  row.body = cjk_index_text(x.body);
-  row.meta = make_meta(x, tok);
+  const std::string title = cjk_index_text(x.title);
+  std::string body = cjk_index_text(x.body);
+  const std::string meta = make_meta(x, tok);
+  row.text.reserve(3 * title.size() + body.size() + meta.size() + 8);
+  row.text = title;
+  row.text += '\n';
+  tok.tokenize(title, [&](std::string_view t, size_t, size_t) {
+    row.text += kTitleMark;
+    row.text += t;
+    row.text += ' ';
+  });
+  row.text += '\n';
+  row.text += body;
+  row.text += '\n';
+  row.text += meta;
+  row.length_class = length_class(x.title.size() + x.body.size());
+  row.text += length_token(row.length_class);
   return row;
 }
 
@@ -252,10 +294,24 @@ Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info, siz
   return std::move(x.result());
 }
 
-// Whether item `id` of snap matches q word for word (the index found it with
-// phrases loosened to their words).
-bool exact_match(store::Snapshot& snap, Tokenizer& tok, const Query& q, std::string_view id) {
-  auto info = snap.item(id);
+// The item indexed under generation gen in snap (ino and id only, which is
+// what reading it takes).
+std::optional<store::ItemInfo> item_of(Stmt& lookup, int64_t gen) {
+  ResetOnExit r{lookup};
+  lookup.bind(1, gen);
+  if (!lookup.step()) return std::nullopt;
+  store::ItemInfo info;
+  info.ino = lookup.int64(0);
+  info.id = std::string(lookup.text(1));
+  return info;
+}
+
+constexpr const char* kItemOfGen = "SELECT d.ino, i.id FROM search_doc d JOIN items i ON i.ino = d.ino WHERE d.gen = ?";
+
+// Whether the item of generation gen matches q word for word (the index found
+// it with phrases loosened to their words).
+bool exact_match(store::Snapshot& snap, Stmt& lookup, Tokenizer& tok, const Query& q, int64_t gen) {
+  auto info = item_of(lookup, gen);
   if (!info) return false;
   return q.matches(column_tokens(read_extracted(snap, *info), tok, q));
 }
@@ -268,6 +324,16 @@ std::string join_tags(const std::vector<std::string>& tags) {
   }
   return out;
 }
+
+// The generations in search_dead, sorted.
+std::vector<int64_t> dead_gens(sqlite3* db) {
+  std::vector<int64_t> out;
+  Stmt s(db, "SELECT gen FROM search_dead ORDER BY gen");
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
+
+bool contains(const std::vector<int64_t>& sorted, int64_t v) { return std::binary_search(sorted.begin(), sorted.end(), v); }
 
 // ---------------------------------------------------------------------------
 // Snippets
@@ -454,100 +520,137 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
 }
 
 // ---------------------------------------------------------------------------
-// Ranking. FTS5's bm25() needs word positions, which a contentless table with
-// detail=column can only get by re-reading text it does not have: it gives 0
-// for every row. itemfs_rank() is BM25 (k1 1.2, b 0.75, as bm25()) over what
-// the index holds: which columns of a row contain each phrase, so a word counts
-// once per column (10 in the title, 1 in the body), and the row's length.
+// Ranking. The index knows, for each token, the rows that hold it (FTS5
+// detail=none) and nothing of positions or columns, so FTS5's bm25() cannot
+// rank. The score is BM25 (k1 1.2, b 0.75) over what the index does know:
+// whether a row has each word of the query (once: frequency is not kept), 10
+// times as much when the word is in its title (its kTitleMark token), and
+// the length of its text, known to a factor of two from its length class.
+// idf is Lucene's, log(1 + (N - n + 0.5) / (n + 0.5)), which stays above 0
+// for a word in every row. The rows of each length class are scored in rowid
+// order, so each list is read from start to end once per class.
 
-struct RankData {
-  double avg_len = 1;
-  std::vector<double> idf;
+constexpr double kK1 = 1.2, kB = 0.75;
+constexpr double kTitleWeight = 10, kBodyWeight = 1;
+
+// The rows that match FTS5 expression expr, in rowid order.
+std::vector<int64_t> rows_matching(sqlite3* db, const std::string& expr) {
+  Stmt s(db, "SELECT rowid FROM search_fts WHERE search_fts MATCH ?1");
+  s.bind(1, expr);
+  std::vector<int64_t> out;
+  while (s.step()) out.push_back(s.int64(0));
+  if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
+  return out;
+}
+
+// How many rows hold token (or, with prefix, a token starting with it).
+int64_t rows_with(sqlite3* db, const std::string& token, bool prefix) {
+  if (!prefix) {
+    Stmt s(db, "SELECT doc FROM search_vocab WHERE term = ?1");
+    s.bind(1, token);
+    return s.step() ? s.int64(0) : 0;
+  }
+  Stmt s(db, "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?1");
+  s.bind(1, fts_phrase({token}) + " *");
+  return s.step() ? s.int64(0) : 0;
+}
+
+// A sorted list read alongside rising rowids.
+struct Cursor {
+  std::vector<int64_t> rows;
+  size_t at = 0;
+  bool has(int64_t gen) {
+    while (at < rows.size() && rows[at] < gen) ++at;
+    return at < rows.size() && rows[at] == gen;
+  }
 };
 
-int count_row(const Fts5ExtensionApi*, Fts5Context*, void* count) {
-  ++*static_cast<sqlite3_int64*>(count);
-  return SQLITE_OK;
-}
+class Scorer {
+ public:
+  Scorer(sqlite3* db, const Query& q) {
+    double n = 0;
+    {
+      Stmt count(db, "SELECT count(*) FROM search_doc");  // counts pages' cells, not rows one by one
+      if (count.step()) n = double(count.int64(0));
+    }
+    for (const auto& group : q.all) {
+      for (const Phrase& p : group) {
+        if (!(p.columns & (kTitleColumn | kBodyColumn))) continue;  // field filters do not rank
+        Alternative alt;
+        // Alone in its group, a phrase is in every row the query finds.
+        alt.implied = group.size() == 1;
+        if (!alt.implied) alt.rows.rows = rows_matching(db, phrase_fts(p));
+        const std::vector<std::string> tokens = index_tokens(p);
+        for (size_t k = 0; k < tokens.size(); ++k) {
+          const bool prefix = p.prefix && k + 1 == tokens.size();
+          Word w;
+          const auto docs = double(rows_with(db, tokens[k], prefix));
+          w.idf = std::max(1e-6, std::log(1 + (n - docs + 0.5) / (docs + 0.5)));  // dead rows: docs > n
+          w.weight = p.columns == kTitleColumn ? kTitleWeight : kBodyWeight;
+          if (p.columns == (kTitleColumn | kBodyColumn)) {
+            w.title.rows = rows_matching(db, fts_phrase({std::string(kTitleMark) + tokens[k]}) + (prefix ? " *" : ""));
+          }
+          alt.words.push_back(std::move(w));
+        }
+        alts_.push_back(std::move(alt));
+      }
+    }
+  }
 
-void rank_function(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* out, int, sqlite3_value**) {
-  constexpr double kK1 = 1.2, kB = 0.75;
-  constexpr double kWeights[] = {10.0, 1.0, 0.0};  // title, body, meta
-  auto* data = static_cast<RankData*>(api->xGetAuxdata(fts, 0));
-  const int phrases = api->xPhraseCount(fts);
-  if (!data) {
-    auto fresh = std::make_unique<RankData>();
-    sqlite3_int64 rows = 0, tokens = 0;
-    int rc = api->xRowCount(fts, &rows);
-    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &tokens);
-    if (rows > 0 && tokens > 0) fresh->avg_len = double(tokens) / double(rows);
-    for (int i = 0; i < phrases && rc == SQLITE_OK; ++i) {
-      sqlite3_int64 hits = 0;
-      rc = api->xQueryPhrase(fts, i, &hits, count_row);
-      const double idf = std::log((double(rows) - double(hits) + 0.5) / (double(hits) + 0.5));
-      fresh->idf.push_back(idf > 1e-6 ? idf : 1e-6);
+  // Call with rising gens (rewind() to start again); avg_length is the mean
+  // class_length() of the rows.
+  double score(int64_t gen, int length_class, double avg_length) {
+    const double norm = kK1 * (1 - kB + kB * class_length(length_class) / avg_length);
+    double score = 0;
+    for (auto& alt : alts_) {
+      if (!alt.implied && !alt.rows.has(gen)) continue;
+      for (auto& w : alt.words) {
+        const double f = w.title.has(gen) ? kTitleWeight : w.weight;
+        score += w.idf * f * (kK1 + 1) / (f + norm);
+      }
     }
-    if (rc != SQLITE_OK) {
-      sqlite3_result_error_code(out, rc);
-      return;
-    }
-    data = fresh.release();
-    rc = api->xSetAuxdata(fts, data, [](void* p) { delete static_cast<RankData*>(p); });
-    if (rc != SQLITE_OK) {  // data was freed
-      sqlite3_result_error_code(out, rc);
-      return;
-    }
+    return score;
   }
-  int len = 0;
-  if (api->xColumnSize(fts, -1, &len) != SQLITE_OK) len = 0;
-  const double norm = kK1 * (1 - kB + kB * double(len) / data->avg_len);
-  double score = 0;
-  for (int i = 0; i < phrases && size_t(i) < data->idf.size(); ++i) {
-    double f = 0;
-    Fts5PhraseIter it;
-    int col = -1;
-    for (api->xPhraseFirstColumn(fts, i, &it, &col); col >= 0; api->xPhraseNextColumn(fts, &it, &col)) {
-      if (col < 3) f += kWeights[col];
-    }
-    score += data->idf[size_t(i)] * f * (kK1 + 1) / (f + norm);
-  }
-  sqlite3_result_double(out, -score);
-}
 
-// Makes itemfs_rank() known to connection db (once per connection).
-void ensure_rank_function(sqlite3* db) {
-  sqlite3_stmt* probe = nullptr;
-  const int rc = sqlite3_prepare_v2(db, "SELECT itemfs_rank(search_fts) FROM search_fts WHERE 0", -1, &probe, nullptr);
-  sqlite3_finalize(probe);
-  if (rc == SQLITE_OK) return;
-  fts5_api* api = nullptr;
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
-    sqlite3_bind_pointer(stmt, 1, static_cast<void*>(&api), "fts5_api_ptr", nullptr);
-    sqlite3_step(stmt);
+  void rewind() {
+    for (auto& alt : alts_) {
+      alt.rows.at = 0;
+      for (auto& w : alt.words) w.title.at = 0;
+    }
   }
-  sqlite3_finalize(stmt);
-  if (!api || api->xCreateFunction(api, "itemfs_rank", nullptr, rank_function, nullptr) != SQLITE_OK) {
-    fail(db, "cannot register the ranking function");
-  }
-}
+
+ private:
+  struct Word {
+    double idf = 0;
+    double weight = kBodyWeight;  // when the row does not have it in the title
+    Cursor title;                 // rows that have it in the title
+  };
+  struct Alternative {
+    bool implied = true;
+    Cursor rows;  // rows that have it, unless implied
+    std::vector<Word> words;
+  };
+  std::vector<Alternative> alts_;
+};
 
 // ---------------------------------------------------------------------------
 // Matching
 
-// The SQL that lists every item matching q, selecting `cols` (which may use
-// search_fts and d = search_doc). ?1 = match text, ?2 = after, ?3 = before.
+// The SQL that lists every item matching q: its generation first, then
+// `cols` (which may use d = search_doc when join is set). ?1 = match text,
+// ?2 = after, ?3 = before. Dead rows are the caller's to skip.
 std::string match_sql(const Query& q, bool join, const std::string& cols) {
   const bool dates = q.after || q.before;
   const std::string date_cond = " AND d.date IS NOT NULL AND (?2 IS NULL OR d.date >= ?2) AND (?3 IS NULL OR d.date < ?3)";
+  const std::string more = cols.empty() ? "" : ", " + cols;
   if (!q.positive.empty()) {
-    std::string sql = "SELECT " + cols + " FROM search_fts";
+    std::string sql = "SELECT search_fts.rowid" + more + " FROM search_fts";
     if (join || dates) sql += " JOIN search_doc d ON d.gen = search_fts.rowid";
     sql += " WHERE search_fts MATCH ?1";
     if (dates) sql += date_cond;
     return sql;
   }
-  std::string sql = "SELECT " + cols + " FROM search_doc d WHERE 1" + date_cond;
+  std::string sql = "SELECT d.gen" + more + " FROM search_doc d WHERE 1" + date_cond;
   if (!q.negative.empty()) sql += " AND d.gen NOT IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?1)";
   return sql;
 }
@@ -578,24 +681,19 @@ struct Index::Impl {
   struct WriterStmts {
     explicit WriterStmts(sqlite3* db_)
         : db(db_),
-          by_ino(db, "SELECT gen, sha, id FROM search_doc WHERE ino=?"),
-          by_id(db, "SELECT gen, sha, ino FROM search_doc WHERE id=? AND ino<>?"),
-          next_gen(db, "UPDATE search_meta SET value=value+1 WHERE key='next_gen' RETURNING value-1"),
-          add_dead(db, "UPDATE search_meta SET value=value+1 WHERE key='dead'"),
-          sub_dead(db, "UPDATE search_meta SET value=max(0, value-?) WHERE key='dead'"),
+          by_ino(db, "SELECT gen, sha FROM search_doc WHERE ino=?"),
+          next_seq(db, "UPDATE search_meta SET value=value+1 WHERE key='next_seq' RETURNING value-1"),
+          add_dead(db, "INSERT OR IGNORE INTO search_dead(gen) VALUES(?)"),
           doc_exists(db, "SELECT 1 FROM search_doc WHERE gen=?"),
           value_find(db, "SELECT id FROM search_value WHERE value=?"),
           value_add(db, "INSERT INTO search_value(value) VALUES(?) RETURNING id"),
-          fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, title, body, meta) VALUES('delete',?,?,?,?)"),
+          fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, text) VALUES('delete',?,?)"),
           doc_insert(db,
-                     "INSERT INTO search_doc(gen, ino, id, sha, date, host, author, lang, tags) "
+                     "INSERT INTO search_doc(gen, ino, sha, date, len, host, author, lang, tags) "
                      "VALUES(?,?,?,?,?,?,?,?,?)"),
-          doc_delete(db, "DELETE FROM search_doc WHERE gen=?"),
-          doc_rename(db, "UPDATE search_doc SET id=? WHERE gen=?") {}
+          doc_delete(db, "DELETE FROM search_doc WHERE gen=?") {}
     sqlite3* db;
-    Stmt by_ino, by_id, next_gen, add_dead, sub_dead, doc_exists, value_find, value_add, fts_delete, doc_insert,
-        doc_delete,
-        doc_rename;
+    Stmt by_ino, next_seq, add_dead, doc_exists, value_find, value_add, fts_delete, doc_insert, doc_delete;
   };
 
   struct Recent {
@@ -615,6 +713,7 @@ struct Index::Impl {
   size_t queued_bytes = 0;
   std::deque<int64_t> recent_order;
   size_t recent_bytes = 0;
+  uint64_t inserted = 0;  // rows inserted since the last merge into one segment (see ~Index)
 
   WriterStmts& stmts(sqlite3* db) {
     auto& p = writer_stmts[db];
@@ -687,8 +786,8 @@ struct Index::Impl {
   }
 
   // Removes generation `gen` from the index.
-  // With `defer`, the full-text row stays behind as a dead row (counted in
-  // search_meta.dead, skipped by queries) and is deleted later with others
+  // With `defer`, the full-text row stays behind as a dead row (listed in
+  // search_dead, skipped by queries) and is deleted later with others
   // in one go: by the next put, or once kMaxPending have gathered. FTS5 writes
   // a segment for every statement that follows a change to it in a
   // transaction, so a delete on its own cost several times the rest of a
@@ -703,13 +802,13 @@ struct Index::Impl {
     }
     if (auto row = old_row(gen, ino, sha)) {
       if (defer) {
-        st.add_dead.run();
+        st.add_dead.bind(1, gen).run();
         add_pending(gen, std::move(*row));
       } else {
-        st.fts_delete.bind(1, gen).bind(2, row->title).bind(3, row->body).bind(4, row->meta).run();
+        st.fts_delete.bind(1, gen).bind(2, row->text).run();
       }
     } else {
-      st.add_dead.run();  // its tokens stay behind under a generation no item has
+      st.add_dead.bind(1, gen).run();  // its tokens stay behind under a generation no item has
     }
     forget(gen);
     st.doc_delete.bind(1, gen).run();
@@ -733,10 +832,8 @@ struct Index::Impl {
   // away. Returns how many rows were copied.
   template <class Rows>
   size_t stage_rows(WriterStmts& st, const std::string& table, const Rows& rows, bool live) {
-    exec(st.db,
-         ("CREATE TEMP TABLE IF NOT EXISTS " + table + "(gen INTEGER PRIMARY KEY, title TEXT, body TEXT, meta TEXT)")
-             .c_str());
-    Stmt add(st.db, "INSERT OR REPLACE INTO temp." + table + "(gen, title, body, meta) VALUES(?,?,?,?)");
+    exec(st.db, ("CREATE TEMP TABLE IF NOT EXISTS " + table + "(gen INTEGER PRIMARY KEY, text TEXT)").c_str());
+    Stmt add(st.db, "INSERT OR REPLACE INTO temp." + table + "(gen, text) VALUES(?,?)");
     size_t copied = 0;
     for (const auto& [gen, row] : rows) {
       bool exists = false;
@@ -745,7 +842,7 @@ struct Index::Impl {
         exists = st.doc_exists.bind(1, gen).step();
       }
       if (exists != live) continue;
-      add.bind(1, gen).bind(2, row.title).bind(3, row.body).bind(4, row.meta).run();
+      add.bind(1, gen).bind(2, row.text).run();
       ++copied;
     }
     return copied;
@@ -760,10 +857,9 @@ struct Index::Impl {
     pending_bytes = 0;
     if (deleted == 0) return;
     exec(st.db,
-         "INSERT INTO search_fts(search_fts, rowid, title, body, meta)"
-         " SELECT 'delete', gen, title, body, meta FROM temp.search_dropped;"
+         "INSERT INTO search_fts(search_fts, rowid, text) SELECT 'delete', gen, text FROM temp.search_dropped;"
+         "DELETE FROM search_dead WHERE gen IN (SELECT gen FROM temp.search_dropped);"
          "DELETE FROM temp.search_dropped;");
-    st.sub_dead.bind(1, int64_t(deleted)).run();
   }
 
   void drop_ino(WriterStmts& st, int64_t ino, bool defer = false) {
@@ -776,18 +872,6 @@ struct Index::Impl {
       sha = st.by_ino.int64(1);
     }
     drop(st, gen, ino, sha, defer);
-  }
-
-  // Entries under `id` that belong to another ino (should not happen: the
-  // store reports replaced items through on_remove).
-  void drop_other_inos(WriterStmts& st, std::string_view id, int64_t ino) {
-    std::vector<std::array<int64_t, 3>> others;
-    {
-      ResetOnExit r{st.by_id};
-      st.by_id.bind(1, id).bind(2, ino);
-      while (st.by_id.step()) others.push_back({st.by_id.int64(0), st.by_id.int64(1), st.by_id.int64(2)});
-    }
-    for (const auto& o : others) drop(st, o[0], o[2], o[1]);
   }
 
   // The search_value id of a facet value (added if new); none for "".
@@ -810,14 +894,16 @@ struct Index::Impl {
   void insert(WriterStmts& st, const store::ItemInfo& item, const Extracted& x, Row row) {
     int64_t gen;
     {
-      ResetOnExit r{st.next_gen};
-      if (!st.next_gen.step()) throw StoreError(EIO, "search: search_meta has no next_gen row");
-      gen = st.next_gen.int64(0);
+      ResetOnExit r{st.next_seq};
+      if (!st.next_seq.step()) throw StoreError(EIO, "search: search_meta has no next_seq row");
+      gen = st.next_seq.int64(0);
     }
     queued_bytes += row.bytes();
     queued[gen] = row;
-    st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, item.id).bind(4, sha8(item.sha256)).bind(5, x.date());
-    st.doc_insert.bind(6, value_id(st, x.host)).bind(7, value_id(st, x.author)).bind(8, normal_lang(x.lang));
+    ++inserted;
+    st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, sha8(item.sha256)).bind(4, x.date());
+    st.doc_insert.bind(5, int64_t(row.length_class));
+    st.doc_insert.bind(6, value_id(st, x.host)).bind(7, value_id(st, x.author)).bind(8, value_id(st, normal_lang(x.lang)));
     st.doc_insert.bind(9, join_tags(x.tags));
     st.doc_insert.run();
     remember(gen, sha8(item.sha256), std::move(row));
@@ -834,14 +920,14 @@ struct Index::Impl {
     queued_bytes = 0;
     if (added == 0) return;
     exec(st.db,
-         "INSERT INTO search_fts(rowid, title, body, meta) SELECT gen, title, body, meta FROM temp.search_added;"
+         "INSERT INTO search_fts(rowid, text) SELECT gen, text FROM temp.search_added;"
          "DELETE FROM temp.search_added;");
   }
 
   // Rebuilds everything inside the caller's write transaction on `db`.
   void rebuild(sqlite3* db) {
-    exec(db, "DELETE FROM search_doc; DELETE FROM search_value; INSERT INTO search_fts(search_fts) VALUES('delete-all');"
-             "UPDATE search_meta SET value=0 WHERE key='dead';");
+    exec(db, "DELETE FROM search_doc; DELETE FROM search_value; DELETE FROM search_dead;"
+             "INSERT INTO search_fts(search_fts) VALUES('delete-all');");
     pending.clear();
     pending_bytes = 0;
     queued.clear();
@@ -865,15 +951,43 @@ struct Index::Impl {
     recent_order.clear();
     recent_bytes = 0;
     exec(db, "INSERT INTO search_fts(search_fts) VALUES('optimize');");
+    inserted = 0;
   }
 
   struct Candidate {
     int64_t gen;
     double score;  // higher is better
     std::optional<int64_t> date;
+    int length_class;
   };
 
   Status run(std::string_view text, Results& out, bool snippets);
+
+  // Sets the length class of each of found (in rowid order): from search_doc
+  // for a few, from the class tokens' rows for many.
+  static void read_length_classes(sqlite3* db, std::vector<Candidate>& found) {
+    constexpr size_t kLookups = 4096;
+    if (found.empty()) return;
+    if (found.size() <= kLookups) {
+      Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
+      for (Candidate& c : found) {
+        ResetOnExit r{len};
+        if (len.bind(1, c.gen).step()) c.length_class = int(len.int64(0));
+      }
+      return;
+    }
+    Stmt rows(db, "SELECT rowid FROM search_fts WHERE search_fts MATCH ?1 AND rowid >= ?2 AND rowid <= ?3");
+    for (int c = 0; c < kLengthClasses; ++c) {
+      rows.bind(1, fts_phrase({length_token(c)})).bind(2, found.front().gen).bind(3, found.back().gen);
+      size_t at = 0;
+      while (rows.step()) {
+        const int64_t gen = rows.int64(0);
+        while (at < found.size() && found[at].gen < gen) ++at;
+        if (at < found.size() && found[at].gen == gen) found[at].length_class = c;
+      }
+      rows.reset();
+    }
+  }
 };
 
 Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
@@ -900,12 +1014,23 @@ Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
 }
 
 Index::~Index() {
-  // Deferred deletes not written now stay as dead rows until a reindex.
-  if (impl_->pending.empty() || impl_->store.options().read_only) return;
+  // Deferred deletes not written now stay as dead rows until a reindex. After
+  // a session that added a good part of the rows (an import, a restore, a
+  // large copy into the mount), FTS5's segments are merged into one, which
+  // makes the index about a tenth smaller than the merges FTS5 does as it
+  // goes leave it.
+  if (impl_->store.options().read_only) return;
+  const bool merge = impl_->inserted >= kMergeAfterRows;
+  if (impl_->pending.empty() && !merge) return;
   try {
     impl_->store.write([&](store::WriteBatch& batch) {
       std::lock_guard lock(impl_->write_mu);
       impl_->flush_pending(impl_->stmts(batch.db()));
+      if (!merge) return;
+      Stmt rows(batch.db(), "SELECT count(*) FROM search_doc");
+      if (rows.step() && impl_->inserted * kMergeFraction >= uint64_t(rows.int64(0))) {
+        exec(batch.db(), "INSERT INTO search_fts(search_fts) VALUES('optimize')");
+      }
     });
   } catch (const std::exception&) {
   }
@@ -916,7 +1041,6 @@ void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::is
   std::lock_guard lock(impl_->write_mu);
   auto& st = impl_->stmts(txn.db());
   impl_->drop_ino(st, item.ino);
-  impl_->drop_other_inos(st, item.id, item.ino);
   impl_->insert(st, item, x);
 }
 
@@ -955,7 +1079,6 @@ void Index::on_put_prepared(store::Transaction& txn, const store::ItemInfo& item
   std::lock_guard lock(impl_->write_mu);
   auto& st = impl_->stmts(txn.db());
   impl_->drop_ino(st, item.ino);
-  impl_->drop_other_inos(st, item.id, item.ino);
   mine->used = true;
   impl_->insert(st, item, mine->x, std::move(mine->row));
 }
@@ -974,19 +1097,9 @@ void Index::on_remove(store::Transaction& txn, const store::ItemInfo& item) {
   impl_->drop_ino(st, item.ino, /*defer=*/true);
 }
 
-void Index::on_rename(store::Transaction& txn, const store::ItemInfo& item, std::string_view /*old_id*/) {
-  std::lock_guard lock(impl_->write_mu);
-  auto& st = impl_->stmts(txn.db());
-  impl_->drop_other_inos(st, item.id, item.ino);
-  int64_t gen = 0;
-  {
-    ResetOnExit r{st.by_ino};
-    st.by_ino.bind(1, item.ino);
-    if (!st.by_ino.step()) return;
-    gen = st.by_ino.int64(0);
-  }
-  st.doc_rename.bind(1, item.id).bind(2, gen).run();
-}
+// The index knows an item by its ino, which a rename keeps; its id is read
+// from items when a query needs it.
+void Index::on_rename(store::Transaction&, const store::ItemInfo&, std::string_view /*old_id*/) {}
 
 void Index::reindex() {
   impl_->store.write([&](store::WriteBatch& batch) {
@@ -1004,16 +1117,76 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   auto snap = store.snapshot();
   sqlite3* db = snap->db();
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  if (!q.positive.empty()) ensure_rank_function(db);
-  const bool join = q.sort_date || q.exact || meta_value(db, "dead").value_or(0) > 0;
-  const bool with_doc = join || q.after || q.before;
-  std::string cols = q.positive.empty() ? "d.gen, 0.0, d.date"
-                     : std::string("search_fts.rowid, itemfs_rank(search_fts), ") +
-                           (with_doc ? "d.date" : "NULL");
-  if (q.exact) cols += ", d.id";
-  Stmt s(db, match_sql(q, join, cols));
-  bind_match(s, q);
-  // Keep the best `limit` candidates: the worst of them on top of the heap.
+  const std::vector<int64_t> dead = dead_gens(db);
+  // Which candidates need the word-for-word check: all of them with a phrase;
+  // with content:word alone, those that have the word in their title.
+  bool check_all = false, prefix = false;
+  std::vector<int64_t> check_rows;
+  for (const auto& group : q.all) {
+    for (const Phrase& p : group) {
+      check_all = check_all || p.tokens.size() > 1;
+      prefix = prefix || p.prefix;
+    }
+  }
+  for (const Phrase& p : q.none) {
+    check_all = check_all || p.tokens.size() > 1;
+    prefix = prefix || p.prefix;
+  }
+  if (q.exact && !check_all) {
+    auto add = [&](const Phrase& p) {
+      if (!is_body_word(p)) return;
+      const auto rows = rows_matching(db, title_word_fts(p));
+      check_rows.insert(check_rows.end(), rows.begin(), rows.end());
+    };
+    for (const auto& group : q.all) std::for_each(group.begin(), group.end(), add);
+    std::for_each(q.none.begin(), q.none.end(), add);
+    std::sort(check_rows.begin(), check_rows.end());
+  }
+  // Only dates need search_doc; everything else comes from the full-text index.
+  const bool dates = q.sort_date || q.after || q.before || q.positive.empty();
+  Stmt s(db, match_sql(q, q.sort_date, dates ? "d.date" : "NULL"));
+  Stmt lookup(db, kItemOfGen);
+  std::vector<Candidate> found;
+  auto collect = [&](int length_class) {
+    while (s.step()) {
+      const int64_t gen = s.int64(0);
+      if (!dead.empty() && contains(dead, gen)) continue;
+      if (q.exact && (check_all || contains(check_rows, gen)) && !exact_match(*snap, lookup, tok, q, gen)) continue;
+      found.push_back(Candidate{gen, 0, s.null(1) ? std::nullopt : std::optional<int64_t>(s.int64(1)), length_class});
+    }
+    s.reset();
+  };
+  if (q.positive.empty()) {
+    bind_match(s, q);
+    collect(0);
+  } else if (!prefix) {
+    // The rows of each length class in turn: that is how the index tells a
+    // row's class. Each comes in rowid order.
+    const std::string match = "(" + q.match() + ") AND ";
+    for (int c = 0; c < kLengthClasses; ++c) {
+      s.bind(1, match + fts_phrase({length_token(c)}));
+      if (s.params() >= 3) s.bind(2, q.after).bind(3, q.before);
+      collect(c);
+    }
+  } else {
+    // A prefix can stand for many words, whose rows FTS5 gathers for every
+    // query: the rows are found once, then their classes are read.
+    bind_match(s, q);
+    collect(0);
+    auto by_gen = [](const Candidate& a, const Candidate& b) { return a.gen < b.gen; };
+    if (!std::is_sorted(found.begin(), found.end(), by_gen)) std::sort(found.begin(), found.end(), by_gen);
+    read_length_classes(db, found);
+  }
+  if (!q.positive.empty() && !found.empty()) {
+    double length = 0;
+    for (const Candidate& c : found) length += class_length(c.length_class);
+    const double avg_length = length / double(found.size());
+    Scorer scorer(db, q);
+    for (size_t k = 0; k < found.size(); ++k) {
+      if (k > 0 && found[k].gen < found[k - 1].gen) scorer.rewind();  // the next class
+      found[k].score = scorer.score(found[k].gen, found[k].length_class, avg_length);
+    }
+  }
   auto better = [&](const Candidate& a, const Candidate& b) {
     if (q.sort_date || q.positive.empty()) {
       if (a.date != b.date) return a.date.value_or(INT64_MIN) > b.date.value_or(INT64_MIN);
@@ -1021,39 +1194,24 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     if (a.score != b.score) return a.score > b.score;
     return a.gen < b.gen;
   };
-  std::priority_queue<Candidate, std::vector<Candidate>, decltype(better)> heap(better);
-  uint64_t total = 0;
-  while (s.step()) {
-    if (q.exact && !exact_match(*snap, tok, q, s.text(3))) continue;
-    ++total;
-    Candidate c{s.int64(0), -s.real(1), s.null(2) ? std::nullopt : std::optional<int64_t>(s.int64(2))};
-    if (heap.size() < q.limit) {
-      heap.push(c);
-    } else if (better(c, heap.top())) {
-      heap.pop();
-      heap.push(c);
-    }
-  }
-  std::vector<Candidate> top;
-  while (!heap.empty()) top.push_back(heap.top()), heap.pop();
-  std::reverse(top.begin(), top.end());
-  Stmt id_of(db, "SELECT id FROM search_doc WHERE gen=?");
-  for (const Candidate& c : top) {
-    id_of.bind(1, c.gen);
-    if (id_of.step()) {
-      out.hits.push_back(Hit{std::string(id_of.text(0)), c.score == 0 ? 0.0 : c.score, {}});
+  uint64_t total = found.size();
+  const size_t top = std::min<size_t>(found.size(), q.limit);
+  std::partial_sort(found.begin(), found.begin() + ptrdiff_t(top), found.end(), better);
+  std::vector<store::ItemInfo> items;
+  for (size_t k = 0; k < top; ++k) {
+    if (auto info = item_of(lookup, found[k].gen)) {
+      out.hits.push_back(Hit{info->id, found[k].score == 0 ? 0.0 : found[k].score, {}});
+      items.push_back(std::move(*info));
     } else if (total > 0) {
-      --total;  // a dead generation
+      --total;  // an entry whose item is gone (not a dead row: check() reports it)
     }
-    id_of.reset();
   }
   out.total = total;
   if (snippets) {
     SnipScratch scratch;
-    for (Hit& hit : out.hits) {
-      auto info = snap->item(hit.id);
-      if (!info) continue;
-      const Extracted e = read_extracted(*snap, *info, kSnippetBodyCap);
+    for (size_t k = 0; k < out.hits.size(); ++k) {
+      Hit& hit = out.hits[k];
+      const Extracted e = read_extracted(*snap, items[k], kSnippetBodyCap);
       // The main text (content) first, then all the text, then the title;
       // when nothing matches (filters only), the start of the text.
       bool matched = false;
@@ -1122,19 +1280,22 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   auto snap = impl_->store.snapshot();
   sqlite3* db = snap->db();
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  Stmt s(db, match_sql(q, true,
-                       "(SELECT value FROM search_value WHERE id=d.host), (SELECT value FROM search_value WHERE "
-                       "id=d.author), d.lang, d.tags, d.date, d.id"));
+  Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
   bind_match(s, q);
-  std::unordered_map<std::string, uint64_t> host, author, lang, tag, year;
+  Stmt lookup(db, kItemOfGen);
+  // Host, author and lang are counted by search_value id; the values of the
+  // largest are read at the end.
+  std::unordered_map<int64_t, uint64_t> host, author, lang;
+  std::unordered_map<std::string, uint64_t> tag;
+  std::unordered_map<int, uint64_t> year;
   uint64_t total = 0;
   while (s.step()) {
-    if (q.exact && !exact_match(*snap, tok, q, s.text(5))) continue;
+    if (q.exact && !exact_match(*snap, lookup, tok, q, s.int64(0))) continue;
     ++total;
-    if (!s.text(0).empty()) ++host[std::string(s.text(0))];
-    if (!s.text(1).empty()) ++author[std::string(s.text(1))];
-    if (!s.text(2).empty()) ++lang[std::string(s.text(2))];
-    std::string_view tags = s.text(3);
+    if (!s.null(1)) ++host[s.int64(1)];
+    if (!s.null(2)) ++author[s.int64(2)];
+    if (!s.null(3)) ++lang[s.int64(3)];
+    std::string_view tags = s.text(4);
     while (!tags.empty()) {
       const size_t sep = tags.find('\x1f');
       std::string_view one = tags.substr(0, sep);
@@ -1142,10 +1303,23 @@ Status Index::facets_json(std::string_view query, std::string& out) {
       if (sep == std::string_view::npos) break;
       tags.remove_prefix(sep + 1);
     }
-    if (!s.null(4)) ++year[std::to_string(year_of(s.int64(4)))];
+    if (!s.null(5)) ++year[year_of(s.int64(5))];
   }
-  auto top = [](const std::unordered_map<std::string, uint64_t>& counts) {
-    std::vector<std::pair<std::string, uint64_t>> v(counts.begin(), counts.end());
+  Stmt value_of(db, "SELECT value FROM search_value WHERE id=?");
+  // The 20 largest, ties by value: only values that can be among them are read.
+  auto top = [&](const auto& counts, auto name) {
+    std::vector<uint64_t> sizes;
+    sizes.reserve(counts.size());
+    for (const auto& kv : counts) sizes.push_back(kv.second);
+    uint64_t least = 0;
+    if (sizes.size() > 20) {
+      std::nth_element(sizes.begin(), sizes.begin() + 19, sizes.end(), std::greater<>());
+      least = sizes[19];
+    }
+    std::vector<std::pair<std::string, uint64_t>> v;
+    for (const auto& [key, count] : counts) {
+      if (count >= least) v.emplace_back(name(key), count);
+    }
     std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
       return a.second != b.second ? a.second > b.second : a.first < b.first;
     });
@@ -1154,7 +1328,15 @@ Status Index::facets_json(std::string_view query, std::string& out) {
     for (const auto& [value, count] : v) list.push_back(json{{"value", value}, {"count", count}});
     return list;
   };
-  json facets{{"host", top(host)}, {"author", top(author)}, {"tag", top(tag)}, {"lang", top(lang)}, {"year", top(year)}};
+  auto value = [&](int64_t id) {
+    ResetOnExit r{value_of};
+    return value_of.bind(1, id).step() ? std::string(value_of.text(0)) : std::string();
+  };
+  json facets{{"host", top(host, value)},
+              {"author", top(author, value)},
+              {"tag", top(tag, [](const std::string& t) { return t; })},
+              {"lang", top(lang, value)},
+              {"year", top(year, [](int y) { return std::to_string(y); })}};
   out = dump(json{{"query", std::string(query)}, {"total", total}, {"facets", std::move(facets)}});
   return Status::success();
 }
@@ -1172,8 +1354,8 @@ std::vector<std::string> Index::check() {
   {
     auto snap = impl_->store.snapshot();
     sqlite3* db = snap->db();
-    if (!table_exists(db, "search_meta") || !table_exists(db, "search_doc") || !table_exists(db, "search_fts")) {
-      return {"search: the index tables are missing (itemfs reindex rebuilds them)"};
+    for (const char* table : {"search_meta", "search_doc", "search_value", "search_dead", "search_fts"}) {
+      if (!table_exists(db, table)) return {"search: the index tables are missing (itemfs reindex rebuilds them)"};
     }
     if (meta_value(db, "version").value_or(0) != kIndexVersion) {
       problem("the index has version " + std::to_string(meta_value(db, "version").value_or(0)) + ", expected " +
@@ -1181,19 +1363,15 @@ std::vector<std::string> Index::check() {
     }
     struct Doc {
       int64_t gen, sha;
-      std::string id;
       bool seen = false;
     };
     std::unordered_map<int64_t, Doc> docs;  // by ino
     {
-      Stmt s(db, "SELECT ino, gen, sha, id FROM search_doc");
-      while (s.step()) docs.emplace(s.int64(0), Doc{s.int64(1), s.int64(2), std::string(s.text(3))});
+      Stmt s(db, "SELECT ino, gen, sha FROM search_doc");
+      while (s.step()) docs.emplace(s.int64(0), Doc{s.int64(1), s.int64(2)});
     }
-    std::unordered_set<int64_t> rows;
-    {
-      Stmt s(db, "SELECT id FROM search_fts_docsize");
-      while (s.step()) rows.insert(s.int64(0));
-    }
+    // Every row holds one length token, so these are all the rows.
+    std::vector<int64_t> rows = rows_matching(db, fts_phrase({std::string(kLengthMark)}) + " *");
     snap->for_each_item([&](const store::ItemInfo& item) {
       auto it = docs.find(item.ino);
       if (it == docs.end()) {
@@ -1201,19 +1379,21 @@ std::vector<std::string> Index::check() {
         return;
       }
       it->second.seen = true;
-      if (it->second.id != item.id) problem("the index has item " + item.id + " under the old id " + it->second.id);
       if (it->second.sha != sha8(item.sha256)) problem("the index has an older version of item " + item.id);
-      if (!rows.count(it->second.gen)) problem("the full-text row of item " + item.id + " is missing");
+      if (!contains(rows, it->second.gen)) problem("the full-text row of item " + item.id + " is missing");
     });
-    for (const auto& [ino, doc] : docs) {
-      if (!doc.seen) problem("the index lists " + doc.id + " (inode " + std::to_string(ino) + "), which is not an item");
-    }
-    uint64_t orphans = 0;
     std::unordered_set<int64_t> live;
-    for (const auto& [ino, doc] : docs) live.insert(doc.gen);
-    for (int64_t r : rows) orphans += !live.count(r);
-    const auto dead = uint64_t(std::max<int64_t>(0, meta_value(db, "dead").value_or(0)));
-    if (orphans > dead) problem(std::to_string(orphans - dead) + " full-text rows belong to no item");
+    for (const auto& [ino, doc] : docs) {
+      live.insert(doc.gen);
+      if (!doc.seen) problem("the index lists inode " + std::to_string(ino) + ", which is not an item");
+    }
+    const std::vector<int64_t> dead = dead_gens(db);
+    uint64_t orphans = 0;
+    for (int64_t r : rows) orphans += !live.count(r) && !contains(dead, r);
+    if (orphans) problem(std::to_string(orphans) + " full-text rows belong to no item");
+    uint64_t live_dead = 0;
+    for (int64_t g : dead) live_dead += live.count(g);
+    if (live_dead) problem(std::to_string(live_dead) + " entries of items are listed as dead rows");
   }
   if (!impl_->store.options().read_only) {
     // FTS5's own structure check; it writes nothing but needs a write transaction.

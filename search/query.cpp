@@ -50,15 +50,6 @@ struct Atom {
   std::vector<HighlightTerm> highlight;
 };
 
-std::string column_spec(unsigned columns) {
-  switch (columns) {
-    case kTitleColumn: return "title";
-    case kBodyColumn: return "body";
-    case kMetaColumn: return "meta";
-    default: return "{title body}";
-  }
-}
-
 void add_highlight(Tokenizer& tok, std::string_view text, bool prefix, std::vector<HighlightTerm>& out) {
   std::vector<std::pair<std::string, bool>> words;  // (folded or CJK text, cjk)
   tok.tokenize(text, [&](std::string_view folded, size_t start, size_t end) {
@@ -123,18 +114,40 @@ std::vector<std::string> query_tokens(Tokenizer& tok, std::string_view text, boo
   return tok.tokens(cjk_query_text(text, last_is_single_cjk));
 }
 
-// The FTS5 expression for a phrase: exact for one token; for several, all of
-// them in those columns (the index has no positions; matches() checks).
+std::vector<std::string> index_tokens(const Phrase& p) {
+  std::vector<std::string> out = p.tokens;
+  if (p.columns == kTitleColumn) {
+    for (auto& t : out) t.insert(0, kTitleMark);
+  }
+  return out;
+}
+
+// The FTS5 expression for a phrase. The index has one column and keeps
+// neither positions nor columns: the words of the title are in it twice, as
+// themselves and as kTitleMark + word. So title: looks for the marked tokens
+// and everything else for the plain ones (content: cannot tell the body from
+// the title: matches() checks). One token is exact; several are loosened to
+// all of them (matches() checks).
 std::string phrase_fts(const Phrase& p) {
-  const std::string spec = column_spec(p.columns) + " : ";
-  if (p.tokens.size() == 1) return spec + fts_phrase(p.tokens) + (p.prefix ? " *" : "");
-  std::string out = spec + "(";
-  for (size_t k = 0; k < p.tokens.size(); ++k) {
+  const std::vector<std::string> tokens = index_tokens(p);
+  if (tokens.size() == 1) return fts_phrase(tokens) + (p.prefix ? " *" : "");
+  std::string out = "(";
+  for (size_t k = 0; k < tokens.size(); ++k) {
     if (k) out += " AND ";
-    out += fts_phrase({p.tokens[k]});
+    out += fts_phrase({tokens[k]});
   }
   return out + (p.prefix ? " *)" : ")");
 }
+
+bool is_body_word(const Phrase& p) { return p.tokens.size() == 1 && p.columns == kBodyColumn; }
+
+std::string title_word_fts(const Phrase& p) {
+  return fts_phrase({std::string(kTitleMark) + p.tokens.at(0)}) + (p.prefix ? " *" : "");
+}
+
+namespace {
+bool needs_check(const Phrase& p) { return p.tokens.size() > 1 || p.columns == kBodyColumn; }
+}  // namespace
 
 bool phrase_matches(const Phrase& p, const ColumnTokens& columns) {
   const size_t n = p.tokens.size();
@@ -393,10 +406,15 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       if (a->option) continue;
       if (a->fts.empty()) continue;
       any_searchable = true;
-      if (a->phrase.tokens.size() > 1) out.exact = true;
+      if (needs_check(a->phrase)) out.exact = true;
       if (a->negated) {
         // A loosened phrase cannot be excluded by the index: matches() does it.
-        if (a->phrase.tokens.size() == 1) negative.push_back(a->fts);
+        if (!needs_check(a->phrase)) {
+          negative.push_back(a->fts);
+        } else if (is_body_word(a->phrase)) {
+          // Where the word is not in the title, it is in the body.
+          negative.push_back("(" + a->fts + " NOT " + title_word_fts(a->phrase) + ")");
+        }
         out.none.push_back(a->phrase);
       } else {
         alts.push_back(a->fts);

@@ -46,10 +46,12 @@ using ColumnTokens = std::vector<std::vector<std::string>>;
 bool phrase_matches(const Phrase& p, const ColumnTokens& columns);
 
 struct Query {
-  // The index keeps no word positions (FTS5 detail=column), so a phrase of
-  // several tokens reaches FTS5 loosened to "all its tokens in those
-  // columns", and `exact` is set: each candidate must then pass matches()
-  // on its own tokens. Single words are answered by the index alone.
+  // The index keeps neither word positions nor columns (FTS5 detail=none), so
+  // a phrase of several tokens reaches FTS5 loosened to "all its tokens",
+  // content: to "the word anywhere", and `exact` is set: each candidate must
+  // then pass matches() on its own tokens (for content:word alone, only the
+  // candidates that have the word in the title). Single words, title: and
+  // fields are answered by the index alone.
   std::string positive;  // FTS5 expression every hit matches ("" if none)
   std::string negative;  // FTS5 expression no hit matches ("" if none)
   bool exact = false;
@@ -78,6 +80,14 @@ bool is_reserved_field(std::string_view lower_name);
 
 // The FTS5 string literal for the given tokens: "a b" with quotes doubled.
 std::string fts_phrase(const std::vector<std::string>& tokens);
+// The tokens the index holds for p (title: words carry kTitleMark).
+std::vector<std::string> index_tokens(const Phrase& p);
+// The FTS5 expression that finds the candidates of p.
+std::string phrase_fts(const Phrase& p);
+// A single word of content: (the index cannot tell the body from the title,
+// so an item that has it in its title is checked) and its title token.
+bool is_body_word(const Phrase& p);
+std::string title_word_fts(const Phrase& p);
 // The tokens FTS5 sees for a word or phrase the user typed (CJK handled).
 std::vector<std::string> query_tokens(Tokenizer& tok, std::string_view text, bool* last_is_single_cjk);
 

@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 
+#include "search/extract.h"
 #include "search/search.h"
 #include "store/store.h"
 
@@ -69,6 +70,19 @@ class SearchIndex : public ::testing::Test {
     std::sort(v.begin(), v.end());
     return v;
   }
+  // The first column of the first row of sql, read outside any write.
+  int64_t query_int(const char* sql) {
+    int64_t v = -1;
+    store_->with_reader([&](sqlite3* db) {
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+      if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+      sqlite3_finalize(s);
+    });
+    return v;
+  }
+  // Rows in the full-text table: each holds one length token (U+E002 + a letter).
+  int64_t fts_row_count() { return query_int("SELECT count(*) FROM search_fts('\"\xEE\x80\x82\" *')"); }
   void exec(const std::string& sql) {
     store_->write([&](WriteBatch& b) { ASSERT_EQ(sqlite3_exec(b.db(), sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(b.db()); });
   }
@@ -396,9 +410,9 @@ TEST_F(SearchIndex, ReindexAndCheck) {
   load_corpus();
   EXPECT_TRUE(index_->check().empty());
   // Damage: drop an entry, add a stray one, make one look stale.
-  exec("DELETE FROM search_doc WHERE id='a2'");
-  exec("UPDATE search_doc SET sha = sha + 1 WHERE id='a3'");
-  exec("INSERT INTO search_doc(gen, ino, id, sha) VALUES(999999, 999999, 'ghost', 0)");
+  exec("DELETE FROM search_doc WHERE ino=(SELECT ino FROM items WHERE id='a2')");
+  exec("UPDATE search_doc SET sha = sha + 1 WHERE ino=(SELECT ino FROM items WHERE id='a3')");
+  exec("INSERT INTO search_doc(gen, ino, sha, len) VALUES(999999, 999999, 0, 0)");
   auto problems = index_->check();
   ASSERT_GE(problems.size(), 3u);
   auto has = [&](const std::string& needle) {
@@ -406,7 +420,7 @@ TEST_F(SearchIndex, ReindexAndCheck) {
   };
   EXPECT_TRUE(has("item a2 is not in the index"));
   EXPECT_TRUE(has("older version of item a3"));
-  EXPECT_TRUE(has("ghost"));
+  EXPECT_TRUE(has("inode 999999, which is not an item"));
   index_->reindex();
   EXPECT_TRUE(index_->check().empty());
   EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
@@ -424,7 +438,8 @@ TEST_F(SearchIndex, ReopenAndIndexExistingItems) {
   open();  // tables exist: nothing rebuilt, still searchable
   EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
   // A store that had items before it had an index gets one filled at once.
-  exec("DROP TABLE search_vocab; DROP TABLE search_fts; DROP TABLE search_doc; DROP TABLE search_meta");
+  exec("DROP TABLE search_vocab; DROP TABLE search_fts; DROP TABLE search_doc; DROP TABLE search_meta;"
+       "DROP TABLE search_dead");
   open();
   EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2", "a6"}));
   EXPECT_TRUE(index_->check().empty());
@@ -477,6 +492,97 @@ TEST_F(SearchIndex, RankingFromColumnsAndLength) {
   EXPECT_GT(r.hits[2].score, 0.0);
 }
 
+// The index is one column without positions: the title's words are there as
+// themselves and as title tokens, so title: and content: still tell them
+// apart, and no text can pose as a title or field token.
+TEST_F(SearchIndex, TitleAndBodyInOneColumn) {
+  put("t1", {{"title", "Mango season"}, {"content", "Nothing here."}});
+  put("t2", {{"title", "Fruit"}, {"content", "A mango a day."}});
+  put("t3", {{"title", "Mango"}, {"content", "mango again"}});
+  EXPECT_EQ(sorted_ids("mango"), (V{"t1", "t2", "t3"}));
+  EXPECT_EQ(sorted_ids("title:mango"), (V{"t1", "t3"}));
+  EXPECT_EQ(sorted_ids("content:mango"), (V{"t2", "t3"}));
+  EXPECT_EQ(sorted_ids("mango -title:mango"), (V{"t2"}));
+  EXPECT_EQ(sorted_ids("mango -content:mango"), (V{"t1"}));
+  EXPECT_EQ(sorted_ids("title:mang*"), (V{"t1", "t3"}));
+  EXPECT_EQ(sorted_ids("title:mango OR content:day"), (V{"t1", "t2", "t3"}));
+  EXPECT_EQ(search("content:mango").total, 2u);
+  using itemfs::search::detail::kLengthMark;
+  using itemfs::search::detail::kTitleMark;
+  using itemfs::search::detail::marker;
+  put("t4", {{"title", "x"},
+             {"content", std::string(kTitleMark) + "secret " + marker("@author") + "smith " + std::string(kLengthMark) + "p"}});
+  EXPECT_EQ(ids("secret"), V{"t4"});  // the marks are spaces: "secret" is a word of the text
+  EXPECT_TRUE(ids("title:secret").empty());
+  EXPECT_TRUE(ids("author:smith").empty());
+  EXPECT_EQ(ids(std::string(kTitleMark) + "secret"), V{"t4"});
+  std::string out;
+  ASSERT_TRUE(index_->suggest_json("s", out).ok());
+  for (const auto& t : nlohmann::json::parse(out)["terms"]) {
+    EXPECT_EQ(t["term"].get<std::string>().rfind("s", 0), 0u) << t["term"];
+  }
+  EXPECT_TRUE(index_->check().empty());
+}
+
+// Ranking: a word in the title counts 10 times a word in the body, a rarer
+// word more than a common one, an item with more of the words of an OR more
+// than one with fewer, and among equals a shorter text ranks first.
+TEST_F(SearchIndex, RankingByTitleRarityAndLength) {
+  put("b1", {{"title", "common"}, {"content", "rare"}});
+  put("b2", {{"title", "rare"}, {"content", "common"}});
+  for (int k = 0; k < 8; ++k) put(numbered("f", k), {{"title", "x"}, {"content", "common filler"}});
+  auto r = search("rare common");
+  ASSERT_EQ(r.hits.size(), 2u);
+  EXPECT_EQ(r.hits[0].id, "b2");  // the rarer word in the title
+  EXPECT_EQ(r.hits[1].id, "b1");
+  EXPECT_GT(r.hits[0].score, r.hits[1].score);
+  // A word in every item still counts (idf stays above 0), the title first.
+  r = search("common");
+  ASSERT_EQ(r.hits.size(), 10u);
+  EXPECT_EQ(r.hits[0].id, "b1");
+  EXPECT_GT(r.hits.back().score, 0.0);
+
+  put("o1", {{"title", "y"}, {"content", "kiwi mango"}});
+  put("o2", {{"title", "y"}, {"content", "kiwi"}});
+  put("o3", {{"title", "y"}, {"content", "mango"}});
+  r = search("kiwi OR mango");
+  ASSERT_EQ(r.hits.size(), 3u);
+  EXPECT_EQ(r.hits[0].id, "o1");
+  EXPECT_GT(r.hits[0].score, r.hits[1].score);
+
+  std::string longer = "pear";
+  for (int k = 0; k < 300; ++k) longer += " lorem";
+  put("l1", {{"title", "z"}, {"content", longer}});
+  put("l2", {{"title", "z"}, {"content", "pear ipsum"}});
+  put("l3", {{"title", "pear"}, {"content", longer}});
+  EXPECT_EQ(ids("pear"), (V{"l3", "l2", "l1"}));  // a long text with the word in its title first
+  EXPECT_EQ(ids("pear sort:score"), (V{"l3", "l2", "l1"}));
+  EXPECT_EQ(ids("pea*"), (V{"l3", "l2", "l1"}));  // prefixes read the classes another way
+  EXPECT_EQ(ids("pea* -lorem"), (V{"l2"}));
+}
+
+// Many rows of a prefix query get their length classes from the index's
+// length tokens rather than one by one: same order.
+TEST_F(SearchIndex, ManyPrefixRowsRankByLength) {
+  store_->write([&](WriteBatch& b) {
+    for (int k = 0; k < 4200; ++k) {
+      std::string body = "zeta";
+      for (int w = 0; w < k % 7; ++w) body += " words words words words words words words words";
+      std::istringstream in(nlohmann::json{{"title", "t"}, {"content", body}}.dump());
+      ASSERT_TRUE(b.put(numbered("z", k), in, {}).ok());
+    }
+  });
+  for (const char* q : {"zeta", "zet*"}) {
+    auto r = search(std::string(q) + " limit:700");
+    EXPECT_EQ(r.total, 4200u) << q;
+    ASSERT_EQ(r.hits.size(), 700u) << q;
+    // The 600 shortest texts (k % 7 == 0) come first, then the next class.
+    for (size_t k = 0; k < 600; ++k) EXPECT_EQ(std::stoi(r.hits[k].id.substr(1)) % 7, 0) << q << " " << k;
+    EXPECT_NE(std::stoi(r.hits[600].id.substr(1)) % 7, 0) << q;
+    EXPECT_GT(r.hits[599].score, r.hits[600].score) << q;
+  }
+}
+
 // An index written by an earlier itemfs (version 1: word positions, field
 // words as marker-word pairs) is rebuilt when the store is opened.
 TEST_F(SearchIndex, OlderIndexVersionIsRebuilt) {
@@ -494,36 +600,19 @@ TEST_F(SearchIndex, OlderIndexVersionIsRebuilt) {
     sqlite3_stmt* s = nullptr;
     ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name='search_fts'", -1, &s, nullptr), SQLITE_OK);
     ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-    EXPECT_NE(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).find("detail=column"),
+    EXPECT_NE(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))).find("detail=none"),
               std::string::npos);
     sqlite3_finalize(s);
   });
 }
 
-// A remove leaves its full-text row as a counted dead row and deletes it
-// later with others (the next put, or at close); searches never see it.
+// A remove leaves its full-text row as a dead row (listed in search_dead)
+// and deletes it later with others (the next put, or at close); searches
+// never see it.
 TEST_F(SearchIndex, RemovesAreDeletedFromTheIndexInBatches) {
   load_corpus();
-  auto dead = [&] {
-    int64_t v = -1;
-    store_->with_reader([&](sqlite3* db) {
-      sqlite3_stmt* s = nullptr;
-      sqlite3_prepare_v2(db, "SELECT value FROM search_meta WHERE key='dead'", -1, &s, nullptr);
-      if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-      sqlite3_finalize(s);
-    });
-    return v;
-  };
-  auto fts_rows = [&] {
-    int64_t v = -1;
-    store_->with_reader([&](sqlite3* db) {
-      sqlite3_stmt* s = nullptr;
-      sqlite3_prepare_v2(db, "SELECT count(*) FROM search_fts_docsize", -1, &s, nullptr);
-      if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
-      sqlite3_finalize(s);
-    });
-    return v;
-  };
+  auto dead = [&] { return query_int("SELECT count(*) FROM search_dead"); };
+  auto fts_rows = [&] { return fts_row_count(); };
   remove("a6");
   remove("a3");
   EXPECT_EQ(sorted_ids("solar"), (V{"a1", "a2"}));
@@ -600,13 +689,13 @@ TEST_F(SearchIndex, DeadGenerationsAreSkipped) {
   load_corpus();
   // Simulate a row whose old tokens could not be deleted: an entry left in
   // search_fts whose generation maps to no item.
-  exec("INSERT INTO search_fts(rowid, title, body, meta) VALUES(777777, 'solar orphan', '', '');"
-       "UPDATE search_meta SET value = value + 1 WHERE key='dead'");
+  exec("INSERT INTO search_fts(rowid, text) VALUES(777777, 'solar orphan \xEE\x80\x82" "a');"
+       "INSERT INTO search_dead(gen) VALUES(777777)");
   auto r = search("solar");
   EXPECT_EQ(r.total, 3u);
   EXPECT_TRUE(ids("orphan").empty());
   EXPECT_TRUE(index_->check().empty());
-  exec("UPDATE search_meta SET value = 0 WHERE key='dead'");
+  exec("DELETE FROM search_dead");
   EXPECT_FALSE(index_->check().empty());  // now it is unexplained
   index_->reindex();
   EXPECT_TRUE(index_->check().empty());

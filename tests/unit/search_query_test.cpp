@@ -94,6 +94,22 @@ TEST(SearchExtract, DataStringsAreNotText) {
   EXPECT_EQ(y.fields.size(), 1u);
 }
 
+TEST(SearchMarkers, TextCannotHoldThem) {
+  // U+E000..U+E00F start the index's own tokens: in text they are spaces.
+  EXPECT_EQ(cjk_index_text("a" + std::string(kTitleMark) + "b"), "a b");
+  EXPECT_EQ(cjk_index_text(std::string(kLengthMark) + "日本"), "  日本  本 ");
+  EXPECT_EQ(cjk_index_text("\xEE\x80\x90x"), "\xEE\x80\x90x");  // U+E010 is not reserved
+  bool single = false;
+  EXPECT_EQ(cjk_query_text(std::string(kFieldMark) + "abc", &single), " abc");
+  EXPECT_TRUE(is_marker(std::string(kTitleMark) + "word"));
+  EXPECT_TRUE(is_marker(marker("@tag") + "x"));
+  EXPECT_TRUE(is_marker(std::string(kLengthMark) + "a"));
+  EXPECT_FALSE(is_marker("zz0123456789word"));
+  EXPECT_FALSE(is_marker("word"));
+  EXPECT_NE(marker("@tag"), marker("@author"));
+  EXPECT_EQ(marker("@tag").size(), kFieldMark.size() + 10);
+}
+
 TEST(SearchCjk, Bigrams) {
   EXPECT_EQ(cjk_index_text("abc"), "abc");
   EXPECT_EQ(cjk_index_text("日本語"), " 日本  本語  語 ");
@@ -143,20 +159,39 @@ TEST(SearchQuery, CompilesToQuotedTokens) {
   Query q;
   ASSERT_TRUE(parse_query("Solar -Wind \"a b\"* title:Café limit:5 sort:date", tok, q).ok());
   // A phrase reaches the index as its words (no positions are kept) and
-  // each candidate is checked word for word.
-  EXPECT_EQ(q.positive, R"(({title body} : "solar") AND ({title body} : ("a" AND "b" *)) AND (title : "cafe"))");
-  EXPECT_EQ(q.negative, R"({title body} : "wind")");
+  // each candidate is checked word for word; title: looks for the title's
+  // own tokens (kTitleMark + word).
+  EXPECT_EQ(q.positive, std::string(R"(("solar") AND (("a" AND "b" *)) AND (")") + std::string(kTitleMark) +
+                            R"(cafe"))");
+  EXPECT_EQ(q.negative, R"("wind")");
   EXPECT_TRUE(q.exact);
   EXPECT_EQ(q.limit, 5u);
   EXPECT_TRUE(q.sort_date);
   ASSERT_TRUE(parse_query("x OR y z", tok, q).ok());
-  EXPECT_EQ(q.positive, R"(({title body} : "x" OR {title body} : "y") AND ({title body} : "z"))");
+  EXPECT_EQ(q.positive, R"(("x" OR "y") AND ("z"))");
   EXPECT_FALSE(q.exact);  // single words: the index answers alone
+  ASSERT_TRUE(parse_query("title:x -title:y", tok, q).ok());
+  EXPECT_FALSE(q.exact);
+  EXPECT_EQ(q.negative, std::string("\"") + std::string(kTitleMark) + "y\"");
+  // The index cannot tell the body from the title: content: is checked.
+  ASSERT_TRUE(parse_query("content:x", tok, q).ok());
+  EXPECT_EQ(q.positive, R"(("x"))");
+  EXPECT_TRUE(q.exact);
+  ASSERT_TRUE(parse_query("x -content:y", tok, q).ok());
+  EXPECT_EQ(q.negative, "(\"y\" NOT \"" + std::string(kTitleMark) + "y\")");  // the rest is checked
+  EXPECT_EQ(q.none.size(), 1u);
+  EXPECT_TRUE(q.exact);
+  // Field words carry the field's marker.
+  ASSERT_TRUE(parse_query("author:Smith", tok, q).ok());
+  EXPECT_EQ(q.positive, "(\"" + marker("@author") + "smith\")");
+  EXPECT_FALSE(q.exact);
   // FTS5 syntax typed by a user stays inside quotes as plain tokens.
   ASSERT_TRUE(parse_query("NEAR(a) {b}:c d^ e+f", tok, q).code == EINVAL);  // NEAR(a) ends with ')'
   ASSERT_TRUE(parse_query("{b}:c d^ e+f", tok, q).ok());
-  EXPECT_EQ(q.positive,
-            R"(({title body} : ("b" AND "c")) AND ({title body} : "d") AND ({title body} : ("e" AND "f")))");
+  EXPECT_EQ(q.positive, R"((("b" AND "c")) AND ("d") AND (("e" AND "f")))");
+  // The index's marker characters typed in a query are not words.
+  ASSERT_TRUE(parse_query(std::string(kTitleMark) + "x " + std::string(kFieldMark) + "y", tok, q).ok());
+  EXPECT_EQ(q.positive, R"(("x") AND ("y"))");
   ASSERT_TRUE(parse_query("after:2024", tok, q).ok());
   EXPECT_TRUE(q.positive.empty());
   EXPECT_EQ(q.after, days_from_civil(2024, 1, 1) * 86400);
