@@ -655,6 +655,34 @@ std::string match_sql(const Query& q, bool join, const std::string& cols) {
   return sql;
 }
 
+// Which candidates of q need the word-for-word check (exact_match): all of
+// them when q has a phrase; with content:word alone, those that have the
+// word in their title too (elsewhere the index alone is certain).
+class CheckPlan {
+ public:
+  CheckPlan(sqlite3* db, const Query& q) : exact_(q.exact) {
+    if (!exact_) return;
+    auto phrase = [](const Phrase& p) { return p.tokens.size() > 1; };
+    all_ = std::any_of(q.none.begin(), q.none.end(), phrase);
+    for (const auto& group : q.all) all_ = all_ || std::any_of(group.begin(), group.end(), phrase);
+    if (all_) return;
+    auto add = [&](const Phrase& p) {
+      if (!is_body_word(p)) return;
+      const auto rows = rows_matching(db, title_word_fts(p));
+      rows_.insert(rows_.end(), rows.begin(), rows.end());
+    };
+    for (const auto& group : q.all) std::for_each(group.begin(), group.end(), add);
+    std::for_each(q.none.begin(), q.none.end(), add);
+    std::sort(rows_.begin(), rows_.end());
+  }
+  bool needed(int64_t gen) const { return exact_ && (all_ || contains(rows_, gen)); }
+
+ private:
+  bool exact_ = false;
+  bool all_ = false;
+  std::vector<int64_t> rows_;
+};
+
 void bind_match(Stmt& s, const Query& q) {
   if (!q.positive.empty()) {
     s.bind(1, q.match());
@@ -1118,30 +1146,12 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   sqlite3* db = snap->db();
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
   const std::vector<int64_t> dead = dead_gens(db);
-  // Which candidates need the word-for-word check: all of them with a phrase;
-  // with content:word alone, those that have the word in their title.
-  bool check_all = false, prefix = false;
-  std::vector<int64_t> check_rows;
+  const CheckPlan check(db, q);
+  bool prefix = false;
   for (const auto& group : q.all) {
-    for (const Phrase& p : group) {
-      check_all = check_all || p.tokens.size() > 1;
-      prefix = prefix || p.prefix;
-    }
+    for (const Phrase& p : group) prefix = prefix || p.prefix;
   }
-  for (const Phrase& p : q.none) {
-    check_all = check_all || p.tokens.size() > 1;
-    prefix = prefix || p.prefix;
-  }
-  if (q.exact && !check_all) {
-    auto add = [&](const Phrase& p) {
-      if (!is_body_word(p)) return;
-      const auto rows = rows_matching(db, title_word_fts(p));
-      check_rows.insert(check_rows.end(), rows.begin(), rows.end());
-    };
-    for (const auto& group : q.all) std::for_each(group.begin(), group.end(), add);
-    std::for_each(q.none.begin(), q.none.end(), add);
-    std::sort(check_rows.begin(), check_rows.end());
-  }
+  for (const Phrase& p : q.none) prefix = prefix || p.prefix;
   // Only dates need search_doc; everything else comes from the full-text index.
   const bool dates = q.sort_date || q.after || q.before || q.positive.empty();
   Stmt s(db, match_sql(q, q.sort_date, dates ? "d.date" : "NULL"));
@@ -1151,7 +1161,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     while (s.step()) {
       const int64_t gen = s.int64(0);
       if (!dead.empty() && contains(dead, gen)) continue;
-      if (q.exact && (check_all || contains(check_rows, gen)) && !exact_match(*snap, lookup, tok, q, gen)) continue;
+      if (check.needed(gen) && !exact_match(*snap, lookup, tok, q, gen)) continue;
       found.push_back(Candidate{gen, 0, s.null(1) ? std::nullopt : std::optional<int64_t>(s.int64(1)), length_class});
     }
     s.reset();
@@ -1283,6 +1293,7 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
   bind_match(s, q);
   Stmt lookup(db, kItemOfGen);
+  const CheckPlan check(db, q);
   // Host, author and lang are counted by search_value id; the values of the
   // largest are read at the end.
   std::unordered_map<int64_t, uint64_t> host, author, lang;
@@ -1290,7 +1301,7 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   std::unordered_map<int, uint64_t> year;
   uint64_t total = 0;
   while (s.step()) {
-    if (q.exact && !exact_match(*snap, lookup, tok, q, s.int64(0))) continue;
+    if (check.needed(s.int64(0)) && !exact_match(*snap, lookup, tok, q, s.int64(0))) continue;
     ++total;
     if (!s.null(1)) ++host[s.int64(1)];
     if (!s.null(2)) ++author[s.int64(2)];

@@ -507,6 +507,11 @@ TEST_F(SearchIndex, TitleAndBodyInOneColumn) {
   EXPECT_EQ(sorted_ids("title:mang*"), (V{"t1", "t3"}));
   EXPECT_EQ(sorted_ids("title:mango OR content:day"), (V{"t1", "t2", "t3"}));
   EXPECT_EQ(search("content:mango").total, 2u);
+  std::string facets;
+  ASSERT_TRUE(index_->facets_json("content:mango", facets).ok());
+  EXPECT_EQ(nlohmann::json::parse(facets)["total"], 2);
+  ASSERT_TRUE(index_->facets_json("mango -content:mango", facets).ok());
+  EXPECT_EQ(nlohmann::json::parse(facets)["total"], 1);
   using itemfs::search::detail::kLengthMark;
   using itemfs::search::detail::kTitleMark;
   using itemfs::search::detail::marker;
