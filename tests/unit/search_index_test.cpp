@@ -523,7 +523,8 @@ TEST_F(SearchIndex, TitleAndBodyInOneColumn) {
   EXPECT_EQ(ids(std::string(kTitleMark) + "secret"), V{"t4"});
   std::string out;
   ASSERT_TRUE(index_->suggest_json("s", out).ok());
-  for (const auto& t : nlohmann::json::parse(out)["terms"]) {
+  const auto suggested = nlohmann::json::parse(out);
+  for (const auto& t : suggested["terms"]) {
     EXPECT_EQ(t["term"].get<std::string>().rfind("s", 0), 0u) << t["term"];
   }
   EXPECT_TRUE(index_->check().empty());
