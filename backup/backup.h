@@ -43,7 +43,9 @@
 
 namespace itemfs::backup {
 
-inline constexpr int kFormatVersion = 1;
+// MANIFEST.json's format_version, as written. Format 1 manifests (one JSON
+// object per item) are still read: verified, restored and used as parents.
+inline constexpr int kFormatVersion = 2;
 
 struct Options {
   // Where backups live; empty means STORE/backups.

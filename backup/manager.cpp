@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 
 #include "backup/backup.h"
@@ -113,15 +114,14 @@ class EntryBuf : public std::streambuf {
   uint64_t bytes_ = 0;
 };
 
-// Copies a whole file into the archive as one entry.
-void add_file_entry(TarWriter& tw, const std::string& name, const fs::path& file, int64_t mtime_ns) {
-  std::error_code ec;
-  uint64_t size = fs::file_size(file, ec);
-  if (ec) throw_errno("cannot stat", file, ec.value());
-  FileSource src(file, false);
-  tw.begin(name, size, 0644, static_cast<uint32_t>(::getuid()), static_cast<uint32_t>(::getgid()), mtime_ns);
-  std::vector<char> buf(64 * 1024);
-  for (size_t n; (n = src.read(buf.data(), buf.size())) > 0;) tw.data(buf.data(), n);
+// Adds `data` to the archive as one entry.
+void add_memory_entry(TarWriter& tw, const std::string& name, std::string_view data, int64_t mtime_ns) {
+  tw.begin(name, data.size(), 0644, static_cast<uint32_t>(::getuid()), static_cast<uint32_t>(::getgid()), mtime_ns);
+  constexpr size_t kStep = 1 << 20;
+  for (size_t at = 0; at < data.size(); at += kStep) {
+    size_t n = std::min(kStep, data.size() - at);
+    tw.data(data.data() + at, n);
+  }
   tw.end();
 }
 
@@ -609,34 +609,40 @@ struct Manager::Impl {
       }
     } joiner{queue, producer};
 
-    // MANIFEST.json (also manifest.json beside the archive: fsynced) and
-    // SHA256SUMS (only ever read back into the archive).
-    fs::path sums_path = tmp / "SHA256SUMS", man_path = tmp / "MANIFEST.json";
+    // MANIFEST.json (also manifest.json beside the archive) and SHA256SUMS,
+    // made in memory: the archive takes them from there, and manifest.json
+    // is written once (fsynced at the end: the disk writes it meanwhile).
+    std::string manifest_text, sums_text;
     {
-      File man = open_write(man_path);
-      ManifestWriter w(man.get());
-      w.begin(m, true);
-      for (const Row& r : rows) w.item(r.e.id, r.e.meta, m.chain[r.e.meta.archive]);
-      w.end(!rows.empty());
-      close_unsynced(man, man_path);  // fsynced at the end: the disk writes it meanwhile
-    }
-    {
-      File sums = open_write(sums_path);
-      std::string buf;
-      auto flush = [&] {
-        if (std::fwrite(buf.data(), 1, buf.size(), sums.get()) != buf.size()) {
-          throw_errno("cannot write", sums_path, errno);
+      // Attributes that the most items share are the map's defaults, which
+      // item entries leave out.
+      std::map<std::tuple<uint32_t, uint32_t, uint32_t>, size_t> attrs;
+      for (const Row& r : rows) ++attrs[{r.e.meta.mode, r.e.meta.uid, r.e.meta.gid}];
+      size_t best = 0;
+      for (const auto& [a, n] : attrs) {
+        if (n > best) {
+          best = n;
+          std::tie(m.default_mode, m.default_uid, m.default_gid) = a;
         }
-        buf.clear();
-      };
-      for (const Row& r : rows) {
-        if (r.e.meta.archive != self) continue;
-        buf += sha256sums_line(r.e.meta.sha256, item_path(r.e.id));
-        if (buf.size() >= 64 * 1024) flush();
       }
-      flush();
-      std::FILE* raw = sums.release();
-      if (std::fclose(raw) != 0) throw_errno("cannot write", sums_path, errno);
+    }
+    manifest_text.reserve(rows.size() * 120 + 4096);
+    {
+      ManifestWriter w(manifest_text);
+      w.begin(m, true);
+      for (const Row& r : rows) w.item(r.e.id, r.e.meta);
+      w.end();
+    }
+    fs::path man_path = tmp / kManifestFile;
+    if (!key) {
+      File man = open_write(man_path);
+      if (std::fwrite(manifest_text.data(), 1, manifest_text.size(), man.get()) != manifest_text.size()) {
+        throw_errno("cannot write", man_path, errno);
+      }
+      close_unsynced(man, man_path);
+    }
+    for (const Row& r : rows) {
+      if (r.e.meta.archive == self) sums_text += sha256sums_line(r.e.meta.sha256, item_path(r.e.id));
     }
 
     // Pass 2: the archive.
@@ -652,8 +658,8 @@ struct Manager::Impl {
       // deflating it would cost more than the changed items themselves, so
       // it is stored (gzip level 0); a full backup compresses everything.
       TarWriter tw(sink, incr ? kManifestLevelIncremental : opt.gzip_level);
-      add_file_entry(tw, "MANIFEST.json", man_path, created);
-      add_file_entry(tw, "SHA256SUMS", sums_path, created);
+      add_memory_entry(tw, "MANIFEST.json", manifest_text, created);
+      add_memory_entry(tw, "SHA256SUMS", sums_text, created);
       tw.set_level(opt.gzip_level);
       Piece piece;
       while (queue.pop(piece)) {
@@ -680,19 +686,20 @@ struct Manager::Impl {
     store::Sha256 digest = file.sha256();
     write_file_atomic(tmp / (archive_name + ".sha256"), hex(digest.data(), digest.size()) + "  " + archive_name + "\n");
 
+    std::string().swap(manifest_text);
     if (key) {
-      File summary = open_write(tmp / kManifestFile);
-      ManifestWriter w(summary.get());
+      std::string summary_text;
+      ManifestWriter w(summary_text);
       w.begin(m, false);
-      w.end(false);
-      close_synced(summary, tmp / kManifestFile);
-      fs::remove(man_path, ec);
+      w.end();
+      File summary = open_write(man_path);
+      if (std::fwrite(summary_text.data(), 1, summary_text.size(), summary.get()) != summary_text.size()) {
+        throw_errno("cannot write", man_path, errno);
+      }
+      close_synced(summary, man_path);
     } else {
-      fs::rename(man_path, tmp / kManifestFile, ec);
-      if (ec) throw_errno("cannot rename", man_path, ec.value());
-      fsync_path(tmp / kManifestFile);
+      fsync_path(man_path);
     }
-    fs::remove(sums_path, ec);
     fsync_path(tmp);
     fs::rename(tmp, dir / id, ec);
     if (ec) throw_errno("cannot rename", tmp, ec.value());

@@ -1,5 +1,7 @@
 #include "backup/manifest.h"
 
+#include "backup/backup.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -16,13 +18,32 @@ uint32_t Manifest::chain_index(const std::string& backup_id) const {
   return static_cast<uint32_t>(chain.size());
 }
 
-void ManifestWriter::put(const std::string& s) {
-  if (std::fwrite(s.data(), 1, s.size(), out_) != s.size()) throw JobError(EIO, "cannot write the manifest");
+namespace {
+
+void append_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
 }
+
+void append_int(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+constexpr std::string_view kItemFields = R"(["sha256", "size", "mtime_ns", "archive", "mode", "uid", "gid"])";
+
+}  // namespace
 
 void ManifestWriter::begin(const Manifest& m, bool with_items) {
   with_items_ = with_items;
-  std::string s = "{\n  \"format\": \"itemfs-backup\",\n  \"format_version\": " + std::to_string(m.format_version);
+  mode_ = m.default_mode;
+  uid_ = m.default_uid;
+  gid_ = m.default_gid;
+  std::string& s = out_;
+  s += "{\n  \"format\": \"itemfs-backup\",\n  \"format_version\": ";
+  append_int(s, kFormatVersion);
   s += ",\n  \"id\": ";
   append_json_string(s, m.id);
   s += ",\n  \"kind\": ";
@@ -44,6 +65,10 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
   }
   s += "]";
   if (with_items) {
+    s += ",\n  \"item_fields\": ";
+    s += kItemFields;
+    s += ",\n  \"item_defaults\": {\"mode\": " + std::to_string(m.default_mode) +
+         ", \"uid\": " + std::to_string(m.default_uid) + ", \"gid\": " + std::to_string(m.default_gid) + "}";
     s += ",\n  \"deleted\": [";
     for (size_t i = 0; i < m.deleted.size(); ++i) {
       s += i ? ",\n    " : "\n    ";
@@ -52,62 +77,41 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
     s += m.deleted.empty() ? "]" : "\n  ]";
     s += ",\n  \"items\": {";
   }
-  put(s);
 }
 
-namespace {
-
-void append_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_int(std::string& out, int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-}  // namespace
-
-void ManifestWriter::item(const std::string& id, const ItemMeta& meta, const std::string& archive_id) {
+void ManifestWriter::item(std::string_view id, const ItemMeta& meta) {
   static constexpr char kDigits[] = "0123456789abcdef";
-  buf_ += first_ ? "\n    " : ",\n    ";
+  std::string& s = out_;
+  s += first_ ? "\n" : ",\n";
   first_ = false;
-  append_json_string(buf_, id);
-  buf_ += ": {\"sha256\": \"";
-  size_t at = buf_.size();
-  buf_.resize(at + 64);
+  append_json_string(s, id);
+  s += ":[\"";
+  size_t at = s.size();
+  s.resize(at + 64);
   for (size_t i = 0; i < 32; ++i) {
-    buf_[at + 2 * i] = kDigits[meta.sha256[i] >> 4];
-    buf_[at + 2 * i + 1] = kDigits[meta.sha256[i] & 15];
+    s[at + 2 * i] = kDigits[meta.sha256[i] >> 4];
+    s[at + 2 * i + 1] = kDigits[meta.sha256[i] & 15];
   }
-  buf_ += "\", \"size\": ";
-  append_uint(buf_, meta.size);
-  buf_ += ", \"mode\": ";
-  append_uint(buf_, meta.mode);
-  buf_ += ", \"uid\": ";
-  append_uint(buf_, meta.uid);
-  buf_ += ", \"gid\": ";
-  append_uint(buf_, meta.gid);
-  buf_ += ", \"mtime_ns\": ";
-  append_int(buf_, meta.mtime_ns);
-  buf_ += ", \"archive\": ";
-  append_json_string(buf_, archive_id);
-  buf_ += "}";
-  if (buf_.size() >= 64 * 1024) flush();
+  s += "\",";
+  append_uint(s, meta.size);
+  s += ',';
+  append_int(s, meta.mtime_ns);
+  s += ',';
+  append_uint(s, meta.archive);
+  if (meta.mode != mode_ || meta.uid != uid_ || meta.gid != gid_) {
+    s += ',';
+    append_uint(s, meta.mode);
+    s += ',';
+    append_uint(s, meta.uid);
+    s += ',';
+    append_uint(s, meta.gid);
+  }
+  s += ']';
 }
 
-void ManifestWriter::flush() {
-  put(buf_);
-  buf_.clear();
-}
-
-void ManifestWriter::end(bool any_items) {
-  flush();
-  if (with_items_) put(any_items ? "\n  }\n}\n" : "}\n}\n");
-  else put("\n}\n");
+void ManifestWriter::end() {
+  if (with_items_) out_ += first_ ? "}\n}\n" : "\n  }\n}\n";
+  else out_ += "\n}\n";
 }
 
 namespace {
@@ -138,22 +142,33 @@ class ManifestSax {
     if (depth_ == 3 && top_ == "items") {
       cur_ = ItemMeta{};
       seen_ = 0;
+      item_array_ = false;
     }
+    if (depth_ == 4 && top_ == "items" && item_array_) return bad("item \"" + cur_id_ + "\": nested value");
     return depth_ < 16;
   }
   bool end_object() {
-    if (depth_ == 3 && top_ == "items") {
-      if ((seen_ & 0x7f) != 0x7f) return bad("item \"" + cur_id_ + "\" lacks a field");
-      if (!m_.items.emplace(cur_id_, cur_).second) return bad("item \"" + cur_id_ + "\" listed twice");
-    }
+    if (depth_ == 3 && top_ == "items" && !finish_item(0x7f)) return false;
     --depth_;
     return true;
   }
   bool start_array(std::size_t) {
     ++depth_;
+    if (depth_ == 3 && top_ == "items") {  // format 2: [sha256, size, mtime_ns, archive, (mode, uid, gid)]
+      cur_ = ItemMeta{};
+      seen_ = 0;
+      item_array_ = true;
+      pos_ = 0;
+    }
+    if (depth_ == 4 && top_ == "items") return bad("item \"" + cur_id_ + "\": nested value");
     return depth_ < 16;
   }
   bool end_array() {
+    if (depth_ == 3 && top_ == "items") {
+      if (pos_ != 4 && pos_ != 7) return bad("item \"" + cur_id_ + "\" has " + std::to_string(pos_) + " fields");
+      if (pos_ == 4) defaulted.push_back(cur_id_);
+      if (!finish_item(pos_ == 4 ? 0x63 : 0x7f)) return false;
+    }
     --depth_;
     return true;
   }
@@ -169,6 +184,8 @@ class ManifestSax {
       cur_id_ = k;
     } else if (depth_ == 3 && top_ == "items") {
       field_ = k;
+    } else if (depth_ == 2) {
+      field_ = k;
     }
     return true;
   }
@@ -181,6 +198,60 @@ class ManifestSax {
   bool bad(const std::string& why) {
     if (error.empty()) error = why;
     return false;
+  }
+
+  // `need`: the bits of seen_ the entry must have (1 sha256, 2 size, 4 mode,
+  // 8 uid, 16 gid, 32 mtime_ns, 64 archive).
+  bool finish_item(unsigned need) {
+    if ((seen_ & need) != need) return bad("item \"" + cur_id_ + "\" lacks a field");
+    if (!m_.items.emplace(cur_id_, cur_).second) return bad("item \"" + cur_id_ + "\" listed twice");
+    return true;
+  }
+
+  static bool u32(bool is_uint, uint64_t u, uint32_t& out) {
+    if (!is_uint || u > 0xffffffffu) return false;
+    out = static_cast<uint32_t>(u);
+    return true;
+  }
+
+  // Field `n` of a format 2 item entry.
+  bool array_field(size_t n, const std::string* s, int64_t i, uint64_t u, bool is_int, bool is_uint) {
+    bool ok = false;
+    switch (n) {
+      case 0:
+        ok = s && parse_sha256_hex(*s, cur_.sha256);
+        seen_ |= 1;
+        break;
+      case 1:
+        ok = is_uint;
+        cur_.size = u;
+        seen_ |= 2;
+        break;
+      case 2:
+        ok = is_int;
+        cur_.mtime_ns = i;
+        seen_ |= 32;
+        break;
+      case 3:
+        ok = is_uint && u < m_.chain.size();
+        cur_.archive = static_cast<uint32_t>(u);
+        seen_ |= 64;
+        break;
+      case 4:
+        ok = u32(is_uint, u, cur_.mode);
+        seen_ |= 4;
+        break;
+      case 5:
+        ok = u32(is_uint, u, cur_.uid);
+        seen_ |= 8;
+        break;
+      case 6:
+        ok = u32(is_uint, u, cur_.gid);
+        seen_ |= 16;
+        break;
+    }
+    if (!ok) return bad("item \"" + cur_id_ + "\": bad field " + std::to_string(n));
+    return true;
   }
 
   bool scalar(const std::string* s, int64_t i, uint64_t u, bool b, const char* type) {
@@ -198,6 +269,23 @@ class ManifestSax {
       else if (top_ == "archived_count" && t == "uint") m_.archived_count = u;
       else if (top_ == "archived_bytes" && t == "uint") m_.archived_bytes = u;
       return true;
+    }
+    if (depth_ == 2 && top_ == "item_fields") {
+      if (!s) return bad("item_fields holds a non-string");
+      item_fields.push_back(*s);
+      return true;
+    }
+    if (depth_ == 2 && top_ == "item_defaults") {
+      uint32_t* to = field_ == "mode" ? &m_.default_mode : field_ == "uid" ? &m_.default_uid
+                   : field_ == "gid" ? &m_.default_gid : nullptr;
+      if (!to) return true;
+      if (!u32(t == "uint", u, *to)) return bad("item_defaults: bad " + field_);
+      m_.has_defaults = true;
+      return true;
+    }
+    if (depth_ == 3 && top_ == "items" && item_array_) {
+      if (pos_ >= 7) return bad("item \"" + cur_id_ + "\" has more than 7 fields");
+      return array_field(pos_++, s, i, u, is_int, t == "uint");
     }
     if (depth_ == 2 && top_ == "chain") {
       if (!s) return bad("chain holds a non-string");
@@ -247,6 +335,12 @@ class ManifestSax {
   std::string top_, cur_id_, field_;
   ItemMeta cur_{};
   unsigned seen_ = 0;
+  bool item_array_ = false;
+  size_t pos_ = 0;
+
+ public:
+  std::vector<std::string> item_fields;  // as given
+  std::vector<std::string> defaulted;  // ids of entries without mode, uid, gid
 };
 
 }  // namespace
@@ -259,7 +353,7 @@ void read_manifest(std::istream& in, bool summary_only, Manifest& out, const std
     throw JobError(EIO, what + ": malformed manifest: " + (sax.error.empty() ? "parse error" : sax.error));
   }
   if (out.format_version < 1) throw JobError(EIO, what + ": manifest lacks format_version");
-  if (out.format_version > 1) {
+  if (out.format_version > kFormatVersion) {
     throw JobError(EIO, what + ": manifest format " + std::to_string(out.format_version) + " is newer than this itemfs");
   }
   if (out.id.empty() || (out.kind != "full" && out.kind != "incremental") || out.created_ns == 0 ||
@@ -271,6 +365,19 @@ void read_manifest(std::istream& in, bool summary_only, Manifest& out, const std
     throw JobError(EIO, what + ": manifest parent and chain disagree");
   }
   if (!summary_only && !out.has_items && !out.encrypted) throw JobError(EIO, what + ": manifest lacks items");
+  if (!sax.item_fields.empty() && sax.item_fields != std::vector<std::string>{"sha256", "size", "mtime_ns", "archive",
+                                                                           "mode", "uid", "gid"}) {
+    throw JobError(EIO, what + ": manifest has item_fields of another layout");
+  }
+  if (!sax.defaulted.empty()) {
+    if (!out.has_defaults) throw JobError(EIO, what + ": manifest items leave out mode, uid, gid, but it lacks item_defaults");
+    for (const auto& id : sax.defaulted) {
+      ItemMeta& im = out.items.at(id);
+      im.mode = out.default_mode;
+      im.uid = out.default_uid;
+      im.gid = out.default_gid;
+    }
+  }
 }
 
 void read_manifest_file(const std::filesystem::path& path, bool summary_only, Manifest& out) {
@@ -407,6 +514,31 @@ bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<Map
   }
   if (!r.lit(",\n  \"items\": {")) return false;
   if (r.lit("}\n}\n")) return r.at_end();
+  if (out.format_version >= 2) {
+    items.reserve(text.size() / 100);  // an entry is about 115 bytes
+    do {
+      MapEntry e;
+      ItemMeta& im = e.meta;
+      if (!r.lit("\n") || !r.plain_string(s) || !r.lit(":[\"") || !r.sha256(im.sha256) || !r.lit("\",") ||
+          !r.integer(im.size) || im.size > uint64_t(INT64_MAX) || !r.lit(",") || !r.integer(im.mtime_ns) ||
+          !r.lit(",") || !r.integer(im.archive) || im.archive >= out.chain.size()) {
+        return false;
+      }
+      if (r.lit(",")) {
+        if (!r.integer(im.mode) || !r.lit(",") || !r.integer(im.uid) || !r.lit(",") || !r.integer(im.gid)) return false;
+      } else {
+        if (!out.has_defaults) return false;
+        im.mode = out.default_mode;
+        im.uid = out.default_uid;
+        im.gid = out.default_gid;
+      }
+      if (!r.lit("]")) return false;
+      if (!items.empty() && !(std::string_view(items.back().id) < s)) return false;
+      e.id = s;
+      items.push_back(std::move(e));
+    } while (r.lit(","));
+    return r.lit("\n  }\n}\n") && r.at_end();
+  }
   items.reserve(text.size() / 160);  // an entry is about 220 bytes
   do {
     MapEntry e;

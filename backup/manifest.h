@@ -37,6 +37,9 @@ struct Manifest {
   uint64_t item_count = 0, item_bytes = 0;
   uint64_t archived_count = 0, archived_bytes = 0;
   std::vector<std::string> chain;  // the full backup first, this one last
+  // Format 2: the mode, uid and gid of an item entry that leaves them out.
+  uint32_t default_mode = 0100644, default_uid = 0, default_gid = 0;
+  bool has_defaults = false;  // read: the manifest has item_defaults
   // Only in a complete read:
   bool has_items = false;
   std::vector<std::string> deleted;
@@ -51,25 +54,23 @@ struct MapEntry {
   ItemMeta meta;
 };
 
-// Writes the header fields, "deleted" and the opening of "items" to `out`
-// (begin), or item entries (item; a writer of its own can produce just the
-// body), or the closing (end; `any_items`: whether item() was called on the
-// body). with_items=false writes a summary without "deleted" and "items".
+// Appends a manifest of format 2 (the current one) to `out`: the header
+// fields, "item_fields", "item_defaults", "deleted" and the opening of
+// "items" (begin), item entries in id order (item; meta.archive indexes the
+// header's chain), then the closing (end). with_items=false writes a summary
+// without "item_fields", "item_defaults", "deleted" and "items".
 class ManifestWriter {
  public:
-  explicit ManifestWriter(std::FILE* out) : out_(out) {}
+  explicit ManifestWriter(std::string& out) : out_(out) {}
   void begin(const Manifest& header, bool with_items);
-  void item(const std::string& id, const ItemMeta& meta, const std::string& archive_id);
-  void end(bool any_items);
-  bool any_items() const { return !first_; }
+  void item(std::string_view id, const ItemMeta& meta);
+  void end();
 
  private:
-  void put(const std::string& s);
-  void flush();
-  std::FILE* out_;
+  std::string& out_;
   bool with_items_ = true;
   bool first_ = true;
-  std::string buf_;  // item entries not yet written
+  uint32_t mode_ = 0, uid_ = 0, gid_ = 0;
 };
 
 // Parses a manifest. `summary_only` stops before "deleted"/"items". Throws
@@ -79,13 +80,14 @@ void read_manifest_file(const std::filesystem::path& path, bool summary_only, Ma
 
 // Reads a complete manifest: the header fields and "deleted" into `out`
 // (out.items stays empty), the item map into `items`, sorted by id
-// (bytewise, as the store lists them). The layout ManifestWriter writes is
-// parsed directly, many times faster than JSON in general; anything else goes
-// through read_manifest. Throws like read_manifest.
+// (bytewise, as the store lists them). The layouts ManifestWriter writes
+// (format 2) and wrote (format 1) are parsed directly, many times faster than
+// JSON in general; anything else goes through read_manifest. Throws like
+// read_manifest.
 void read_manifest_sorted(std::string_view text, Manifest& out, std::vector<MapEntry>& items, const std::string& what);
 // The direct parse alone: false (and `out`, `items` unspecified) unless
-// `text` has exactly ManifestWriter's layout, with ids in strictly increasing
-// order. When it returns true, read_manifest reads the same manifest.
+// `text` has exactly the layout of ManifestWriter (format 2) or of its format
+// 1 predecessor, with ids in strictly increasing order. When it returns true, read_manifest reads the same manifest.
 bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<MapEntry>& items);
 
 // "items/<shard>/<id>.json" for an id.

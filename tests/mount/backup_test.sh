@@ -103,7 +103,7 @@ done
 mkdir "$T/x_full"
 tar -xzpf "$T/elsewhere/$F1/$F1.tar.gz" -C "$T/x_full"
 (cd "$T/x_full" && sha256sum --quiet -c SHA256SUMS) || fail "sha256sum -c SHA256SUMS"
-jq -e '.format_version == 1 and .kind == "full" and .parent == null and (.items | length) == 46' \
+jq -e '.format_version == 2 and .kind == "full" and .parent == null and (.items | length) == 46' \
   "$T/x_full/MANIFEST.json" >/dev/null || fail "MANIFEST.json of the full backup"
 same_tree "$T/at_A" "$T/x_full/items" "tar xzf of the full backup"
 plain_restore "$T/elsewhere" "$I1" "$T/x_b"

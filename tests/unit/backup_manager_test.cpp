@@ -124,6 +124,17 @@ std::string q(const fs::path& p) {
 
 json status(Manager& m) { return json::parse(m.status_json()); }
 
+// A field of an item of a parsed format 2 manifest: its entry is [sha256,
+// size, mtime_ns, archive (an index into chain), mode, uid, gid], the last
+// three left out when they equal item_defaults.
+json item_field(const json& m, const std::string& id, const std::string& field) {
+  static const std::vector<std::string> names = {"sha256", "size", "mtime_ns", "archive", "mode", "uid", "gid"};
+  size_t i = std::find(names.begin(), names.end(), field) - names.begin();
+  const json& e = m.at("items").at(id);
+  if (i < e.size()) return field == "archive" ? m.at("chain").at(e[i].get<size_t>()) : e[i];
+  return m.at("item_defaults").at(field);
+}
+
 class BackupTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -204,14 +215,14 @@ TEST_F(BackupTest, FullBackupExtractsWithPlainTar) {
   EXPECT_EQ(disk_tree(out / "items"), store_tree(*store_));
 
   json m = json::parse(slurp(out / "MANIFEST.json"));
-  EXPECT_EQ(m["format_version"], 1);
+  EXPECT_EQ(m["format_version"], 2);
   EXPECT_EQ(m["id"], b.id);
   EXPECT_EQ(m["kind"], "full");
   EXPECT_TRUE(m["parent"].is_null());
   EXPECT_EQ(m["items"].size(), 63u);
-  EXPECT_EQ(m["items"]["a"]["size"], 9);
-  EXPECT_EQ(m["items"]["a"]["mtime_ns"], 1600000000000000001);
-  EXPECT_EQ(m["items"]["a"]["archive"], b.id);
+  EXPECT_EQ(item_field(m, "a", "size"), 9);
+  EXPECT_EQ(item_field(m, "a", "mtime_ns"), 1600000000000000001);
+  EXPECT_EQ(item_field(m, "a", "archive"), b.id);
   EXPECT_EQ(m["deleted"].size(), 0u);
   EXPECT_EQ(slurp(out / "MANIFEST.json"), slurp(opts_.dir / b.id / "manifest.json"));
 
@@ -277,8 +288,8 @@ TEST_F(BackupTest, ChainExtractsWithPlainTar) {
 
   json m2 = json::parse(slurp(opts_.dir / ids[1] / "manifest.json"));
   EXPECT_EQ(m2["deleted"], json::array({"item-4"}));
-  EXPECT_EQ(m2["items"]["item-1"]["archive"], ids[1]);
-  EXPECT_EQ(m2["items"]["item-5"]["archive"], ids[0]);
+  EXPECT_EQ(item_field(m2, "item-1", "archive"), ids[1]);
+  EXPECT_EQ(item_field(m2, "item-5", "archive"), ids[0]);
   EXPECT_EQ(m2["chain"], json::array({ids[0], ids[1]}));
 
   // The same check with diff -r against the store written out as files.
@@ -291,6 +302,76 @@ TEST_F(BackupTest, ChainExtractsWithPlainTar) {
 }
 
 // 5: verify re-hashes; the result is recorded.
+// Backups of manifest format 1, written by an earlier itemfs (checked in
+// under backup_v1_fixture/), stay verifiable, restorable and usable as the
+// parent of a format 2 incremental; the mixed chain restores with plain tar.
+TEST_F(BackupTest, FormatOneBackupsStayUsable) {
+  const std::string v1_full = "20261121T132523Z-full", v1_incr = "20261121T132524Z-incr";
+  fs::path fixture = fs::path(__FILE__).parent_path() / "backup_v1_fixture";
+  fs::create_directories(opts_.dir);
+  fs::copy(fixture, opts_.dir, fs::copy_options::recursive);
+  fs::remove(opts_.dir / "README");
+  EXPECT_NE(slurp(opts_.dir / v1_incr / "manifest.json").find("\"format_version\": 1,"), std::string::npos);
+  run_ok("verify all");
+
+  // The state the format 1 chain holds, restored into the empty store.
+  const int64_t t = 1700000000123456789;
+  run_ok("restore " + v1_incr);
+  Tree want;
+  want["00/a.json"] = {"{\"n\": 1}\n", 0644, t};
+  want["ab/abc.json"] = {"{\"title\": \"abc changed\"}\n", 0600, t + 10};
+  want["ke/keep.json"] = {"{\"keep\": true}\n", 0644, t + 2};
+  want["\xc3\xa9t/\xc3\xa9t\xc3\xa9.json"] = {"{\"lang\": \"fr\"}\n", 0644, t + 4};
+  want["wi/with space.json"] = {"{\"s\": \" \"}\n", 0644, t + 11};
+  want["ne/new.json"] = {"{\"new\": 1}\n", 0644, t + 12};
+  EXPECT_EQ(store_tree(*store_), want);
+
+  // A format 2 incremental on the format 1 one: only what changed since.
+  put(*store_, "keep", "{\"keep\": false}\n", 0100644, t + 20);
+  set_attrs(*store_, "a", 0100755, t + 21);
+  remove_item(*store_, "new");
+  put(*store_, "v2", "{\"v\": 2}\n", 0100644, t + 22);
+  run_ok("incremental");
+  std::string v2 = last_id();
+  ASSERT_NE(v2, v1_incr);
+  json m = json::parse(slurp(opts_.dir / v2 / "manifest.json"));
+  EXPECT_EQ(m["format_version"], 2);
+  EXPECT_EQ(m["parent"], v1_incr);
+  EXPECT_EQ(m["chain"], json::array({v1_full, v1_incr, v2}));
+  EXPECT_EQ(m["deleted"], json::array({"new"}));
+  EXPECT_EQ(m["archived_count"], 3);  // keep, a (its mode), v2
+  EXPECT_EQ(item_field(m, "a", "archive"), v2);
+  EXPECT_EQ(item_field(m, "a", "mode"), 0100755);
+  EXPECT_EQ(item_field(m, "keep", "archive"), v2);
+  EXPECT_EQ(item_field(m, "v2", "archive"), v2);
+  EXPECT_EQ(item_field(m, "abc", "archive"), v1_incr);
+  EXPECT_EQ(item_field(m, "\xc3\xa9t\xc3\xa9", "archive"), v1_full);
+  run_ok("verify all");
+  Tree now = store_tree(*store_);
+
+  // Plain tar, the chain in order with deleted ids removed.
+  fs::path out = tmp_.path() / "plain";
+  for (const auto& id : {v1_full, v1_incr, v2}) {
+    extract(archive_of(id), out);
+    json mi = json::parse(slurp(out / "MANIFEST.json"));
+    for (const auto& d : mi["deleted"]) {
+      std::string did = d;
+      fs::path f = out / "items" / store::shard_of(did) / (did + ".json");
+      fs::remove(f);
+      if (fs::is_empty(f.parent_path())) fs::remove(f.parent_path());
+    }
+  }
+  EXPECT_EQ(disk_tree(out / "items"), now);
+
+  // Restoring the mixed chain, and the format 1 one again, with clear.
+  put(*store_, "stray", "{}", 0100644, t);
+  put(*store_, "abc", "{}", 0100644, t);
+  run_ok("restore " + v2 + " clear");
+  EXPECT_EQ(store_tree(*store_), now);
+  run_ok("restore " + v1_incr + " clear");
+  EXPECT_EQ(store_tree(*store_), want);
+}
+
 TEST_F(BackupTest, VerifyRecordsResult) {
   fill(20);
   run_ok("full");
@@ -374,7 +455,7 @@ TEST_F(BackupTest, FlippedByteFailsVerifyAndRestore) {
   EXPECT_EQ(mgr().run("verify " + id).code, EIO);
   std::string msg = status(mgr())["last"]["message"];
   EXPECT_TRUE(msg.find("items/") != std::string::npos || msg.find("archive damaged") != std::string::npos ||
-              msg.find("MANIFEST.json") != std::string::npos)
+              msg.find("MANIFEST.json") != std::string::npos || msg.find("SHA256SUMS") != std::string::npos)
       << msg;
   EXPECT_EQ(mgr().run("restore " + id).code, EIO);
   EXPECT_EQ(store_tree(*store_), current);
@@ -407,9 +488,9 @@ TEST_F(BackupTest, DamagedManifestFails) {
   std::string id = last_id();
   fs::path man = opts_.dir / id / "manifest.json";
   std::string text = slurp(man);
-  size_t at = text.find("\"size\": ");
+  size_t at = text.find("\",", text.find("\"items\""));  // the end of the first item's sha256: its size follows
   ASSERT_NE(at, std::string::npos);
-  text[at + 8] = text[at + 8] == '9' ? '8' : '9';
+  text[at + 2] = text[at + 2] == '9' ? '8' : '9';
   spit(man, text);
   EXPECT_EQ(mgr().run("verify " + id).code, EIO);
   EXPECT_NE(status(mgr()).dump().find("manifest.json differs"), std::string::npos);
@@ -494,8 +575,9 @@ TEST_F(BackupTest, RestoreRejectsAnItemThatIsNotARegularFile) {
   fs::path extracted = tmp_.path() / "e";
   extract(archive_of(id), extracted);
   json m = json::parse(slurp(extracted / "MANIFEST.json"));
-  ASSERT_EQ(m["items"]["a"]["mode"], 0100640);
-  m["items"]["a"]["mode"] = 040640;  // a directory, same permission bits
+  ASSERT_EQ(item_field(m, "a", "mode"), 0100640);
+  json& a = m["items"]["a"];
+  a = {a[0], a[1], a[2], a[3], 040640, item_field(m, "a", "uid"), item_field(m, "a", "gid")};  // a directory, same permission bits
   std::string manifest = m.dump(2);
   fs::path archive = archive_of(id);
   fs::remove(archive);
@@ -511,7 +593,8 @@ TEST_F(BackupTest, RestoreRejectsAnItemThatIsNotARegularFile) {
     entry("SHA256SUMS", slurp(extracted / "SHA256SUMS"), 0644, 1);
     for (const auto& [iid, im] : m["items"].items()) {
       std::string path = "items/" + store::shard_of(iid) + "/" + iid + ".json";
-      entry(path, slurp(extracted / path), im["mode"].get<uint32_t>(), im["mtime_ns"].get<int64_t>());
+      entry(path, slurp(extracted / path), item_field(m, iid, "mode").get<uint32_t>(),
+            item_field(m, iid, "mtime_ns").get<int64_t>());
     }
     tw.close();
   }

@@ -1,6 +1,6 @@
-// MANIFEST.json: the direct parse of ManifestWriter's layout against the
-// general (SAX) reader, and the gzip layer whose level changes between
-// archive entries.
+// MANIFEST.json: the direct parse of ManifestWriter's layout (format 2) and
+// of format 1's against the general (SAX) reader, and the gzip layer whose
+// level changes between archive entries.
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -41,17 +41,52 @@ ItemMeta meta(uint8_t fill, uint64_t size, int64_t mtime, uint32_t archive) {
 
 // What ManifestWriter writes for `m` with these items (in the given order).
 std::string write(const Manifest& m, const std::vector<MapEntry>& items) {
-  char* buf = nullptr;
-  size_t len = 0;
-  std::FILE* f = open_memstream(&buf, &len);
-  ManifestWriter w(f);
+  std::string out;
+  ManifestWriter w(out);
   w.begin(m, true);
-  for (const auto& e : items) w.item(e.id, e.meta, m.chain[e.meta.archive]);
-  w.end(!items.empty());
-  std::fclose(f);
-  std::string out(buf, len);
-  std::free(buf);
+  for (const auto& e : items) w.item(e.id, e.meta);
+  w.end();
   return out;
+}
+
+void append_hex(std::string& out, const store::Sha256& sha) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (uint8_t b : sha) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+}
+
+// The layout of format 1, as itemfs wrote it before format 2.
+std::string write_v1(const Manifest& m, const std::vector<MapEntry>& items) {
+  std::string s = "{\n  \"format\": \"itemfs-backup\",\n  \"format_version\": 1,\n  \"id\": \"" + m.id +
+                  "\",\n  \"kind\": \"" + m.kind + "\",\n  \"parent\": " +
+                  (m.parent.empty() ? "null" : "\"" + m.parent + "\"") +
+                  ",\n  \"created\": \"2026-11-21T06:45:00.123456789Z\",\n  \"created_ns\": " +
+                  std::to_string(m.created_ns) +
+                  ",\n  \"encrypted\": false,\n  \"store_format_version\": 1,\n  \"item_count\": " +
+                  std::to_string(m.item_count) + ",\n  \"item_bytes\": 0,\n  \"archived_count\": " +
+                  std::to_string(m.archived_count) + ",\n  \"archived_bytes\": 0,\n  \"chain\": [";
+  for (size_t i = 0; i < m.chain.size(); ++i) s += (i ? ", \"" : "\"") + m.chain[i] + "\"";
+  s += "],\n  \"deleted\": [";
+  for (size_t i = 0; i < m.deleted.size(); ++i) {
+    s += i ? ",\n    " : "\n    ";
+    append_json_string(s, m.deleted[i]);
+  }
+  s += m.deleted.empty() ? "]" : "\n  ]";
+  s += ",\n  \"items\": {";
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ItemMeta& im = items[i].meta;
+    s += i ? ",\n    " : "\n    ";
+    append_json_string(s, items[i].id);
+    s += ": {\"sha256\": \"";
+    append_hex(s, im.sha256);
+    s += "\", \"size\": " + std::to_string(im.size) + ", \"mode\": " + std::to_string(im.mode) +
+         ", \"uid\": " + std::to_string(im.uid) + ", \"gid\": " + std::to_string(im.gid) +
+         ", \"mtime_ns\": " + std::to_string(im.mtime_ns) + ", \"archive\": \"" + m.chain[im.archive] + "\"}";
+  }
+  s += items.empty() ? "}\n}\n" : "\n  }\n}\n";
+  return s;
 }
 
 bool same(const ItemMeta& a, const ItemMeta& b) {
@@ -85,86 +120,157 @@ void expect_agree(const std::string& text, const std::vector<MapEntry>& want) {
   }
 }
 
-TEST(BackupManifest, LayoutParseAgreesWithTheGeneralReader) {
-  Manifest m = header("20261121T064500Z-incr", {"20261121T063000Z-full", "20261121T064500Z-incr"});
-  m.deleted = {"gone-1", "gone-\xc3\xa9"};
-  std::vector<MapEntry> items = {
-      {"a", meta(0x00, 0, -5, 0)},
-      {"abc", meta(0xab, 9223372036854775807ull, 1700000000123456789, 1)},
-      {"with space", meta(0x7f, 12, 0, 0)},
-      {"\xc3\xa9t\xc3\xa9", meta(0xff, 3, 1, 1)},
-      {"\xe6\x97\xa5\xe6\x9c\xac\xf0\x9f\x98\x80", meta(0x10, 4, 2, 0)},
-  };
-  std::string text = write(m, items);
-  Manifest direct;
-  std::vector<MapEntry> got;
-  EXPECT_TRUE(parse_manifest_layout(text, direct, got));
-  expect_agree(text, items);
+using Writer = std::string (*)(const Manifest&, const std::vector<MapEntry>&);
 
-  // Nothing deleted, nothing at all.
-  Manifest empty = header("20261121T063000Z-full", {"20261121T063000Z-full"});
-  std::string none = write(empty, {});
-  EXPECT_TRUE(parse_manifest_layout(none, direct, got));
-  EXPECT_TRUE(got.empty());
-  expect_agree(none, {});
+TEST(BackupManifest, LayoutParseAgreesWithTheGeneralReader) {
+  for (Writer writer : {&write, &write_v1}) {
+    Manifest m = header("20261121T064500Z-incr", {"20261121T063000Z-full", "20261121T064500Z-incr"});
+    m.deleted = {"gone-1", "gone-\xc3\xa9"};
+    m.default_uid = 1000;  // format 2 leaves out attributes equal to these
+    m.default_gid = 4294967295u;
+    std::vector<MapEntry> items = {
+        {"a", meta(0x00, 0, -5, 0)},
+        {"abc", meta(0xab, 9223372036854775807ull, 1700000000123456789, 1)},
+        {"with space", meta(0x7f, 12, 0, 0)},
+        {"\xc3\xa9t\xc3\xa9", meta(0xff, 3, 1, 1)},
+        {"\xe6\x97\xa5\xe6\x9c\xac\xf0\x9f\x98\x80", meta(0x10, 4, 2, 0)},
+    };
+    items[2].meta.mode = 0100600;
+    items[3].meta.uid = 0;
+    std::string text = writer(m, items);
+    Manifest direct;
+    std::vector<MapEntry> got;
+    EXPECT_TRUE(parse_manifest_layout(text, direct, got)) << text;
+    expect_agree(text, items);
+
+    // Nothing deleted, nothing at all.
+    Manifest empty = header("20261121T063000Z-full", {"20261121T063000Z-full"});
+    std::string none = writer(empty, {});
+    EXPECT_TRUE(parse_manifest_layout(none, direct, got)) << none;
+    EXPECT_TRUE(got.empty());
+    expect_agree(none, {});
+  }
+}
+
+TEST(BackupManifest, FormatTwoLeavesOutDefaultAttributes) {
+  Manifest m = header("20261121T063000Z-full", {"20261121T063000Z-full"});
+  std::vector<MapEntry> items = {{"b", meta(1, 1, 1, 0)}, {"c", meta(2, 2, 2, 0)}};
+  items[1].meta.mode = 0100755;
+  m.default_uid = 1000;
+  m.default_gid = 4294967295u;
+  std::string text = write(m, items);
+  std::string b_line = "\n\"b\":[\"0101010101010101010101010101010101010101010101010101010101010101\",1,1,0]";
+  EXPECT_NE(text.find(b_line + ",\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(",2,2,0,33261,1000,4294967295]\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"format_version\": 2,"), std::string::npos);
+  EXPECT_NE(text.find("\"item_defaults\": {\"mode\": 33188, \"uid\": 1000, \"gid\": 4294967295}"),
+            std::string::npos);
+
+  // Defaults given after the items still apply; none at all, for an entry
+  // that needs them, is an error; an entry of 5 fields, too.
+  std::string late = text;
+  size_t d = late.find(",\n  \"item_defaults\"");
+  size_t e = late.find(",\n  \"deleted\"");
+  std::string defaults = late.substr(d, e - d);
+  late.erase(d, e - d);
+  late.replace(late.rfind("\n}\n"), 3, defaults + "\n}");
+  Manifest out;
+  std::istringstream in(late);
+  read_manifest(in, false, out, "test");
+  ASSERT_EQ(out.items.size(), 2u);
+  EXPECT_EQ(out.items.at("b").uid, 1000u);
+  EXPECT_EQ(out.items.at("b").gid, 4294967295u);
+  EXPECT_EQ(out.items.at("b").mode, 0100644u);
+  EXPECT_EQ(out.items.at("c").mode, 0100755u);
+  std::string none = text;
+  none.erase(d, e - d);
+  std::istringstream in2(none);
+  EXPECT_THROW(read_manifest(in2, false, out, "test"), JobError);
+  std::vector<MapEntry> got;
+  EXPECT_FALSE(parse_manifest_layout(none, out, got));
+  std::string five = text;
+  five.replace(five.find(",1,1,0]"), 7, ",1,1,0,33188]");
+  std::istringstream in3(five);
+  EXPECT_THROW(read_manifest(in3, false, out, "test"), JobError);
+  EXPECT_FALSE(parse_manifest_layout(five, out, got));
 }
 
 TEST(BackupManifest, AnythingElseGoesThroughTheGeneralReader) {
-  Manifest m = header("20261121T063000Z-full", {"20261121T063000Z-full"});
-  std::vector<MapEntry> items = {{"b", meta(1, 1, 1, 0)}, {"c", meta(2, 2, 2, 0)}};
-  std::string text = write(m, items);
-  Manifest out;
-  std::vector<MapEntry> got;
+  for (Writer writer : {&write, &write_v1}) {
+    bool v1 = writer == &write_v1;
+    Manifest m = header("20261121T063000Z-full", {"20261121T063000Z-full"});
+    m.default_uid = 1000;
+    m.default_gid = 4294967295u;
+    std::vector<MapEntry> items = {{"b", meta(1, 1, 1, 0)}, {"c", meta(2, 2, 2, 0)}};
+    std::string text = writer(m, items);
+    Manifest out;
+    std::vector<MapEntry> got;
 
-  // Ids that need escapes in JSON: valid, but not the direct parse's business.
-  std::vector<MapEntry> odd = {{"quote\"d", meta(3, 3, 3, 0)}, {"tab\there", meta(4, 4, 4, 0)}};
-  std::string escaped = write(m, odd);
-  EXPECT_FALSE(parse_manifest_layout(escaped, out, got));
-  expect_agree(escaped, odd);
+    // Ids that need escapes in JSON: valid, but not the direct parse's business.
+    std::vector<MapEntry> odd = {{"quote\"d", meta(3, 3, 3, 0)}, {"tab\there", meta(4, 4, 4, 0)}};
+    std::string escaped = writer(m, odd);
+    EXPECT_FALSE(parse_manifest_layout(escaped, out, got));
+    expect_agree(escaped, odd);
 
-  // Out of order: the general reader, then sorted.
-  std::string unsorted = write(m, {items[1], items[0]});
-  EXPECT_FALSE(parse_manifest_layout(unsorted, out, got));
-  expect_agree(unsorted, items);
+    // Out of order: the general reader, then sorted.
+    std::string unsorted = writer(m, {items[1], items[0]});
+    EXPECT_FALSE(parse_manifest_layout(unsorted, out, got));
+    expect_agree(unsorted, items);
 
-  // The same manifest re-indented (as jq would write it).
-  std::string compact;
-  for (char c : text) {
-    if (c != '\n') compact += c;
-  }
-  EXPECT_FALSE(parse_manifest_layout(compact, out, got));
-  expect_agree(compact, items);
-
-  // A field the layout does not have, an id twice, a number out of range,
-  // trailing bytes, a second "items" in the header: never accepted directly.
-  auto edit = [&](const std::string& from, const std::string& to) {
-    std::string t = text;
-    size_t at = t.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    if (at != std::string::npos) t.replace(at, from.size(), to);
-    return t;
-  };
-  for (const std::string& bad :
-       {edit("\"size\": 2,", "\"size\": 2, \"x\": 1,"), edit("\"c\": {", "\"b\": {"),
-        edit("\"uid\": 1000, \"gid\": 4294967295, \"mtime_ns\": 2", "\"uid\": 1000, \"gid\": 4294967296, \"mtime_ns\": 2"),
-        edit("\"size\": 1,", "\"size\": 01,"), text + " ", edit("\"chain\"", "\"items\": {}, \"chain\""),
-        edit("\"archive\": \"20261121T063000Z-full\"}\n", "\"archive\": \"20261121T063000Z-fulx\"}\n")}) {
-    EXPECT_FALSE(parse_manifest_layout(bad, out, got)) << bad;
-    std::istringstream in(bad);
-    Manifest general;
-    bool general_ok = true;
-    try {
-      read_manifest(in, false, general, "test");
-    } catch (const JobError&) {
-      general_ok = false;
+    // The same manifest re-indented (as jq would write it).
+    std::string compact;
+    for (char c : text) {
+      if (c != '\n') compact += c;
     }
-    bool sorted_ok = true;
-    try {
-      read_manifest_sorted(bad, out, got, "test");
-    } catch (const JobError&) {
-      sorted_ok = false;
+    EXPECT_FALSE(parse_manifest_layout(compact, out, got));
+    expect_agree(compact, items);
+
+    // A field the layout does not have, an id twice, a number out of range,
+    // trailing bytes, a second "items" in the header: never accepted directly.
+    auto edit = [&](const std::string& from, const std::string& to) {
+      std::string t = text;
+      size_t at = t.find(from);
+      EXPECT_NE(at, std::string::npos) << from;
+      if (at != std::string::npos) t.replace(at, from.size(), to);
+      return t;
+    };
+    std::vector<std::string> bads = {text + " ", edit("\"chain\"", "\"items\": {}, \"chain\"")};
+    if (v1) {
+      for (const std::string& b :
+           {edit("\"size\": 2,", "\"size\": 2, \"x\": 1,"), edit("\"c\": {", "\"b\": {"),
+            edit("\"uid\": 1000, \"gid\": 4294967295, \"mtime_ns\": 2",
+                 "\"uid\": 1000, \"gid\": 4294967296, \"mtime_ns\": 2"),
+            edit("\"size\": 1,", "\"size\": 01,"),
+            edit("\"archive\": \"20261121T063000Z-full\"}\n", "\"archive\": \"20261121T063000Z-fulx\"}\n")}) {
+        bads.push_back(b);
+      }
+    } else {
+      for (const std::string& b :
+           {edit(",2,2,0]", ",2,2,0,1]"), edit("\"c\":[", "\"b\":["), edit(",2,2,0]", ",2,2,0,33188,1000,4294967296]"),
+            edit(",1,1,0]", ",01,1,0]"), edit(",1,1,0]", ",1,1,1]"), edit(",1,1,0]", ",1,1,\"0\"]"),
+            edit("\"size\", \"mtime_ns\"", "\"mtime_ns\", \"size\""), edit("\"format_version\": 2", "\"format_version\": 3"),
+            edit("\"item_defaults\": {\"mode\": 33188", "\"item_defaults\": {\"mode\": -1")}) {
+        bads.push_back(b);
+      }
     }
-    EXPECT_EQ(sorted_ok, general_ok) << bad;
+    for (const std::string& bad : bads) {
+      EXPECT_FALSE(parse_manifest_layout(bad, out, got)) << bad;
+      std::istringstream in(bad);
+      Manifest general;
+      bool general_ok = true;
+      try {
+        read_manifest(in, false, general, "test");
+      } catch (const JobError&) {
+        general_ok = false;
+      }
+      bool sorted_ok = true;
+      try {
+        read_manifest_sorted(bad, out, got, "test");
+      } catch (const JobError&) {
+        sorted_ok = false;
+      }
+      EXPECT_EQ(sorted_ok, general_ok) << bad;
+    }
   }
 }
 
