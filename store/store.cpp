@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -147,6 +148,54 @@ struct ChunkRef {
   uint64_t raw_size = 0;
 };
 
+// The order to append rows of these payload sizes (bytes) to a table so
+// that they fill its pages: SQLite appends a row to the last page if it
+// fits and starts a new page if not, so rows in the order they come leave
+// on average half a row free on every page, a tenth of the blobs table.
+// First fit decreasing: the rows, largest first, each into the first page
+// with room, pages one after the other. A row larger than a page keeps
+// only part of it on the page (the rest goes to overflow pages), computed
+// as SQLite does.
+std::vector<size_t> packing_order(const std::vector<size_t>& payloads, size_t page_size) {
+  const size_t usable = page_size;  // no reserved bytes per page
+  const size_t max_local = usable - 35, min_local = (usable - 12) * 32 / 255 - 23;
+  auto cell = [&](size_t payload) {
+    size_t local = payload;
+    if (payload > max_local) {
+      local = min_local + (payload - min_local) % (usable - 4);
+      if (local > max_local) local = min_local;
+      local += 4;  // the first overflow page's number
+    }
+    return local + 9 + 2;  // rowid and size varints, at most; the cell pointer
+  };
+  const size_t capacity = usable - 8 - 32;  // a leaf page's header; a margin for the estimates
+  std::vector<size_t> by_size(payloads.size());
+  for (size_t i = 0; i < by_size.size(); ++i) by_size[i] = i;
+  std::stable_sort(by_size.begin(), by_size.end(), [&](size_t a, size_t b) { return payloads[a] > payloads[b]; });
+  std::vector<size_t> room;
+  std::vector<std::vector<size_t>> pages;
+  for (size_t i : by_size) {
+    size_t need = cell(payloads[i]);
+    size_t page = 0;
+    while (page < room.size() && room[page] < need) ++page;
+    if (page == room.size()) {
+      room.push_back(need > capacity ? 0 : capacity - need);
+      pages.emplace_back();
+    } else {
+      room[page] -= need;
+    }
+    pages[page].push_back(i);
+  }
+  std::vector<size_t> order;
+  order.reserve(payloads.size());
+  for (const auto& page : pages) order.insert(order.end(), page.begin(), page.end());
+  return order;
+}
+
+// The payload of a blobs row holding `data` bytes: the data, the hash and
+// the small columns with the record header.
+size_t blob_payload(size_t data) { return data + 32 + 20; }
+
 class StoreImpl;
 
 // Everything about one blob needed to turn it back into bytes.
@@ -171,6 +220,9 @@ class WriteBatchImpl final : public WriteBatch {
   Status remove_dir(std::string_view shard) override;
   Status set_dir_attrs(std::string_view shard, const Attrs& attrs) override;
   const std::vector<std::string>& changed_ids() const override { return changed_; }
+  // Stores the blobs this batch added again, in packing_order(): called once,
+  // after the batch's last change.
+  void pack_new_blobs();
 
  private:
   // Runs `fn` inside a savepoint so a failed call leaves the batch as it was.
@@ -191,6 +243,10 @@ class WriteBatchImpl final : public WriteBatch {
   Db& db_;
   std::vector<std::string> changed_;
   std::string compressed_;
+  int64_t first_new_blob_ = 0;  // the smallest id a blob new in this batch can have (0: none yet)
+  std::vector<std::pair<int64_t, int64_t>> new_chunks_;  // (ino, seq) of chunk rows naming a new blob
+  // Before the first blob this batch adds.
+  void note_new_blob();
 };
 
 class StoreImpl final : public Store {
@@ -205,6 +261,8 @@ class StoreImpl final : public Store {
     {
       Stmt columns(writer_->handle(), "SELECT 1 FROM pragma_table_info('dicts') WHERE name='codec'");
       dicts_coded_ = columns.step();
+      Stmt size(writer_->handle(), "PRAGMA page_size");
+      if (size.step() && size.int64(0) >= 512) page_size_ = size_t(size.int64(0));
     }
     load_dictionary_set();
     reserve_bytes_ = measure_reserve_bytes();
@@ -217,6 +275,7 @@ class StoreImpl final : public Store {
 
   const std::vector<CommitHook*>& hooks() const { return hooks_; }
   Compressor& compressor() { return compressor_; }
+  size_t page_size() const { return page_size_; }
 
   void write(const std::function<void(WriteBatch&)>& fn) override {
     if (options_.read_only) throw StoreError(EROFS, "the store is open read-only");
@@ -226,6 +285,7 @@ class StoreImpl final : public Store {
     try {
       WriteBatchImpl batch(*this, *writer_);
       fn(batch);
+      batch.pack_new_blobs();
       for (CommitHook* hook : hooks_) hook->before_commit(batch);
       puts = batch.changed_ids().size();
       commit_or_use_reserve();
@@ -816,15 +876,18 @@ class StoreImpl final : public Store {
     return d;
   }
 
-  // Decoded blobs for training, in id order: small ones (typical documents),
-  // every `step`-th id, until `max_bytes`.
+  // Decoded blobs for training: the small ones (typical documents) in the
+  // order their items came (blob ids are not: see packing_order()), every
+  // `step`-th of them, until `max_bytes`.
   std::vector<std::string> training_samples(int64_t step, size_t max_bytes) {
     std::vector<std::string> samples;
     size_t sampled_bytes = 0;
     Stmt s(writer_->handle(),
-           "SELECT data, raw_size, codec, dict_id FROM blobs WHERE raw_size <= 8192 AND id % ?1 = 0 ORDER BY id");
-    s.bind(1, step);
+           "SELECT b.data, b.raw_size, b.codec, b.dict_id FROM (SELECT blob, min(ino) AS first FROM chunks GROUP BY "
+           "blob) f JOIN blobs b ON b.id = f.blob WHERE b.raw_size <= 8192 ORDER BY f.first, b.id");
+    int64_t position = 0;
     while (sampled_bytes < max_bytes && s.step()) {
+      if (++position % step != 0) continue;
       BlobRow row;
       row.data = std::string(s.blob(0));
       row.raw_size = uint64_t(s.int64(1));
@@ -851,14 +914,13 @@ class StoreImpl final : public Store {
     changes_since_check_ += changes;
     if (changes_since_check_ < 256) return;
     changes_since_check_ = 0;
-    auto count = writer_->cached("SELECT count(*), coalesce(max(id), 0) FROM blobs WHERE raw_size <= 65536");
+    auto count = writer_->cached("SELECT count(*) FROM blobs WHERE raw_size <= 65536");
     count->step();
     int64_t small_blobs = count->int64(0);
-    int64_t max_id = count->int64(1);
     count->reset();
     if (small_blobs < kTrainAfterItems) return;
     // The general one: samples spread evenly over what is stored.
-    std::string general = train_dictionary(training_samples(std::max<int64_t>(1, max_id / 200), 64u << 10));
+    std::string general = train_dictionary(training_samples(std::max<int64_t>(1, small_blobs / 200), 64u << 10));
     if (general.size() < 1024) return;
     std::vector<std::string> groups =
         train_group_dictionaries(training_samples(1, 16u << 20), general, kMaxGroupDictionaries);
@@ -906,7 +968,8 @@ class StoreImpl final : public Store {
   // The blobs stored before there were dictionaries are compressed again
   // with them when that makes them smaller. Each goes into a new row (so the
   // pages the old rows leave are free for the rows to come, not holes in
-  // pages nothing is appended to again) and its chunks are pointed at it.
+  // pages nothing is appended to again; in packing_order()) and its chunks
+  // are pointed at it.
   // Blobs of items of more than one chunk are left as they are: an open
   // reader of such an item may still hold their ids.
   void recompress_older_blobs(const DictionarySet& set) {
@@ -918,7 +981,13 @@ class StoreImpl final : public Store {
              "(SELECT ino FROM chunks WHERE seq > 0)) ORDER BY id");
       while (s.step()) ids.push_back(s.int64(0));
     }
-    std::unordered_map<int64_t, int64_t> moved;
+    struct Again {
+      int64_t id;
+      std::string sha256;
+      int64_t raw_size, dict_id, refs;
+      std::string stored;
+    };
+    std::vector<Again> again;
     std::string stored;
     for (int64_t id : ids) {
       auto s = db.cached("SELECT data, raw_size, codec, sha256, refs FROM blobs WHERE id=?");
@@ -936,18 +1005,27 @@ class StoreImpl final : public Store {
       int64_t dict_id = 0;
       Codec codec = compress_chunk(compressor_, set, *raw, stored, dict_id);
       if (codec != Codec::kZlib || stored.size() >= row.data.size()) continue;
+      again.push_back({id, std::move(sha256), int64_t(row.raw_size), dict_id, refs, stored});
+    }
+    std::vector<size_t> payloads;
+    for (const Again& a : again) {
       auto remove = db.cached("DELETE FROM blobs WHERE id=?");
-      remove->bind(1, id).run();
+      remove->bind(1, a.id).run();
+      payloads.push_back(blob_payload(a.stored.size()));
+    }
+    std::unordered_map<int64_t, int64_t> moved;
+    for (size_t i : packing_order(payloads, page_size_)) {
+      const Again& a = again[i];
       auto insert = db.cached(
           "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, ?, ?) "
           "RETURNING id");
-      insert->bind_blob(1, sha256.data(), sha256.size()).bind(2, int64_t(row.raw_size));
-      insert->bind(3, int64_t(stored.size())).bind(4, int64_t(codec)).bind(6, refs);
-      insert->bind_blob(7, stored.data(), stored.size());
-      if (dict_id) insert->bind(5, dict_id);
+      insert->bind_blob(1, a.sha256.data(), a.sha256.size()).bind(2, a.raw_size);
+      insert->bind(3, int64_t(a.stored.size())).bind(4, int64_t(Codec::kZlib)).bind(6, a.refs);
+      insert->bind_blob(7, a.stored.data(), a.stored.size());
+      if (a.dict_id) insert->bind(5, a.dict_id);
       else insert->bind_null(5);
       if (!insert->step()) throw StoreError(EIO, "blob insert returned no id");
-      moved[id] = insert->int64(0);
+      moved[a.id] = insert->int64(0);
     }
     if (moved.empty()) return;
     std::vector<std::array<int64_t, 3>> repoint;  // ino, seq, new blob
@@ -991,6 +1069,7 @@ class StoreImpl final : public Store {
   std::shared_ptr<const DictionarySet> dict_set_ = std::make_shared<const DictionarySet>();
   size_t changes_since_check_ = 0;
   bool dicts_coded_ = true;  // dicts has codec and raw_size (not in format 1)
+  size_t page_size_ = 4096;  // of store.db
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
 };
 
@@ -1022,6 +1101,7 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
   int64_t dict_id = 0;
   Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
   std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
+  note_new_blob();
   auto s = db_.cached(
       "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
       "RETURNING id");
@@ -1042,6 +1122,7 @@ int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& c
     if (s->step()) return s->int64(0);
   }
   std::string_view stored = chunk.codec == Codec::kRaw ? raw : std::string_view(chunk.stored);
+  note_new_blob();
   auto s = db_.cached(
       "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
       "RETURNING id");
@@ -1051,6 +1132,73 @@ int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& c
   else s->bind_null(5);
   if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
   return s->int64(0);
+}
+
+void WriteBatchImpl::note_new_blob() {
+  if (first_new_blob_) return;
+  // Blob ids only grow (AUTOINCREMENT): every blob of this batch is above
+  // the largest there is before its first.
+  auto s = db_.cached("SELECT coalesce(max(id), 0) + 1 FROM blobs");
+  s->step();
+  first_new_blob_ = s->int64(0);
+}
+
+void WriteBatchImpl::pack_new_blobs() {
+  if (!first_new_blob_ || new_chunks_.size() < 2) return;
+  struct Row {
+    int64_t id;
+    std::string sha256;
+    int64_t raw_size, codec, dict_id, refs;
+    std::string data;
+  };
+  std::vector<Row> rows;
+  {
+    Stmt s(db_.handle(),
+           "SELECT id, sha256, raw_size, codec, dict_id, refs, data FROM blobs WHERE id >= ? ORDER BY id");
+    s.bind(1, first_new_blob_);
+    while (s.step())
+      rows.push_back({s.int64(0), std::string(s.blob(1)), s.int64(2), s.int64(3), s.is_null(4) ? 0 : s.int64(4),
+                      s.int64(5), std::string(s.blob(6))});
+  }
+  if (rows.size() < 2) return;
+  std::vector<size_t> payloads;
+  for (const Row& row : rows) payloads.push_back(blob_payload(row.data.size()));
+  std::vector<size_t> order = packing_order(payloads, store_.page_size());
+  bool in_order = true;
+  for (size_t i = 0; i < order.size() && in_order; ++i) in_order = order[i] == i;
+  if (in_order) return;
+  {
+    auto s = db_.cached("DELETE FROM blobs WHERE id >= ?");
+    s->bind(1, first_new_blob_).run();
+  }
+  std::unordered_map<int64_t, int64_t> moved;
+  auto insert = db_.cached(
+      "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, ?, ?) "
+      "RETURNING id");
+  for (size_t i : order) {
+    const Row& row = rows[i];
+    insert->bind_blob(1, row.sha256.data(), row.sha256.size()).bind(2, row.raw_size);
+    insert->bind(3, int64_t(row.data.size())).bind(4, row.codec).bind(6, row.refs);
+    insert->bind_blob(7, row.data.data(), row.data.size());
+    if (row.dict_id) insert->bind(5, row.dict_id);
+    else insert->bind_null(5);
+    if (!insert->step()) throw StoreError(EIO, "blob insert returned no id");
+    moved[row.id] = insert->int64(0);
+    insert->reset();
+  }
+  // The chunk rows this batch wrote that name them (some may be gone again).
+  std::sort(new_chunks_.begin(), new_chunks_.end());
+  new_chunks_.erase(std::unique(new_chunks_.begin(), new_chunks_.end()), new_chunks_.end());
+  for (const auto& [ino, seq] : new_chunks_) {
+    auto find = db_.cached("SELECT blob FROM chunks WHERE ino=? AND seq=?");
+    find->bind(1, ino).bind(2, seq);
+    if (!find->step()) continue;
+    auto it = moved.find(find->int64(0));
+    find->reset();
+    if (it == moved.end()) continue;
+    auto update = db_.cached("UPDATE chunks SET blob=? WHERE ino=? AND seq=?");
+    update->bind(1, it->second).bind(2, ino).bind(3, seq).run();
+  }
 }
 
 void WriteBatchImpl::release_chunks(int64_t ino) {
@@ -1189,6 +1337,7 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
     auto s = db_.cached("INSERT INTO chunks(ino, seq, blob) VALUES(?, ?, ?)");
     for (size_t i = 0; i < chunks.size(); ++i) {
       s->bind(1, ino).bind(2, int64_t(i)).bind(3, chunks[i].blob).run();
+      if (first_new_blob_ && chunks[i].blob >= first_new_blob_) new_chunks_.emplace_back(ino, int64_t(i));
     }
   }
   ItemInfo info;
