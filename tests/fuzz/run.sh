@@ -47,6 +47,34 @@ for q in 'solar panel' 'solar OR wind -farm' '"exact phrase"' 'photovolt*' 'titl
 done
 printf '{"format_version":1,"id":"20240101T000000Z-full","kind":"full","created_ns":1,"chain":["20240101T000000Z-full"],"deleted":[],"items":{"ab":{"sha256":"%064d","size":3,"mode":33188,"mtime_ns":1,"in":"20240101T000000Z-full"}}}' 0 \
   >"$seed_dir/manifest/full"
+# Format 2 exactly as itemfs writes it, so the direct layout parser is reached.
+cat >"$seed_dir/manifest/format2" <<'MANIFEST'
+{
+  "format": "itemfs-backup",
+  "format_version": 2,
+  "id": "20261121T140353Z-incr",
+  "kind": "incremental",
+  "parent": "20261121T140353Z-full",
+  "created": "2026-11-21T14:03:53.313983046Z",
+  "created_ns": 1795269833313983046,
+  "encrypted": false,
+  "store_format_version": 2,
+  "item_count": 3,
+  "item_bytes": 24,
+  "archived_count": 1,
+  "archived_bytes": 8,
+  "chain": ["20261121T140353Z-full", "20261121T140353Z-incr"],
+  "item_fields": ["sha256", "size", "mtime_ns", "archive", "mode", "uid", "gid"],
+  "item_defaults": {"mode": 33188, "uid": 0, "gid": 0},
+  "deleted": [],
+  "items": {
+"abc":["e346432021b04179518d9614f3560ccd71354a4ee101ddcb893d6959a9d6301c",8,1795269833241885721,0],
+"abd":["651b5768de252a9f4d2083046d83f81c31369beb73d14411492b20ea8fd1fcf5",8,1795269833241885721,0,33261,0,0],
+"abe":["0818b8c7ae5997ac81b0a9325320bd04a69cd7bab547bceda1964d5b8be42be4",8,1795269833287018186,1]
+  }
+}
+
+MANIFEST
 
 status=0
 for t in "${targets[@]}"; do
