@@ -790,7 +790,9 @@ struct Manager::Impl {
               {"problems", r.problems},
               {"more_problems", r.more}};
     try {
-      write_file_atomic(bdir / kVerifyFile, v.dump(2) + "\n");
+      // Problems quote names and bytes from a damaged archive, which need not
+      // be UTF-8: they are written with U+FFFD in place of invalid bytes.
+      write_file_atomic(bdir / kVerifyFile, v.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     } catch (const JobError& e) {
       r.add(std::string("cannot record the result: ") + e.what());
     }
@@ -1294,7 +1296,7 @@ struct Manager::Impl {
       j = {{"state", "idle"}, {"last", last}};
     }
     if (sched_every_s > 0) j["schedule"] = {{"every_s", sched_every_s}, {"next", iso_time(sched_next_ns)}};
-    return j.dump(2) + "\n";
+    return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   }
 
   // ------------------------------------------------------------ schedule

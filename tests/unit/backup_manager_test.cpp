@@ -646,6 +646,18 @@ TEST_F(BackupTest, RestoreRejectsHostileEntryNames) {
   }
 }
 
+// Messages quote what they were given, which need not be UTF-8 (a damaged
+// archive's names, a bad command): status and verify.json stay JSON.
+TEST_F(BackupTest, MessagesThatAreNotUtf8StayJson) {
+  fill(3);
+  run_ok("full");
+  std::string id = last_id();
+  EXPECT_NE(mgr().run("verify 2024\xa9\xff-full").code, 0);
+  json s = status(mgr());
+  EXPECT_EQ(s["last"]["ok"], false);
+  EXPECT_NE(s["last"]["message"].get<std::string>().find("\xef\xbf\xbd"), std::string::npos) << s.dump();
+}
+
 // 8: one snapshot; writers keep going meanwhile; the restore is consistent.
 TEST_F(BackupTest, BackupDuringWritesIsAPointInTime) {
   // Ballast makes the backup take a while; the writer rewrites all counters
