@@ -80,18 +80,12 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
 }
 
 void ManifestWriter::item(std::string_view id, const ItemMeta& meta) {
-  static constexpr char kDigits[] = "0123456789abcdef";
   std::string& s = out_;
   s += first_ ? "\n" : ",\n";
   first_ = false;
   append_json_string(s, id);
   s += ":[\"";
-  size_t at = s.size();
-  s.resize(at + 64);
-  for (size_t i = 0; i < 32; ++i) {
-    s[at + 2 * i] = kDigits[meta.sha256[i] >> 4];
-    s[at + 2 * i + 1] = kDigits[meta.sha256[i] & 15];
-  }
+  append_hex(s, meta.sha256.data(), meta.sha256.size());
   s += "\",";
   append_uint(s, meta.size);
   s += ',';

@@ -12,13 +12,19 @@
 
 namespace itemfs::backup {
 
-std::string hex(const uint8_t* data, size_t size) {
+void append_hex(std::string& out, const uint8_t* data, size_t size) {
   static const char* digits = "0123456789abcdef";
-  std::string out(size * 2, '0');
+  const size_t at = out.size();
+  out.resize(at + size * 2);
   for (size_t i = 0; i < size; ++i) {
-    out[2 * i] = digits[data[i] >> 4];
-    out[2 * i + 1] = digits[data[i] & 15];
+    out[at + 2 * i] = digits[data[i] >> 4];
+    out[at + 2 * i + 1] = digits[data[i] & 15];
   }
+}
+
+std::string hex(const uint8_t* data, size_t size) {
+  std::string out;
+  append_hex(out, data, size);
   return out;
 }
 

@@ -29,6 +29,8 @@ class JobError : public std::runtime_error {
 using Sha256Hasher = store::Sha256Hasher;
 
 std::string hex(const uint8_t* data, size_t size);
+// The same, appended: the manifest writer encodes a digest per item.
+void append_hex(std::string& out, const uint8_t* data, size_t size);
 // Parses exactly 64 hex digits.
 bool parse_sha256_hex(std::string_view text, store::Sha256& out);
 
