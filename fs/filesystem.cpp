@@ -812,18 +812,28 @@ class Filesystem : public Tree {
   }
 
   // Drops a writer of node `ino`'s body; the body goes when nobody writes it
-  // (a pending item keeps it: it is all there is of the item).
+  // (a pending item keeps it: it is all there is of the item). One never committed
+  // (refused, superseded) may have reached the kernel as a size: until the
+  // state is dropped here a getattr answers with its size, which the kernel
+  // keeps for kItemTimeout. So the kernel is told to forget it only now, in
+  // the same critical section: an open that no longer sees the state sees
+  // the invalidation pending and bypasses the kernel's size.
   void unstage(fuse_ino_t ino, const std::shared_ptr<FileState>& state) {
     std::lock_guard lock(mutex_);
-    bool idle;
+    bool idle, uncommitted;
     {
       std::lock_guard state_lock(state->mutex);
       idle = --state->writers == 0;
+      uncommitted = state->dirty;
     }
     auto it = nodes_.find(ino);
     if (!idle || it == nodes_.end() || it->second.state != state || it->second.kind != Kind::kItem) return;
     if (it->second.pending && !it->second.unlinked) return;
     it->second.state.reset();
+    if (uncommitted) {
+      it->second.cache_valid = false;
+      invalidate_inode(ino);
+    }
   }
 
   // The path a user knows node `ino` by, for the log.
@@ -1169,7 +1179,7 @@ class Filesystem : public Tree {
         last = h->state->writers == 1;
       }
       // What flush did not commit; its errors reach nobody but the log.
-      if (last && !superseded(*h) && commit(ino, true) != 0) forget_cached(ino);
+      if (last && !superseded(*h)) commit(ino, true);
       std::string discarded;
       {
         std::lock_guard lock(mutex_);
@@ -1188,6 +1198,7 @@ class Filesystem : public Tree {
           discarded = it->second.name;
         }
       }
+      unstage(ino, h->state);
       // The kernel may have cached the name and attributes (a stat between
       // the refusing flush and this release): the file is gone now.
       if (!discarded.empty()) {
@@ -1195,7 +1206,6 @@ class Filesystem : public Tree {
         invalidate_inode(ino);
         invalidate_shard(store::shard_of(discarded));  // its cached listing
       }
-      unstage(ino, h->state);
     }
     {
       std::lock_guard lock(mutex_);

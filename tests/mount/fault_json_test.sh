@@ -131,8 +131,9 @@ for name in sorted(os.listdir(f"{g}/invalid")):
     if (where, err) != ("close", errno.EINVAL):
         problems.append(f"invalid {name}: overwrite: {where} gave {errno.errorcode.get(err, err)}")
     try:
-        if read(old) != OLD:
-            problems.append(f"invalid {name}: old version not kept")
+        got = read(old)
+        if got != OLD:
+            problems.append(f"invalid {name}: old version not kept: read {got[:40]!r}, size {os.stat(old).st_size}")
     except OSError as e:
         problems.append(f"invalid {name}: old version unreadable: {e}")
     # A scratch file with that body renamed onto the item: EINVAL, both kept.
