@@ -49,43 +49,85 @@ Tokenizer::~Tokenizer() {
 
 namespace {
 
-struct Callback {
-  std::string_view text;
-  const std::function<void(std::string_view, size_t, size_t)>* fn;
-};
-
-int on_token(void* ctx, int /*flags*/, const char* token, int n, int start, int end) {
-  auto* cb = static_cast<Callback*>(ctx);
-  (*cb->fn)(std::string_view(token, size_t(n)), size_t(start), size_t(end));
-  return SQLITE_OK;
-}
-
-}  // namespace
-
-void Tokenizer::tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn) {
-  if (text.empty()) return;
-  Callback cb{text, &fn};
-  // FTS5 takes an int length; callers keep texts far below 2 GiB.
-  module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token);
-}
-
-namespace {
-
 struct StopCallback {
   const std::function<bool(std::string_view, size_t, size_t)>* fn;
+  size_t offset;  // of the piece being tokenized within the whole text
+  bool stopped;
 };
 
 int on_token_until(void* ctx, int /*flags*/, const char* token, int n, int start, int end) {
   auto* cb = static_cast<StopCallback*>(ctx);
-  return (*cb->fn)(std::string_view(token, size_t(n)), size_t(start), size_t(end)) ? SQLITE_OK : SQLITE_DONE;
+  if ((*cb->fn)(std::string_view(token, size_t(n)), cb->offset + size_t(start), cb->offset + size_t(end))) {
+    return SQLITE_OK;
+  }
+  cb->stopped = true;
+  return SQLITE_DONE;
 }
+
+bool is_ascii_alnum(unsigned char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
 
 }  // namespace
 
+void Tokenizer::tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn) {
+  tokenize_until(text, [&](std::string_view token, size_t start, size_t end) {
+    fn(token, start, end);
+    return true;
+  });
+}
+
+// unicode61 takes ASCII letters and digits as token characters, every other
+// ASCII character as a separator, and folds ASCII by lower-casing it. So a
+// run of ASCII letters and digits between ASCII separators is one token,
+// made here without calling the tokenizer (most text is ASCII, and the call
+// per token is what costs); runs holding other characters go to unicode61,
+// which splits and folds them as it does in the index.
 void Tokenizer::tokenize_until(std::string_view text, const std::function<bool(std::string_view, size_t, size_t)>& fn) {
-  if (text.empty()) return;
-  StopCallback cb{&fn};
-  module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token_until);
+  const size_t n = text.size();
+  StopCallback cb{&fn, 0, false};
+  size_t i = 0;
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80 && !is_ascii_alnum(c)) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    bool ascii = true;
+    for (; j < n; ++j) {
+      const auto d = static_cast<unsigned char>(text[j]);
+      if (d >= 0x80) {
+        ascii = false;
+      } else if (!is_ascii_alnum(d)) {
+        break;
+      }
+    }
+    if (ascii) {
+      folded_.assign(text.data() + i, j - i);
+      for (char& ch : folded_) {
+        if (ch >= 'A' && ch <= 'Z') ch = char(ch - 'A' + 'a');
+      }
+      if (!fn(folded_, i, j)) return;
+    } else {
+      // FTS5 takes an int length; callers keep texts far below 2 GiB.
+      cb.offset = i;
+      module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data() + i, int(j - i), on_token_until);
+      if (cb.stopped) return;
+    }
+    i = j;
+  }
+}
+
+std::vector<std::tuple<std::string, size_t, size_t>> Tokenizer::unicode61_tokens(std::string_view text) {
+  std::vector<std::tuple<std::string, size_t, size_t>> out;
+  const std::function<bool(std::string_view, size_t, size_t)> fn = [&](std::string_view t, size_t a, size_t b) {
+    out.emplace_back(std::string(t), a, b);
+    return true;
+  };
+  StopCallback cb{&fn, 0, false};
+  if (!text.empty()) {
+    module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data(), int(text.size()), on_token_until);
+  }
+  return out;
 }
 
 std::vector<std::string> Tokenizer::tokens(std::string_view text) {

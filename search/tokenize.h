@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 struct sqlite3;
@@ -38,16 +39,22 @@ class Tokenizer {
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // Calls fn(folded token, start byte, end byte) for each token of text.
+  // Calls fn(folded token, start byte, end byte) for each token of text,
+  // exactly as unicode61 would (ASCII runs are split and folded here, the
+  // rest by unicode61 itself).
   void tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn);
   // The same until fn returns false.
   void tokenize_until(std::string_view text, const std::function<bool(std::string_view, size_t, size_t)>& fn);
   // The folded tokens of text.
   std::vector<std::string> tokens(std::string_view text);
+  // (folded token, start, end) of text from unicode61 alone, every token
+  // through it: what tokenize() must agree with (tests).
+  std::vector<std::tuple<std::string, size_t, size_t>> unicode61_tokens(std::string_view text);
 
  private:
   const Fts5Library::Unicode61& module_;
   Fts5Tokenizer* tok_ = nullptr;
+  std::string folded_;  // the current ASCII token, lower-cased
 };
 
 }  // namespace itemfs::search::detail
