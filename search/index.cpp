@@ -430,6 +430,17 @@ size_t snippet_scan_start(std::string_view text, const std::vector<HighlightTerm
   return 0;
 }
 
+// True when no token of text can be one of the terms: they are all ASCII
+// words, none occurs in text ignoring ASCII case, and text is ASCII only (a
+// token with other characters could fold into a term: "ensuréd").
+bool cannot_match(std::string_view text, const std::vector<HighlightTerm>& terms) {
+  for (const auto& term : terms) {
+    if (term.cjk || !is_ascii_word(term.text)) return false;
+    if (find_ascii_nocase(text, term.text) != std::string_view::npos) return false;
+  }
+  return std::all_of(text.begin(), text.end(), [](char c) { return uint8_t(c) < 0x80; });
+}
+
 // A passage of `text` around the densest cluster of matched words near the
 // first one, or its start when nothing matches (then *matched is false).
 std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vector<HighlightTerm>& terms,
@@ -439,6 +450,8 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
   constexpr size_t kScanAfterHit = 256;  // tokens looked at after the first match
   text = utf8_prefix(text, kSnippetBodyCap);
   const size_t scan_from = snippet_scan_start(text, terms);
+  // Nothing can match: only the start of the text is shown.
+  const bool hopeless = scan_from == 0 && cannot_match(text, terms);
   sc.spans.clear();
   sc.flags.clear();
   size_t first_hit = SIZE_MAX;
@@ -447,9 +460,11 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
     start += scan_from;
     end += scan_from;
     sc.spans.emplace_back(uint32_t(start), uint32_t(end));
-    sc.flags.push_back(token_flags(folded, text.substr(start, end - start), terms));
+    sc.flags.push_back(hopeless ? 0 : token_flags(folded, text.substr(start, end - start), terms));
     if (sc.flags.back() && first_hit == SIZE_MAX) first_hit = sc.flags.size() - 1;
     stopped = first_hit != SIZE_MAX && sc.flags.size() > first_hit + kScanAfterHit;
+    // (one token past the window tells that the text goes on)
+    if (hopeless) stopped = sc.spans.size() > kWindow;
     return !stopped;
   });
   *matched = false;

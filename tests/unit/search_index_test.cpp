@@ -271,6 +271,38 @@ TEST_F(SearchIndex, Snippets) {
   EXPECT_LT(r.hits[0].snippet.size(), 400u);
 }
 
+TEST_F(SearchIndex, SnippetsWhenTheMainTextHasNoMatch) {
+  // The word only in another field: the main text (all ASCII, no match) is
+  // passed over for the text that has it.
+  std::string body;
+  for (int k = 0; k < 3000; ++k) body += "filler" + std::to_string(k) + " ";
+  put("o1", {{"title", "x"}, {"content", body}, {"note", "an ensured outcome"}});
+  auto r = search("ensured");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_NE(r.hits[0].snippet.find("[ensured] outcome"), std::string::npos) << r.hits[0].snippet;
+  // The word only with an accent in a long ASCII-and-accents text: found by folding.
+  put("o2", {{"title", "x"}, {"content", body + "the ensuréd one " + body}});
+  r = search("ensured");
+  ASSERT_EQ(r.hits.size(), 2u);
+  for (const auto& h : r.hits) {
+    if (h.id == "o2") {
+      EXPECT_NE(h.snippet.find("[ensuréd] one"), std::string::npos) << h.snippet;
+    }
+  }
+  // Filters only: the start of the text, cut after 24 words.
+  put("o3", {{"title", "x"}, {"content", body}, {"source", "zeta"}});
+  r = search("source:zeta");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet,
+            "filler0 filler1 filler2 filler3 filler4 filler5 filler6 filler7 filler8 filler9 filler10 filler11 "
+            "filler12 filler13 filler14 filler15 filler16 filler17 filler18 filler19 filler20 filler21 filler22 "
+            "filler23 …");
+  put("o4", {{"title", "x"}, {"content", "short text"}, {"source", "zeta2"}});
+  r = search("source:zeta2");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_EQ(r.hits[0].snippet, "short text");
+}
+
 TEST_F(SearchIndex, WritesShowUpAtOnce) {
   load_corpus();
   EXPECT_TRUE(ids("kangaroo").empty());
