@@ -57,7 +57,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Format version 2 schema. docs/FORMAT.md describes every column.
+// Format version 3 schema (the tables are format 2's). docs/FORMAT.md
+// describes every column.
 const char* const kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dicts(
@@ -84,10 +85,17 @@ CREATE TABLE IF NOT EXISTS chunks(
 
 // How a blob is found by its SHA-256: by its first 8 bytes, in a quarter of
 // the room of an index of all 32. A format 1 store has its UNIQUE(sha256)
-// index instead, and keeps it (dropping it would mean copying the table).
-const char* const kBlobsBySha = "CREATE INDEX IF NOT EXISTS blobs_by_sha ON blobs(substr(sha256, 1, 8))";
+// index instead, and keeps it (dropping it would mean copying the table); a
+// store made as format 2 keeps its blobs_by_sha, which has every blob. From
+// format 3 on the blob of a one-chunk item has no hash of its own (an empty
+// sha256: the item's sha256 is its hash), so the index holds only the others.
+const char* const kBlobsBySha =
+    "CREATE INDEX IF NOT EXISTS blobs_by_sha ON blobs(substr(sha256, 1, 8)) WHERE length(sha256) = 32";
 // A blob is looked up by "substr(sha256, 1, 8) = substr(?1, 1, 8) AND
-// sha256 = ?1", which either index answers.
+// sha256 = ?1 AND length(sha256) = 32", which any of them answers.
+// Format 3: a one-chunk item, and so its blob, is found by the first 4 bytes
+// of its SHA-256.
+const char* const kItemsBySha = "CREATE INDEX IF NOT EXISTS items_by_sha ON items(substr(sha256, 1, 4))";
 
 const char* const kItemColumns = "ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns";
 
@@ -192,9 +200,10 @@ std::vector<size_t> packing_order(const std::vector<size_t>& payloads, size_t pa
   return order;
 }
 
-// The payload of a blobs row holding `data` bytes: the data, the hash and
-// the small columns with the record header.
-size_t blob_payload(size_t data) { return data + 32 + 20; }
+// The payload of a blobs row holding `data` bytes and a hash of `hash`
+// bytes (32, or 0 when left out): the data, the hash and the small columns
+// with the record header.
+size_t blob_payload(size_t data, size_t hash) { return data + hash + 20; }
 
 class StoreImpl;
 
@@ -228,8 +237,14 @@ class WriteBatchImpl final : public WriteBatch {
   // Runs `fn` inside a savepoint so a failed call leaves the batch as it was.
   Status guarded(const std::function<Status()>& fn);
   std::optional<ItemInfo> find(std::string_view id);
-  int64_t store_chunk(std::string_view raw);
-  int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw);
+  // `whole`: the chunk is all of a one-chunk item.
+  int64_t store_chunk(std::string_view raw, bool whole);
+  int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, bool whole);
+  // The blob of `digest`, with one reference more; 0 if there is none.
+  int64_t reuse_blob(const Sha256& digest);
+  // Gives a blob whose one-chunk items are gone its hash back (see
+  // released_).
+  void restore_blob_hashes();
   void release_chunks(int64_t ino);
   void ensure_dir(const std::string& shard, const Attrs& like, int64_t now);
   void touch_dir(const std::string& shard, int64_t now);
@@ -245,6 +260,9 @@ class WriteBatchImpl final : public WriteBatch {
   std::string compressed_;
   int64_t first_new_blob_ = 0;  // the smallest id a blob new in this batch can have (0: none yet)
   std::vector<std::pair<int64_t, int64_t>> new_chunks_;  // (ino, seq) of chunk rows naming a new blob
+  // (blob, hash) of the one-chunk items whose chunks this batch released:
+  // a blob stored without its hash must get it back if it outlives them.
+  std::vector<std::pair<int64_t, Sha256>> released_;
   // Before the first blob this batch adds.
   void note_new_blob();
 };
@@ -264,6 +282,8 @@ class StoreImpl final : public Store {
       Stmt size(writer_->handle(), "PRAGMA page_size");
       if (size.step() && size.int64(0) >= 512) page_size_ = size_t(size.int64(0));
     }
+    // Format 1's UNIQUE(sha256) allows one empty hash only.
+    elide_blob_hashes_ = !options_.read_only && !has_unique_sha_index();
     load_dictionary_set();
     reserve_bytes_ = measure_reserve_bytes();
     if (!options_.read_only) keep_space_reserve();
@@ -275,6 +295,7 @@ class StoreImpl final : public Store {
 
   const std::vector<CommitHook*>& hooks() const { return hooks_; }
   Compressor& compressor() { return compressor_; }
+  bool elide_blob_hashes() const { return elide_blob_hashes_; }
   size_t page_size() const { return page_size_; }
 
   void write(const std::function<void(WriteBatch&)>& fn) override {
@@ -770,12 +791,14 @@ class StoreImpl final : public Store {
  private:
   fs::path db_path() const { return dir_ / "store.db"; }
 
-  // Creates the tables of a new store, or brings a store of format 1 to the
-  // current format: items_by_shard(shard, id) is dropped (a shard's items
-  // are a range of ids; items_in_00 holds those of shard 00). A format 1
-  // store keeps its one dictionary and its blobs as they are. A store of a
-  // format this build does not know is left alone (check_version() refuses
-  // it).
+  // Creates the tables of a new store, or brings a store of format 1 or 2
+  // to the current format, in one transaction. 1 to 2: items_by_shard(shard,
+  // id) is dropped (a shard's items are a range of ids; items_in_00 holds
+  // those of shard 00), dicts gains codec and raw_size; the store keeps its
+  // one dictionary and its blobs as they are. 2 to 3: items_by_sha is made;
+  // the blobs keep their hashes (format 3 allows both; only blobs stored
+  // later leave theirs out). A store of a format this build does not know is
+  // left alone (check_version() refuses it).
   void init_schema() {
     writer_->exec("BEGIN IMMEDIATE");
     try {
@@ -793,15 +816,21 @@ class StoreImpl final : public Store {
         writer_->exec("ALTER TABLE dicts ADD COLUMN codec INTEGER NOT NULL DEFAULT 0");
         writer_->exec("ALTER TABLE dicts ADD COLUMN raw_size INTEGER");
         if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
+      }
+      if (found == 1 || found == 2) {
+        writer_->exec(kSchema);
+        writer_->exec(kItemsBySha);
         auto set = writer_->cached("UPDATE meta SET value=? WHERE key='format_version'");
         set->bind(1, int64_t(kFormatVersion)).run();
       } else if (found == kFormatVersion) {
         writer_->exec(kSchema);
         if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
+        writer_->exec(kItemsBySha);
       }
       if (!found) {
         writer_->exec(kSchema);
         writer_->exec(kBlobsBySha);
+        writer_->exec(kItemsBySha);
         auto set = writer_->cached("INSERT INTO meta(key, value) VALUES('format_version', ?)");
         set->bind(1, int64_t(kFormatVersion));
         set->run();
@@ -1011,7 +1040,7 @@ class StoreImpl final : public Store {
     for (const Again& a : again) {
       auto remove = db.cached("DELETE FROM blobs WHERE id=?");
       remove->bind(1, a.id).run();
-      payloads.push_back(blob_payload(a.stored.size()));
+      payloads.push_back(blob_payload(a.stored.size(), a.sha256.size()));
     }
     std::unordered_map<int64_t, int64_t> moved;
     for (size_t i : packing_order(payloads, page_size_)) {
@@ -1043,8 +1072,8 @@ class StoreImpl final : public Store {
     auto s = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
     if (!s->step()) throw StoreError(EINVAL, dir_.string() + " is not an itemfs store (no format_version)");
     int64_t version = s->int64(0);
-    // A read-only store of format 1 is read as it is (see init_schema()).
-    if (version != kFormatVersion && !(version == 1 && options_.read_only))
+    // A read-only store of format 1 or 2 is read as it is (see init_schema()).
+    if (version != kFormatVersion && !((version == 1 || version == 2) && options_.read_only))
       throw StoreError(EINVAL, "store format " + std::to_string(version) + " is not supported (this build reads " +
                                    std::to_string(kFormatVersion) + ")");
   }
@@ -1069,6 +1098,7 @@ class StoreImpl final : public Store {
   std::shared_ptr<const DictionarySet> dict_set_ = std::make_shared<const DictionarySet>();
   size_t changes_since_check_ = 0;
   bool dicts_coded_ = true;  // dicts has codec and raw_size (not in format 1)
+  bool elide_blob_hashes_ = false;  // a one-chunk item's new blob is stored without its hash
   size_t page_size_ = 4096;  // of store.db
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
 };
@@ -1090,14 +1120,28 @@ Status WriteBatchImpl::guarded(const std::function<Status()>& fn) {
 
 std::optional<ItemInfo> WriteBatchImpl::find(std::string_view id) { return StoreImpl::find_item(db_, id); }
 
-int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
-  Sha256 digest = sha256_of(raw);
+int64_t WriteBatchImpl::reuse_blob(const Sha256& digest) {
   {
     auto s = db_.cached(
-        "UPDATE blobs SET refs=refs+1 WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 RETURNING id");
+        "UPDATE blobs SET refs=refs+1 WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 AND "
+        "length(sha256) = 32 RETURNING id");
     s->bind_blob(1, digest.data(), digest.size());
     if (s->step()) return s->int64(0);
   }
+  if (!store_.elide_blob_hashes()) return 0;
+  // A blob stored without its hash: the one chunk of an item of that hash.
+  auto s = db_.cached(
+      "UPDATE blobs SET refs=refs+1 WHERE length(sha256) = 0 AND id = (SELECT c.blob FROM items i JOIN chunks c "
+      "ON c.ino = i.ino AND c.seq = 0 WHERE substr(i.sha256, 1, 4) = substr(?1, 1, 4) AND i.sha256 = ?1 AND "
+      "i.size <= ?2 LIMIT 1) RETURNING id");
+  s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(kChunkSize));
+  if (s->step()) return s->int64(0);
+  return 0;
+}
+
+int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
+  Sha256 digest = sha256_of(raw);
+  if (int64_t id = reuse_blob(digest)) return id;
   int64_t dict_id = 0;
   Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
   std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
@@ -1105,7 +1149,9 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
   auto s = db_.cached(
       "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
       "RETURNING id");
-  s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(raw.size())).bind(3, int64_t(stored.size()));
+  bool elide = whole && store_.elide_blob_hashes();
+  s->bind_blob(1, digest.data(), elide ? 0 : digest.size()).bind(2, int64_t(raw.size()));
+  s->bind(3, int64_t(stored.size()));
   s->bind(4, int64_t(codec)).bind_blob(6, stored.data(), stored.size());
   if (dict_id) s->bind(5, dict_id);
   else s->bind_null(5);
@@ -1114,19 +1160,16 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw) {
 }
 
 // store_chunk() for a chunk compressed ahead.
-int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw) {
-  {
-    auto s = db_.cached(
-        "UPDATE blobs SET refs=refs+1 WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 RETURNING id");
-    s->bind_blob(1, chunk.sha256.data(), chunk.sha256.size());
-    if (s->step()) return s->int64(0);
-  }
+int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw,
+                                             bool whole) {
+  if (int64_t id = reuse_blob(chunk.sha256)) return id;
   std::string_view stored = chunk.codec == Codec::kRaw ? raw : std::string_view(chunk.stored);
   note_new_blob();
   auto s = db_.cached(
       "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
       "RETURNING id");
-  s->bind_blob(1, chunk.sha256.data(), chunk.sha256.size()).bind(2, int64_t(raw.size()));
+  bool elide = whole && store_.elide_blob_hashes();
+  s->bind_blob(1, chunk.sha256.data(), elide ? 0 : chunk.sha256.size()).bind(2, int64_t(raw.size()));
   s->bind(3, int64_t(stored.size())).bind(4, int64_t(chunk.codec)).bind_blob(6, stored.data(), stored.size());
   if (chunk.codec == Codec::kZlib && chunk.dict_id) s->bind(5, chunk.dict_id);
   else s->bind_null(5);
@@ -1143,7 +1186,24 @@ void WriteBatchImpl::note_new_blob() {
   first_new_blob_ = s->int64(0);
 }
 
+// A blob stored without its hash keeps it in the items whose one chunk it
+// is. Once the last of them is gone (removed, renamed over, given other
+// content), a blob that other items still use as one of their chunks gets
+// its hash back, so that it can be found and checked by it. Done once the
+// batch's items are final (a blob's last holder may be replaced by an item
+// of the same content in the same batch) and before its new blobs move.
+void WriteBatchImpl::restore_blob_hashes() {
+  for (const auto& [blob, digest] : released_) {
+    auto s = db_.cached(
+        "UPDATE blobs SET sha256 = ?1 WHERE id = ?2 AND length(sha256) = 0 AND NOT EXISTS (SELECT 1 FROM items "
+        "WHERE substr(sha256, 1, 4) = substr(?1, 1, 4) AND sha256 = ?1 AND size <= ?3)");
+    s->bind_blob(1, digest.data(), digest.size()).bind(2, blob).bind(3, int64_t(kChunkSize)).run();
+  }
+  released_.clear();
+}
+
 void WriteBatchImpl::pack_new_blobs() {
+  restore_blob_hashes();
   if (!first_new_blob_ || new_chunks_.size() < 2) return;
   struct Row {
     int64_t id;
@@ -1162,7 +1222,7 @@ void WriteBatchImpl::pack_new_blobs() {
   }
   if (rows.size() < 2) return;
   std::vector<size_t> payloads;
-  for (const Row& row : rows) payloads.push_back(blob_payload(row.data.size()));
+  for (const Row& row : rows) payloads.push_back(blob_payload(row.data.size(), row.sha256.size()));
   std::vector<size_t> order = packing_order(payloads, store_.page_size());
   bool in_order = true;
   for (size_t i = 0; i < order.size() && in_order; ++i) in_order = order[i] == i;
@@ -1202,6 +1262,20 @@ void WriteBatchImpl::pack_new_blobs() {
 }
 
 void WriteBatchImpl::release_chunks(int64_t ino) {
+  if (store_.elide_blob_hashes()) {
+    auto s = db_.cached(
+        "SELECT c.blob, i.sha256 FROM items i JOIN chunks c ON c.ino = i.ino AND c.seq = 0 WHERE i.ino = ? AND "
+        "i.size <= ?");
+    s->bind(1, ino).bind(2, int64_t(kChunkSize));
+    if (s->step()) {
+      Sha256 digest{};
+      auto bytes = s->blob(1);
+      if (bytes.size() == digest.size()) {
+        std::copy(bytes.begin(), bytes.end(), digest.begin());
+        released_.emplace_back(s->int64(0), digest);
+      }
+    }
+  }
   {
     auto s = db_.cached("UPDATE blobs SET refs=refs-1 WHERE id IN (SELECT blob FROM chunks WHERE ino=?)");
     s->bind(1, ino).run();
@@ -1256,7 +1330,7 @@ Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Att
 Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs) {
   if (Status status = validate_json_bytes(bytes); !status.ok()) return status;
   return guarded([&] {
-    std::vector<ChunkRef> chunks{{store_chunk(bytes), bytes.size()}};
+    std::vector<ChunkRef> chunks{{store_chunk(bytes, true), bytes.size()}};
     MemoryBuf buf(bytes);
     std::istream in(&buf);
     return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs, in);
@@ -1272,7 +1346,7 @@ Status WriteBatchImpl::put_prepared(PreparedItem& item) {
     std::vector<ChunkRef> chunks;
     for (const auto& chunk : p.chunks) {
       std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
-      chunks.push_back({store_prepared_chunk(chunk, raw), raw.size()});
+      chunks.push_back({store_prepared_chunk(chunk, raw, p.chunks.size() == 1), raw.size()});
     }
     MemoryBuf buf(p.bytes);
     std::istream in(&buf);
@@ -1296,7 +1370,7 @@ Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, ui
       if (content.gcount() != want) throw StoreError(EIO, "the content changed while it was stored");
       std::string_view piece(buffer.data(), size_t(want));
       whole.update(piece);
-      chunks.push_back({store_chunk(piece), piece.size()});
+      chunks.push_back({store_chunk(piece, false), piece.size()});
       total += uint64_t(want);
     }
     content.clear();
@@ -1607,22 +1681,45 @@ FsckReport StoreImpl::fsck(bool repair) {
       if (!read_dictionary(db, d.int64(0)))
         report.problems.push_back("dictionary #" + std::to_string(d.int64(0)) + " is damaged");
   }
+  // The hashes of the blobs stored without one (format 3): those of the
+  // one-chunk items that use them.
+  std::unordered_map<int64_t, std::string> held_hashes;
+  {
+    Stmt s(db.handle(),
+           "SELECT c.blob, i.sha256 FROM items i JOIN chunks c ON c.ino = i.ino AND c.seq = 0 JOIN blobs b ON "
+           "b.id = c.blob WHERE i.size <= ? AND length(b.sha256) = 0");
+    s.bind(1, int64_t(kChunkSize));
+    while (s.step()) held_hashes.emplace(s.int64(0), std::string(s.blob(1)));
+  }
   // Every blob: decodes, has its raw size and hashes to its name.
   std::set<int64_t> bad_blobs;
   std::unordered_map<int64_t, int64_t> recorded_refs;
+  std::unordered_map<std::string, int64_t> stored_times;  // blobs of each content
   {
     Stmt s(db.handle(), "SELECT id, sha256, raw_size, codec, dict_id, refs, data, stored_size FROM blobs");
     while (s.step()) {
       ++report.blobs_checked;
       int64_t id = s.int64(0);
       BlobRow row;
-      auto digest = s.blob(1);
-      std::string name = digest.size() == 32 ? to_hex([&] {
-        Sha256 d{};
-        std::copy(digest.begin(), digest.end(), d.begin());
-        return d;
-      }())
-                                             : "(bad sha256 column)";
+      std::string digest(s.blob(1));
+      bool unknown = false;  // no hash to check it against (the items check their content)
+      if (digest.empty()) {
+        if (auto it = held_hashes.find(id); it != held_hashes.end()) {
+          digest = it->second;
+        } else {
+          report.problems.push_back("blob #" + std::to_string(id) +
+                                    ": stored without its SHA-256, and no one-chunk item uses it");
+          unknown = true;
+        }
+      }
+      std::string name = unknown ? "#" + std::to_string(id)
+                         : digest.size() == 32 ? to_hex([&] {
+                             Sha256 d{};
+                             std::copy(digest.begin(), digest.end(), d.begin());
+                             return d;
+                           }())
+                                               : "(bad sha256 column)";
+      if (!unknown) ++stored_times[digest];
       row.raw_size = uint64_t(s.int64(2));
       row.codec = int(s.int64(3));
       row.dict_id = s.is_null(4) ? 0 : s.int64(4);
@@ -1635,21 +1732,18 @@ FsckReport StoreImpl::fsck(bool repair) {
       if (!bytes) {
         report.problems.push_back("blob " + name + ": " + problem);
         bad_blobs.insert(id);
-      } else if (to_hex(sha256_of(*bytes)) != name) {
+      } else if (!unknown && to_hex(sha256_of(*bytes)) != name) {
         report.problems.push_back("blob " + name + ": content does not match its SHA-256");
         bad_blobs.insert(id);
       }
     }
   }
   // One blob for each content (the store keeps it so; no index enforces it).
-  {
-    Stmt s(db.handle(), "SELECT sha256, count(*) FROM blobs GROUP BY sha256 HAVING count(*) > 1");
-    while (s.step()) {
-      Sha256 d{};
-      auto digest = s.blob(0);
-      if (digest.size() == d.size()) std::copy(digest.begin(), digest.end(), d.begin());
-      report.problems.push_back("blob " + to_hex(d) + ": stored " + std::to_string(s.int64(1)) + " times");
-    }
+  for (const auto& [digest, times] : stored_times) {
+    if (times < 2) continue;
+    Sha256 d{};
+    if (digest.size() == d.size()) std::copy(digest.begin(), digest.end(), d.begin());
+    report.problems.push_back("blob " + to_hex(d) + ": stored " + std::to_string(times) + " times");
   }
   // Reference counts equal the chunk rows that use each blob.
   std::unordered_map<int64_t, int64_t> actual_refs;

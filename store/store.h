@@ -38,7 +38,7 @@ struct sqlite3;
 namespace itemfs::store {
 
 inline constexpr uint64_t kChunkSize = 1 << 20;
-inline constexpr int kFormatVersion = 2;
+inline constexpr int kFormatVersion = 3;
 
 using Sha256 = std::array<uint8_t, 32>;
 std::string to_hex(const Sha256& digest);

@@ -697,6 +697,188 @@ TEST(StoreFormatTest, AFormat1StoreOpensReadsEveryByteAndMigrates) {
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='blobs_by_sha'"), 0);
 }
 
+// tests/unit/fixtures/store_format2: a store as the last build of format 2
+// wrote it (see its README.md), and what it holds.
+struct Format2Fixture {
+  std::filesystem::path dir = std::filesystem::path(__FILE__).parent_path() / "fixtures" / "store_format2";
+  struct Expected {
+    std::string sha256;
+    uint64_t size = 0;
+  };
+  std::map<std::string, Expected> items;
+  Format2Fixture() {
+    std::ifstream in(dir / "items.txt");
+    std::string sha, id;
+    uint64_t size = 0;
+    while (in >> sha >> size >> id) items[id] = {sha, size};
+  }
+};
+
+TEST(StoreFormatTest, AFormat2StoreOpensReadsEveryByteAndMigrates) {
+  Format2Fixture fixture;
+  ASSERT_EQ(fixture.items.size(), 44u);
+  TempDir dir;
+  std::filesystem::copy_file(fixture.dir / "store.db", dir.path() / "store.db");
+  auto db = dir.path() / "store.db";
+  auto read_back_all = [&](Store& store) {
+    for (const auto& [id, expected] : fixture.items) {
+      std::string bytes = read_all(store, id);
+      EXPECT_EQ(bytes.size(), expected.size) << id;
+      EXPECT_EQ(to_hex(sha256_of(bytes)), expected.sha256) << id;
+      auto info = store.item(id);
+      ASSERT_TRUE(info) << id;
+      EXPECT_EQ(to_hex(info->sha256), expected.sha256) << id;
+    }
+    auto snapshot = store.snapshot();
+    size_t seen = 0;
+    snapshot->for_each_item([&](const ItemInfo& info) {
+      std::string bytes;
+      snapshot->read_item(info, [&](std::string_view piece) { bytes += piece; });
+      EXPECT_EQ(to_hex(sha256_of(bytes)), fixture.items[info.id].sha256) << info.id;
+      ++seen;
+    });
+    EXPECT_EQ(seen, fixture.items.size());
+  };
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 2);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM chunks WHERE seq > 0"), 1);
+  EXPECT_EQ(scalar(db, "SELECT max(refs) FROM blobs"), 2);
+  // Read-only, it is read as it is.
+  {
+    Options options;
+    options.read_only = true;
+    auto store = Store::open(dir.path(), options);
+    read_back_all(*store);
+    EXPECT_TRUE(store->fsck(false).clean());
+  }
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 2);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='items_by_sha'"), 0);
+  // Opened to write, it is brought to format 3: an index more, nothing
+  // rewritten (its blobs keep their hashes).
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 3);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='items_by_sha'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE length(sha256) <> 32"), 0);
+  read_back_all(*store);
+  FsckReport report = store->fsck(false);
+  EXPECT_TRUE(report.clean()) << (report.problems.empty() ? "" : report.problems[0]);
+  EXPECT_EQ(report.items_checked, fixture.items.size());
+  // New items share the old blobs; a new content's blob leaves its hash out.
+  const std::string shared = "{\"t\": \"žluťoučký kůň\", \"n\": [1, 2, 3]}";
+  ASSERT_EQ(fixture.items["e9aa00000000000a"].sha256, to_hex(sha256_of(shared)));
+  int64_t blobs = scalar(db, "SELECT count(*) FROM blobs");
+  ASSERT_TRUE(put(*store, "again", shared).ok());
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs"), blobs);
+  EXPECT_EQ(scalar(db, "SELECT b.refs FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON i.ino=c.ino "
+                       "WHERE i.id='again'"),
+            2);
+  ASSERT_TRUE(put(*store, "new", "{\"new\": true}").ok());
+  EXPECT_EQ(scalar(db, "SELECT length(b.sha256) FROM blobs b JOIN chunks c ON c.blob=b.id JOIN items i ON "
+                       "i.ino=c.ino WHERE i.id='new'"),
+            0);
+  // Old items go and come back.
+  store->write([&](WriteBatch& b) {
+    ASSERT_TRUE(b.remove("e9aa00000000000a").ok());
+    ASSERT_TRUE(b.rename("ffff000000000001", "moved").ok());
+  });
+  EXPECT_EQ(read_all(*store, "again"), shared);
+  EXPECT_EQ(to_hex(sha256_of(read_all(*store, "moved"))), fixture.items["ffff000000000001"].sha256);
+  report = store->fsck(false);
+  EXPECT_TRUE(report.clean()) << (report.problems.empty() ? "" : report.problems[0]);
+  // Opened again, nothing more changes.
+  store.reset();
+  store = Store::open(dir.path());
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 3);
+  EXPECT_EQ(read_all(*store, "new"), "{\"new\": true}");
+  EXPECT_TRUE(store->fsck(false).clean());
+}
+
+// Format 3: the blob of a one-chunk item keeps no hash (the item's is its
+// hash). It is still found by it, shared, and checked; and it gets its hash
+// back when only items of several chunks still use it.
+TEST(StoreFormatTest, AOneChunkItemsBlobIsFoundByTheItemsHash) {
+  TempDir dir;
+  auto db = dir.path() / "store.db";
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 3);
+  // A JSON string of exactly one chunk, and an item of two chunks that
+  // starts with it (JSON allows the spaces after it).
+  std::string whole = "\"";
+  while (whole.size() < kChunkSize - 1) whole += "abcdefghij"[whole.size() % 10];
+  whole += "\"";
+  ASSERT_EQ(whole.size(), kChunkSize);
+  const std::string longer = whole + std::string(1000, ' ');
+  const Sha256 whole_sha = sha256_of(whole);
+  auto blob_of = [&](const std::string& id, int seq) {
+    return scalar(db, "SELECT c.blob FROM chunks c JOIN items i ON i.ino=c.ino WHERE i.id='" + id +
+                          "' AND c.seq=" + std::to_string(seq));
+  };
+  auto hash_length = [&](int64_t blob) {
+    return scalar(db, "SELECT length(sha256) FROM blobs WHERE id=" + std::to_string(blob));
+  };
+  auto clean = [&] {
+    FsckReport report = store->fsck(false);
+    std::string all;
+    for (auto& line : report.problems) all += line + "\n";
+    EXPECT_TRUE(report.clean()) << all;
+  };
+  ASSERT_TRUE(put(*store, "one", whole).ok());
+  ASSERT_TRUE(put(*store, "one-again", whole).ok());
+  const int64_t blob = blob_of("one", 0);
+  EXPECT_EQ(blob_of("one-again", 0), blob);
+  EXPECT_EQ(hash_length(blob), 0);
+  EXPECT_EQ(scalar(db, "SELECT refs FROM blobs WHERE id=" + std::to_string(blob)), 2);
+  EXPECT_EQ(to_hex(store->item("one")->sha256), to_hex(whole_sha));
+  // An item of two chunks shares it as its first.
+  ASSERT_TRUE(put(*store, "two", longer).ok());
+  EXPECT_EQ(blob_of("two", 0), blob);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs"), 2);
+  clean();
+  // The same content again in one batch, over itself, renamed over: the
+  // blob stays without its hash while a one-chunk item has it.
+  store->write([&](WriteBatch& b) {
+    std::istringstream a(whole), c("[1]");
+    ASSERT_TRUE(b.put("one", a, {}).ok());
+    ASSERT_TRUE(b.put("other", c, {}).ok());
+    ASSERT_TRUE(b.rename("one", "one-again").ok());
+  });
+  EXPECT_EQ(hash_length(blob), 0);
+  EXPECT_EQ(scalar(db, "SELECT refs FROM blobs WHERE id=" + std::to_string(blob)), 2);
+  clean();
+  // The last one-chunk item goes: the blob, still in "two", gets its hash.
+  store->write([&](WriteBatch& b) { ASSERT_TRUE(b.remove("one-again").ok()); });
+  EXPECT_EQ(hash_length(blob), 32);
+  EXPECT_EQ(scalar(db, "SELECT refs FROM blobs WHERE id=" + std::to_string(blob)), 1);
+  EXPECT_EQ(read_all(*store, "two"), longer);
+  clean();
+  // And is found by it.
+  ASSERT_TRUE(put(*store, "one", whole).ok());
+  EXPECT_EQ(blob_of("one", 0), blob);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs"), 3);  // and "other"'s
+  clean();
+  // Removed in the same batch as it is given other content: gone with both.
+  store->write([&](WriteBatch& b) {
+    std::istringstream a("[2]");
+    ASSERT_TRUE(b.put("one", a, {}).ok());
+    ASSERT_TRUE(b.remove("two").ok());
+  });
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE id=" + std::to_string(blob)), 0);
+  clean();
+  // fsck: a blob without a hash that no one-chunk item has is reported.
+  ASSERT_TRUE(put(*store, "x", "[3]").ok());
+  exec(db, "UPDATE items SET size=5000000 WHERE id='x'");  // no longer an item of one chunk
+  FsckReport report = store->fsck(false);
+  std::string all;
+  for (auto& line : report.problems) all += line + "\n";
+  EXPECT_NE(all.find("stored without its SHA-256, and no one-chunk item uses it"), std::string::npos) << all;
+  EXPECT_NE(all.find("item x: chunks hold 3 bytes"), std::string::npos) << all;
+  // A blob whose item's hash is wrong fails its check by that hash.
+  exec(db, "UPDATE items SET size=3, sha256=zeroblob(32) WHERE id='x'");
+  report = store->fsck(false);
+  all.clear();
+  for (auto& line : report.problems) all += line + "\n";
+  EXPECT_NE(all.find("content does not match its SHA-256"), std::string::npos) << all;
+}
+
 TEST(StoreTest, ABatchsNewBlobsFillTheirPages) {
   TempDir dir;
   auto db = dir.path() / "store.db";
@@ -765,8 +947,11 @@ TEST(StoreTest, BlobsAreFoundByTheFirstBytesOfTheirHash) {
   EXPECT_EQ(scalar(db, "SELECT max(refs) FROM blobs"), 5);
   EXPECT_TRUE(store->fsck(false).clean());
   // Nothing but the store keeps a content from being stored twice: fsck looks.
+  // (The blobs of these one-chunk items keep no hash: their items have it.)
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE length(sha256) = 0"), 10);
   exec(db, "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) "
-           "SELECT sha256, raw_size, stored_size, codec, dict_id, 0, data FROM blobs WHERE id=1");
+           "SELECT (SELECT sha256 FROM items WHERE id='a0'), raw_size, stored_size, codec, dict_id, 0, data "
+           "FROM blobs WHERE id=(SELECT blob FROM chunks JOIN items USING(ino) WHERE items.id='a0')");
   FsckReport report = store->fsck(false);
   std::string all;
   for (auto& line : report.problems) all += line + "\n";
