@@ -163,10 +163,20 @@ struct ChunkRef {
 // First fit decreasing: the rows, largest first, each into the first page
 // with room, pages one after the other. A row larger than a page keeps
 // only part of it on the page (the rest goes to overflow pages), computed
-// as SQLite does.
-std::vector<size_t> packing_order(const std::vector<size_t>& payloads, size_t page_size) {
+// as SQLite does. `max_rowid`: no row's rowid is larger.
+size_t varint_bytes(uint64_t value) {
+  size_t n = 1;
+  while (value >= 0x80 && n < 9) {
+    value >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+std::vector<size_t> packing_order(const std::vector<size_t>& payloads, size_t page_size, int64_t max_rowid) {
   const size_t usable = page_size;  // no reserved bytes per page
   const size_t max_local = usable - 35, min_local = (usable - 12) * 32 / 255 - 23;
+  const size_t rowid_bytes = varint_bytes(uint64_t(std::max<int64_t>(max_rowid, 0)));
   auto cell = [&](size_t payload) {
     size_t local = payload;
     if (payload > max_local) {
@@ -174,9 +184,9 @@ std::vector<size_t> packing_order(const std::vector<size_t>& payloads, size_t pa
       if (local > max_local) local = min_local;
       local += 4;  // the first overflow page's number
     }
-    return local + 9 + 2;  // rowid and size varints, at most; the cell pointer
+    return varint_bytes(payload) + rowid_bytes + local + 2;  // and the cell pointer
   };
-  const size_t capacity = usable - 8 - 32;  // a leaf page's header; a margin for the estimates
+  const size_t capacity = usable - 8;  // a leaf page's header
   std::vector<size_t> by_size(payloads.size());
   for (size_t i = 0; i < by_size.size(); ++i) by_size[i] = i;
   std::stable_sort(by_size.begin(), by_size.end(), [&](size_t a, size_t b) { return payloads[a] > payloads[b]; });
@@ -200,10 +210,33 @@ std::vector<size_t> packing_order(const std::vector<size_t>& payloads, size_t pa
   return order;
 }
 
-// The payload of a blobs row holding `data` bytes and a hash of `hash`
-// bytes (32, or 0 when left out): the data, the hash and the small columns
-// with the record header.
-size_t blob_payload(size_t data, size_t hash) { return data + hash + 20; }
+// The bytes of an integer in an SQLite record (0 and 1 take none).
+size_t int_bytes(int64_t v) {
+  if (v == 0 || v == 1) return 0;
+  if (v >= -128 && v <= 127) return 1;
+  if (v >= -32768 && v <= 32767) return 2;
+  if (v >= -8388608 && v <= 8388607) return 3;
+  if (v >= -2147483648LL && v <= 2147483647LL) return 4;
+  if (v >= -(1LL << 47) && v < (1LL << 47)) return 6;
+  return 8;
+}
+
+// The payload of a blobs row (its record, as SQLite stores it): the header
+// (its size, a type per column; the data's type a varint of its length)
+// and the values. `hash`: 32 bytes, or 0 when left out; `dict_id` 0: NULL.
+size_t blob_payload(size_t data, size_t hash, int64_t raw_size, int64_t codec, int64_t dict_id, int64_t refs) {
+  size_t header = 1 + 7 + varint_bytes(12 + 2 * uint64_t(data));
+  return header + hash + int_bytes(raw_size) + int_bytes(int64_t(data)) + int_bytes(codec) +
+         (dict_id ? int_bytes(dict_id) : 0) + int_bytes(refs) + data;
+}
+
+// No blob id is larger than this once `more` rows are added (AUTOINCREMENT
+// ids follow the largest ever given).
+int64_t max_blob_id_after(Db& db, size_t more) {
+  auto s = db.cached("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='blobs'), 0)");
+  int64_t seq = s->step() ? s->int64(0) : 0;
+  return seq + int64_t(more);
+}
 
 class StoreImpl;
 
@@ -1040,10 +1073,11 @@ class StoreImpl final : public Store {
     for (const Again& a : again) {
       auto remove = db.cached("DELETE FROM blobs WHERE id=?");
       remove->bind(1, a.id).run();
-      payloads.push_back(blob_payload(a.stored.size(), a.sha256.size()));
+      payloads.push_back(
+          blob_payload(a.stored.size(), a.sha256.size(), a.raw_size, int64_t(Codec::kZlib), a.dict_id, a.refs));
     }
     std::unordered_map<int64_t, int64_t> moved;
-    for (size_t i : packing_order(payloads, page_size_)) {
+    for (size_t i : packing_order(payloads, page_size_, max_blob_id_after(db, again.size()))) {
       const Again& a = again[i];
       auto insert = db.cached(
           "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, ?, ?) "
@@ -1222,8 +1256,10 @@ void WriteBatchImpl::pack_new_blobs() {
   }
   if (rows.size() < 2) return;
   std::vector<size_t> payloads;
-  for (const Row& row : rows) payloads.push_back(blob_payload(row.data.size(), row.sha256.size()));
-  std::vector<size_t> order = packing_order(payloads, store_.page_size());
+  for (const Row& row : rows)
+    payloads.push_back(
+        blob_payload(row.data.size(), row.sha256.size(), row.raw_size, row.codec, row.dict_id, row.refs));
+  std::vector<size_t> order = packing_order(payloads, store_.page_size(), max_blob_id_after(db_, rows.size()));
   bool in_order = true;
   for (size_t i = 0; i < order.size() && in_order; ++i) in_order = order[i] == i;
   if (in_order) return;
