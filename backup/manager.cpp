@@ -483,14 +483,15 @@ struct Manager::Impl {
     if (!all.empty()) created = std::max(created, all.back().summary.created_ns + 1);
     auto snap = store.snapshot();
 
-    // Pass 1: the store's items (metadata only), in id order.
+    // Pass 1: the store's items (metadata only), read in table order (one
+    // pass over the table's pages, no index walk), then put in id order.
     set_phase("scanning", 0, 0);
     struct Row {
       MapEntry e;
       int64_t ino;
     };
     std::vector<Row> rows;
-    snap->for_each_item([&](const store::ItemInfo& info) {
+    store::Store::scan_items(*snap, [&](const store::ItemInfo& info) {
       check_cancel();
       rows.push_back({{info.id, meta_of(info)}, info.ino});
       items_done.fetch_add(1, std::memory_order_relaxed);

@@ -284,6 +284,8 @@ class Store {
   // to the store since the last call. The first call only takes note.
   virtual bool changed_by_others() = 0;
   virtual FsckReport fsck(bool repair) = 0;
+  // Every item of `snap`, in no particular order (store/backup_scan.cpp).
+  static void scan_items(Snapshot& snap, const std::function<void(const ItemInfo&)>& fn);
 };
 
 }  // namespace itemfs::store

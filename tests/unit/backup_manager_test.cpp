@@ -23,6 +23,7 @@
 
 #include "backup/backup.h"
 #include "backup/io.h"
+#include "backup/manifest.h"
 #include "store/store.h"
 #include "tests/unit/temp_dir.h"
 
@@ -291,6 +292,15 @@ TEST_F(BackupTest, ChainExtractsWithPlainTar) {
   EXPECT_EQ(item_field(m2, "item-1", "archive"), ids[1]);
   EXPECT_EQ(item_field(m2, "item-5", "archive"), ids[0]);
   EXPECT_EQ(m2["chain"], json::array({ids[0], ids[1]}));
+  // The store is read in table order (fill() made item-10 after item-9),
+  // yet every map is written in id order: the direct parse, which refuses
+  // any other order, reads each of them.
+  for (const auto& bid : ids) {
+    Manifest header;
+    std::vector<MapEntry> items;
+    EXPECT_TRUE(parse_manifest_layout(slurp(opts_.dir / bid / "manifest.json"), header, items)) << bid;
+    EXPECT_EQ(items.size(), header.item_count) << bid;
+  }
 
   // The same check with diff -r against the store written out as files.
   fs::path exported = tmp_.path() / "exported";
