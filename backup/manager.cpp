@@ -634,13 +634,28 @@ struct Manager::Impl {
       for (const Row& r : rows) w.item(r.e.id, r.e.meta);
       w.end();
     }
+    // manifest.json is written by a thread of its own while this one writes
+    // the same text into the archive; joined before the text is freed.
     fs::path man_path = tmp / kManifestFile;
-    if (!key) {
-      File man = open_write(man_path);
-      if (std::fwrite(manifest_text.data(), 1, manifest_text.size(), man.get()) != manifest_text.size()) {
-        throw_errno("cannot write", man_path, errno);
+    std::thread man_writer;
+    std::exception_ptr man_error;
+    struct ManJoiner {
+      std::thread& t;
+      ~ManJoiner() {
+        if (t.joinable()) t.join();
       }
-      close_unsynced(man, man_path);
+    } join_man{man_writer};
+    if (!key) {
+      man_writer = std::thread([&, man = open_write(man_path)]() mutable {
+        try {
+          if (std::fwrite(manifest_text.data(), 1, manifest_text.size(), man.get()) != manifest_text.size()) {
+            throw_errno("cannot write", man_path, errno);
+          }
+          close_unsynced(man, man_path);
+        } catch (...) {
+          man_error = std::current_exception();
+        }
+      });
     }
     for (const Row& r : rows) {
       if (r.e.meta.archive == self) sums_text += sha256sums_line(r.e.meta.sha256, item_path(r.e.id));
@@ -687,6 +702,8 @@ struct Manager::Impl {
     store::Sha256 digest = file.sha256();
     write_file_atomic(tmp / (archive_name + ".sha256"), hex(digest.data(), digest.size()) + "  " + archive_name + "\n");
 
+    if (man_writer.joinable()) man_writer.join();
+    if (man_error) std::rethrow_exception(man_error);
     std::string().swap(manifest_text);
     if (key) {
       std::string summary_text;
