@@ -108,6 +108,27 @@ void Tokenizer::tokenize_until(std::string_view text, const std::function<bool(s
       }
       if (!fn(folded_, i, j)) return;
     } else {
+      // The runs with other characters that follow (only ASCII separators
+      // between) go to unicode61 with this one, in one call.
+      for (size_t k = j; k < n;) {
+        const auto d = static_cast<unsigned char>(text[k]);
+        if (d < 0x80 && !is_ascii_alnum(d)) {
+          ++k;
+          continue;
+        }
+        size_t end = k;
+        bool other = false;
+        for (; end < n; ++end) {
+          const auto e = static_cast<unsigned char>(text[end]);
+          if (e >= 0x80) {
+            other = true;
+          } else if (!is_ascii_alnum(e)) {
+            break;
+          }
+        }
+        if (!other) break;
+        j = k = end;
+      }
       // FTS5 takes an int length; callers keep texts far below 2 GiB.
       cb.offset = i;
       module_.methods.xTokenize(tok_, &cb, FTS5_TOKENIZE_DOCUMENT, text.data() + i, int(j - i), on_token_until);
