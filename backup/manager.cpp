@@ -491,6 +491,13 @@ struct Manager::Impl {
       int64_t ino;
     };
     std::vector<Row> rows;
+    // Room for as many items as the newest backup saw, and a few more: the
+    // vector then need not grow (and move every row) while it is filled. A
+    // hint only, so bounded whatever that manifest says.
+    if (!all.empty()) {
+      uint64_t seen = std::min<uint64_t>(all.back().summary.item_count, uint64_t(1) << 22);
+      rows.reserve(seen + seen / 16 + 64);
+    }
     store::Store::scan_items(*snap, [&](const store::ItemInfo& info) {
       check_cancel();
       rows.push_back({{info.id, meta_of(info)}, info.ino});
