@@ -250,69 +250,25 @@ std::string make_meta(const Extracted& x, Tokenizer& tok) {
   return m;
 }
 
-// Distinct tokens in the order they first come, separated by spaces.
-class DistinctTokens {
- public:
-  explicit DistinctTokens(size_t text_bytes) {
-    size_t slots = 64;
-    while (slots < text_bytes / 8) slots *= 2;
-    slots_.assign(slots, 0);
-    text_.reserve(text_bytes / 2);  // distinct tokens: usually less than half the text
-  }
-  void add(std::string_view t) {
-    if (2 * (spans_.size() + 1) > slots_.size()) grow();
-    size_t k = std::hash<std::string_view>{}(t) & (slots_.size() - 1);
-    for (; slots_[k] != 0; k = (k + 1) & (slots_.size() - 1)) {
-      if (token(slots_[k] - 1) == t) return;
-    }
-    if (!text_.empty()) text_ += ' ';
-    spans_.emplace_back(uint32_t(text_.size()), uint32_t(t.size()));
-    text_ += t;
-    slots_[k] = uint32_t(spans_.size());
-  }
-  std::string take() { return std::move(text_); }
-
- private:
-  std::string_view token(size_t i) const { return std::string_view(text_).substr(spans_[i].first, spans_[i].second); }
-  void grow() {
-    slots_.assign(slots_.size() * 2, 0);
-    for (size_t i = 0; i < spans_.size(); ++i) {
-      size_t k = std::hash<std::string_view>{}(token(i)) & (slots_.size() - 1);
-      while (slots_[k] != 0) k = (k + 1) & (slots_.size() - 1);
-      slots_[k] = uint32_t(i + 1);
-    }
-  }
-  std::string text_;
-  std::vector<std::pair<uint32_t, uint32_t>> spans_;  // offset and size of each token in text_
-  std::vector<uint32_t> slots_;                       // open addressing: 1 + index into spans_, 0 free
-};
-
-// The row's text: each distinct token of the item once, folded, in the
-// order they first come, separated by spaces. With detail=none FTS5 keeps
-// only which rows hold a token, so repeating one adds nothing to the index
-// but costs the writer (FTS5 hashes every token into its pending doclists);
-// the distinct tokens are about 40% of the text. unicode61 splits and folds
-// the folded tokens back into themselves, so the table's tokenizer is
-// unchanged and rows written whole by earlier versions are deleted by these
-// (the same set of tokens).
 Row make_row(const Extracted& x, Tokenizer& tok) {
   Row row;
   const std::string title = cjk_index_text(x.title);
-  const std::string body = cjk_index_text(x.body);
+  std::string body = cjk_index_text(x.body);
   const std::string meta = make_meta(x, tok);
-  DistinctTokens out(title.size() * 2 + body.size() + meta.size() + 8);
-  std::string marked(kTitleMark);
+  row.text.reserve(3 * title.size() + body.size() + meta.size() + 8);
+  row.text = title;
+  row.text += '\n';
   tok.tokenize(title, [&](std::string_view t, size_t, size_t) {
-    out.add(t);
-    marked.resize(kTitleMark.size());
-    marked += t;
-    out.add(marked);
+    row.text += kTitleMark;
+    row.text += t;
+    row.text += ' ';
   });
-  tok.tokenize(body, [&](std::string_view t, size_t, size_t) { out.add(t); });
-  tok.tokenize(meta, [&](std::string_view t, size_t, size_t) { out.add(t); });
+  row.text += '\n';
+  row.text += body;
+  row.text += '\n';
+  row.text += meta;
   row.length_class = length_class(x.title.size() + x.body.size());
-  out.add(length_token(row.length_class));
-  row.text = out.take();
+  row.text += length_token(row.length_class);
   return row;
 }
 
