@@ -293,7 +293,7 @@ class WriteBatchImpl final : public WriteBatch {
   std::string compressed_;
   int64_t first_new_blob_ = 0;  // the smallest id a blob new in this batch can have (0: none yet)
   std::vector<std::pair<int64_t, int64_t>> new_chunks_;  // (ino, seq) of chunk rows naming a new blob
-  // (blob, hash) of the one-chunk items whose chunks this batch released:
+  // (blob, hash) of the one-chunk items whose chunks this call released:
   // a blob stored without its hash must get it back if it outlives them.
   std::vector<std::pair<int64_t, Sha256>> released_;
   // Before the first blob this batch adds.
@@ -1143,10 +1143,16 @@ Status WriteBatchImpl::guarded(const std::function<Status()>& fn) {
   db_.cached("SAVEPOINT call")->run();
   try {
     Status status = fn();
-    if (!status.ok()) db_.cached("ROLLBACK TO call")->run();
+    if (status.ok()) {
+      restore_blob_hashes();
+    } else {
+      released_.clear();
+      db_.cached("ROLLBACK TO call")->run();
+    }
     db_.cached("RELEASE call")->run();
     return status;
   } catch (...) {
+    released_.clear();
     sqlite3_exec(db_.handle(), "ROLLBACK TO call; RELEASE call", nullptr, nullptr, nullptr);
     throw;
   }
@@ -1223,9 +1229,11 @@ void WriteBatchImpl::note_new_blob() {
 // A blob stored without its hash keeps it in the items whose one chunk it
 // is. Once the last of them is gone (removed, renamed over, given other
 // content), a blob that other items still use as one of their chunks gets
-// its hash back, so that it can be found and checked by it. Done once the
-// batch's items are final (a blob's last holder may be replaced by an item
-// of the same content in the same batch) and before its new blobs move.
+// its hash back, so that it can be found and checked by it. Done at the end
+// of the call that released it, inside its savepoint: a later call of the
+// same batch storing that content must find the blob by its hash, since no
+// one-chunk item leads to it any more. (A one-chunk item that then shares
+// it leaves it its hash: format 3 allows both.)
 void WriteBatchImpl::restore_blob_hashes() {
   for (const auto& [blob, digest] : released_) {
     auto s = db_.cached(
