@@ -495,7 +495,7 @@ struct Manager::Impl {
     // vector then need not grow (and move every row) while it is filled. A
     // hint only, so bounded whatever that manifest says.
     if (!all.empty()) {
-      uint64_t seen = std::min<uint64_t>(all.back().summary.item_count, uint64_t(1) << 22);
+      uint64_t seen = std::min<uint64_t>(all.back().summary.item_count, uint64_t(1) << 20);
       rows.reserve(seen + seen / 16 + 64);
     }
     store::Store::scan_items(*snap, [&](const store::ItemInfo& info) {
