@@ -66,6 +66,23 @@ int on_token_until(void* ctx, int /*flags*/, const char* token, int n, int start
 
 bool is_ascii_alnum(unsigned char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
 
+// Where the run of token characters (ASCII letters and digits, and every
+// byte >= 0x80) that starts at `from` ends; sets non_ascii when it holds a
+// byte >= 0x80.
+size_t run_end(std::string_view text, size_t from, bool& non_ascii) {
+  non_ascii = false;
+  size_t end = from;
+  for (; end < text.size(); ++end) {
+    const auto c = static_cast<unsigned char>(text[end]);
+    if (c >= 0x80) {
+      non_ascii = true;
+    } else if (!is_ascii_alnum(c)) {
+      break;
+    }
+  }
+  return end;
+}
+
 }  // namespace
 
 void Tokenizer::tokenize(std::string_view text, const std::function<void(std::string_view, size_t, size_t)>& fn) {
@@ -91,17 +108,9 @@ void Tokenizer::tokenize_until(std::string_view text, const std::function<bool(s
       ++i;
       continue;
     }
-    size_t j = i;
-    bool ascii = true;
-    for (; j < n; ++j) {
-      const auto d = static_cast<unsigned char>(text[j]);
-      if (d >= 0x80) {
-        ascii = false;
-      } else if (!is_ascii_alnum(d)) {
-        break;
-      }
-    }
-    if (ascii) {
+    bool non_ascii = false;
+    size_t j = run_end(text, i, non_ascii);
+    if (!non_ascii) {
       folded_.assign(text.data() + i, j - i);
       for (char& ch : folded_) {
         if (ch >= 'A' && ch <= 'Z') ch = char(ch - 'A' + 'a');
@@ -116,16 +125,8 @@ void Tokenizer::tokenize_until(std::string_view text, const std::function<bool(s
           ++k;
           continue;
         }
-        size_t end = k;
         bool other = false;
-        for (; end < n; ++end) {
-          const auto e = static_cast<unsigned char>(text[end]);
-          if (e >= 0x80) {
-            other = true;
-          } else if (!is_ascii_alnum(e)) {
-            break;
-          }
-        }
+        const size_t end = run_end(text, k, other);
         if (!other) break;
         j = k = end;
       }
