@@ -8,7 +8,7 @@
 //    (kTitleMark + word), the rest of the text, field filters as
 //    kFieldMark + field code + word and exact-value markers (host=...,
 //    lang=...), and a token for the length class of its text (kLengthMark +
-//    a letter), which ranking reads by querying each class.
+//    a letter; search_doc.len holds it too, which is where ranking reads it).
 //  - Its rowid is a generation number, new for every indexed version of an
 //    item. search_doc maps generation -> item (ino, hash) plus the facet
 //    values; the item's id is items.id.
@@ -542,8 +542,9 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
 // times as much when the word is in its title (its kTitleMark token), and
 // the length of its text, known to a factor of two from its length class.
 // idf is Lucene's, log(1 + (N - n + 0.5) / (n + 0.5)), which stays above 0
-// for a word in every row. The rows of each length class are scored in rowid
-// order, so each list is read from start to end once per class.
+// for a word in every row. Rows are scored in rowid order, so each list is
+// read from start to end once. A row's length class comes from search_doc
+// (Impl::class_table).
 
 constexpr double kK1 = 1.2, kB = 0.75;
 constexpr double kTitleWeight = 10, kBodyWeight = 1;
@@ -612,7 +613,7 @@ class Scorer {
     }
   }
 
-  // Call with rising gens (rewind() to start again); avg_length is the mean
+  // Call with rising gens; avg_length is the mean
   // class_length() of the rows.
   double score(int64_t gen, int length_class, double avg_length) {
     const double norm = kK1 * (1 - kB + kB * class_length(length_class) / avg_length);
@@ -625,13 +626,6 @@ class Scorer {
       }
     }
     return score;
-  }
-
-  void rewind() {
-    for (auto& alt : alts_) {
-      alt.rows.at = 0;
-      for (auto& w : alt.words) w.title.at = 0;
-    }
   }
 
  private:
@@ -1006,30 +1000,62 @@ struct Index::Impl {
 
   Status run(std::string_view text, Results& out, bool snippets);
 
-  // Sets the length class of each of found (in rowid order): from search_doc
-  // for a few, from the class tokens' rows for many.
-  static void read_length_classes(sqlite3* db, std::vector<Candidate>& found) {
-    constexpr size_t kLookups = 4096;
-    if (found.empty()) return;
-    if (found.size() <= kLookups) {
-      Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
-      for (Candidate& c : found) {
-        ResetOnExit r{len};
-        if (len.bind(1, c.gen).step()) c.length_class = int(len.int64(0));
-      }
-      return;
+  // The length class of every generation, read from search_doc once and
+  // then only for the generations added since, so that a query reads each
+  // word's rows once instead of once per class. A generation's class never
+  // changes (every indexed version of an item gets a new one, and next_seq
+  // only grows), so a table read at one snapshot stays right for later ones
+  // up to the next_seq it was read at; a generation it does not have (one
+  // removed before it was read and seen by an older snapshot) is looked up
+  // in the query's own snapshot.
+  struct ClassTable {
+    static constexpr uint8_t kNone = 0xFF;
+    int64_t base = 0;          // the generation of cls[0]
+    int64_t upto = 0;          // next_seq when read: every generation below it
+    std::vector<uint8_t> cls;  // kNone where search_doc had no entry
+    int get(int64_t gen) const {
+      const uint64_t at = uint64_t(gen - base);
+      return at < cls.size() ? cls[at] : kNone;
     }
-    Stmt rows(db, "SELECT rowid FROM search_fts WHERE search_fts MATCH ?1 AND rowid >= ?2 AND rowid <= ?3");
-    for (int c = 0; c < kLengthClasses; ++c) {
-      rows.bind(1, fts_phrase({length_token(c)})).bind(2, found.front().gen).bind(3, found.back().gen);
-      size_t at = 0;
-      while (rows.step()) {
-        const int64_t gen = rows.int64(0);
-        while (at < found.size() && found[at].gen < gen) ++at;
-        if (at < found.size() && found[at].gen == gen) found[at].length_class = c;
+  };
+  std::mutex class_mu;
+  std::shared_ptr<const ClassTable> class_cache;  // guarded by class_mu
+
+  // The table for snapshot db (read or brought up to date as needed).
+  std::shared_ptr<const ClassTable> class_table(sqlite3* db) {
+    const int64_t next = meta_value(db, "next_seq").value_or(1);
+    std::lock_guard lock(class_mu);
+    std::shared_ptr<const ClassTable> cur = class_cache;
+    if (cur && cur->upto == next) return cur;
+    auto table = std::make_shared<ClassTable>();
+    int64_t from = INT64_MIN;
+    if (cur && cur->upto < next) {
+      // Only the generations added since; read them all again when most of
+      // the table is generations that are gone.
+      Stmt count(db, "SELECT count(*) FROM search_doc");
+      const int64_t live = count.step() ? count.int64(0) : 0;
+      if (int64_t(cur->cls.size()) <= 4 * live + 65536) {
+        *table = *cur;
+        from = cur->upto;
       }
-      rows.reset();
     }
+    // (next < cur->upto: an older snapshot, or an index made anew; either way
+    // this snapshot's own table is right for it.)
+    Stmt s(db, "SELECT gen, len FROM search_doc WHERE gen >= ?1 ORDER BY gen");
+    s.bind(1, from);
+    while (s.step()) {
+      const int64_t gen = s.int64(0);
+      if (table->cls.empty() && from == INT64_MIN) table->base = gen;
+      if (gen < table->base) continue;  // (cannot happen: gens come in order)
+      const uint64_t at = uint64_t(gen - table->base);
+      if (at >= (uint64_t(1) << 32)) break;  // (a broken table; lookups cover the rest)
+      if (at >= table->cls.size()) table->cls.resize(at + 1, ClassTable::kNone);
+      table->cls[at] = uint8_t(std::clamp<int64_t>(s.int64(1), 0, kLengthClasses - 1));
+    }
+    if (table->cls.empty() && from == INT64_MIN) table->base = next;
+    table->upto = std::max(next, table->base + int64_t(table->cls.size()));
+    if (!cur || next >= cur->upto) class_cache = table;
+    return table;
   }
 };
 
@@ -1162,45 +1188,32 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
   const std::vector<int64_t> dead = dead_gens(db);
   const CheckPlan check(db, q);
-  bool prefix = false;
-  for (const auto& group : q.all) {
-    for (const Phrase& p : group) prefix = prefix || p.prefix;
-  }
-  for (const Phrase& p : q.none) prefix = prefix || p.prefix;
   // Only dates need search_doc; everything else comes from the full-text index.
   const bool dates = q.sort_date || q.after || q.before || q.positive.empty();
   Stmt s(db, match_sql(q, q.sort_date, dates ? "d.date" : "NULL"));
   Stmt lookup(db, kItemOfGen);
   std::vector<Candidate> found;
-  auto collect = [&](int length_class) {
-    while (s.step()) {
-      const int64_t gen = s.int64(0);
-      if (!dead.empty() && contains(dead, gen)) continue;
-      if (check.needed(gen) && !exact_match(*snap, lookup, tok, q, gen)) continue;
-      found.push_back(Candidate{gen, 0, s.null(1) ? std::nullopt : std::optional<int64_t>(s.int64(1)), length_class});
-    }
-    s.reset();
-  };
-  if (q.positive.empty()) {
-    bind_match(s, q);
-    collect(0);
-  } else if (!prefix) {
-    // The rows of each length class in turn: that is how the index tells a
-    // row's class. Each comes in rowid order.
-    const std::string match = "(" + q.match() + ") AND ";
-    for (int c = 0; c < kLengthClasses; ++c) {
-      s.bind(1, match + fts_phrase({length_token(c)}));
-      if (s.params() >= 3) s.bind(2, q.after).bind(3, q.before);
-      collect(c);
-    }
-  } else {
-    // A prefix can stand for many words, whose rows FTS5 gathers for every
-    // query: the rows are found once, then their classes are read.
-    bind_match(s, q);
-    collect(0);
+  bind_match(s, q);
+  while (s.step()) {
+    const int64_t gen = s.int64(0);
+    if (!dead.empty() && contains(dead, gen)) continue;
+    if (check.needed(gen) && !exact_match(*snap, lookup, tok, q, gen)) continue;
+    found.push_back(Candidate{gen, 0, s.null(1) ? std::nullopt : std::optional<int64_t>(s.int64(1)), 0});
+  }
+  s.reset();
+  if (!q.positive.empty()) {
+    // Ranking needs each row's length class.
     auto by_gen = [](const Candidate& a, const Candidate& b) { return a.gen < b.gen; };
     if (!std::is_sorted(found.begin(), found.end(), by_gen)) std::sort(found.begin(), found.end(), by_gen);
-    read_length_classes(db, found);
+    const auto table = class_table(db);
+    Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
+    for (Candidate& c : found) {
+      c.length_class = table->get(c.gen);
+      if (c.length_class != ClassTable::kNone) continue;
+      ResetOnExit r{len};
+      // A row no item has (not a dead row: check() reports it) counts as class 0.
+      c.length_class = len.bind(1, c.gen).step() ? int(std::clamp<int64_t>(len.int64(0), 0, kLengthClasses - 1)) : 0;
+    }
   }
   if (!q.positive.empty() && !found.empty()) {
     double length = 0;
@@ -1208,7 +1221,6 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     const double avg_length = length / double(found.size());
     Scorer scorer(db, q);
     for (size_t k = 0; k < found.size(); ++k) {
-      if (k > 0 && found[k].gen < found[k - 1].gen) scorer.rewind();  // the next class
       found[k].score = scorer.score(found[k].gen, found[k].length_class, avg_length);
     }
   }
