@@ -1192,37 +1192,51 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   const bool dates = q.sort_date || q.after || q.before || q.positive.empty();
   Stmt s(db, match_sql(q, q.sort_date, dates ? "d.date" : "NULL"));
   Stmt lookup(db, kItemOfGen);
-  std::vector<Candidate> found;
+  // Every row that matches, in rowid order: its generation, its date when
+  // the query needs dates, its length class when it ranks.
+  std::vector<int64_t> gens;
+  std::vector<std::optional<int64_t>> row_dates;
   bind_match(s, q);
   while (s.step()) {
     const int64_t gen = s.int64(0);
     if (!dead.empty() && contains(dead, gen)) continue;
     if (check.needed(gen) && !exact_match(*snap, lookup, tok, q, gen)) continue;
-    found.push_back(Candidate{gen, 0, s.null(1) ? std::nullopt : std::optional<int64_t>(s.int64(1)), 0});
+    gens.push_back(gen);
+    if (dates) row_dates.push_back(s.null(1) ? std::nullopt : std::optional<int64_t>(s.int64(1)));
   }
   s.reset();
-  if (!q.positive.empty()) {
-    // Ranking needs each row's length class.
-    auto by_gen = [](const Candidate& a, const Candidate& b) { return a.gen < b.gen; };
-    if (!std::is_sorted(found.begin(), found.end(), by_gen)) std::sort(found.begin(), found.end(), by_gen);
+  if (!std::is_sorted(gens.begin(), gens.end())) {
+    std::vector<size_t> order(gens.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return gens[a] < gens[b]; });
+    std::vector<int64_t> g(gens.size());
+    std::vector<std::optional<int64_t>> d(row_dates.size());
+    for (size_t k = 0; k < order.size(); ++k) {
+      g[k] = gens[order[k]];
+      if (dates) d[k] = row_dates[order[k]];
+    }
+    gens.swap(g);
+    row_dates.swap(d);
+  }
+  const bool ranked = !q.positive.empty();
+  std::vector<uint8_t> classes;
+  double avg_length = 0;
+  if (ranked && !gens.empty()) {
+    classes.resize(gens.size());
     const auto table = class_table(db);
     Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
-    for (Candidate& c : found) {
-      c.length_class = table->get(c.gen);
-      if (c.length_class != ClassTable::kNone) continue;
-      ResetOnExit r{len};
-      // A row no item has (not a dead row: check() reports it) counts as class 0.
-      c.length_class = len.bind(1, c.gen).step() ? int(std::clamp<int64_t>(len.int64(0), 0, kLengthClasses - 1)) : 0;
-    }
-  }
-  if (!q.positive.empty() && !found.empty()) {
     double length = 0;
-    for (const Candidate& c : found) length += class_length(c.length_class);
-    const double avg_length = length / double(found.size());
-    Scorer scorer(db, q);
-    for (size_t k = 0; k < found.size(); ++k) {
-      found[k].score = scorer.score(found[k].gen, found[k].length_class, avg_length);
+    for (size_t k = 0; k < gens.size(); ++k) {
+      int c = table->get(gens[k]);
+      if (c == ClassTable::kNone) {
+        ResetOnExit r{len};
+        // A row no item has (not a dead row: check() reports it) counts as class 0.
+        c = len.bind(1, gens[k]).step() ? int(std::clamp<int64_t>(len.int64(0), 0, kLengthClasses - 1)) : 0;
+      }
+      classes[k] = uint8_t(c);
+      length += class_length(c);
     }
+    avg_length = length / double(gens.size());
   }
   auto better = [&](const Candidate& a, const Candidate& b) {
     if (q.sort_date || q.positive.empty()) {
@@ -1231,9 +1245,26 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     if (a.score != b.score) return a.score > b.score;
     return a.gen < b.gen;
   };
-  uint64_t total = found.size();
-  const size_t top = std::min<size_t>(found.size(), q.limit);
-  std::partial_sort(found.begin(), found.begin() + ptrdiff_t(top), found.end(), better);
+  // The best `limit` rows, kept as a heap whose front is the worst of them.
+  uint64_t total = gens.size();
+  std::vector<Candidate> found;
+  found.reserve(std::min<size_t>(gens.size(), q.limit));
+  std::optional<Scorer> scorer;
+  if (ranked && !gens.empty()) scorer.emplace(db, q);
+  for (size_t k = 0; k < gens.size(); ++k) {
+    Candidate c{gens[k], 0, dates ? row_dates[k] : std::nullopt, ranked ? classes[k] : 0};
+    if (scorer) c.score = scorer->score(c.gen, c.length_class, avg_length);
+    if (found.size() < q.limit) {
+      found.push_back(c);
+      std::push_heap(found.begin(), found.end(), better);
+    } else if (!found.empty() && better(c, found.front())) {
+      std::pop_heap(found.begin(), found.end(), better);
+      found.back() = c;
+      std::push_heap(found.begin(), found.end(), better);
+    }
+  }
+  std::sort_heap(found.begin(), found.end(), better);
+  const size_t top = found.size();
   std::vector<store::ItemInfo> items;
   for (size_t k = 0; k < top; ++k) {
     if (auto info = item_of(lookup, found[k].gen)) {
