@@ -581,14 +581,40 @@ struct Cursor {
   }
 };
 
+// How many rows search_fts has, as FTS5 keeps it: the first varint of its
+// averages record (row 1 of search_fts_data). None if that cannot be read.
+std::optional<int64_t> fts_rows(sqlite3* db) {
+  Stmt s(db, "SELECT block FROM search_fts_data WHERE id = 1");
+  if (!s.step()) return std::nullopt;
+  const std::string_view b = s.text(0);
+  uint64_t v = 0;
+  for (size_t k = 0; k < 9; ++k) {  // an SQLite varint
+    if (k >= b.size()) return std::nullopt;
+    const auto c = uint8_t(b[k]);
+    if (k == 8) return int64_t((v << 8) | c);
+    v = (v << 7) | (c & 0x7F);
+    if (!(c & 0x80)) return int64_t(v);
+  }
+  return std::nullopt;
+}
+
+// The number of entries in search_doc: the full-text rows less the dead
+// ones (every row is an entry's or a dead one's), which reads one page
+// where count(*) reads every page of an index of search_doc (0.5 ms and
+// much of a reader's page cache at 100k items).
+int64_t indexed_items(sqlite3* db, size_t dead) {
+  if (auto rows = fts_rows(db); rows && *rows >= int64_t(dead)) return *rows - int64_t(dead);
+  Stmt count(db, "SELECT count(*) FROM search_doc");
+  return count.step() ? count.int64(0) : 0;
+}
+
 class Scorer {
  public:
-  Scorer(sqlite3* db, const Query& q) {
-    double n = 0;
-    {
-      Stmt count(db, "SELECT count(*) FROM search_doc");  // counts pages' cells, not rows one by one
-      if (count.step()) n = double(count.int64(0));
-    }
+  // n: indexed_items(). only_docs: with a query of one word (no prefix, no
+  // other condition), the number of rows that have it, which the caller has
+  // just counted.
+  Scorer(sqlite3* db, const Query& q, int64_t items, std::optional<int64_t> only_docs = std::nullopt) {
+    const auto n = double(items);
     for (const auto& group : q.all) {
       for (const Phrase& p : group) {
         if (!(p.columns & (kTitleColumn | kBodyColumn))) continue;  // field filters do not rank
@@ -600,7 +626,7 @@ class Scorer {
         for (size_t k = 0; k < tokens.size(); ++k) {
           const bool prefix = p.prefix && k + 1 == tokens.size();
           Word w;
-          const auto docs = double(rows_with(db, tokens[k], prefix));
+          const auto docs = double(only_docs ? *only_docs : rows_with(db, tokens[k], prefix));
           w.idf = std::max(1e-6, std::log(1 + (n - docs + 0.5) / (docs + 0.5)));  // dead rows: docs > n
           w.weight = p.columns == kTitleColumn ? kTitleWeight : kBodyWeight;
           if (p.columns == (kTitleColumn | kBodyColumn)) {
@@ -1197,8 +1223,10 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   std::vector<int64_t> gens;
   std::vector<std::optional<int64_t>> row_dates;
   bind_match(s, q);
+  int64_t rows = 0;  // dead ones too
   while (s.step()) {
     const int64_t gen = s.int64(0);
+    ++rows;
     if (!dead.empty() && contains(dead, gen)) continue;
     if (check.needed(gen) && !exact_match(*snap, lookup, tok, q, gen)) continue;
     gens.push_back(gen);
@@ -1250,7 +1278,18 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   std::vector<Candidate> found;
   found.reserve(std::min<size_t>(gens.size(), q.limit));
   std::optional<Scorer> scorer;
-  if (ranked && !gens.empty()) scorer.emplace(db, q);
+  if (ranked && !gens.empty()) {
+    // A query of one word has just read every row that has the word.
+    std::optional<int64_t> only_docs;
+    if (q.all.size() == 1 && q.all[0].size() == 1 && q.negative.empty() && !dates && !q.exact) {
+      const Phrase& p = q.all[0][0];
+      if (!p.prefix && p.tokens.size() == 1 && (p.columns & (kTitleColumn | kBodyColumn)) &&
+          q.positive == "(" + phrase_fts(p) + ")") {
+        only_docs = rows;
+      }
+    }
+    scorer.emplace(db, q, indexed_items(db, dead.size()), only_docs);
+  }
   for (size_t k = 0; k < gens.size(); ++k) {
     Candidate c{gens[k], 0, dates ? row_dates[k] : std::nullopt, ranked ? classes[k] : 0};
     if (scorer) c.score = scorer->score(c.gen, c.length_class, avg_length);
@@ -1460,6 +1499,10 @@ std::vector<std::string> Index::check() {
     uint64_t orphans = 0;
     for (int64_t r : rows) orphans += !live.count(r) && !contains(dead, r);
     if (orphans) problem(std::to_string(orphans) + " full-text rows belong to no item");
+    // Ranking takes the number of items from FTS5's count of its rows.
+    if (const auto counted = fts_rows(db); counted && *counted != int64_t(rows.size())) {
+      problem("the full-text index counts " + std::to_string(*counted) + " rows but has " + std::to_string(rows.size()));
+    }
     uint64_t live_dead = 0;
     for (int64_t g : dead) live_dead += live.count(g);
     if (live_dead) problem(std::to_string(live_dead) + " entries of items are listed as dead rows");

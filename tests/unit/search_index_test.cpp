@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -655,6 +656,26 @@ TEST_F(SearchIndex, LengthClassesFollowWrites) {
   }
   index_->reindex();  // new generations for every item
   EXPECT_EQ(ids("plum"), (V{"a5", "a1", "a4"}));
+}
+
+// The number of items that idf uses is FTS5's count of its rows less the
+// dead ones, and a one-word query counts the word's rows as it reads them:
+// both as count(*) and the word's row count (dead rows too) would give.
+TEST_F(SearchIndex, IdfCountsWithDeadRows) {
+  for (int k = 0; k < 10; ++k) put(numbered("k", k), {{"title", "t"}, {"content", "kiwi pear"}});
+  for (int k = 0; k < 10; ++k) put(numbered("f", k), {{"title", "t"}, {"content", "fig pear"}});
+  for (int k = 0; k < 3; ++k) remove(numbered("k", k));  // deferred: 3 dead rows that have kiwi
+  ASSERT_EQ(query_int("SELECT count(*) FROM search_dead"), 3);
+  EXPECT_TRUE(index_->check().empty());
+  // Every text is in one length class, so a body hit scores idf itself.
+  const double n = 17, docs = 10;
+  const double idf = std::log(1 + (n - docs + 0.5) / (docs + 0.5));
+  for (const char* q : {"kiwi", "kiwi -zzz", "kiwi pear", "kiwi sort:score"}) {
+    auto r = search(q);
+    ASSERT_EQ(r.total, 7u) << q;
+    const double pear = std::string(q) == "kiwi pear" ? std::log(1 + (n - 20 + 0.5) / (20 + 0.5)) : 0;
+    EXPECT_NEAR(r.hits[0].score, idf + std::max(pear, 1e-6 * (pear != 0)), 1e-9) << q;
+  }
 }
 
 // Many rows of a query, with and without a prefix: the shorter texts first.
