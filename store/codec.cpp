@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "store/store.h"
 
@@ -38,23 +39,84 @@ Codec Compressor::compress(std::string_view raw, std::string_view dictionary, st
   return Codec::kZlib;
 }
 
-bool decompress(std::string_view stored, std::string_view dictionary, size_t raw_size, std::string& out) {
-  z_stream stream{};
-  if (inflateInit(&stream) != Z_OK) throw StoreError(ENOMEM, "zlib inflateInit failed");
-  out.resize(raw_size);
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(stored.data()));
-  stream.avail_in = uInt(stored.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = uInt(out.size());
-  int rc = inflate(&stream, Z_FINISH);
-  if (rc == Z_NEED_DICT && !dictionary.empty()) {
-    if (inflateSetDictionary(&stream, reinterpret_cast<const Bytef*>(dictionary.data()), uInt(dictionary.size())) ==
-        Z_OK)
-      rc = inflate(&stream, Z_FINISH);
+namespace {
+
+// A raw inflate state per thread, reset for every blob: inflateInit's
+// allocations cost more than inflating a small item.
+class Inflater {
+ public:
+  Inflater() {
+    if (inflateInit2(&z_, -15) != Z_OK) throw StoreError(ENOMEM, "zlib inflateInit failed");
   }
-  bool ok = rc == Z_STREAM_END && stream.avail_out == 0 && stream.avail_in == 0;
-  inflateEnd(&stream);
-  return ok;
+  ~Inflater() { inflateEnd(&z_); }
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
+  z_stream& z() { return z_; }
+
+  // adler32 of a dictionary: what a zlib stream made with it names it by.
+  // zlib would compute it (32 KiB) for every blob; this thread keeps the
+  // last few, found again by their bytes (memcmp is far cheaper than adler32
+  // and, unlike an address, cannot name another dictionary).
+  uLong dictionary_id(std::string_view dictionary) {
+    for (size_t i = 0; i < kIds; ++i) {
+      Known& k = ids_[(next_ + kIds - 1 - i) % kIds];
+      if (k.bytes.size() == dictionary.size() && !k.bytes.empty() &&
+          std::memcmp(k.bytes.data(), dictionary.data(), dictionary.size()) == 0) {
+        return k.adler;
+      }
+    }
+    Known& k = ids_[next_];
+    next_ = (next_ + 1) % kIds;
+    k.bytes.assign(dictionary);
+    k.adler = adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(dictionary.data()), uInt(dictionary.size()));
+    return k.adler;
+  }
+
+ private:
+  static constexpr size_t kIds = 8;
+  struct Known {
+    std::string bytes;
+    uLong adler = 0;
+  };
+  z_stream z_{};
+  Known ids_[kIds];
+  size_t next_ = 0;
+};
+
+uLong be32(const unsigned char* p) { return uLong(p[0]) << 24 | uLong(p[1]) << 16 | uLong(p[2]) << 8 | uLong(p[3]); }
+
+}  // namespace
+
+bool decompress(std::string_view stored, std::string_view dictionary, size_t raw_size, std::string& out) {
+  // The zlib stream's framing is read here and its body inflated raw (RFC
+  // 1950): the same checks as inflate() with a zlib header makes, but the
+  // dictionary's adler32 is not computed again for every blob.
+  const auto* in = reinterpret_cast<const unsigned char*>(stored.data());
+  size_t n = stored.size();
+  if (n < 2 + 4) return false;
+  const unsigned cmf = in[0], flg = in[1];
+  if ((cmf & 0x0f) != Z_DEFLATED || (cmf >> 4) > 7 || (cmf << 8 | flg) % 31 != 0) return false;
+  size_t header = 2;
+  const bool fdict = (flg & 0x20) != 0;
+  thread_local Inflater inflater;
+  if (fdict) {
+    if (dictionary.empty() || n < 2 + 4 + 4) return false;
+    if (be32(in + 2) != inflater.dictionary_id(dictionary)) return false;
+    header += 4;
+  }
+  z_stream& z = inflater.z();
+  if (inflateReset(&z) != Z_OK) throw StoreError(EIO, "zlib inflateReset failed");
+  if (fdict && inflateSetDictionary(&z, reinterpret_cast<const Bytef*>(dictionary.data()), uInt(dictionary.size())) !=
+                   Z_OK)
+    return false;
+  out.resize(raw_size);
+  z.next_in = const_cast<Bytef*>(in + header);
+  z.avail_in = uInt(n - header - 4);
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  int rc = inflate(&z, Z_FINISH);
+  if (rc != Z_STREAM_END || z.avail_out != 0 || z.avail_in != 0) return false;
+  return be32(in + n - 4) == adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(out.data()), uInt(out.size()));
 }
 
 }  // namespace itemfs::store
