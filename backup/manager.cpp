@@ -1,6 +1,7 @@
 // Manager: runs backup jobs (backup.h has the contract).
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,8 @@ constexpr uint64_t kSpoolInMemory = 1 << 20;
 constexpr size_t kMaxProblems = 20;
 // gzip level of an incremental's MANIFEST.json and SHA256SUMS (see do_backup).
 constexpr int kManifestLevelIncremental = 0;
+// MANIFEST.json and manifest.json are written in pieces of this size.
+constexpr size_t kManifestPiece = 1 << 20;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
@@ -51,15 +54,6 @@ File open_write(const fs::path& path) {
   File f(std::fopen(path.c_str(), "wbx"));
   if (!f) throw_errno("cannot create", path, errno);
   return f;
-}
-
-// Closes a written file after asking the kernel to start writing it out; a
-// later fsync then finds little left to do.
-void close_unsynced(File& f, const fs::path& path) {
-  if (std::fflush(f.get()) != 0) throw_errno("cannot write", path, errno);
-  ::sync_file_range(::fileno(f.get()), 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: failure is harmless
-  std::FILE* raw = f.release();
-  if (std::fclose(raw) != 0) throw_errno("cannot close", path, errno);
 }
 
 std::string read_whole_file(const fs::path& path) {
@@ -90,6 +84,88 @@ void close_synced(File& f, const fs::path& path) {
   std::FILE* raw = f.release();
   if (std::fclose(raw) != 0) throw_errno("cannot close", path, errno);
 }
+
+// A file read through a private read-only mapping: its pages are the page
+// cache's, not copied into fresh memory. For the manifests of complete
+// backups, which are never written again.
+class MappedFile {
+ public:
+  explicit MappedFile(const fs::path& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw_errno("cannot open", path, errno);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      throw_errno("cannot stat", path, err);
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ > 0) {
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      if (p == MAP_FAILED) {
+        int err = errno;
+        ::close(fd);
+        throw_errno("cannot map", path, err);
+      }
+      data_ = static_cast<const char*>(p);
+    }
+    ::close(fd);
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<char*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  std::string_view text() const { return {data_, size_}; }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// manifest.json beside the archive, written a piece at a time; close()
+// starts its writeback (the fsync comes later).
+class ManFile {
+ public:
+  explicit ManFile(const fs::path& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_errno("cannot create", path, errno);
+  }
+  ~ManFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void write(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("cannot write", path_, errno);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  void close() {
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: failure is harmless
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw_errno("cannot close", path_, errno);
+  }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+};
+
+// One store item of a backup being made. Its id is in a buffer shared by
+// all rows; its line of the new map is in the parent's manifest.json
+// (in_parent) or in a buffer of new lines.
+struct Row {
+  ItemMeta meta;
+  int64_t ino = 0;
+  uint64_t id_off = 0;
+  uint64_t line_off = 0;
+  uint32_t id_len = 0;
+  uint32_t line_len = 0;
+  bool in_parent = false;
+};
 
 // Streams the data of the current tar entry, hashing it on the way.
 class EntryBuf : public std::streambuf {
@@ -450,11 +526,16 @@ struct Manager::Impl {
     if (opt.key_file) key = load_key(*opt.key_file);
 
     // An incremental reads its parent's map on a second core while this one
-    // reads the store.
+    // reads the store. manifest.json is mapped, not copied, and in the
+    // layout itemfs writes only its header is parsed: the lines of the
+    // unchanged items are compared with the store's and copied as they are.
     const Found* parent = nullptr;
     std::unique_ptr<Key> parent_key;
     Manifest parent_header;
-    std::vector<MapEntry> parent_items;  // sorted by id
+    std::unique_ptr<MappedFile> parent_file;
+    LayoutCursor cursor;
+    bool by_lines = false;               // cursor is open on parent_file
+    std::vector<MapEntry> parent_items;  // otherwise: the parsed map, sorted by id
     std::exception_ptr parent_error;
     std::thread parent_reader;
     struct ParentJoiner {
@@ -472,7 +553,20 @@ struct Manager::Impl {
       const Key* k = key ? key.get() : parent_key.get();
       parent_reader = std::thread([&, k] {
         try {
-          sorted_map(*parent, k, parent_header, parent_items);
+          if (!parent->summary.encrypted) {
+            fs::path p = dir / parent->summary.id / kManifestFile;
+            parent_file = std::make_unique<MappedFile>(p);
+            by_lines = cursor.open(parent_file->text(), parent_header) && parent_header.has_defaults;
+            if (!by_lines) {
+              parent_header = Manifest{};
+              read_manifest_sorted(parent_file->text(), parent_header, parent_items, p.string());
+            }
+            if (parent_header.id != parent->summary.id) {
+              throw JobError(EIO, parent->summary.id + ": manifest names another backup " + parent_header.id);
+            }
+          } else {
+            sorted_map(*parent, k, parent_header, parent_items);
+          }
         } catch (...) {
           parent_error = std::current_exception();
         }
@@ -485,11 +579,9 @@ struct Manager::Impl {
 
     // Pass 1: the store's items (metadata only), read in table order (one
     // pass over the table's pages, no index walk), then put in id order.
+    // The ids share one buffer: a string each would be an allocation each.
     set_phase("scanning", 0, 0);
-    struct Row {
-      MapEntry e;
-      int64_t ino;
-    };
+    std::string ids;
     std::vector<Row> rows;
     // Room for as many items as the newest backup saw, and a few more: the
     // vector then need not grow (and move every row) while it is filled. A
@@ -497,13 +589,20 @@ struct Manager::Impl {
     if (!all.empty()) {
       uint64_t seen = std::min<uint64_t>(all.back().summary.item_count, uint64_t(1) << 20);
       rows.reserve(seen + seen / 16 + 64);
+      ids.reserve((seen + seen / 16 + 64) * 20);
     }
     store::Store::scan_items(*snap, [&](const store::ItemInfo& info) {
       check_cancel();
-      rows.push_back({{info.id, meta_of(info)}, info.ino});
+      Row& r = rows.emplace_back();
+      r.meta = meta_of(info);
+      r.ino = info.ino;
+      r.id_off = ids.size();
+      r.id_len = static_cast<uint32_t>(info.id.size());
+      ids += info.id;
       items_done.fetch_add(1, std::memory_order_relaxed);
     });
-    auto by_id = [](const Row& a, const Row& b) { return a.e.id < b.e.id; };
+    auto id_of = [&ids](const Row& r) { return std::string_view(ids.data() + r.id_off, r.id_len); };
+    auto by_id = [&](const Row& a, const Row& b) { return id_of(a) < id_of(b); };
     if (!std::is_sorted(rows.begin(), rows.end(), by_id)) std::sort(rows.begin(), rows.end(), by_id);
     if (parent_reader.joinable()) parent_reader.join();
     if (parent_error) std::rethrow_exception(parent_error);
@@ -544,29 +643,136 @@ struct Manager::Impl {
     m.chain = incr ? parent->summary.chain : std::vector<std::string>{};
     m.chain.push_back(id);
     const auto self = static_cast<uint32_t>(m.chain.size() - 1);
+    {
+      // Attributes that the most items share are the map's defaults, which
+      // item entries leave out.
+      std::map<std::tuple<uint32_t, uint32_t, uint32_t>, size_t> attrs;
+      for (const Row& r : rows) ++attrs[{r.meta.mode, r.meta.uid, r.meta.gid}];
+      size_t best = 0;
+      for (const auto& [a, n] : attrs) {
+        if (n > best) {
+          best = n;
+          std::tie(m.default_mode, m.default_uid, m.default_gid) = a;
+        }
+      }
+    }
 
     // Against the parent's map, also in id order: an item whose bytes and
     // attributes the parent's map has keeps the archive named there; every
     // other one goes into this archive. Ids only the parent has are deleted.
-    size_t pi = 0;
-    for (Row& r : rows) {
-      r.e.meta.archive = self;
-      if (incr) {
-        while (pi < parent_items.size() && parent_items[pi].id < r.e.id) m.deleted.push_back(parent_items[pi++].id);
-        if (pi < parent_items.size() && parent_items[pi].id == r.e.id) {
-          if (same_meta(parent_items[pi].meta, r.e.meta)) r.e.meta.archive = parent_items[pi].meta.archive;
-          ++pi;
+    // Every entry's line of the new map is the parent's (r.in_parent), or
+    // is written into `lines`.
+    std::string lines;
+    auto new_line = [&](Row& r) {
+      r.in_parent = false;
+      r.line_off = lines.size();
+      ManifestWriter::line(lines, id_of(r), r.meta, m.default_mode, m.default_uid, m.default_gid);
+      r.line_len = static_cast<uint32_t>(lines.size() - r.line_off);
+    };
+    // By the parent's lines: with the same item_defaults, an item is
+    // unchanged exactly when the parent's line is the one this map would
+    // have for it with the parent's archive index (the chain up to the
+    // parent is the same).
+    if (by_lines && (parent_header.default_mode != m.default_mode || parent_header.default_uid != m.default_uid ||
+                     parent_header.default_gid != m.default_gid)) {
+      by_lines = false;
+      parent_header = Manifest{};
+      fs::path p = dir / parent->summary.id / kManifestFile;
+      read_manifest_sorted(parent_file->text(), parent_header, parent_items, p.string());
+    }
+    if (by_lines) {
+      lines.reserve(rows.size() / 32 * 128 + 4096);
+      const std::string_view ptext = parent_file->text();
+      const auto parent_chain = static_cast<uint32_t>(parent_header.chain.size());
+      std::string want;
+      // The parent's archive index of `line` if it is the entry of `r`.
+      auto kept_archive = [&](const Row& r, std::string_view line, uint32_t& archive) {
+        want.clear();
+        append_json_string(want, id_of(r));
+        want += ":[\"";
+        append_hex(want, r.meta.sha256.data(), r.meta.sha256.size());
+        want += "\",";
+        want += std::to_string(r.meta.size);
+        want += ',';
+        want += std::to_string(r.meta.mtime_ns);
+        want += ',';
+        if (line.substr(0, want.size()) != want) return false;
+        size_t p = want.size(), digits = p;
+        uint64_t a = 0;
+        while (p < line.size() && line[p] >= '0' && line[p] <= '9' && p - digits < 10) a = a * 10 + uint64_t(line[p++] - '0');
+        if (p == digits || (line[digits] == '0' && p - digits > 1) || a >= parent_chain) return false;
+        want.clear();
+        if (r.meta.mode != m.default_mode || r.meta.uid != m.default_uid || r.meta.gid != m.default_gid) {
+          want += ',' + std::to_string(r.meta.mode) + ',' + std::to_string(r.meta.uid) + ',' +
+                  std::to_string(r.meta.gid);
         }
+        want += ']';
+        if (line.substr(p) != want) return false;
+        archive = static_cast<uint32_t>(a);
+        return true;
+      };
+      std::string_view pid, pline;
+      bool have = cursor.next(pid, pline);
+      for (Row& r : rows) {
+        const std::string_view rid = id_of(r);
+        while (have && pid < rid) {
+          m.deleted.emplace_back(pid);
+          have = cursor.next(pid, pline);
+        }
+        uint32_t archive = self;
+        if (have && pid == rid) {
+          if (kept_archive(r, pline, archive)) {
+            r.in_parent = true;
+            r.line_off = static_cast<uint64_t>(pline.data() - ptext.data());
+            r.line_len = static_cast<uint32_t>(pline.size());
+          }
+          have = cursor.next(pid, pline);
+        }
+        r.meta.archive = archive;
+        if (archive == self) new_line(r);
       }
-      ++m.item_count;
-      m.item_bytes += r.e.meta.size;
-      if (r.e.meta.archive == self) {
-        ++m.archived_count;
-        m.archived_bytes += r.e.meta.size;
+      while (have) {
+        m.deleted.emplace_back(pid);
+        have = cursor.next(pid, pline);
+      }
+      if (!cursor.ok()) {
+        // Not the layout itemfs writes after all: parse it as JSON.
+        by_lines = false;
+        m.deleted.clear();
+        lines.clear();
+        parent_header = Manifest{};
+        fs::path p = dir / parent->summary.id / kManifestFile;
+        read_manifest_sorted(ptext, parent_header, parent_items, p.string());
       }
     }
-    while (pi < parent_items.size()) m.deleted.push_back(parent_items[pi++].id);
-    std::vector<MapEntry>().swap(parent_items);
+    if (!by_lines) {
+      lines.reserve(incr ? rows.size() / 32 * 128 + 4096 : rows.size() * 120 + 4096);
+      size_t pi = 0;
+      for (Row& r : rows) {
+        r.meta.archive = self;
+        const std::string_view rid = id_of(r);
+        if (incr) {
+          while (pi < parent_items.size() && parent_items[pi].id < rid) m.deleted.push_back(parent_items[pi++].id);
+          if (pi < parent_items.size() && parent_items[pi].id == rid) {
+            if (same_meta(parent_items[pi].meta, r.meta)) r.meta.archive = parent_items[pi].meta.archive;
+            ++pi;
+          }
+        }
+        new_line(r);
+      }
+      while (pi < parent_items.size()) m.deleted.push_back(parent_items[pi++].id);
+      std::vector<MapEntry>().swap(parent_items);
+    }
+    uint64_t lines_bytes = 0;
+    for (const Row& r : rows) {
+      ++m.item_count;
+      m.item_bytes += r.meta.size;
+      lines_bytes += r.line_len;
+      if (r.meta.archive == self) {
+        ++m.archived_count;
+        m.archived_bytes += r.meta.size;
+      }
+    }
 
     // Reading the store (SQLite, zlib, SHA-256) runs in a producer thread
     // while this one writes the manifest, then tar and gzip: two cores, as
@@ -577,14 +783,14 @@ struct Manager::Impl {
       try {
         Sha256Hasher h;
         for (const Row& r : rows) {
-          if (r.e.meta.archive != self) continue;
+          if (r.meta.archive != self) continue;
           check_cancel();
           store::ItemInfo info;
           info.ino = r.ino;
-          info.id = r.e.id;
-          info.size = r.e.meta.size;
-          info.attrs = {r.e.meta.mode, r.e.meta.uid, r.e.meta.gid, r.e.meta.mtime_ns};
-          info.sha256 = r.e.meta.sha256;
+          info.id = id_of(r);
+          info.size = r.meta.size;
+          info.attrs = {r.meta.mode, r.meta.uid, r.meta.gid, r.meta.mtime_ns};
+          info.sha256 = r.meta.sha256;
           Piece begin;
           begin.info = info;
           queue.push(std::move(begin));
@@ -617,61 +823,16 @@ struct Manager::Impl {
       }
     } joiner{queue, producer};
 
-    // MANIFEST.json (also manifest.json beside the archive) and SHA256SUMS,
-    // made in memory: the archive takes them from there, and manifest.json
-    // is written once (fsynced at the end: the disk writes it meanwhile).
-    std::string manifest_text, sums_text;
-    {
-      // Attributes that the most items share are the map's defaults, which
-      // item entries leave out.
-      std::map<std::tuple<uint32_t, uint32_t, uint32_t>, size_t> attrs;
-      for (const Row& r : rows) ++attrs[{r.e.meta.mode, r.e.meta.uid, r.e.meta.gid}];
-      size_t best = 0;
-      for (const auto& [a, n] : attrs) {
-        if (n > best) {
-          best = n;
-          std::tie(m.default_mode, m.default_uid, m.default_gid) = a;
-        }
-      }
-    }
-    manifest_text.reserve(rows.size() * 120 + 4096);
-    {
-      ManifestWriter w(manifest_text);
-      w.begin(m, true);
-      for (const Row& r : rows) w.item(r.e.id, r.e.meta);
-      w.end();
-    }
-    // manifest.json is written by a thread of its own while this one writes
-    // the same text into the archive; joined before the text is freed.
-    fs::path man_path = tmp / kManifestFile;
-    std::thread man_writer;
-    std::exception_ptr man_error;
-    struct ManJoiner {
-      std::thread& t;
-      ~ManJoiner() {
-        if (t.joinable()) t.join();
-      }
-    } join_man{man_writer};
-    if (!key) {
-      man_writer = std::thread([&, man = open_write(man_path)]() mutable {
-        try {
-          if (std::fwrite(manifest_text.data(), 1, manifest_text.size(), man.get()) != manifest_text.size()) {
-            throw_errno("cannot write", man_path, errno);
-          }
-          close_unsynced(man, man_path);
-        } catch (...) {
-          man_error = std::current_exception();
-        }
-      });
-    }
+    std::string sums_text;
     for (const Row& r : rows) {
-      if (r.e.meta.archive == self) sums_text += sha256sums_line(r.e.meta.sha256, item_path(r.e.id));
+      if (r.meta.archive == self) sums_text += sha256sums_line(r.meta.sha256, item_path(std::string(id_of(r))));
     }
 
     // Pass 2: the archive.
     set_phase("writing archive", m.archived_count, m.archived_bytes);
     std::string archive_name = id + (key ? ".tar.gz.enc" : ".tar.gz");
     fs::path archive_path = tmp / archive_name;
+    fs::path man_path = tmp / kManifestFile;
     FileSink file(archive_path);
     std::unique_ptr<EncryptSink> enc;
     if (key) enc = std::make_unique<EncryptSink>(file, *key);
@@ -681,7 +842,34 @@ struct Manager::Impl {
       // deflating it would cost more than the changed items themselves, so
       // it is stored (gzip level 0); a full backup compresses everything.
       TarWriter tw(sink, incr ? kManifestLevelIncremental : opt.gzip_level);
-      add_memory_entry(tw, "MANIFEST.json", manifest_text, created);
+      {
+        // MANIFEST.json, made and written a piece at a time (never the
+        // whole map in memory), also into manifest.json beside the archive
+        // (fsynced at the end: the disk writes it meanwhile).
+        std::unique_ptr<ManFile> man;
+        if (!key) man = std::make_unique<ManFile>(man_path);
+        std::string piece;
+        piece.reserve(kManifestPiece + 4096);
+        ManifestWriter w(piece);
+        w.begin(m, true);
+        tw.begin("MANIFEST.json", piece.size() + lines_bytes + ManifestWriter::framing_size(rows.size()), 0644,
+                 static_cast<uint32_t>(::getuid()), static_cast<uint32_t>(::getgid()), created);
+        auto flush = [&] {
+          tw.data(piece.data(), piece.size());
+          if (man) man->write(piece);
+          piece.clear();
+        };
+        const std::string_view ptext = parent_file ? parent_file->text() : std::string_view();
+        for (const Row& r : rows) {
+          w.raw_item(r.in_parent ? ptext.substr(r.line_off, r.line_len) : std::string_view(lines).substr(r.line_off, r.line_len));
+          if (piece.size() >= kManifestPiece) flush();
+        }
+        w.end();
+        flush();
+        tw.end();
+        if (man) man->close();
+      }
+      std::string().swap(lines);
       add_memory_entry(tw, "SHA256SUMS", sums_text, created);
       tw.set_level(opt.gzip_level);
       Piece piece;
@@ -709,9 +897,6 @@ struct Manager::Impl {
     store::Sha256 digest = file.sha256();
     write_file_atomic(tmp / (archive_name + ".sha256"), hex(digest.data(), digest.size()) + "  " + archive_name + "\n");
 
-    if (man_writer.joinable()) man_writer.join();
-    if (man_error) std::rethrow_exception(man_error);
-    std::string().swap(manifest_text);
     if (key) {
       std::string summary_text;
       ManifestWriter w(summary_text);

@@ -79,10 +79,8 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
   }
 }
 
-void ManifestWriter::item(std::string_view id, const ItemMeta& meta) {
-  std::string& s = out_;
-  s += first_ ? "\n" : ",\n";
-  first_ = false;
+void ManifestWriter::line(std::string& s, std::string_view id, const ItemMeta& meta, uint32_t mode, uint32_t uid,
+                          uint32_t gid) {
   append_json_string(s, id);
   s += ":[\"";
   append_hex(s, meta.sha256.data(), meta.sha256.size());
@@ -92,7 +90,7 @@ void ManifestWriter::item(std::string_view id, const ItemMeta& meta) {
   append_int(s, meta.mtime_ns);
   s += ',';
   append_uint(s, meta.archive);
-  if (meta.mode != mode_ || meta.uid != uid_ || meta.gid != gid_) {
+  if (meta.mode != mode || meta.uid != uid || meta.gid != gid) {
     s += ',';
     append_uint(s, meta.mode);
     s += ',';
@@ -101,6 +99,18 @@ void ManifestWriter::item(std::string_view id, const ItemMeta& meta) {
     append_uint(s, meta.gid);
   }
   s += ']';
+}
+
+void ManifestWriter::item(std::string_view id, const ItemMeta& meta) {
+  out_ += first_ ? "\n" : ",\n";
+  first_ = false;
+  line(out_, id, meta, mode_, uid_, gid_);
+}
+
+void ManifestWriter::raw_item(std::string_view line) {
+  out_ += first_ ? "\n" : ",\n";
+  first_ = false;
+  out_ += line;
 }
 
 void ManifestWriter::end() {
@@ -470,8 +480,11 @@ class LayoutReader {
 
 }  // namespace
 
-bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<MapEntry>& items) {
-  items.clear();
+namespace {
+
+// The header fields and "deleted" of ManifestWriter's layout (format 1 or
+// 2); `items_at` is then where the entries of "items" start.
+bool parse_layout_header(std::string_view text, Manifest& out, size_t& items_at) {
   // The header: everything before "deleted", closed and read by the general
   // parser. That it parses as a whole object proves the cut is at the top
   // level (a raw newline cannot be inside a JSON string).
@@ -507,6 +520,58 @@ bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<Map
     if (!r.lit("\n  ]")) return false;
   }
   if (!r.lit(",\n  \"items\": {")) return false;
+  items_at = r.pos();
+  return true;
+}
+
+}  // namespace
+
+bool LayoutCursor::open(std::string_view text, Manifest& out) {
+  text_ = text;
+  if (!parse_layout_header(text, out, pos_) || out.format_version != 2) return ok_ = false;
+  LayoutReader r(text_);
+  r.seek(pos_);
+  if (r.lit("}\n}\n")) {  // an empty map
+    done_ = true;
+    return ok_ = r.at_end();
+  }
+  return true;
+}
+
+bool LayoutCursor::next(std::string_view& id, std::string_view& line) {
+  if (done_) return false;
+  LayoutReader r(text_);
+  r.seek(pos_);
+  if (!first_ && !r.lit(",")) {
+    done_ = true;
+    ok_ = r.lit("\n  }\n}\n") && r.at_end();
+    return false;
+  }
+  first_ = false;
+  size_t start = r.pos() + 1;
+  // The entry runs to the first ']' after its id: nothing else in an entry
+  // of this layout holds one.
+  size_t close = std::string_view::npos;
+  if (!r.lit("\n") || !r.plain_string(id) || !r.lit(":[") ||
+      (close = text_.find(']', r.pos())) == std::string_view::npos ||
+      text_.find('\n', r.pos()) < close || (have_last_ && !(last_id_ < id))) {
+    done_ = true;
+    return ok_ = false;
+  }
+  last_id_ = id;
+  have_last_ = true;
+  line = text_.substr(start, close + 1 - start);
+  pos_ = close + 1;
+  return true;
+}
+
+bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<MapEntry>& items) {
+  items.clear();
+  size_t items_at = 0;
+  if (!parse_layout_header(text, out, items_at)) return false;
+  LayoutReader r(text);
+  r.seek(items_at);
+  std::string_view s;
   if (r.lit("}\n}\n")) return r.at_end();
   if (out.format_version >= 2) {
     items.reserve(text.size() / 100);  // an entry is about 115 bytes

@@ -64,7 +64,17 @@ class ManifestWriter {
   explicit ManifestWriter(std::string& out) : out_(out) {}
   void begin(const Manifest& header, bool with_items);
   void item(std::string_view id, const ItemMeta& meta);
+  // An entry already formatted by line() (or copied from a manifest of
+  // the same item_defaults): the separator, then `line`. `out` may be
+  // emptied between entries (the text is then streamed in pieces).
+  void raw_item(std::string_view line);
   void end();
+  // The bytes begin() .. end() add around the entries: the separators
+  // (1 before the first entry, 2 before each other) and the closing.
+  static size_t framing_size(size_t entries) { return entries == 0 ? 4 : 2 * entries - 1 + 7; }
+  // Appends one entry of the map, `"id":[...]`, for these item_defaults.
+  static void line(std::string& out, std::string_view id, const ItemMeta& meta, uint32_t mode, uint32_t uid,
+                   uint32_t gid);
 
  private:
   std::string& out_;
@@ -89,6 +99,27 @@ void read_manifest_sorted(std::string_view text, Manifest& out, std::vector<MapE
 // `text` has exactly the layout of ManifestWriter (format 2) or of its format
 // 1 predecessor, with ids in strictly increasing order. When it returns true, read_manifest reads the same manifest.
 bool parse_manifest_layout(std::string_view text, Manifest& out, std::vector<MapEntry>& items);
+
+// The item map of a format 2 manifest in ManifestWriter's layout, entry by
+// entry, without parsing the entries: what an incremental needs to copy the
+// lines of unchanged items from its parent. open() reads the header fields
+// and "deleted" into `out` (false unless they have that layout and format
+// version 2); next() gives each entry's id and whole line (`"id":[...]`,
+// the text ManifestWriter::line writes), checking only the id (a plain
+// string, ids strictly increasing) and the framing. next() returns false at
+// the end of the map, or on text of another layout (then ok() is false).
+class LayoutCursor {
+ public:
+  bool open(std::string_view text, Manifest& out);
+  bool next(std::string_view& id, std::string_view& line);
+  bool ok() const { return ok_; }
+
+ private:
+  std::string_view text_;
+  size_t pos_ = 0;
+  std::string_view last_id_;
+  bool first_ = true, have_last_ = false, done_ = false, ok_ = true;
+};
 
 // "items/<shard>/<id>.json" for an id.
 std::string item_path(const std::string& id);

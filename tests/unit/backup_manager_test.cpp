@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -817,6 +818,106 @@ TEST_F(BackupTest, BusyInvalidAndProgress) {
   EXPECT_TRUE(saw_busy);
   EXPECT_TRUE(saw_progress);
   EXPECT_EQ(status(mgr())["state"], "idle");
+}
+
+// An incremental copies the map lines of unchanged items from its parent's
+// manifest.json when that has the layout itemfs writes and the same
+// item_defaults; otherwise it parses the parent's map. Every way gives the
+// same map, and the archive holds exactly the changed items.
+TEST_F(BackupTest, IncrementalMapsAgreeWhateverTheParentLooksLike) {
+  fill(30);
+  run_ok("full");
+  const std::string full = last_id();
+  const std::string pristine = slurp(opts_.dir / full / "manifest.json");
+  // What the parent's manifest.json may look like, and each time the
+  // store's changes since (the incremental is deleted again after).
+  struct Case {
+    std::string name;
+    std::function<std::string(const std::string&)> rewrite;  // of the parent's manifest.json
+    bool new_defaults;  // most items change mode: other item_defaults
+  };
+  std::vector<Case> cases = {
+      {"as written", [](const std::string& t) { return t; }, false},
+      {"as written, other defaults", [](const std::string& t) { return t; }, true},
+      {"re-indented by another tool", [](const std::string& t) { return json::parse(t).dump(1) + "\n"; }, false},
+      {"two entries swapped at the end",
+       [](const std::string& t) {
+         // The last two lines of the map traded places: still the same JSON
+         // object, but not in id order.
+         size_t end = t.rfind("\n  }\n}\n"), b = t.rfind(",\n", end), a = t.rfind(",\n", b - 1);
+         std::string last = t.substr(b + 2, end - b - 2), before = t.substr(a + 2, b - a - 2);
+         return t.substr(0, a + 2) + last + ",\n" + before + t.substr(end);
+       },
+       false},
+      {"an entry in upper-case hex",
+       [](const std::string& t) {
+         std::string u = t;
+         size_t at = u.find("\"item-7\":[\"") + 11;
+         for (size_t i = at; i < at + 64; ++i) u[i] = char(std::toupper(static_cast<unsigned char>(u[i])));
+         return u;
+       },
+       false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string rewritten = c.rewrite(pristine);
+    fs::permissions(opts_.dir / full / "manifest.json", fs::perms::owner_write, fs::perm_options::add);
+    spit(opts_.dir / full / "manifest.json", rewritten);
+    auto store_before = store_tree(*store_);
+    put(*store_, "item-1", "{\"changed\": true}", 0100644, 1650000000000000000);
+    set_attrs(*store_, "item-3", 0100600, 1700000000123459333);  // mode only: a non-default line
+    remove_item(*store_, "item-4");
+    put(*store_, "new", "{\"new\": 1}", 0100644, 1650000000000000001);
+    std::set<std::string> want_archived = {"item-1", "item-3", "new"};
+    if (c.new_defaults) {
+      for (int i = 10; i < 30; ++i) {
+        std::string id = "item-" + std::to_string(i);
+        set_attrs(*store_, id, 0100444, 1700000000123456789 + i * 1111);
+        want_archived.insert(id);
+      }
+    }
+    if (c.name == "an entry in upper-case hex") want_archived.insert("item-7");  // not the canonical line: archived again
+    run_ok("incremental");
+    const std::string incr = last_id();
+    ASSERT_NE(incr, full);
+    const std::string text = slurp(opts_.dir / incr / "manifest.json");
+    Manifest header;
+    std::vector<MapEntry> items;
+    ASSERT_TRUE(parse_manifest_layout(text, header, items)) << "itemfs's own layout";
+    fs::path out = tmp_.path() / ("x-" + std::to_string(&c - cases.data()));
+    extract(archive_of(incr), out);
+    EXPECT_EQ(slurp(out / "MANIFEST.json"), text);
+    json m = json::parse(text);
+    EXPECT_EQ(m["deleted"], json::array({"item-4"}));
+    EXPECT_EQ(m["items"].size(), store_tree(*store_).size());
+    std::set<std::string> archived;
+    auto snap = store_->snapshot();
+    snap->for_each_item([&](const store::ItemInfo& info) {
+      std::string a = item_field(m, info.id, "archive");
+      if (a == incr) archived.insert(info.id);
+      else EXPECT_EQ(a, full) << info.id;
+      EXPECT_EQ(item_field(m, info.id, "sha256"), hex(info.sha256.data(), 32)) << info.id;
+      EXPECT_EQ(item_field(m, info.id, "size"), info.size) << info.id;
+      EXPECT_EQ(item_field(m, info.id, "mode"), info.attrs.mode) << info.id;
+      EXPECT_EQ(item_field(m, info.id, "mtime_ns"), info.attrs.mtime_ns) << info.id;
+    });
+    EXPECT_EQ(archived, want_archived);
+    EXPECT_EQ(m["archived_count"], want_archived.size());
+    EXPECT_EQ(disk_tree(out / "items").size(), want_archived.size());
+    run_ok("verify " + incr);
+    EXPECT_EQ(json::parse(slurp(opts_.dir / incr / "verify.json"))["ok"], true);
+
+    // Back to the state of the full backup, without this incremental.
+    run_ok("delete " + incr);
+    remove_item(*store_, "new");
+    for (const auto& [rel, it] : store_before) {
+      std::string id = rel.substr(rel.find('/') + 1);
+      id.resize(id.size() - 5);
+      put(*store_, id, it.bytes, 0100000 | it.perm, it.mtime_ns);
+    }
+    ASSERT_EQ(store_tree(*store_), store_before);
+    spit(opts_.dir / full / "manifest.json", pristine);
+  }
 }
 
 TEST_F(BackupTest, IncrementalWithoutParentIsFull) {
