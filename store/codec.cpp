@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "store/store.h"
 
@@ -54,33 +53,32 @@ class Inflater {
   z_stream& z() { return z_; }
 
   // adler32 of a dictionary: what a zlib stream made with it names it by.
-  // zlib would compute it (32 KiB) for every blob; this thread keeps the
-  // last few, found again by their bytes (memcmp is far cheaper than adler32
-  // and, unlike an address, cannot name another dictionary).
-  uLong dictionary_id(std::string_view dictionary) {
-    for (size_t i = 0; i < kIds; ++i) {
-      Known& k = ids_[(next_ + kIds - 1 - i) % kIds];
-      if (k.bytes.size() == dictionary.size() && !k.bytes.empty() &&
-          std::memcmp(k.bytes.data(), dictionary.data(), dictionary.size()) == 0) {
-        return k.adler;
-      }
+  // zlib would compute it (32 KiB) for every blob; this thread keeps it by
+  // the dictionary's address and size (a store keeps its dictionaries'
+  // bytes for its life). `fresh` computes it from the bytes again: what a
+  // caller does before taking a mismatch for damage, since the address may
+  // now hold another dictionary.
+  uLong dictionary_id(std::string_view dictionary, bool fresh) {
+    auto key = reinterpret_cast<uintptr_t>(dictionary.data());
+    Known& k = ids_[((key >> 4) ^ (key >> 16) ^ dictionary.size()) % kIds];
+    if (fresh || k.data != dictionary.data() || k.size != dictionary.size()) {
+      k.data = dictionary.data();
+      k.size = dictionary.size();
+      k.adler = adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(dictionary.data()),
+                        uInt(dictionary.size()));
     }
-    Known& k = ids_[next_];
-    next_ = (next_ + 1) % kIds;
-    k.bytes.assign(dictionary);
-    k.adler = adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(dictionary.data()), uInt(dictionary.size()));
     return k.adler;
   }
 
  private:
-  static constexpr size_t kIds = 8;
+  static constexpr size_t kIds = 256;
   struct Known {
-    std::string bytes;
+    const char* data = nullptr;
+    size_t size = 0;
     uLong adler = 0;
   };
   z_stream z_{};
   Known ids_[kIds];
-  size_t next_ = 0;
 };
 
 uLong be32(const unsigned char* p) { return uLong(p[0]) << 24 | uLong(p[1]) << 16 | uLong(p[2]) << 8 | uLong(p[3]); }
@@ -101,7 +99,8 @@ bool decompress(std::string_view stored, std::string_view dictionary, size_t raw
   thread_local Inflater inflater;
   if (fdict) {
     if (dictionary.empty() || n < 2 + 4 + 4) return false;
-    if (be32(in + 2) != inflater.dictionary_id(dictionary)) return false;
+    const uLong id = be32(in + 2);
+    if (id != inflater.dictionary_id(dictionary, false) && id != inflater.dictionary_id(dictionary, true)) return false;
     header += 4;
   }
   z_stream& z = inflater.z();

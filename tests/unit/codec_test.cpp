@@ -62,6 +62,22 @@ TEST(Codec, RefusesTheWrongDictionaryAndDamage) {
   EXPECT_EQ(back, raw);
 }
 
+TEST(Codec, ADictionaryChangedAtTheSameAddressIsReadAnew) {
+  // Dictionary ids are remembered by address: another dictionary in the
+  // same buffer must neither be refused nor stand in for the old one.
+  Compressor c(6);
+  std::string d = dict(4), raw = text(3000, 11), first, second, back;
+  ASSERT_EQ(c.compress(raw, d, first), Codec::kZlib);
+  ASSERT_TRUE(decompress(first, d, raw.size(), back));
+  const char* at = d.data();
+  for (size_t i = 0; i < d.size(); i += 7) d[i] = d[i] == 'x' ? 'y' : 'x';
+  ASSERT_EQ(d.data(), at);
+  ASSERT_EQ(c.compress(raw, d, second), Codec::kZlib);
+  ASSERT_TRUE(decompress(second, d, raw.size(), back));
+  EXPECT_EQ(back, raw);
+  EXPECT_FALSE(decompress(first, d, raw.size(), back));
+}
+
 TEST(Codec, ReadsStreamsOfPlainZlib) {
   // As zlib's compress() makes them: no dictionary, any window size.
   std::string raw = text(70000, 5);
