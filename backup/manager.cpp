@@ -40,6 +40,11 @@ constexpr uint64_t kSpoolInMemory = 1 << 20;
 constexpr size_t kMaxProblems = 20;
 // gzip level of an incremental's MANIFEST.json and SHA256SUMS (see do_backup).
 constexpr int kManifestLevelIncremental = 0;
+// gzip level of an incremental's items (at most opt.gzip_level). Its
+// archive is mostly the stored map; level 1 makes the items' part about 12%
+// larger than level 4 (1.34 vs 1.20 MB for 1% of the 100k corpus) and takes
+// two thirds of the time.
+constexpr int kItemsLevelIncremental = 1;
 // MANIFEST.json and manifest.json are written in pieces of this size.
 constexpr size_t kManifestPiece = 1 << 20;
 
@@ -871,7 +876,7 @@ struct Manager::Impl {
       }
       std::string().swap(lines);
       add_memory_entry(tw, "SHA256SUMS", sums_text, created);
-      tw.set_level(opt.gzip_level);
+      tw.set_level(incr ? std::min(opt.gzip_level, kItemsLevelIncremental) : opt.gzip_level);
       Piece piece;
       while (queue.pop(piece)) {
         switch (piece.kind) {
