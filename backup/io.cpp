@@ -339,12 +339,59 @@ bool looks_encrypted(const std::filesystem::path& path) {
 
 // ---------------------------------------------------------------- gzip
 
-GzipSink::GzipSink(ByteSink& next, int level)
-    : next_(next), z_(std::make_unique<z_stream_s>()), out_(256 * 1024), level_(std::clamp(level, 0, 9)) {
-  // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
-  if (deflateInit2(z_.get(), level_, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+SpoolSink::SpoolSink(const std::filesystem::path& dir, size_t memory_max) : dir_(dir), memory_max_(memory_max) {}
+
+SpoolSink::~SpoolSink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SpoolSink::write(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  if (fd_ < 0) {
+    size_t take = std::min(size, memory_max_ - std::min(memory_max_, memory_.size()));
+    memory_.append(p, take);
+    p += take;
+    size -= take;
+    if (size == 0) return;
+    fd_ = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw_errno("cannot create a spool file in", dir_, errno);
+  }
+  while (size > 0) {
+    ssize_t n = ::write(fd_, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot write a spool file in", dir_, errno);
+    p += n;
+    size -= static_cast<size_t>(n);
+    file_bytes_ += static_cast<uint64_t>(n);
+  }
+}
+
+void SpoolSink::copy_to(ByteSink& out) {
+  if (!memory_.empty()) out.write(memory_.data(), memory_.size());
+  if (fd_ < 0) return;
+  std::vector<char> buf(1 << 20);
+  for (uint64_t at = 0; at < file_bytes_;) {
+    ssize_t n = ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), file_bytes_ - at), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw_errno("cannot read a spool file in", dir_, n < 0 ? errno : EIO);
+    out.write(buf.data(), static_cast<size_t>(n));
+    at += static_cast<uint64_t>(n);
+  }
+}
+
+GzipSink::GzipSink(ByteSink& next, int level, Mode mode)
+    : next_(next), z_(std::make_unique<z_stream_s>()), out_(256 * 1024), level_(std::clamp(level, 0, 9)), mode_(mode) {
+  // Raw deflate: the gzip header and trailer are written here, so that a
+  // segment made by another stream can be spliced in (its crc32 combined).
+  if (deflateInit2(z_.get(), level_, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
     z_.reset();
     throw JobError(ENOMEM, "gzip: cannot initialise zlib");
+  }
+  crc_ = crc32(0, nullptr, 0);
+  if (mode_ == Mode::kGzip) {
+    // RFC 1952: magic, deflate, no flags, no mtime, no extra flags, Unix.
+    static const unsigned char header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    next_.write(header, sizeof header);
   }
 }
 
@@ -387,8 +434,10 @@ void GzipSink::set_level(int level) {
 void GzipSink::write(const void* data, size_t size) {
   if (finished_) throw JobError(EIO, "gzip: write after finish");
   const auto* p = static_cast<const unsigned char*>(data);
+  size_ += size;
   while (size > 0) {
     size_t n = std::min<size_t>(size, 1u << 30);
+    crc_ = crc32(crc_, p, static_cast<uInt>(n));
     z_->next_in = const_cast<unsigned char*>(p);  // zlib's API is not const; it does not write
     z_->avail_in = static_cast<uInt>(n);
     deflate_all(Z_NO_FLUSH);
@@ -401,9 +450,33 @@ void GzipSink::finish() {
   if (finished_) return;
   z_->next_in = nullptr;
   z_->avail_in = 0;
-  deflate_all(Z_FINISH);
+  if (mode_ == Mode::kSegment) {
+    deflate_all(Z_SYNC_FLUSH);  // byte-aligned, and no final block
+  } else {
+    deflate_all(Z_FINISH);
+    unsigned char trailer[8];  // crc32 and the length mod 2^32, little-endian
+    for (int i = 0; i < 4; ++i) {
+      trailer[i] = static_cast<unsigned char>(crc_ >> (8 * i));
+      trailer[4 + i] = static_cast<unsigned char>(size_ >> (8 * i));
+    }
+    next_.write(trailer, sizeof trailer);
+  }
   finished_ = true;
   next_.finish();
+}
+
+void GzipSink::splice(const GzipSink& segment, SpoolSink& blocks) {
+  if (finished_ || mode_ != Mode::kGzip || segment.mode_ != Mode::kSegment || !segment.finished_) {
+    throw JobError(EIO, "gzip: cannot splice here");
+  }
+  // A full flush: byte-aligned, and nothing after it refers to what came
+  // before (the segment's bytes now sit in between).
+  z_->next_in = nullptr;
+  z_->avail_in = 0;
+  deflate_all(Z_FULL_FLUSH);
+  blocks.copy_to(next_);
+  crc_ = crc32_combine(crc_, segment.crc_, static_cast<z_off_t>(segment.size_));
+  size_ += segment.size_;
 }
 
 // ---------------------------------------------------------------- tar
@@ -455,8 +528,9 @@ struct TarCallbacks {
   }
 };
 
-TarWriter::TarWriter(ByteSink& sink, int gzip_level)
-    : gzip_(sink, gzip_level), a_(archive_write_new()), entry_(archive_entry_new()) {
+TarWriter::TarWriter(ByteSink& sink, int gzip_level, GzipSink::Mode mode)
+    : gzip_(sink, gzip_level, mode), a_(archive_write_new()), entry_(archive_entry_new()),
+      segment_(mode == GzipSink::Mode::kSegment) {
   try {
     if (!a_ || !entry_) throw JobError(ENOMEM, "libarchive: out of memory");
     Utf8Scope utf8;
@@ -541,9 +615,22 @@ void TarWriter::end() {
 
 void TarWriter::close() {
   Utf8Scope utf8;
-  check(archive_write_close(a_), "close");
+  if (segment_) {
+    // Entries only: no end-of-archive marker (libarchive writes every byte
+    // of an entry by the time it is finished: no blocking).
+    archive_write_fail(a_);
+  } else {
+    check(archive_write_close(a_), "close");
+  }
   closed_ = true;
   gzip_.finish();  // and so the sink's finish()
+}
+
+void TarWriter::splice(const TarWriter& segment, SpoolSink& blocks) {
+  if (!segment.segment_ || !segment.closed_ || segment_ || closed_ || !path_.empty()) {
+    throw JobError(EIO, "writing archive: cannot splice here");
+  }
+  gzip_.splice(segment.gzip_, blocks);
 }
 
 TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new()), buf_(128 * 1024) {

@@ -133,18 +133,48 @@ bool looks_encrypted(const std::filesystem::path& path);
 
 // --- gzip ---
 
+// Bytes kept in memory up to `memory_max`, the rest in an unnamed file in
+// `dir` (gone when this is).
+class SpoolSink : public ByteSink {
+ public:
+  SpoolSink(const std::filesystem::path& dir, size_t memory_max);
+  ~SpoolSink() override;
+  SpoolSink(const SpoolSink&) = delete;
+  SpoolSink& operator=(const SpoolSink&) = delete;
+  void write(const void* data, size_t size) override;
+  void finish() override {}
+  // Writes everything written so far to `out`, in order.
+  void copy_to(ByteSink& out);
+
+ private:
+  std::filesystem::path dir_;
+  size_t memory_max_;
+  std::string memory_;
+  int fd_ = -1;
+  uint64_t file_bytes_ = 0;
+};
+
 // Compresses everything written into one gzip stream (zlib) for `next`. The
 // level can change between writes: what follows is compressed at the new
 // level, in the same stream (0 stores deflate blocks uncompressed).
+//
+// A kSegment sink writes deflate blocks only (no gzip header or trailer),
+// ending byte-aligned and not final: a part that a kGzip stream can take in
+// with splice(), after the part before it, made meanwhile on another thread.
 class GzipSink : public ByteSink {
  public:
-  GzipSink(ByteSink& next, int level);
+  enum class Mode { kGzip, kSegment };
+  GzipSink(ByteSink& next, int level, Mode mode = Mode::kGzip);
   ~GzipSink() override;
   GzipSink(const GzipSink&) = delete;
   GzipSink& operator=(const GzipSink&) = delete;
   void set_level(int level);
   void write(const void* data, size_t size) override;
-  void finish() override;  // gzip trailer, then next.finish()
+  void finish() override;  // gzip trailer (kSegment: the closing flush), then next.finish()
+  // Appends a finished kSegment stream whose deflate blocks are `blocks`.
+  // What this stream holds is fully flushed first, and the segment refers to
+  // nothing before it, so every later block still decodes.
+  void splice(const GzipSink& segment, SpoolSink& blocks);
 
  private:
   void deflate_all(int flush);
@@ -152,6 +182,9 @@ class GzipSink : public ByteSink {
   std::unique_ptr<z_stream_s> z_;
   std::vector<unsigned char> out_;
   int level_;
+  Mode mode_;
+  unsigned long crc_ = 0;  // crc32 and length of the uncompressed bytes
+  uint64_t size_ = 0;
   bool finished_ = false;
 };
 
@@ -159,7 +192,9 @@ class GzipSink : public ByteSink {
 
 class TarWriter {
  public:
-  TarWriter(ByteSink& sink, int gzip_level);
+  // kSegment: entries only, for splice() into another TarWriter's archive;
+  // close() then writes no end-of-archive marker.
+  TarWriter(ByteSink& sink, int gzip_level, GzipSink::Mode mode = GzipSink::Mode::kGzip);
   // The gzip level of what is written from now on (between entries).
   void set_level(int gzip_level);
   ~TarWriter();
@@ -169,6 +204,9 @@ class TarWriter {
   void data(const void* p, size_t n);
   void end();
   void close();  // writes the end-of-archive marker and gzip trailer, then sink.finish()
+  // Between entries: the entries of a closed kSegment writer, whose
+  // compressed bytes are in `blocks`.
+  void splice(const TarWriter& segment, SpoolSink& blocks);
 
  private:
   friend struct TarCallbacks;
@@ -179,6 +217,7 @@ class TarWriter {
   std::exception_ptr error_;
   std::string path_;
   uint64_t declared_ = 0, written_ = 0;
+  bool segment_ = false;
   bool closed_ = false;
 };
 

@@ -45,6 +45,9 @@ constexpr int kManifestLevelIncremental = 0;
 // larger than level 4 (1.34 vs 1.20 MB for 1% of the 100k corpus) and takes
 // two thirds of the time.
 constexpr int kItemsLevelIncremental = 1;
+// An incremental's items, compressed, are kept in memory up to this size
+// (then in a file) until they follow the manifest into the archive.
+constexpr size_t kSegmentInMemory = 8 << 20;
 // MANIFEST.json and manifest.json are written in pieces of this size.
 constexpr size_t kManifestPiece = 1 << 20;
 
@@ -781,9 +784,54 @@ struct Manager::Impl {
 
     // Reading the store (SQLite, zlib, SHA-256) runs in a producer thread
     // while this one writes the manifest, then tar and gzip: two cores, as
-    // `tar czf` uses.
+    // `tar czf` uses. An incremental's producer also makes the items' part
+    // of the archive (tar and deflate) as a segment of its own, spliced in
+    // after the manifest: the manifest and the items are then written at
+    // the same time.
+    set_phase("writing archive", m.archived_count, m.archived_bytes);
+    const int items_level = incr ? std::min(opt.gzip_level, kItemsLevelIncremental) : opt.gzip_level;
+    std::unique_ptr<SpoolSink> segment_blocks;
+    std::unique_ptr<TarWriter> segment;
+    if (incr) {
+      segment_blocks = std::make_unique<SpoolSink>(tmp, kSegmentInMemory);
+      segment = std::make_unique<TarWriter>(*segment_blocks, items_level, GzipSink::Mode::kSegment);
+    }
+    std::exception_ptr segment_error;
+    std::atomic<bool> segment_stop{false};
     PieceQueue queue;
     std::thread producer([&] {
+      if (segment) {
+        try {
+          Sha256Hasher h;
+          for (const Row& r : rows) {
+            if (r.meta.archive != self) continue;
+            if (segment_stop.load(std::memory_order_relaxed)) return;
+            check_cancel();
+            store::ItemInfo info;
+            info.ino = r.ino;
+            info.id = id_of(r);
+            info.size = r.meta.size;
+            info.attrs = {r.meta.mode, r.meta.uid, r.meta.gid, r.meta.mtime_ns};
+            info.sha256 = r.meta.sha256;
+            segment->begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
+                           info.attrs.mtime_ns);
+            snap->read_item(info, [&](std::string_view chunk) {
+              h.update(chunk);
+              segment->data(chunk.data(), chunk.size());
+              bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+            });
+            if (h.finish() != info.sha256) {
+              throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+            }
+            segment->end();
+            items_done.fetch_add(1, std::memory_order_relaxed);
+          }
+          segment->close();
+        } catch (...) {
+          segment_error = std::current_exception();
+        }
+        return;
+      }
       std::exception_ptr err;
       try {
         Sha256Hasher h;
@@ -821,12 +869,14 @@ struct Manager::Impl {
     });
     struct Joiner {
       PieceQueue& q;
+      std::atomic<bool>& stop;
       std::thread& t;
       ~Joiner() {
         q.abort();
+        stop = true;
         if (t.joinable()) t.join();
       }
-    } joiner{queue, producer};
+    } joiner{queue, segment_stop, producer};
 
     std::string sums_text;
     for (const Row& r : rows) {
@@ -834,7 +884,6 @@ struct Manager::Impl {
     }
 
     // Pass 2: the archive.
-    set_phase("writing archive", m.archived_count, m.archived_bytes);
     std::string archive_name = id + (key ? ".tar.gz.enc" : ".tar.gz");
     fs::path archive_path = tmp / archive_name;
     fs::path man_path = tmp / kManifestFile;
@@ -876,9 +925,14 @@ struct Manager::Impl {
       }
       std::string().swap(lines);
       add_memory_entry(tw, "SHA256SUMS", sums_text, created);
-      tw.set_level(incr ? std::min(opt.gzip_level, kItemsLevelIncremental) : opt.gzip_level);
+      if (segment) {
+        producer.join();
+        if (segment_error) std::rethrow_exception(segment_error);
+        tw.splice(*segment, *segment_blocks);
+      }
+      tw.set_level(items_level);
       Piece piece;
-      while (queue.pop(piece)) {
+      while (!segment && queue.pop(piece)) {
         switch (piece.kind) {
           case Piece::kBegin:
             tw.begin(item_path(piece.info.id), piece.info.size, piece.info.attrs.mode, piece.info.attrs.uid,
@@ -894,7 +948,7 @@ struct Manager::Impl {
             break;
         }
       }
-      producer.join();
+      if (producer.joinable()) producer.join();
       snap.reset();  // the point in time is captured; let writers' WAL checkpoint
       rename_phase("syncing");
       tw.close();  // finishes the sinks: encryption trailer, fsync

@@ -11,6 +11,7 @@
 
 #include "backup/io.h"
 #include "backup/manifest.h"
+#include "tests/unit/temp_dir.h"
 
 namespace itemfs::backup {
 namespace {
@@ -326,6 +327,43 @@ TEST(BackupGzip, LevelChangesBetweenWritesKeepOneStream) {
     EXPECT_GT(sink.out.size(), stored * text.size()) << "first level " << first;
     EXPECT_LT(sink.out.size(), (stored + 1) * text.size()) << "first level " << first;
   }
+}
+
+// A segment made by another deflate stream, spliced in between what a gzip
+// stream wrote before and after it: one gzip member holding all of it in
+// order, whatever the levels, and whether the segment stayed in memory or
+// went to its spool file.
+TEST(BackupGzip, SplicedSegmentsDecodeInPlace) {
+  std::string text, other;
+  for (int i = 0; i < 20000; ++i) text += "{\"n\": " + std::to_string(i % 97) + "}\n";
+  for (int i = 0; i < 30000; ++i) other += "[\"" + std::to_string(i * 7919 % 10007) + "\", " + std::to_string(i % 13) + "]\n";
+  TempDir dir;
+  for (int before : {0, 4}) {
+    for (int level : {1, 6}) {
+      for (size_t memory : {size_t(0), size_t(100), size_t(1) << 20}) {
+        for (bool empty : {false, true}) {
+          SCOPED_TRACE(std::to_string(before) + " " + std::to_string(level) + " " + std::to_string(memory) + " " +
+                       std::to_string(empty));
+          StringSink sink;
+          SpoolSink blocks(dir.path(), memory);
+          GzipSink seg(blocks, level, GzipSink::Mode::kSegment);
+          if (!empty) {
+            seg.write(other.data(), other.size());
+            seg.write(text.data(), 5000);
+          }
+          seg.finish();
+          GzipSink gz(sink, before);
+          gz.write(text.data(), text.size());
+          gz.splice(seg, blocks);
+          gz.set_level(1);
+          gz.write(text.data(), text.size());  // refers back only as far as the segment's end
+          gz.finish();
+          EXPECT_EQ(gunzip(sink.out), text + (empty ? "" : other + text.substr(0, 5000)) + text);
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "the spool file has no name";
 }
 
 }  // namespace
