@@ -46,9 +46,14 @@ void FileSink::write(const void* data, size_t size) {
   bytes_ += size;
   const char* p = static_cast<const char*>(data);
   if (buf_.size() + size > buf_.capacity()) flush_buffer();
-  if (size >= buf_.capacity()) {
-    buf_.assign(p, p + size);
-    flush_buffer();
+  if (size >= buf_.capacity()) {  // as it is, not copied into the buffer first
+    while (size > 0) {
+      ssize_t n = ::write(fd_, p, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("cannot write", path_, errno);
+      p += n;
+      size -= static_cast<size_t>(n);
+    }
     return;
   }
   buf_.insert(buf_.end(), p, p + size);

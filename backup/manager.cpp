@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -694,25 +695,33 @@ struct Manager::Impl {
       const auto parent_chain = static_cast<uint32_t>(parent_header.chain.size());
       std::string want;
       // The parent's archive index of `line` if it is the entry of `r`.
+      auto put_num = [](std::string& out, auto v) {
+        char digits[24];
+        out.append(digits, std::to_chars(digits, digits + sizeof digits, v).ptr);
+      };
       auto kept_archive = [&](const Row& r, std::string_view line, uint32_t& archive) {
         want.clear();
         append_json_string(want, id_of(r));
         want += ":[\"";
         append_hex(want, r.meta.sha256.data(), r.meta.sha256.size());
         want += "\",";
-        want += std::to_string(r.meta.size);
+        put_num(want, r.meta.size);
         want += ',';
-        want += std::to_string(r.meta.mtime_ns);
+        put_num(want, r.meta.mtime_ns);
         want += ',';
         if (line.substr(0, want.size()) != want) return false;
-        size_t p = want.size(), digits = p;
+        size_t p = want.size(), start = p;
         uint64_t a = 0;
-        while (p < line.size() && line[p] >= '0' && line[p] <= '9' && p - digits < 10) a = a * 10 + uint64_t(line[p++] - '0');
-        if (p == digits || (line[digits] == '0' && p - digits > 1) || a >= parent_chain) return false;
+        while (p < line.size() && line[p] >= '0' && line[p] <= '9' && p - start < 10) a = a * 10 + uint64_t(line[p++] - '0');
+        if (p == start || (line[start] == '0' && p - start > 1) || a >= parent_chain) return false;
         want.clear();
         if (r.meta.mode != m.default_mode || r.meta.uid != m.default_uid || r.meta.gid != m.default_gid) {
-          want += ',' + std::to_string(r.meta.mode) + ',' + std::to_string(r.meta.uid) + ',' +
-                  std::to_string(r.meta.gid);
+          want += ',';
+          put_num(want, r.meta.mode);
+          want += ',';
+          put_num(want, r.meta.uid);
+          want += ',';
+          put_num(want, r.meta.gid);
         }
         want += ']';
         if (line.substr(p) != want) return false;
