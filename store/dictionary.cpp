@@ -1,24 +1,123 @@
 #include "store/dictionary.h"
 
 #include <algorithm>
+#include <bit>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 
 namespace itemfs::store {
 
-std::string train_dictionary(const std::vector<std::string>& samples, size_t size) {
-  // Whole samples, the first ones last; one that does not fit is skipped so
-  // that a large document cannot crowd out many typical ones.
-  std::vector<const std::string*> chosen;
-  size_t total = 0;
-  for (const std::string& sample : samples) {
-    if (sample.empty() || total + sample.size() > size) continue;
-    chosen.push_back(&sample);
-    total += sample.size();
+namespace {
+
+// Segment selection (see train_dictionary()): k-mers of kKmer bytes, scored by
+// how many samples hold them; candidate segments of kSegment bytes every
+// kStride bytes of every sample.
+constexpr size_t kKmer = 6, kSegment = 64, kStride = 16;
+
+uint32_t kmer_hash(const char* p, unsigned bits) {
+  uint64_t word = 0;
+  std::memcpy(&word, p, kKmer);
+  return uint32_t((word * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+struct Candidate {
+  uint64_t score;
+  uint32_t sample, offset;
+  // The heap's order: the best score first, then the earliest candidate,
+  // so that the result depends on the samples alone.
+  bool operator<(const Candidate& o) const {
+    if (score != o.score) return score < o.score;
+    if (sample != o.sample) return sample > o.sample;
+    return offset > o.offset;
   }
+};
+
+}  // namespace
+
+std::string train_dictionary(const std::vector<std::string>& samples, size_t size) {
+  size_t total = 0;
+  for (const std::string& sample : samples) total += sample.size();
+  if (total <= size) {
+    // All of them fit: nothing to choose.
+    std::string dictionary;
+    dictionary.reserve(total);
+    for (auto it = samples.rbegin(); it != samples.rend(); ++it) dictionary += *it;
+    return dictionary;
+  }
+  // How many samples hold each k-mer (by hash; a collision only blurs a score).
+  const unsigned bits = unsigned(std::clamp<int>(int(std::bit_width(total)), 12, 20));
+  std::vector<uint32_t> holders(size_t(1) << bits), last(size_t(1) << bits, UINT32_MAX);
+  for (uint32_t i = 0; i < samples.size(); ++i) {
+    const std::string& s = samples[i];
+    for (size_t p = 0; p + kKmer <= s.size(); ++p) {
+      uint32_t h = kmer_hash(s.data() + p, bits);
+      if (last[h] != i) {
+        last[h] = i;
+        ++holders[h];
+      }
+    }
+  }
+  std::vector<uint32_t>().swap(last);
+  // A segment is worth what its k-mers that other samples share and that no
+  // chosen segment holds yet are worth: once one is chosen, its k-mers count
+  // no more (holders set to 0).
+  auto score = [&](uint32_t sample, uint32_t offset) {
+    const std::string& s = samples[sample];
+    const size_t end = std::min(s.size(), size_t(offset) + kSegment);
+    uint64_t sum = 0;
+    for (size_t p = offset; p + kKmer <= end; ++p) {
+      uint32_t n = holders[kmer_hash(s.data() + p, bits)];
+      if (n > 1) sum += n - 1;
+    }
+    return sum;
+  };
+  std::vector<Candidate> heap;
+  for (uint32_t i = 0; i < samples.size(); ++i) {
+    const size_t n = samples[i].size();
+    if (n < kKmer) continue;
+    auto add = [&](size_t offset) {
+      uint64_t sc = score(i, uint32_t(offset));
+      if (sc > 0) heap.push_back({sc, i, uint32_t(offset)});
+    };
+    size_t offset = 0;
+    for (; offset + kSegment <= n; offset += kStride) add(offset);
+    // The end too, where documents tend to share their closing structure.
+    if (n < kSegment) add(0);
+    else if (offset - kStride + kSegment < n) add(n - kSegment);
+  }
+  std::make_heap(heap.begin(), heap.end());
+  // Greedy, with scores brought up to date lazily: a candidate's score only
+  // falls as others are chosen, so one still at least as good as the next
+  // best after rescoring is the best.
+  std::vector<Candidate> chosen;
+  size_t used = 0;
+  while (!heap.empty() && used < size) {
+    std::pop_heap(heap.begin(), heap.end());
+    Candidate c = heap.back();
+    heap.pop_back();
+    c.score = score(c.sample, c.offset);
+    if (c.score == 0) continue;
+    if (!heap.empty() && c < heap.front()) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end());
+      continue;
+    }
+    const std::string& s = samples[c.sample];
+    const size_t end = std::min(s.size(), size_t(c.offset) + kSegment);
+    for (size_t p = c.offset; p + kKmer <= end; ++p) holders[kmer_hash(s.data() + p, bits)] = 0;
+    used += end - c.offset;
+    chosen.push_back(c);
+  }
+  // The most valuable last, nearest to the data. Chosen order is best first.
   std::string dictionary;
-  dictionary.reserve(total);
-  for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) dictionary += **it;
+  dictionary.reserve(used);
+  for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+    const std::string& s = samples[it->sample];
+    dictionary.append(s, it->offset, std::min(s.size() - it->offset, kSegment));
+  }
+  if (dictionary.size() > size) dictionary.erase(0, dictionary.size() - size);
   return dictionary;
 }
 

@@ -14,12 +14,14 @@
 
 namespace itemfs::store {
 
-// Builds a dictionary of at most `size` bytes from whole sample documents,
-// packed from the end (zlib reaches the end of a dictionary with the shortest
-// distances). Whole documents beat a selection of frequent substrings here:
-// measured on the benchmark corpus (800 documents, zlib level 6), no
-// dictionary 2.62x, frequent 48-byte segments 2.70x, whole documents 3.09x,
-// since they hold the long runs of structure a document repeats.
+// Builds a dictionary of at most `size` bytes from sample documents: the
+// 64-byte segments of them whose 6-byte sequences most other samples also
+// hold, chosen greedily (a sequence counts once, for the first segment that
+// holds it), the most valuable last (zlib reaches the end of a dictionary
+// with the shortest distances). Samples that fit whole are kept whole.
+// Measured on the 100k benchmark corpus (43 dictionaries trained after 2,000
+// items, zlib level 6): blobs 90.50 -> 88.71 MB against whole documents
+// packed from the end, which carry much that only their own document holds.
 // Deterministic for the same samples.
 std::string train_dictionary(const std::vector<std::string>& samples, size_t size = 32 * 1024);
 

@@ -459,6 +459,34 @@ TEST(StoreDictionaryTest, GroupsOfAlikeItemsGetTheirOwnDictionaries) {
   EXPECT_EQ(read_all(*store, "new1"), new1);
 }
 
+// What many documents share goes into the dictionary, what one document
+// holds does not: a random body per document between a shared header and
+// footer leaves the header and footer, within the size asked for.
+TEST(StoreDictionaryTest, TrainingKeepsWhatTheSamplesShare) {
+  std::mt19937 rng(11);
+  const std::string header = "{\"url\": \"https://help.example.org/7.4/en-US/text/shared/guide/\", \"metadata\": ";
+  const std::string footer = "\"content_type\": \"text/html; charset=utf-8\", \"http_status\": 200}";
+  std::vector<std::string> samples;
+  for (int i = 0; i < 300; ++i) {
+    std::string body;
+    for (int k = 0; k < 400; ++k) body += char('a' + rng() % 26);
+    samples.push_back(header + body + footer);
+  }
+  const std::string dictionary = train_dictionary(samples, 4096);
+  EXPECT_LE(dictionary.size(), 4096u);
+  EXPECT_NE(dictionary.find(header.substr(0, 48)), std::string::npos);
+  EXPECT_NE(dictionary.find(footer.substr(footer.size() - 48)), std::string::npos);
+  // A random body is nobody else's: little of it is kept.
+  size_t bodies = 0;
+  for (const std::string& sample : samples)
+    if (dictionary.find(sample.substr(header.size() + 100, 32)) != std::string::npos) ++bodies;
+  EXPECT_LT(bodies, 2u) << bodies;
+  EXPECT_EQ(dictionary, train_dictionary(samples, 4096));
+  // Samples that all fit are kept whole.
+  std::vector<std::string> few(samples.begin(), samples.begin() + 3);
+  EXPECT_EQ(train_dictionary(few, 4096), few[2] + few[1] + few[0]);
+}
+
 TEST(StoreDictionaryTest, DictionaryChoiceDependsOnlyOnTheBytes) {
   std::mt19937 rng(5);
   std::vector<std::string> samples;
