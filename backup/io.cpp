@@ -359,6 +359,12 @@ void SpoolSink::write(const void* data, size_t size) {
     size -= take;
     if (size == 0) return;
     fd_ = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+      // A file system without O_TMPFILE: a named file, unlinked at once.
+      std::string name = (dir_ / ".spool-XXXXXX").string();
+      fd_ = ::mkostemp(name.data(), O_CLOEXEC);
+      if (fd_ >= 0) ::unlink(name.c_str());
+    }
     if (fd_ < 0) throw_errno("cannot create a spool file in", dir_, errno);
   }
   while (size > 0) {
