@@ -1034,52 +1034,82 @@ struct Index::Impl {
   // up to the next_seq it was read at; a generation it does not have (one
   // removed before it was read and seen by an older snapshot) is looked up
   // in the query's own snapshot.
+  // One byte per generation from the oldest live one on (100 KB at 100k
+  // items); after much rewriting, when few generations of a long span are
+  // live, the live ones and their classes instead (sparse).
   struct ClassTable {
     static constexpr uint8_t kNone = 0xFF;
-    int64_t base = 0;          // the generation of cls[0]
-    int64_t upto = 0;          // next_seq when read: every generation below it
-    std::vector<uint8_t> cls;  // kNone where search_doc had no entry
-    int get(int64_t gen) const {
-      const uint64_t at = uint64_t(gen - base);
-      return at < cls.size() ? cls[at] : kNone;
+    int64_t base = 0;            // dense: the generation of cls[0]
+    int64_t upto = 0;            // next_seq when read: every generation below it
+    bool sparse = false;
+    std::vector<uint8_t> cls;    // dense: by generation - base, kNone where search_doc had none; sparse: of gens[k]
+    std::vector<int64_t> gens;   // sparse: the generations, in order
+    // hint: where the previous lookup ended (lookups come with rising gens).
+    int get(int64_t gen, size_t& hint) const {
+      if (!sparse) {
+        const uint64_t at = uint64_t(gen - base);
+        return at < cls.size() ? cls[at] : kNone;
+      }
+      if (hint > gens.size() || (hint > 0 && gens[hint - 1] >= gen)) hint = 0;
+      const auto it = std::lower_bound(gens.begin() + ptrdiff_t(hint), gens.end(), gen);
+      hint = size_t(it - gens.begin());
+      return it != gens.end() && *it == gen ? cls[hint] : kNone;
+    }
+    void add(int64_t gen, uint8_t c) {
+      if (sparse) {
+        if (gens.empty() || gen > gens.back()) gens.push_back(gen), cls.push_back(c);
+        return;
+      }
+      if (cls.empty()) base = gen;
+      if (gen < base) return;  // (gens come in order)
+      const auto at = uint64_t(gen - base);
+      if (at >= cls.size()) cls.resize(at + 1, kNone);
+      cls[at] = c;
+    }
+    // Dense while the span is at most 16 bytes per live generation.
+    void fit(int64_t live) {
+      if (sparse || int64_t(cls.size()) <= 16 * live + (int64_t(1) << 20)) return;
+      for (size_t k = 0; k < cls.size(); ++k) {
+        if (cls[k] != kNone) gens.push_back(base + int64_t(k));
+      }
+      std::vector<uint8_t> packed;
+      packed.reserve(gens.size());
+      for (int64_t g : gens) packed.push_back(cls[size_t(g - base)]);
+      cls.swap(packed);
+      sparse = true;
+    }
+    int64_t live() const {
+      return sparse ? int64_t(gens.size()) : int64_t(std::count_if(cls.begin(), cls.end(), [](uint8_t c) { return c != kNone; }));
     }
   };
   std::mutex class_mu;
   std::shared_ptr<const ClassTable> class_cache;  // guarded by class_mu
 
-  // The table for snapshot db (read or brought up to date as needed).
-  std::shared_ptr<const ClassTable> class_table(sqlite3* db) {
+  // The table for snapshot db (read or brought up to date as needed); live:
+  // the number of items the index has in it.
+  std::shared_ptr<const ClassTable> class_table(sqlite3* db, int64_t live) {
     const int64_t next = meta_value(db, "next_seq").value_or(1);
     std::lock_guard lock(class_mu);
     std::shared_ptr<const ClassTable> cur = class_cache;
     if (cur && cur->upto == next) return cur;
     auto table = std::make_shared<ClassTable>();
     int64_t from = INT64_MIN;
-    if (cur && cur->upto < next) {
-      // Only the generations added since; read them all again when most of
-      // the table is generations that are gone.
-      Stmt count(db, "SELECT count(*) FROM search_doc");
-      const int64_t live = count.step() ? count.int64(0) : 0;
-      if (int64_t(cur->cls.size()) <= 4 * live + 65536) {
-        *table = *cur;
-        from = cur->upto;
-      }
+    // Only the generations added since; all again when most of the table is
+    // generations that are gone. (next < cur->upto: an older snapshot, or an
+    // index made anew; either way this snapshot's own table is right for it.)
+    if (cur && cur->upto < next && cur->live() <= 2 * live + 65536) {
+      *table = *cur;
+      from = cur->upto;
     }
-    // (next < cur->upto: an older snapshot, or an index made anew; either way
-    // this snapshot's own table is right for it.)
     Stmt s(db, "SELECT gen, len FROM search_doc WHERE gen >= ?1 ORDER BY gen");
     s.bind(1, from);
+    size_t rows = 0;
     while (s.step()) {
-      const int64_t gen = s.int64(0);
-      if (table->cls.empty() && from == INT64_MIN) table->base = gen;
-      if (gen < table->base) continue;  // (cannot happen: gens come in order)
-      const uint64_t at = uint64_t(gen - table->base);
-      if (at >= (uint64_t(1) << 32)) break;  // (a broken table; lookups cover the rest)
-      if (at >= table->cls.size()) table->cls.resize(at + 1, ClassTable::kNone);
-      table->cls[at] = uint8_t(std::clamp<int64_t>(s.int64(1), 0, kLengthClasses - 1));
+      table->add(s.int64(0), uint8_t(std::clamp<int64_t>(s.int64(1), 0, kLengthClasses - 1)));
+      if (++rows % 65536 == 0) table->fit(live);  // (bounds the memory as it reads)
     }
-    if (table->cls.empty() && from == INT64_MIN) table->base = next;
-    table->upto = std::max(next, table->base + int64_t(table->cls.size()));
+    table->fit(live);
+    table->upto = next;
     if (!cur || next >= cur->upto) class_cache = table;
     return table;
   }
@@ -1249,13 +1279,15 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   const bool ranked = !q.positive.empty();
   std::vector<uint8_t> classes;
   double avg_length = 0;
+  const int64_t indexed = ranked && !gens.empty() ? indexed_items(db, dead.size()) : 0;
   if (ranked && !gens.empty()) {
     classes.resize(gens.size());
-    const auto table = class_table(db);
+    const auto table = class_table(db, indexed);
     Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
     double length = 0;
+    size_t hint = 0;
     for (size_t k = 0; k < gens.size(); ++k) {
-      int c = table->get(gens[k]);
+      int c = table->get(gens[k], hint);
       if (c == ClassTable::kNone) {
         ResetOnExit r{len};
         // A row no item has (not a dead row: check() reports it) counts as class 0.
@@ -1288,7 +1320,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
         only_docs = rows;
       }
     }
-    scorer.emplace(db, q, indexed_items(db, dead.size()), only_docs);
+    scorer.emplace(db, q, indexed, only_docs);
   }
   for (size_t k = 0; k < gens.size(); ++k) {
     Candidate c{gens[k], 0, dates ? row_dates[k] : std::nullopt, ranked ? classes[k] : 0};
