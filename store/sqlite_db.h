@@ -56,6 +56,14 @@ class StmtScope {
   Stmt& stmt_;
 };
 
+struct ItemInfo;
+
+// Fills `info` from the current row of `s`, whose first columns are an
+// items row's "ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns" in
+// that order (defined in store.cpp). `info.id` keeps its buffer, so one
+// ItemInfo can be filled row after row.
+void fill_item(Stmt& s, ItemInfo& info);
+
 class Db {
  public:
   Db(const std::filesystem::path& file, bool read_only, bool sync_full);

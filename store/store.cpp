@@ -24,6 +24,20 @@
 
 namespace itemfs::store {
 
+void fill_item(Stmt& s, ItemInfo& info) {
+  info.ino = s.int64(0);
+  info.id.assign(s.text(1));
+  info.size = uint64_t(s.int64(2));
+  auto digest = s.blob(3);
+  info.sha256 = {};
+  if (digest.size() == info.sha256.size()) std::copy(digest.begin(), digest.end(), info.sha256.begin());
+  info.attrs.mode = uint32_t(s.int64(4));
+  info.attrs.uid = uint32_t(s.int64(5));
+  info.attrs.gid = uint32_t(s.int64(6));
+  info.attrs.mtime_ns = s.int64(7);
+  info.ctime_ns = s.int64(8);
+}
+
 // The parts of a prepared item (see Store::prepare()).
 struct PreparedItem::Parts {
   struct Chunk {
@@ -106,16 +120,7 @@ int64_t now_ns() {
 
 ItemInfo item_from(Stmt& s) {
   ItemInfo info;
-  info.ino = s.int64(0);
-  info.id = std::string(s.text(1));
-  info.size = uint64_t(s.int64(2));
-  auto digest = s.blob(3);
-  if (digest.size() == info.sha256.size()) std::copy(digest.begin(), digest.end(), info.sha256.begin());
-  info.attrs.mode = uint32_t(s.int64(4));
-  info.attrs.uid = uint32_t(s.int64(5));
-  info.attrs.gid = uint32_t(s.int64(6));
-  info.attrs.mtime_ns = s.int64(7);
-  info.ctime_ns = s.int64(8);
+  fill_item(s, info);
   return info;
 }
 
