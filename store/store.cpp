@@ -300,6 +300,8 @@ class WriteBatchImpl final : public WriteBatch {
   std::vector<std::pair<int64_t, int64_t>> new_chunks_;  // (ino, seq) of chunk rows naming a new blob
   // (blob, hash) of the one-chunk items whose chunks this call released:
   // a blob stored without its hash must get it back if it outlives them.
+  // Only release_chunks() adds to it, and only inside guarded(), which
+  // empties it before it returns or throws.
   std::vector<std::pair<int64_t, Sha256>> released_;
   // Before the first blob this batch adds.
   void note_new_blob();
@@ -1250,7 +1252,6 @@ void WriteBatchImpl::restore_blob_hashes() {
 }
 
 void WriteBatchImpl::pack_new_blobs() {
-  restore_blob_hashes();
   if (!first_new_blob_ || new_chunks_.size() < 2) return;
   struct Row {
     int64_t id;
