@@ -519,7 +519,7 @@ struct TarCallbacks {
   static la_ssize_t write(struct archive*, void* self, const void* buf, size_t n) {
     auto* w = static_cast<TarWriter*>(self);
     try {
-      w->gzip_.write(buf, n);
+      if (!w->discard_) w->gzip_.write(buf, n);
       return static_cast<la_ssize_t>(n);
     } catch (...) {
       w->error_ = std::current_exception();
@@ -626,13 +626,11 @@ void TarWriter::end() {
 
 void TarWriter::close() {
   Utf8Scope utf8;
-  if (segment_) {
-    // Entries only: no end-of-archive marker (libarchive writes every byte
-    // of an entry by the time it is finished: no blocking).
-    archive_write_fail(a_);
-  } else {
-    check(archive_write_close(a_), "close");
-  }
+  // A segment is entries only: what the close writes (the end-of-archive
+  // marker) is dropped. libarchive has written every byte of the entries by
+  // the time each is finished (no blocking).
+  discard_ = segment_;
+  check(archive_write_close(a_), "close");
   closed_ = true;
   gzip_.finish();  // and so the sink's finish()
 }

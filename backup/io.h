@@ -218,6 +218,7 @@ class TarWriter {
   std::string path_;
   uint64_t declared_ = 0, written_ = 0;
   bool segment_ = false;
+  bool discard_ = false;  // writes are dropped (a segment's close)
   bool closed_ = false;
 };
 
