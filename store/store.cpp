@@ -283,7 +283,9 @@ class WriteBatchImpl final : public WriteBatch {
   // Gives a blob whose one-chunk items are gone its hash back (see
   // released_).
   void restore_blob_hashes();
-  void release_chunks(int64_t ino);
+  // Drops `item`'s chunk rows and their references (as read just before:
+  // its ino, size and sha256).
+  void release_chunks(const ItemInfo& item);
   void ensure_dir(const std::string& shard, const Attrs& like, int64_t now);
   void touch_dir(const std::string& shard, int64_t now);
   Status put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs);
@@ -1311,24 +1313,16 @@ void WriteBatchImpl::pack_new_blobs() {
   }
 }
 
-void WriteBatchImpl::release_chunks(int64_t ino) {
-  if (store_.elide_blob_hashes()) {
-    auto s = db_.cached(
-        "SELECT c.blob, i.sha256 FROM items i JOIN chunks c ON c.ino = i.ino AND c.seq = 0 WHERE i.ino = ? AND "
-        "i.size <= ?");
-    s->bind(1, ino).bind(2, int64_t(kChunkSize));
-    if (s->step()) {
-      Sha256 digest{};
-      auto bytes = s->blob(1);
-      if (bytes.size() == digest.size()) {
-        std::copy(bytes.begin(), bytes.end(), digest.begin());
-        released_.emplace_back(s->int64(0), digest);
-      }
-    }
-  }
+void WriteBatchImpl::release_chunks(const ItemInfo& item) {
+  const int64_t ino = item.ino;
+  // A one-chunk item's blob (its only chunk, so the one blob this returns)
+  // may have been stored without its hash: noted for restore_blob_hashes().
+  const bool one_chunk = store_.elide_blob_hashes() && item.size <= kChunkSize;
   {
-    auto s = db_.cached("UPDATE blobs SET refs=refs-1 WHERE id IN (SELECT blob FROM chunks WHERE ino=?)");
-    s->bind(1, ino).run();
+    auto s = db_.cached("UPDATE blobs SET refs=refs-1 WHERE id IN (SELECT blob FROM chunks WHERE ino=?) RETURNING id");
+    s->bind(1, ino);
+    while (s->step())
+      if (one_chunk) released_.emplace_back(s->int64(0), item.sha256);
   }
   // A blob used twice by one item loses one reference per use.
   {
@@ -1439,7 +1433,7 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   int64_t ino;
   if (existing) {
     ino = existing->ino;
-    release_chunks(ino);
+    release_chunks(*existing);
     auto s = db_.cached(
         "UPDATE items SET size=?, sha256=?, mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE ino=?");
     s->bind(1, int64_t(size)).bind_blob(2, digest.data(), digest.size()).bind(3, int64_t(attrs.mode));
@@ -1488,7 +1482,7 @@ Status WriteBatchImpl::remove(std::string_view id) {
     auto existing = find(id);
     if (!existing) return Status::error(ENOENT, "no item " + std::string(id));
     for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *existing);
-    release_chunks(existing->ino);
+    release_chunks(*existing);
     auto s = db_.cached("DELETE FROM items WHERE ino=?");
     s->bind(1, existing->ino).run();
     touch_dir(shard_of(id), now_ns());
@@ -1505,7 +1499,7 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
     if (from == to) return Status::success();
     if (auto target = find(to)) {
       for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *target);
-      release_chunks(target->ino);
+      release_chunks(*target);
       auto s = db_.cached("DELETE FROM items WHERE ino=?");
       s->bind(1, target->ino).run();
     }
