@@ -1317,7 +1317,9 @@ void WriteBatchImpl::release_chunks(const ItemInfo& item) {
   const int64_t ino = item.ino;
   // A one-chunk item's blob (its only chunk, so the one blob this returns)
   // may have been stored without its hash: noted for restore_blob_hashes().
-  const bool one_chunk = store_.elide_blob_hashes() && item.size <= kChunkSize;
+  // Not when the row's sha256 is not 32 bytes (fill_item() zeroes it): a
+  // damaged row has no hash to give back.
+  const bool one_chunk = store_.elide_blob_hashes() && item.size <= kChunkSize && item.sha256 != Sha256{};
   {
     auto s = db_.cached("UPDATE blobs SET refs=refs-1 WHERE id IN (SELECT blob FROM chunks WHERE ino=?) RETURNING id");
     s->bind(1, ino);
