@@ -221,8 +221,10 @@ struct Options {
   uint64_t max_item_size = 64ull << 20;  // EFBIG above
   bool sync_full = false;                // PRAGMA synchronous=FULL instead of NORMAL
   bool read_only = false;
-  // Train zlib dictionaries from the first few thousand items (see FORMAT.md).
+  // Train zlib dictionaries from the first few thousand items, and again
+  // from more of them (see FORMAT.md): after this many blobs of up to 64 KiB.
   bool train_dictionary = true;
+  int64_t train_dictionary_after = 2000, train_dictionary_again_after = 20000;
 };
 
 struct FsckReport {

@@ -459,6 +459,66 @@ TEST(StoreDictionaryTest, GroupsOfAlikeItemsGetTheirOwnDictionaries) {
   EXPECT_EQ(read_all(*store, "new1"), new1);
 }
 
+// Trained again from ten times the items: every blob (of one-chunk items)
+// moves to the new dictionaries and the older ones are dropped; no third
+// training; a store trained by an older build (no meta.dict_trained_blobs)
+// is not trained again.
+TEST(StoreDictionaryTest, TrainedAgainFromMoreItems) {
+  for (bool older_build : {false, true}) {
+    TempDir dir;
+    Options options;
+    options.train_dictionary_after = 300;
+    options.train_dictionary_again_after = 1500;
+    auto store = Store::open(dir.path(), options);
+    std::mt19937 rng(7);
+    std::vector<std::string> docs;
+    for (int i = 0; i < 2600; ++i) docs.push_back(doc_in(i % 2, i, rng));
+    auto db = dir.path() / "store.db";
+    auto put_batch = [&](int from, int to) {
+      store->write([&](WriteBatch& b) {
+        for (int i = from; i < to; ++i) {
+          std::istringstream in(docs[size_t(i)]);
+          ASSERT_TRUE(b.put("d" + std::to_string(i), in, {}).ok());
+        }
+      });
+    };
+    for (int i = 0; i < 600; i += 200) put_batch(i, i + 200);
+    const int64_t first = scalar(db, "SELECT count(*) FROM dicts");
+    ASSERT_GE(first, 2);
+    const int64_t first_newest = scalar(db, "SELECT max(id) FROM dicts");
+    if (older_build) {
+      store.reset();
+      exec(db, "DELETE FROM meta WHERE key='dict_trained_blobs'");
+      store = Store::open(dir.path(), options);
+    } else {
+      EXPECT_GE(scalar(db, "SELECT value FROM meta WHERE key='dict_trained_blobs'"), 300);
+    }
+    for (int i = 600; i < 2600; i += 200) put_batch(i, i + 200);
+    if (older_build) {
+      EXPECT_EQ(scalar(db, "SELECT max(id) FROM dicts"), first_newest);
+    } else {
+      EXPECT_GE(scalar(db, "SELECT value FROM meta WHERE key='dict_trained_blobs'"), 1500);
+      EXPECT_GT(scalar(db, "SELECT min(id) FROM dicts"), first_newest) << "the first dictionaries are gone";
+      EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE dict_id IS NULL OR dict_id <= " +
+                               std::to_string(first_newest)), 0);
+    }
+    for (int i = 0; i < 2600; i += 7) ASSERT_EQ(read_all(*store, "d" + std::to_string(i)), docs[size_t(i)]);
+    EXPECT_TRUE(store->fsck(false).clean());
+    // No third time, after a restart either.
+    const int64_t newest = scalar(db, "SELECT max(id) FROM dicts");
+    store.reset();
+    store = Store::open(dir.path(), options);
+    std::mt19937 later(8);
+    store->write([&](WriteBatch& b) {
+      for (int i = 0; i < 1600; ++i) {
+        std::istringstream in(doc_in(i % 2, 10000 + i, later));
+        ASSERT_TRUE(b.put("e" + std::to_string(i), in, {}).ok());
+      }
+    });
+    EXPECT_EQ(scalar(db, "SELECT max(id) FROM dicts"), newest);
+  }
+}
+
 // What many documents share goes into the dictionary, what one document
 // holds does not: a random body per document between a shared header and
 // footer leaves the header and footer, within the size asked for.
