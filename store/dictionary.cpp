@@ -34,11 +34,11 @@ struct Candidate {
   }
 };
 
-}  // namespace
-
-std::string train_dictionary(const std::vector<std::string>& samples, size_t size) {
+// train_dictionary() on views of the samples, so that a group's need not be
+// copied.
+std::string train_from(const std::vector<std::string_view>& samples, size_t size) {
   size_t total = 0;
-  for (const std::string& sample : samples) total += sample.size();
+  for (std::string_view sample : samples) total += sample.size();
   if (total <= size) {
     // All of them fit: nothing to choose.
     std::string dictionary;
@@ -50,7 +50,7 @@ std::string train_dictionary(const std::vector<std::string>& samples, size_t siz
   const unsigned bits = unsigned(std::clamp<int>(int(std::bit_width(total)), 12, 20));
   std::vector<uint32_t> holders(size_t(1) << bits), last(size_t(1) << bits, UINT32_MAX);
   for (uint32_t i = 0; i < samples.size(); ++i) {
-    const std::string& s = samples[i];
+    std::string_view s = samples[i];
     for (size_t p = 0; p + kKmer <= s.size(); ++p) {
       uint32_t h = kmer_hash(s.data() + p, bits);
       if (last[h] != i) {
@@ -64,7 +64,7 @@ std::string train_dictionary(const std::vector<std::string>& samples, size_t siz
   // chosen segment holds yet are worth: once one is chosen, its k-mers count
   // no more (holders set to 0).
   auto score = [&](uint32_t sample, uint32_t offset) {
-    const std::string& s = samples[sample];
+    std::string_view s = samples[sample];
     const size_t end = std::min(s.size(), size_t(offset) + kSegment);
     uint64_t sum = 0;
     for (size_t p = offset; p + kKmer <= end; ++p) {
@@ -104,7 +104,7 @@ std::string train_dictionary(const std::vector<std::string>& samples, size_t siz
       std::push_heap(heap.begin(), heap.end());
       continue;
     }
-    const std::string& s = samples[c.sample];
+    std::string_view s = samples[c.sample];
     const size_t end = std::min(s.size(), size_t(c.offset) + kSegment);
     for (size_t p = c.offset; p + kKmer <= end; ++p) holders[kmer_hash(s.data() + p, bits)] = 0;
     used += end - c.offset;
@@ -114,11 +114,17 @@ std::string train_dictionary(const std::vector<std::string>& samples, size_t siz
   std::string dictionary;
   dictionary.reserve(used);
   for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
-    const std::string& s = samples[it->sample];
-    dictionary.append(s, it->offset, std::min(s.size() - it->offset, kSegment));
+    std::string_view s = samples[it->sample];
+    dictionary.append(s.substr(it->offset, kSegment));
   }
   if (dictionary.size() > size) dictionary.erase(0, dictionary.size() - size);
   return dictionary;
+}
+
+}  // namespace
+
+std::string train_dictionary(const std::vector<std::string>& samples, size_t size) {
+  return train_from(std::vector<std::string_view>(samples.begin(), samples.end()), size);
 }
 
 namespace {
@@ -173,9 +179,9 @@ std::vector<std::string> pack_groups(const std::vector<std::string>& samples,
   std::vector<std::string> out;
   for (const auto& [bytes, g] : order) {
     if (out.size() == max || bytes < min_bytes) break;
-    std::vector<std::string> members;
+    std::vector<std::string_view> members;
     for (size_t i : groups[g]) members.push_back(samples[i]);
-    out.push_back(train_dictionary(members, size));
+    out.push_back(train_from(members, size));
   }
   return out;
 }

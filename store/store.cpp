@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -1053,8 +1054,13 @@ class StoreImpl final : public Store {
       recompress_older_blobs(*set);
       if (again) drop_unused_dictionaries(*set);
       writer_->exec("COMMIT");
-      std::lock_guard lock(current_dict_mutex_);
-      dict_set_ = std::move(set);
+      {
+        std::lock_guard lock(current_dict_mutex_);
+        dict_set_ = std::move(set);
+      }
+      // Training took tens of megabytes for a moment (samples, groups): give
+      // them back, or they stay in the daemon's resident size for good.
+      malloc_trim(0);
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
