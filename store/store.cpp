@@ -113,8 +113,6 @@ const char* const kBlobsBySha =
 // of its SHA-256.
 const char* const kItemsBySha = "CREATE INDEX IF NOT EXISTS items_by_sha ON items(substr(sha256, 1, 4))";
 
-const char* const kItemColumns = "ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns";
-
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
