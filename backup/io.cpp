@@ -30,13 +30,7 @@ FileSink::~FileSink() {
 }
 
 void FileSink::flush_buffer() {
-  size_t done = 0;
-  while (done < buf_.size()) {
-    ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("cannot write", path_, errno);
-    done += static_cast<size_t>(n);
-  }
+  if (int err = write_all(fd_, buf_.data(), buf_.size())) throw_errno("cannot write", path_, err);
   buf_.clear();
 }
 
@@ -47,13 +41,7 @@ void FileSink::write(const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
   if (buf_.size() + size > buf_.capacity()) flush_buffer();
   if (size >= buf_.capacity()) {  // as it is, not copied into the buffer first
-    while (size > 0) {
-      ssize_t n = ::write(fd_, p, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_errno("cannot write", path_, errno);
-      p += n;
-      size -= static_cast<size_t>(n);
-    }
+    if (int err = write_all(fd_, p, size)) throw_errno("cannot write", path_, err);
     return;
   }
   buf_.insert(buf_.end(), p, p + size);
@@ -367,14 +355,8 @@ void SpoolSink::write(const void* data, size_t size) {
     }
     if (fd_ < 0) throw_errno("cannot create a spool file in", dir_, errno);
   }
-  while (size > 0) {
-    ssize_t n = ::write(fd_, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("cannot write a spool file in", dir_, errno);
-    p += n;
-    size -= static_cast<size_t>(n);
-    file_bytes_ += static_cast<uint64_t>(n);
-  }
+  if (int err = write_all(fd_, p, size)) throw_errno("cannot write a spool file in", dir_, err);
+  file_bytes_ += size;
 }
 
 void SpoolSink::copy_to(ByteSink& out) {

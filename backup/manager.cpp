@@ -144,12 +144,7 @@ class ManFile {
     if (fd_ >= 0) ::close(fd_);
   }
   void write(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_errno("cannot write", path_, errno);
-      data.remove_prefix(static_cast<size_t>(n));
-    }
+    if (int err = write_all(fd_, data.data(), data.size())) throw_errno("cannot write", path_, err);
   }
   void close() {
     ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // a hint: failure is harmless
@@ -611,6 +606,16 @@ struct Manager::Impl {
       items_done.fetch_add(1, std::memory_order_relaxed);
     });
     auto id_of = [&ids](const Row& r) { return std::string_view(ids.data() + r.id_off, r.id_len); };
+    // The store item a row stands for, to read its bytes.
+    auto item_of = [&id_of](const Row& r) {
+      store::ItemInfo info;
+      info.ino = r.ino;
+      info.id = id_of(r);
+      info.size = r.meta.size;
+      info.attrs = {r.meta.mode, r.meta.uid, r.meta.gid, r.meta.mtime_ns};
+      info.sha256 = r.meta.sha256;
+      return info;
+    };
     auto by_id = [&](const Row& a, const Row& b) { return id_of(a) < id_of(b); };
     if (!std::is_sorted(rows.begin(), rows.end(), by_id)) std::sort(rows.begin(), rows.end(), by_id);
     if (parent_reader.joinable()) parent_reader.join();
@@ -816,12 +821,7 @@ struct Manager::Impl {
             if (r.meta.archive != self) continue;
             if (segment_stop.load(std::memory_order_relaxed)) return;
             check_cancel();
-            store::ItemInfo info;
-            info.ino = r.ino;
-            info.id = id_of(r);
-            info.size = r.meta.size;
-            info.attrs = {r.meta.mode, r.meta.uid, r.meta.gid, r.meta.mtime_ns};
-            info.sha256 = r.meta.sha256;
+            const store::ItemInfo info = item_of(r);
             segment->begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
                            info.attrs.mtime_ns);
             snap->read_item(info, [&](std::string_view chunk) {
@@ -847,12 +847,7 @@ struct Manager::Impl {
         for (const Row& r : rows) {
           if (r.meta.archive != self) continue;
           check_cancel();
-          store::ItemInfo info;
-          info.ino = r.ino;
-          info.id = id_of(r);
-          info.size = r.meta.size;
-          info.attrs = {r.meta.mode, r.meta.uid, r.meta.gid, r.meta.mtime_ns};
-          info.sha256 = r.meta.sha256;
+          const store::ItemInfo info = item_of(r);
           Piece begin;
           begin.info = info;
           queue.push(std::move(begin));

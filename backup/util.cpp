@@ -131,6 +131,18 @@ void fsync_path(const std::filesystem::path& path) {
   ::close(fd);
 }
 
+int write_all(int fd, const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
 void write_file_atomic(const std::filesystem::path& path, std::string_view content) {
   std::string tmp_name = ".";  // built in steps: GCC 12 -O3 misreports "." + string as -Wrestrict
   tmp_name += path.filename().string();
@@ -138,16 +150,9 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   std::filesystem::path tmp = path.parent_path() / tmp_name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw_errno("cannot create", tmp, errno);
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      throw_errno("cannot write", tmp, err);
-    }
-    done += static_cast<size_t>(n);
+  if (int err = write_all(fd, content.data(), content.size())) {
+    ::close(fd);
+    throw_errno("cannot write", tmp, err);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) throw_errno("cannot write", tmp, errno);
   std::error_code ec;

@@ -47,6 +47,9 @@ void append_json_string(std::string& out, std::string_view s);
 [[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int err);
 void fsync_path(const std::filesystem::path& path);  // file or directory
 // Writes `content` to `path` via a temp file + fsync + rename.
+// Writes all `size` bytes to fd, again after EINTR and short writes: 0, or
+// the errno of the write that failed.
+int write_all(int fd, const void* data, size_t size);
 void write_file_atomic(const std::filesystem::path& path, std::string_view content);
 std::string read_small_file(const std::filesystem::path& path, size_t limit = 1 << 20);
 
