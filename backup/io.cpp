@@ -13,7 +13,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 namespace itemfs::backup {
 
@@ -472,6 +476,143 @@ void GzipSink::splice(const GzipSink& segment, SpoolSink& blocks) {
   size_ += segment.size_;
 }
 
+// ---------------------------------------------------------------- gunzip
+
+namespace {
+constexpr size_t kInflatedChunk = 1 << 20;
+constexpr size_t kInflatedChunks = 4;  // at most this many inflated ahead of the reader
+}  // namespace
+
+struct GunzipSource::Shared {
+  std::mutex mu;
+  std::condition_variable changed;
+  std::deque<std::vector<char>> full;  // inflated, in stream order
+  std::vector<std::vector<char>> spare;
+  bool done = false;  // the thread has ended: after `full`, the end or `error`
+  bool stop = false;  // the reader is going away
+  std::exception_ptr error;
+  std::thread thread;
+};
+
+GunzipSource::GunzipSource(ByteSource& raw) : raw_(raw), shared_(std::make_unique<Shared>()) {
+  shared_->spare.resize(kInflatedChunks);
+  shared_->thread = std::thread([this] {
+    std::exception_ptr error;
+    try {
+      inflate_all();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->error = error;
+    shared_->done = true;
+    shared_->changed.notify_all();
+  });
+}
+
+GunzipSource::~GunzipSource() {
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    shared_->stop = true;
+    shared_->changed.notify_all();
+  }
+  shared_->thread.join();
+}
+
+void GunzipSource::inflate_all() {
+  Shared& s = *shared_;
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) throw JobError(ENOMEM, "gzip: cannot initialise zlib");
+  struct End {
+    z_stream& z;
+    ~End() { inflateEnd(&z); }
+  } end{z};
+  std::vector<unsigned char> in(256 * 1024);
+  uint64_t read_bytes = 0;
+  bool raw_end = false;
+  bool in_member = false;  // the input ending here would cut a member short
+  for (;;) {
+    std::vector<char> out;
+    {
+      std::unique_lock<std::mutex> lock(s.mu);
+      s.changed.wait(lock, [&] { return s.stop || !s.spare.empty(); });
+      if (s.stop) return;
+      out = std::move(s.spare.back());
+      s.spare.pop_back();
+    }
+    out.resize(kInflatedChunk);
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    // What was inflated before damage is handed over before the error.
+    auto hand_over = [&] {
+      out.resize(out.size() - z.avail_out);
+      std::lock_guard<std::mutex> lock(s.mu);
+      if (!out.empty()) s.full.push_back(std::move(out));
+      else s.spare.push_back(std::move(out));
+      s.changed.notify_all();
+    };
+    try {
+      while (z.avail_out > 0) {
+        if (z.avail_in == 0 && !raw_end) {
+          size_t n = raw_.read(in.data(), in.size());
+          read_bytes += n;
+          raw_end = n == 0;
+          z.next_in = in.data();
+          z.avail_in = static_cast<uInt>(n);
+        }
+        if (z.avail_in == 0) {
+          if (in_member) throw JobError(EIO, "archive damaged: the gzip stream is cut short");
+          break;
+        }
+        in_member = true;
+        int rc = inflate(&z, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END) {
+          in_member = false;
+          inflateReset(&z);  // another member may follow
+        } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+          throw JobError(EIO, "archive damaged at byte " + std::to_string(read_bytes - z.avail_in) +
+                                  " of the gzip stream: " + (z.msg ? z.msg : "inflate failed"));
+        }
+      }
+    } catch (...) {
+      hand_over();
+      throw;
+    }
+    bool at_end = z.avail_out > 0;  // the loop above stops early only at the end
+    hand_over();
+    if (at_end) return;
+  }
+}
+
+size_t GunzipSource::read(void* buf, size_t cap) {
+  while (pos_ == current_.size()) {
+    Shared& s = *shared_;
+    std::unique_lock<std::mutex> lock(s.mu);
+    if (current_.capacity() > 0) {
+      s.spare.push_back(std::move(current_));
+      s.changed.notify_all();
+    }
+    current_.clear();
+    pos_ = 0;
+    s.changed.wait(lock, [&] { return s.done || !s.full.empty(); });
+    if (s.full.empty()) {
+      if (s.error) std::rethrow_exception(s.error);
+      return 0;
+    }
+    current_ = std::move(s.full.front());
+    s.full.pop_front();
+  }
+  size_t n = std::min(cap, current_.size() - pos_);
+  std::memcpy(buf, current_.data() + pos_, n);
+  pos_ += n;
+  return n;
+}
+
+void GunzipSource::finish() {
+  char c;
+  while (read(&c, 1) > 0) pos_ = current_.size();
+}
+
 // ---------------------------------------------------------------- tar
 
 // Item ids are UTF-8 and so are the names in our archives. libarchive
@@ -624,11 +765,12 @@ void TarWriter::splice(const TarWriter& segment, SpoolSink& blocks) {
   gzip_.splice(segment.gzip_, blocks);
 }
 
-TarReader::TarReader(ByteSource& source) : source_(source), a_(archive_read_new()), buf_(128 * 1024) {
+TarReader::TarReader(ByteSource& source, Input input)
+    : source_(source), a_(archive_read_new()), buf_(128 * 1024) {
   try {
     if (!a_) throw JobError(ENOMEM, "libarchive: out of memory");
     Utf8Scope utf8;
-    archive_read_support_filter_gzip(a_);
+    if (input == Input::kGzip) archive_read_support_filter_gzip(a_);
     archive_read_support_format_tar(a_);
     if (archive_read_open(a_, this, nullptr, &TarCallbacks::read, nullptr) != ARCHIVE_OK) {
       fail("opening");

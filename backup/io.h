@@ -188,6 +188,35 @@ class GzipSink : public ByteSink {
   bool finished_ = false;
 };
 
+// Inflates a gzip file (one member or several, as gzip(1) reads them) on a
+// thread of its own: reading, hashing and decrypting the archive and
+// inflating it then run beside what the caller does with the tar bytes, so
+// verify and restore take the time of the slower half instead of the sum.
+// Bytes after the last member that are not another member are damage.
+class GunzipSource : public ByteSource {
+ public:
+  explicit GunzipSource(ByteSource& raw);
+  // Stops the thread; `raw` may be read again afterwards.
+  ~GunzipSource() override;
+  GunzipSource(const GunzipSource&) = delete;
+  GunzipSource& operator=(const GunzipSource&) = delete;
+  // Throws (JobError, EIO) what the inflating thread met, once the bytes
+  // before the damage have been read.
+  size_t read(void* buf, size_t cap) override;
+  // Reads and drops the rest of the stream: a reader that stops at the tar
+  // end-of-archive marker still has the gzip trailers (CRC and length)
+  // checked. Throws like read().
+  void finish();
+
+ private:
+  struct Shared;
+  void inflate_all();
+  ByteSource& raw_;
+  std::unique_ptr<Shared> shared_;
+  std::vector<char> current_;
+  size_t pos_ = 0;
+};
+
 // --- tar through libarchive, gzip through GzipSink ---
 
 class TarWriter {
@@ -233,7 +262,9 @@ struct TarEntry {
 
 class TarReader {
  public:
-  explicit TarReader(ByteSource& source);
+  // kPlainTar: `source` gives the tar bytes themselves (a GunzipSource).
+  enum class Input { kGzip, kPlainTar };
+  explicit TarReader(ByteSource& source, Input input = Input::kGzip);
   ~TarReader();
   TarReader(const TarReader&) = delete;
   TarReader& operator=(const TarReader&) = delete;

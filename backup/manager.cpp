@@ -210,6 +210,7 @@ void add_memory_entry(TarWriter& tw, const std::string& name, std::string_view d
 struct OpenArchive {
   std::unique_ptr<FileSource> raw;
   std::unique_ptr<DecryptSource> dec;
+  std::unique_ptr<GunzipSource> gunzip;
   std::unique_ptr<TarReader> tar;
 };
 
@@ -445,7 +446,8 @@ struct Manager::Impl {
       a.dec = std::make_unique<DecryptSource>(*a.raw, *key, f.archive_name);
       src = a.dec.get();
     }
-    a.tar = std::make_unique<TarReader>(*src);
+    a.gunzip = std::make_unique<GunzipSource>(*src);
+    a.tar = std::make_unique<TarReader>(*a.gunzip, TarReader::Input::kPlainTar);
     return a;
   }
 
@@ -1031,8 +1033,10 @@ struct Manager::Impl {
           if (!key) throw JobError(EACCES, "backup " + id + " is encrypted and needs the backup key");
           dec = std::make_unique<DecryptSource>(*raw, *key, f.archive_name);
         }
-        TarReader tar(dec ? static_cast<ByteSource&>(*dec) : *raw);
+        GunzipSource gunzip(dec ? static_cast<ByteSource&>(*dec) : *raw);
+        TarReader tar(gunzip, TarReader::Input::kPlainTar);
         verify_contents(tar, f, r);
+        gunzip.finish();
       } catch (const JobError& e) {
         r.add(e.what());
       } catch (const store::StoreError& e) {
@@ -1072,12 +1076,44 @@ struct Manager::Impl {
     return r;
   }
 
+  // MANIFEST.json, the first entry of an open archive, whole.
+  static std::string read_manifest_entry(TarReader& tar, const std::string& what) {
+    TarEntry e;
+    if (!tar.next(e)) throw JobError(EIO, what + ": archive is empty");
+    if (e.path != "MANIFEST.json" || !e.regular) {
+      throw JobError(EIO, what + ": first entry is " + e.path + ", expected MANIFEST.json");
+    }
+    // A map entry takes about 115 bytes; far beyond any store is damage, not
+    // something to allocate.
+    constexpr uint64_t kMaxManifest = uint64_t(1) << 36;
+    if (e.size > kMaxManifest) throw JobError(EIO, what + ": MANIFEST.json is implausibly large");
+    std::string text(e.size, '\0');
+    size_t got = 0;
+    for (size_t n; got < text.size() && (n = tar.read(text.data() + got, text.size() - got)) > 0;) got += n;
+    if (got != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
+    return text;
+  }
+
   void verify_contents(TarReader& tar, const Found& f, VerifyResult& r) {
     const std::string& id = f.summary.id;
     Manifest m;
-    Sha256Hasher mh;
-    read_archive_manifest(tar, m, id, &mh);
-    store::Sha256 inner = mh.finish();
+    // Sorted by id, as the archive holds them: a lookup is mostly the next entry.
+    std::vector<MapEntry> items;
+    store::Sha256 inner{};
+    {
+      std::string text = read_manifest_entry(tar, id);
+      inner = store::sha256_of(text);
+      read_manifest_sorted(text, m, items, id + ": MANIFEST.json");
+    }
+    size_t next_hint = 0;
+    auto find = [&](std::string_view iid) -> ItemMeta* {
+      if (next_hint < items.size() && items[next_hint].id == iid) return &items[next_hint++].meta;
+      auto it = std::lower_bound(items.begin(), items.end(), iid,
+                                 [](const MapEntry& a, std::string_view b) { return a.id < b; });
+      if (it == items.end() || it->id != iid) return nullptr;
+      next_hint = static_cast<size_t>(it - items.begin()) + 1;
+      return &it->meta;
+    };
     if (m.id != id || m.kind != f.summary.kind || m.parent != f.summary.parent ||
         m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted) {
       r.add("MANIFEST.json in the archive disagrees with manifest.json beside it");
@@ -1089,7 +1125,7 @@ struct Manager::Impl {
     }
     uint32_t self = static_cast<uint32_t>(m.chain.size() - 1);
     // Items are regular files: a restore must never give one another type.
-    for (const auto& [iid, im] : m.items) {
+    for (const auto& [iid, im] : items) {
       if (!S_ISREG(im.mode)) r.add("item " + iid + ": mode " + std::to_string(im.mode) + " is not a regular file's");
     }
 
@@ -1123,8 +1159,8 @@ struct Manager::Impl {
           }
         }
         std::string iid = id_from_item_path(path);
-        auto it = m.items.find(iid);
-        if (iid.empty() || it == m.items.end() || it->second.archive != self || it->second.sha256 != sha) {
+        ItemMeta* im = iid.empty() ? nullptr : find(iid);
+        if (!im || im->archive != self || im->sha256 != sha) {
           r.add("SHA256SUMS line " + std::to_string(lines) + " (" + path + ") disagrees with the manifest");
         }
       }
@@ -1135,15 +1171,16 @@ struct Manager::Impl {
     Sha256Hasher h;
     std::vector<char> buf(128 * 1024);
     uint64_t count = 0;
+    next_hint = 0;
     while (tar.next(e)) {
       check_cancel();
       std::string iid = id_from_item_path(e.path);
-      auto it = iid.empty() ? m.items.end() : m.items.find(iid);
-      if (!e.regular || it == m.items.end()) {
+      ItemMeta* found = iid.empty() ? nullptr : find(iid);
+      if (!e.regular || !found) {
         r.add("unexpected entry " + e.path);
         continue;
       }
-      ItemMeta& im = it->second;
+      ItemMeta& im = *found;
       if (im.archive != self) r.add(e.path + ": manifest says these bytes are in backup " + m.chain[im.archive]);
       if (im.seen) r.add(e.path + ": appears twice");
       im.seen = true;
@@ -1166,7 +1203,7 @@ struct Manager::Impl {
       items_done.fetch_add(1, std::memory_order_relaxed);
       bytes_done.fetch_add(nbytes, std::memory_order_relaxed);
     }
-    for (const auto& [iid, im] : m.items) {
+    for (const auto& [iid, im] : items) {
       if (im.archive == self && !im.seen) r.add("missing from the archive: " + item_path(iid));
     }
     if (count != m.archived_count) {

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -364,6 +366,127 @@ TEST(BackupGzip, SplicedSegmentsDecodeInPlace) {
     }
   }
   EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "the spool file has no name";
+}
+
+// A source over a string, handing out at most `step` bytes per read.
+class StringSource : public ByteSource {
+ public:
+  StringSource(std::string data, size_t step) : data_(std::move(data)), step_(step) {}
+  size_t read(void* buf, size_t cap) override {
+    size_t n = std::min({cap, step_, data_.size() - pos_});
+    std::memcpy(buf, data_.data() + pos_, n);
+    pos_ += n;
+    return n;
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  std::string data_;
+  size_t step_;
+  size_t pos_ = 0;
+};
+
+std::string gzip_of(const std::string& text, int level) {
+  StringSink sink;
+  GzipSink gz(sink, level);
+  gz.write(text.data(), text.size());
+  gz.finish();
+  return sink.out;
+}
+
+// Everything the source gives, read `cap` bytes at a time; the error's
+// message if one is thrown.
+std::string read_all(GunzipSource& src, size_t cap, std::string* error = nullptr) {
+  std::string out;
+  std::vector<char> buf(cap);
+  try {
+    for (size_t n; (n = src.read(buf.data(), buf.size())) > 0;) out.append(buf.data(), n);
+  } catch (const JobError& e) {
+    if (error) *error = e.what();
+  }
+  return out;
+}
+
+// The inflating thread hands over the same bytes whatever the read sizes,
+// across several 1 MiB chunks, and through members one after another as
+// gzip(1) reads them.
+TEST(BackupGunzip, InflatesOnItsOwnThreadWhatGzipReads) {
+  std::string text;
+  for (int64_t i = 0; i < 300000; ++i) text += "{\"n\": " + std::to_string(i * 7919 % 10007) + "}\n";
+  ASSERT_GT(text.size(), size_t(3) << 20);
+  std::string two = gzip_of(text, 1) + gzip_of("tail\n", 6);
+  for (size_t step : {size_t(1) << 16, size_t(7)}) {
+    for (size_t cap : {size_t(1), size_t(4096), size_t(3) << 20}) {
+      if (step == 7 && cap == 1) continue;  // slow, and no new case
+      SCOPED_TRACE(std::to_string(step) + " " + std::to_string(cap));
+      StringSource raw(two, step);
+      GunzipSource src(raw);
+      std::string error;
+      EXPECT_TRUE(read_all(src, cap, &error) == text + "tail\n");
+      EXPECT_EQ(error, "");
+      EXPECT_EQ(raw.pos(), two.size());
+    }
+  }
+  StringSource empty("", 10);
+  GunzipSource none(empty);
+  EXPECT_EQ(read_all(none, 10), "");
+}
+
+// Damage is reported after the good bytes before it: a cut, a flipped byte,
+// garbage after the last member, a wrong CRC in the trailer.
+TEST(BackupGunzip, DamageIsAnErrorAfterTheGoodBytes) {
+  std::string text;
+  for (int i = 0; i < 50000; ++i) text += "line " + std::to_string(i) + "\n";
+  std::string gz = gzip_of(text, 6);
+  std::string cut = gz.substr(0, gz.size() / 2);
+  std::string garbage = gz + "not gzip";
+  std::string crc = gz;
+  crc[crc.size() - 6] ^= 0x10;
+  std::string flipped = gz;
+  flipped[gz.size() / 2] ^= 0x55;
+  for (const std::string* bad : {&cut, &garbage, &crc, &flipped}) {
+    StringSource raw(*bad, 4096);
+    GunzipSource src(raw);
+    std::string error;
+    std::string out = read_all(src, 1000, &error);
+    EXPECT_NE(error.find("archive damaged"), std::string::npos) << error;
+    if (bad != &flipped) {
+      EXPECT_TRUE(out == text.substr(0, out.size()));
+    }
+    if (bad == &garbage || bad == &crc) {
+      EXPECT_TRUE(out == text) << out.size() << " of " << text.size();
+    }
+  }
+}
+
+// A reader that stops early (a tar reader at the end-of-archive marker)
+// still gets the trailer checked by finish(); one that gives up is not
+// kept waiting by the thread.
+TEST(BackupGunzip, FinishChecksTheRestAndGivingUpStops) {
+  std::string text(5 << 20, 'x');
+  std::string crc = gzip_of(text, 1);
+  crc[crc.size() - 6] ^= 0x01;
+  {
+    StringSource raw(crc, 1 << 16);
+    GunzipSource src(raw);
+    char c;
+    ASSERT_EQ(src.read(&c, 1), 1u);
+    EXPECT_THROW(src.finish(), JobError);
+  }
+  {
+    StringSource raw(gzip_of(text, 1), 1 << 16);
+    GunzipSource src(raw);
+    char c;
+    ASSERT_EQ(src.read(&c, 1), 1u);
+    EXPECT_NO_THROW(src.finish());
+  }
+  StringSource raw(gzip_of(text + text + text, 1), 1 << 10);
+  {
+    GunzipSource src(raw);
+    char c;
+    ASSERT_EQ(src.read(&c, 1), 1u);
+  }  // destroyed with most of the stream unread
+  EXPECT_LT(raw.pos(), gzip_of(text + text + text, 1).size());
 }
 
 }  // namespace
