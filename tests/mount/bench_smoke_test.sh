@@ -85,6 +85,10 @@ if os.access(itemfs, os.X_OK):
     x = r["itemfs_only"]
     for k in ("import", "search", "backup", "storage"):
         need(k in x, f"itemfs_only.{k} missing")
+    b = x.get("backup", {})
+    for k in ("full_s", "incremental_s", "verify_full_s", "verify_incremental_s"):
+        need(isinstance(b.get(k), list) and b[k], f"itemfs_only.backup.{k} missing: {b.get('error')}")
+    need(isinstance(b.get("verify_full_mb_per_s"), (int, float)), "itemfs_only.backup.verify_full_mb_per_s missing")
 need("daemon_peak_rss_mib" in r, "daemon_peak_rss_mib missing")
 
 if fails:
