@@ -91,29 +91,48 @@ constexpr auto kWatchPeriod = std::chrono::seconds(1);
 
 bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
 
-enum class Kind { kItem, kScratch, kShard };
+enum class Kind : uint8_t { kItem, kScratch, kShard };
 
+// The name a node stands under when the store does not know it: a pending
+// item's id (in its shard), a scratch file's directory and name, a shard's
+// name. Never changed once made, so copies of a node share it.
+struct NodeName {
+  std::string dir;  // the shard ("" = items/) a scratch file or pending item lives in
+  std::string name;
+};
+
+// One per inode the kernel holds (or that has an open body). There is one of
+// these for every item the kernel has looked up, so it is kept small: a
+// committed item is known by item_ino alone (its id is the store's), with
+// no name of its own; a node the kernel moved onto an item by rename stands
+// for that item wherever it goes next.
 struct Node {
   Kind kind = Kind::kItem;
-  uint64_t lookups = 0;
-  int open_handles = 0;
-  std::string dir;  // the shard ("" = items/) a scratch file or item lives in
-  // A pending item's id, a scratch file's or shard's name. A committed item
-  // is known by item_ino alone (its id is the store's): a node the kernel
-  // moved onto an item by rename stands for that item wherever it goes next.
-  std::string name;
-  int64_t item_ino = 0;  // the store's ino of a committed item
   bool pending = false;  // an item created but never committed
   bool unlinked = false;
-  std::shared_ptr<FileState> state;
   // The kernel's page cache of this node is shared by every opener. It is
   // only trusted (keep_cache) when it holds one committed version: readers
   // of an older version still open could fetch old pages into it.
-  store::Sha256 cached_sha{};  // the version the page cache holds
   bool cache_valid = false;
+  int open_handles = 0;
+  uint64_t lookups = 0;
+  int64_t item_ino = 0;  // the store's ino of a committed item
+  std::shared_ptr<const NodeName> where;  // null for a committed item
+  std::shared_ptr<FileState> state;
+  store::Sha256 cached_sha{};  // the version the page cache holds
   uint64_t commits = 0;     // committed versions seen through this node
   int current_readers = 0;  // cached readers opened at `commits`
   int stale_readers = 0;    // cached readers of an older version
+
+  const std::string& name() const { return where ? where->name : no_name(); }
+  const std::string& dir() const { return where ? where->dir : no_name(); }
+  void name_as(std::string dir, std::string name) {
+    where = std::make_shared<const NodeName>(NodeName{std::move(dir), std::move(name)});
+  }
+  static const std::string& no_name() {
+    static const std::string empty;
+    return empty;
+  }
 };
 
 // Open handles by number. A request holds its handle by a shared_ptr, so
@@ -349,7 +368,7 @@ class Filesystem : public Tree {
       return 0;
     }
     if (copy.kind == Kind::kShard) {
-      auto dir = store_.dir_info(copy.name);
+      auto dir = store_.dir_info(copy.name());
       if (!dir) return ENOENT;
       st = stat_of(ino, dir->attrs.mode, 0, dir->attrs.uid, dir->attrs.gid, dir->attrs.mtime_ns, dir->ctime_ns);
       return 0;
@@ -387,13 +406,22 @@ class Filesystem : public Tree {
 
   // ---- the node table --------------------------------------------------
 
+  static Node shard_node(const std::string& name) {
+    Node node{.kind = Kind::kShard};
+    node.name_as("", name);
+    return node;
+  }
+
   // Registers one more kernel reference to `ino`, creating the node.
   void remember(fuse_ino_t ino, const Node& like) {
     std::lock_guard lock(mutex_);
     auto [it, fresh] = nodes_.try_emplace(ino, like);
-    if (!fresh && it->second.kind == Kind::kItem && like.kind == Kind::kItem && !it->second.pending) {
-      it->second.name = like.name;
+    // A committed item's node needs no name; a lookup that found a pending
+    // node committed meanwhile (item_ino 0 here) leaves it as its commit made it.
+    if (!fresh && it->second.kind == Kind::kItem && like.kind == Kind::kItem && !it->second.pending &&
+        like.item_ino) {
       it->second.item_ino = like.item_ino;
+      it->second.where.reset();
     }
     ++it->second.lookups;
   }
@@ -412,7 +440,7 @@ class Filesystem : public Tree {
     if (node.lookups > 0 || node.open_handles > 0) return;
     if (node.kind == Kind::kScratch && !node.unlinked) return;  // its body lives only here
     if (node.kind == Kind::kItem && node.pending && !node.unlinked) {
-      auto p = pending_.find(node.name);
+      auto p = pending_.find(node.name());
       if (p != pending_.end() && p->second == it->first) pending_.erase(p);
     }
     if (node.kind == Kind::kItem) forget_alias(node.item_ino, it->first);
@@ -435,6 +463,7 @@ class Filesystem : public Tree {
     node.kind = Kind::kItem;
     node.pending = false;
     node.item_ino = ino;
+    node.where.reset();  // the store knows its id
     if (nodeid != kItemBase + fuse_ino_t(ino)) {
       forget_alias(ino, nodeid);
       aliases_.emplace(ino, nodeid);
@@ -541,7 +570,7 @@ class Filesystem : public Tree {
     std::lock_guard lock(mutex_);
     auto it = nodes_.find(parent);
     if (it == nodes_.end() || it->second.kind != Kind::kShard) return std::nullopt;
-    return it->second.name;
+    return it->second.name();
   }
 
   // ---- operations ------------------------------------------------------
@@ -583,8 +612,6 @@ class Filesystem : public Tree {
       case Resolved::kItem:
         ino = find_item(r.id, st);
         like.kind = Kind::kItem;
-        like.name = r.id;
-        like.dir = store::shard_of(r.id);
         like.item_ino = ino >= kItemBase && ino < kDirBase ? int64_t(ino - kItemBase) : 0;
         // A flat name (items/<id>.json) is an alias the kernel must not keep.
         if (dir->empty()) timeout = 0;
@@ -595,7 +622,7 @@ class Filesystem : public Tree {
           st =
               stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns, info->ctime_ns);
           like.kind = Kind::kShard;
-          like.name = name;
+          like.name_as("", name);
           break;
         }
         [[fallthrough]];
@@ -654,7 +681,7 @@ class Filesystem : public Tree {
         std::lock_guard lock(mutex_);
         auto it = nodes_.find(ino);
         if (it == nodes_.end()) return ENOENT;
-        shard = it->second.name;
+        shard = it->second.name();
       }
       auto dir = store_.dir_info(shard);
       if (!dir) return ENOENT;
@@ -838,12 +865,18 @@ class Filesystem : public Tree {
 
   // The path a user knows node `ino` by, for the log.
   std::string node_path(fuse_ino_t ino) {
-    std::lock_guard lock(mutex_);
-    auto it = nodes_.find(ino);
-    if (it == nodes_.end()) return "a removed file";
-    const Node& node = it->second;
-    if (node.kind == Kind::kItem) return item_path(node.name);
-    return "items/" + (node.dir.empty() ? "" : node.dir + "/") + node.name;
+    int64_t item_ino = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = nodes_.find(ino);
+      if (it == nodes_.end()) return "a removed file";
+      const Node& node = it->second;
+      if (node.kind == Kind::kItem && (node.pending || !node.item_ino)) return item_path(node.name());
+      if (node.kind != Kind::kItem) return "items/" + (node.dir().empty() ? "" : node.dir() + "/") + node.name();
+      item_ino = node.item_ino;
+    }
+    auto item = store_.item_by_ino(item_ino);  // a committed item's id is the store's
+    return item ? item_path(item->id) : "a removed file";
   }
 
   std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
@@ -866,7 +899,7 @@ class Filesystem : public Tree {
       auto it = nodes_.find(ino);
       if (it == nodes_.end() || it->second.kind != Kind::kItem || it->second.unlinked || !it->second.state) return 0;
       state = it->second.state;
-      id = it->second.name;
+      id = it->second.name();
       pending = it->second.pending;
       item_ino = it->second.item_ino;
     }
@@ -921,7 +954,6 @@ class Filesystem : public Tree {
         if (p != pending_.end() && p->second == ino) pending_.erase(p);
       }
       bind_to_item(ino, node, committed->ino);
-      node.name = id;
       // The page cache now holds the writer's pages, and maybe pages a reader
       // of the old version fetched meanwhile: none of it is to be trusted,
       // here or under the item's other nodes.
@@ -1191,11 +1223,11 @@ class Filesystem : public Tree {
         }
         if (still_last && it != nodes_.end() && it->second.state == h->state && it->second.kind == Kind::kItem &&
             it->second.pending && !it->second.unlinked) {
-          log_.add("discarded " + item_path(it->second.name) + ": closed without a valid JSON document");
-          auto p = pending_.find(it->second.name);
+          log_.add("discarded " + item_path(it->second.name()) + ": closed without a valid JSON document");
+          auto p = pending_.find(it->second.name());
           if (p != pending_.end() && p->second == ino) pending_.erase(p);
           it->second.unlinked = true;
-          discarded = it->second.name;
+          discarded = it->second.name();
         }
       }
       unstage(ino, h->state);
@@ -1243,7 +1275,7 @@ class Filesystem : public Tree {
       if (fuse_ino_t existing = find_item(r.id, st)) {
         if (fi->flags & O_EXCL) return (void)fuse_reply_err(req, EEXIST);
         bool canonical = existing >= kItemBase && existing < kDirBase;
-        Node like{.kind = Kind::kItem, .name = r.id, .item_ino = canonical ? int64_t(existing - kItemBase) : 0};
+        Node like{.kind = Kind::kItem, .item_ino = canonical ? int64_t(existing - kItemBase) : 0};
         return open_existing(req, existing, like, st, dir->empty() ? 0 : kItemTimeout, fi);
       }
     } else if (fuse_ino_t existing = find_scratch(*dir, name)) {
@@ -1266,8 +1298,7 @@ class Filesystem : public Tree {
     std::lock_guard lock(mutex_);
     if (r.what == Resolved::kItem) {
       node.kind = Kind::kItem;
-      node.name = r.id;
-      node.dir = store::shard_of(r.id);
+      node.name_as(store::shard_of(r.id), r.id);
       node.pending = true;
       ino = kDynBase + next_dynamic_++;
       pending_[r.id] = ino;
@@ -1277,8 +1308,7 @@ class Filesystem : public Tree {
         scratch_.erase(old);
       }
       node.kind = Kind::kScratch;
-      node.dir = *dir;
-      node.name = name;
+      node.name_as(*dir, name);
       ino = kDynBase + next_dynamic_++;
       scratch_[{*dir, name}] = ino;
     }
@@ -1419,7 +1449,7 @@ class Filesystem : public Tree {
     auto info = store_.dir_info(name);
     if (!info) return (void)fuse_reply_err(req, EIO);
     fuse_ino_t ino = kDirBase + fuse_ino_t(info->ino);
-    remember(ino, Node{.kind = Kind::kShard, .name = name});
+    remember(ino, shard_node(name));
     auto e = entry_for(
         ino, stat_of(ino, info->attrs.mode, 0, info->attrs.uid, info->attrs.gid, info->attrs.mtime_ns, info->ctime_ns),
         kItemTimeout);
@@ -1496,8 +1526,7 @@ class Filesystem : public Tree {
     }
     scratch_.erase({*from_dir, name});
     scratch_[{*to_dir, newname}] = source;
-    nodes_[source].dir = *to_dir;
-    nodes_[source].name = newname;
+    nodes_[source].name_as(*to_dir, newname);
     return 0;
   }
 
@@ -1511,8 +1540,7 @@ class Filesystem : public Tree {
       {
         std::lock_guard lock(mutex_);
         if (auto p = pending_.find(from); p != pending_.end() && p->second == source) pending_.erase(p);
-        nodes_[source].name = to;
-        nodes_[source].dir = store::shard_of(to);
+        nodes_[source].name_as(store::shard_of(to), to);
         if (!target) {
           pending_[to] = source;
           return 0;
@@ -1521,8 +1549,7 @@ class Filesystem : public Tree {
       int err = commit_locked(source, true);
       std::lock_guard lock(mutex_);
       if (err) {
-        nodes_[source].name = from;
-        nodes_[source].dir = store::shard_of(from);
+        nodes_[source].name_as(store::shard_of(from), from);
         pending_[from] = source;
         return err;
       }
@@ -1545,11 +1572,7 @@ class Filesystem : public Tree {
     int err = write_status([&](store::WriteBatch& b) { return b.rename(from, to); });
     if (err) return err;
     if (target_item && target_item->ino != source_item->ino) mark_item_unlinked(target_item->ino);
-    std::lock_guard lock(mutex_);
-    for (fuse_ino_t n : nodes_of_item(source_item->ino)) {
-      nodes_[n].name = to;
-      nodes_[n].dir = store::shard_of(to);
-    }
+    // The item's nodes follow it: they know it by its ino, not its id.
     return 0;
   }
 
@@ -1596,8 +1619,7 @@ class Filesystem : public Tree {
       node.kind = Kind::kScratch;
       node.pending = false;
       node.unlinked = false;
-      node.dir = dir;
-      node.name = name;
+      node.name_as(dir, name);
       node.item_ino = 0;
       node.state = state;
       node.cache_valid = false;
@@ -1651,8 +1673,7 @@ class Filesystem : public Tree {
     // The kernel moves the scratch file's inode to the new name: it becomes
     // another node of the item.
     Node& node = nodes_[source];
-    node.name = id;
-    node.dir = store::shard_of(id);
+    node.name_as(store::shard_of(id), id);
     node.state.reset();
     node.cache_valid = false;
     if (committed)
@@ -1765,7 +1786,6 @@ class Filesystem : public Tree {
   void remember_listed(fuse_ino_t dir_ino, const std::string& name, const struct stat& st) {
     fuse_ino_t ino = st.st_ino;
     if (ino >= kItemBase && ino < kDirBase) {
-      std::string id = name.substr(0, name.size() - 5);
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
       if (it != nodes_.end()) {
@@ -1774,13 +1794,11 @@ class Filesystem : public Tree {
       }
       Node node;
       node.kind = Kind::kItem;
-      node.name = id;
-      node.dir = store::shard_of(id);
       node.item_ino = int64_t(ino - kItemBase);
       node.lookups = 1;
       nodes_[ino] = node;
     } else if (ino >= kDirBase && ino < kDynBase) {
-      remember(ino, Node{.kind = Kind::kShard, .name = name});
+      remember(ino, shard_node(name));
     } else if (ino >= kDynBase) {
       std::lock_guard lock(mutex_);
       if (auto it = nodes_.find(ino); it != nodes_.end())
