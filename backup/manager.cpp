@@ -172,27 +172,22 @@ struct Row {
   bool in_parent = false;
 };
 
-// Streams the data of the current tar entry, hashing it on the way.
+// Streams the data of the current tar entry.
 class EntryBuf : public std::streambuf {
  public:
-  EntryBuf(TarReader& r, Sha256Hasher* h) : r_(r), h_(h), buf_(64 * 1024) {}
-  uint64_t bytes() const { return bytes_; }
+  explicit EntryBuf(TarReader& r) : r_(r), buf_(64 * 1024) {}
 
  protected:
   int_type underflow() override {
     size_t n = r_.read(buf_.data(), buf_.size());
     if (n == 0) return traits_type::eof();
-    if (h_) h_->update(buf_.data(), n);
-    bytes_ += n;
     setg(buf_.data(), buf_.data(), buf_.data() + n);
     return traits_type::to_int_type(buf_[0]);
   }
 
  private:
   TarReader& r_;
-  Sha256Hasher* h_;
   std::vector<char> buf_;
-  uint64_t bytes_ = 0;
 };
 
 // Adds `data` to the archive as one entry.
@@ -467,21 +462,6 @@ struct Manager::Impl {
     return a;
   }
 
-  // Reads MANIFEST.json, the first entry of an open archive. `hash` gets its bytes.
-  static void read_archive_manifest(TarReader& tar, Manifest& m, const std::string& what, Sha256Hasher* hash) {
-    TarEntry e;
-    if (!tar.next(e)) throw JobError(EIO, what + ": archive is empty");
-    if (e.path != "MANIFEST.json" || !e.regular) {
-      throw JobError(EIO, what + ": first entry is " + e.path + ", expected MANIFEST.json");
-    }
-    EntryBuf buf(tar, hash);
-    std::istream in(&buf);
-    read_manifest(in, false, m, what + ": MANIFEST.json");
-    while (in.get() != std::char_traits<char>::eof()) {  // trailing whitespace: hash it all
-    }
-    if (buf.bytes() != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
-  }
-
   // The complete manifest (with the item map) of a backup.
   Manifest full_manifest(const Found& f, const Key* key) {
     Manifest m;
@@ -489,7 +469,8 @@ struct Manager::Impl {
       read_manifest_file(dir / f.summary.id / kManifestFile, false, m);
     } else {
       OpenArchive a = open_archive(f, key);
-      read_archive_manifest(*a.tar, m, f.summary.id, nullptr);
+      std::istringstream in(read_manifest_entry(*a.tar, f.summary.id));
+      read_manifest(in, false, m, f.summary.id + ": MANIFEST.json");
     }
     if (m.id != f.summary.id) throw JobError(EIO, f.summary.id + ": manifest names another backup " + m.id);
     return m;
@@ -1150,7 +1131,7 @@ struct Manager::Impl {
       throw JobError(EIO, "second entry is not SHA256SUMS");
     }
     {
-      EntryBuf buf(tar, nullptr);
+      EntryBuf buf(tar);
       std::istream in(&buf);
       std::string line;
       uint64_t lines = 0;
