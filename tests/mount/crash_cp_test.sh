@@ -6,8 +6,8 @@ make_items "$T/src" 2000
 start_mount
 cp -r "$T/src/." "$MNT/items/" 2>/dev/null &
 CP=$!
-# Let it get part of the way.
-for _ in $(seq 1 200); do
+# Let it get part of the way (however slow the machine: up to a minute).
+for _ in $(seq 1 3000); do
   n=$(jq .items "$MNT/stats.json" 2>/dev/null || echo 0)
   [ "$n" -ge 300 ] && break
   sleep 0.02

@@ -39,7 +39,7 @@ open(marker, "w").close()
 time.sleep(60)
 PY
     writer=$!
-    for _ in $(seq 1 600); do [ -e "$T/synced" ] && break; sleep 0.01; done
+    for _ in $(seq 1 6000); do [ -e "$T/synced" ] && break; sleep 0.01; done
     [ -e "$T/synced" ] || fail "$mode: the writer did not finish"
     kill_mount
     kill "$writer" 2>/dev/null || true

@@ -40,7 +40,8 @@ expect_fail() {
 start_mount() {  # extra mount arguments, e.g. -o max_item_size=2G
   "$ITEMFS" mount "$STORE" "$MNT" -f "$@" >>"$T/daemon.log" 2>&1 &
   DAEMON_PID=$!
-  for _ in $(seq 1 200); do
+  # Up to 30 s: a loaded CI machine under ASan can be that slow.
+  for _ in $(seq 1 600); do
     if mountpoint -q "$MNT" && [ -e "$MNT/stats.json" ]; then return 0; fi
     kill -0 "$DAEMON_PID" 2>/dev/null || fail "itemfs exited before mounting"
     sleep 0.05

@@ -12,7 +12,7 @@ remount
 snapshot >"$T/after1"
 diff "$T/before" "$T/after1" || fail "changed across fusermount3 -u"
 kill -TERM "$DAEMON_PID"
-for _ in $(seq 1 100); do mountpoint -q "$MNT" || break; sleep 0.05; done
+for _ in $(seq 1 600); do mountpoint -q "$MNT" || break; sleep 0.05; done
 mountpoint -q "$MNT" && fail "SIGTERM did not unmount"
 wait "$DAEMON_PID" || fail "daemon exit status after SIGTERM: $?"
 DAEMON_PID=
