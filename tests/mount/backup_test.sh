@@ -253,10 +253,15 @@ jq -e '.state == "idle" and .last.ok == true and .last.job == "full"' "$B/status
 stop_mount
 rm -rf "$STORE/backups"
 start_mount -o backup_every=1s,backup_chain=2,backup_keep_last=1
+# Pruning to one backup leaves two fulls side by side only for a moment:
+# count the jobs in this mount's log instead (full, incremental, full).
+scheduled() { grep -c "backup: $1: ok" "$MNT/log" || true; }
 for _ in $(seq 1 600); do
-  [ "$(ls "$B" | grep -c -- '-full')" -ge 2 ] && break
+  [ "$(scheduled full)" -ge 2 ] && [ "$(scheduled incremental)" -ge 1 ] && break
   sleep 0.1
 done
+[ "$(scheduled full)" -ge 2 ] && [ "$(scheduled incremental)" -ge 1 ] ||
+  fail "scheduled backups in 60 s: $(scheduled full) full, $(scheduled incremental) incremental"
 jq -e '.schedule.every_s == 1' "$B/status" >/dev/null || fail "status does not show the schedule"
 grep -q "backup: prune keep_last=1: ok" "$MNT/log" || fail "scheduled prune did not run"
 # The schedule keeps taking and pruning backups while mounted: look at what
