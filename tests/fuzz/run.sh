@@ -3,7 +3,9 @@
 # into build-fuzz/ and runs each one, seeded from tests/data/json and the
 # seeds below, after replaying tests/fuzz/regressions/<target>/ (inputs that
 # once crashed). Usage: tests/fuzz/run.sh [SECONDS]: SECONDS is the fuzzing
-# time of the whole run, shared out evenly among the targets (default 60).
+# time of the whole run, shared out evenly among the targets (default 60);
+# the targets are built and run two at a time (nproc), so the run takes
+# about half that.
 # A crash stops the run with the input saved under build-fuzz/crashes/; copy
 # it into tests/fuzz/regressions/<target>/ with the fix.
 # FUZZ_BUILD_DIR=DIR builds and works in DIR instead of build-fuzz/;
@@ -76,31 +78,70 @@ cat >"$seed_dir/manifest/format2" <<'MANIFEST'
 
 MANIFEST
 
-status=0
-for t in "${targets[@]}"; do
-  bin=$B/${t}_fuzz
+# Two at a time (or nproc): each build and each fuzzer is one process.
+parallel=$(nproc)
+[ "$parallel" -ge 1 ] || parallel=1
+throttle() { while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done; }
+
+build_one() {
+  local t=$1 bin=$B/${1}_fuzz srcs
   read -ra srcs <<<"${sources[$t]}"
   if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" store/*.h search/*.h backup/*.h -newer "$bin" 2>/dev/null | head -n 1)" ]; then
-    echo "== build $t"
     # shellcheck disable=SC2086
-    "$CXX" "${flags[@]}" "${srcs[@]}" -o "$bin" ${libs[$t]}
+    if ! "$CXX" "${flags[@]}" "${srcs[@]}" -o "$bin.new" ${libs[$t]} >"$B/$t.build.log" 2>&1; then
+      echo "tests/fuzz/run.sh: building $t FAILED:" >"$B/$t.result"
+      tail -n 30 "$B/$t.build.log" >>"$B/$t.result"
+      return 1
+    fi
+    mv "$bin.new" "$bin"
+    echo "== built $t" >"$B/$t.result"
+  else
+    : >"$B/$t.result"
   fi
-  corpus=$B/corpus/$t
+}
+
+fuzz_one() {
+  local t=$1 bin=$B/${1}_fuzz corpus=$B/corpus/$1
   mkdir -p "$corpus"
-  seeds=("tests/data/json/valid" "tests/data/json/invalid" "tests/data/json/impl")
+  local seeds=("tests/data/json/valid" "tests/data/json/invalid" "tests/data/json/impl")
   [ -d "$seed_dir/$t" ] && seeds+=("$seed_dir/$t")
-  regressions=()
+  local regressions=()
   [ -d "tests/fuzz/regressions/$t" ] && regressions=("tests/fuzz/regressions/$t")
   # The archive target writes its seeds (real backups, hostile and damaged
   # archives) with the code under test when ITEMFS_FUZZ_SEEDS names a directory.
-  echo "== fuzz $t for ${each}s"
+  echo "== fuzz $t for ${each}s" >>"$B/$t.result"
   if ! ITEMFS_FUZZ_SEEDS="$seed_dir/archive" "$bin" "$corpus" "${regressions[@]}" "${seeds[@]}" -max_total_time="$each" -timeout=10 -rss_limit_mb=2048 \
        -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" >"$B/$t.log" 2>&1; then
-    echo "tests/fuzz/run.sh: $t FAILED; input saved as $(ls -t "$B/crashes/$t-"* 2>/dev/null | head -n 1); last lines:" >&2
-    tail -n 30 "$B/$t.log" >&2
+    { echo "tests/fuzz/run.sh: $t FAILED; input saved as $(ls -t "$B/crashes/$t-"* 2>/dev/null | head -n 1); last lines:"
+      tail -n 30 "$B/$t.log"; } >>"$B/$t.result"
+    echo failed >"$B/$t.failed"
+  else
+    grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$B/$t.log" | tail -n 1 | sed "s/^/   $t: /" >>"$B/$t.result"
+  fi
+}
+
+for t in "${targets[@]}"; do rm -f "$B/$t.result" "$B/$t.failed"; done
+# The longest build (archive, the last target) first, beside the others.
+for ((i = ${#targets[@]} - 1; i >= 0; i--)); do
+  t=${targets[$i]}
+  throttle
+  ( build_one "$t" || echo failed >"$B/$t.failed" ) &
+done
+wait
+for t in "${targets[@]}"; do
+  [ -e "$B/$t.failed" ] && continue
+  throttle
+  fuzz_one "$t" &
+done
+wait
+
+status=0
+for t in "${targets[@]}"; do
+  if [ -e "$B/$t.failed" ]; then
+    cat "$B/$t.result" >&2
     status=1
   else
-    grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$B/$t.log" | tail -n 1 | sed "s/^/   $t: /"
+    cat "$B/$t.result"
   fi
 done
 exit $status
