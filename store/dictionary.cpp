@@ -24,6 +24,8 @@ constexpr size_t kKmer = 6, kSegment = 64, kStride = 16, kCoarseStride = 64;
 // and the whole 100k store the same (85.68 against 85.67 MB). The general
 // dictionary compressed worse so; it keeps a slot per byte.
 constexpr int kGroupTableShift = 2, kGeneralTableShift = 0;
+// Rounds of regrouping after the first grouping (train_group_dictionaries()).
+constexpr int kRegroupRounds = 2;
 
 uint32_t kmer_hash(const char* p, unsigned bits) {
   // Two loads into registers: a 6-byte copy into a zeroed word went through
@@ -247,10 +249,10 @@ std::vector<std::string> train_group_dictionaries(const std::vector<std::string>
   groups.clear();
   std::vector<std::string> dictionaries =
       pack_groups(samples, members, max_dictionaries, min_bytes, size, kCoarseStride);
-  // Twice more, each sample goes to the dictionary DictionarySet::choose()
+  // kRegroupRounds times more, each sample goes to the dictionary DictionarySet::choose()
   // would give it (the general one among them), and the groups are made
   // again from that.
-  for (int round = 0; round < 2 && !dictionaries.empty(); ++round) {
+  for (int round = 0; round < kRegroupRounds && !dictionaries.empty(); ++round) {
     std::vector<std::shared_ptr<const Dictionary>> candidates;
     auto add = [&](const std::string& data) {
       auto d = std::make_shared<Dictionary>();
@@ -267,7 +269,7 @@ std::vector<std::string> train_group_dictionaries(const std::vector<std::string>
       const Dictionary* chosen = set.choose(samples[i]);
       if (chosen && size_t(chosen->id) < dictionaries.size()) members[size_t(chosen->id)].push_back(i);
     }
-    const bool last_round = round == 1;
+    const bool last_round = round + 1 == kRegroupRounds;
     dictionaries =
         pack_groups(samples, members, max_dictionaries, min_bytes, size, last_round ? kStride : kCoarseStride);
   }
