@@ -266,7 +266,7 @@ int Tree::search_lookup(const std::string& name, fuse_entry_param& e) {
     search::Results r;
     Status st;
     try {
-      st = index_->run(query, r);
+      st = index_->run_without_snippets(query, r);
     } catch (const std::exception& ex) {
       st = Status::error(EIO, ex.what());
     }

@@ -1370,6 +1370,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
 }
 
 Status Index::run(std::string_view query, Results& out) { return impl_->run(query, out, true); }
+Status Index::run_without_snippets(std::string_view query, Results& out) { return impl_->run(query, out, false); }
 
 std::string Index::to_json(const Results& r) {
   json hits = json::array();

@@ -62,6 +62,8 @@ class Index : public store::CommitHook {
 
   // Runs `query` (see readme()). EINVAL with a sentence on a bad query.
   store::Status run(std::string_view query, Results& out);
+  // The same without snippets (each costs a read of its item): for listings.
+  store::Status run_without_snippets(std::string_view query, Results& out);
 
   // The document served as search/<query>.json:
   //   {"query": q, "total": n, "hits": [{"rank": 1, "id": ..., "path":

@@ -272,6 +272,27 @@ TEST_F(SearchIndex, Snippets) {
   EXPECT_LT(r.hits[0].snippet.size(), 400u);
 }
 
+// A listing (search/<q>/) needs the hits, not their snippets.
+TEST_F(SearchIndex, RunWithoutSnippetsFindsTheSameHits) {
+  load_corpus();
+  for (const char* q : {"photovolt*", "solar OR wind", "title:zurich", "solar sort:date"}) {
+    const Results with = search(q);
+    Results without;
+    ASSERT_TRUE(index_->run_without_snippets(q, without).ok()) << q;
+    EXPECT_EQ(without.total, with.total) << q;
+    ASSERT_EQ(without.hits.size(), with.hits.size()) << q;
+    ASSERT_FALSE(with.hits.empty()) << q;
+    for (size_t k = 0; k < with.hits.size(); ++k) {
+      EXPECT_EQ(without.hits[k].id, with.hits[k].id) << q;
+      EXPECT_EQ(without.hits[k].score, with.hits[k].score) << q;
+      EXPECT_TRUE(without.hits[k].snippet.empty()) << q;
+      EXPECT_FALSE(with.hits[k].snippet.empty()) << q;
+    }
+  }
+  Results bad;
+  EXPECT_EQ(index_->run_without_snippets("\"unbalanced", bad).code, EINVAL);
+}
+
 TEST_F(SearchIndex, SnippetsWhenTheMainTextHasNoMatch) {
   // The word only in another field: the main text (all ASCII, no match) is
   // passed over for the text that has it.
