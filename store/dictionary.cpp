@@ -1,11 +1,15 @@
 #include "store/dictionary.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 namespace itemfs::store {
 
@@ -26,6 +30,8 @@ constexpr size_t kKmer = 6, kSegment = 64, kStride = 16, kCoarseStride = 64;
 constexpr int kGroupTableShift = 2, kGeneralTableShift = 0;
 // Rounds of regrouping after the first grouping (train_group_dictionaries()).
 constexpr int kRegroupRounds = 2;
+// Each training thread holds a count table of up to 2 MiB and its candidates.
+constexpr size_t kMaxTrainingThreads = 4;
 
 uint32_t kmer_hash(const char* p, unsigned bits) {
   // Two loads into registers: a 6-byte copy into a zeroed word went through
@@ -196,13 +202,34 @@ std::vector<std::string> pack_groups(const std::vector<std::string>& samples,
     order.emplace_back(bytes, g);
   }
   std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<std::string> out;
-  for (const auto& [bytes, g] : order) {
-    if (out.size() == max || bytes < min_bytes) break;
-    std::vector<std::string_view> members;
-    for (size_t i : groups[g]) members.push_back(samples[i]);
-    out.push_back(train_from(members, size, stride, kGroupTableShift));
-  }
+  size_t count = 0;
+  while (count < order.size() && count < max && order[count].first >= min_bytes) ++count;
+  // Each group trains on its own: spread over the cores, since a store
+  // stops writing while it trains. The result does not depend on which
+  // thread trains which.
+  std::vector<std::string> out(count);
+  std::atomic<size_t> next{0};
+  std::mutex failed_mutex;
+  std::exception_ptr failed;
+  auto train = [&] {
+    try {
+      for (size_t k = next++; k < count; k = next++) {
+        std::vector<std::string_view> members;
+        for (size_t i : groups[order[k].second]) members.push_back(samples[i]);
+        out[k] = train_from(members, size, stride, kGroupTableShift);
+      }
+    } catch (...) {
+      next = count;
+      std::lock_guard lock(failed_mutex);
+      if (!failed) failed = std::current_exception();
+    }
+  };
+  std::vector<std::thread> helpers;
+  const size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), kMaxTrainingThreads);
+  for (size_t t = 1; t < std::min(threads, count); ++t) helpers.emplace_back(train);
+  train();
+  for (auto& h : helpers) h.join();
+  if (failed) std::rethrow_exception(failed);
   return out;
 }
 

@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <mutex>
 #include <set>
 #include <streambuf>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -1110,7 +1112,52 @@ class StoreImpl final : public Store {
       std::string stored;
     };
     std::vector<Again> again;
-    std::string stored;
+    // Read and decoded here (the writer's connection), compressed on two
+    // threads: compressing is most of the work, and every write waits for it.
+    // In batches, so that only a few megabytes of blobs are held at once.
+    struct Read {
+      int64_t id, old_dict_id, refs;
+      size_t old_stored_size;
+      std::string sha256, raw;
+      std::string stored;
+      int64_t dict_id = 0;
+      Codec codec = Codec::kRaw;
+    };
+    constexpr size_t kRecompressBatchBytes = 4u << 20;
+    Compressor helper_compressor(6);
+    std::vector<Read> batch;
+    auto compress_batch = [&] {
+      if (batch.empty()) return;
+      auto compress = [&](Compressor& compressor, size_t first) {
+        for (size_t k = first; k < batch.size(); k += 2)
+          batch[k].codec = compress_chunk(compressor, set, batch[k].raw, batch[k].stored, batch[k].dict_id);
+      };
+      std::exception_ptr failed;
+      std::thread helper([&] {
+        try {
+          compress(helper_compressor, 1);
+        } catch (...) {
+          failed = std::current_exception();
+        }
+      });
+      try {
+        compress(compressor_, 0);
+      } catch (...) {
+        helper.join();
+        throw;
+      }
+      helper.join();
+      if (failed) std::rethrow_exception(failed);
+      for (Read& r : batch) {
+        // One that an older dictionary compresses better moves too, a little
+        // larger, so that the older dictionary can go.
+        if (r.codec != Codec::kZlib || (r.stored.size() >= r.old_stored_size && r.old_dict_id == 0)) continue;
+        // A copy: `stored` has room for the raw bytes, three times its size.
+        again.push_back({r.id, std::move(r.sha256), int64_t(r.raw.size()), r.dict_id, r.refs, std::string(r.stored)});
+      }
+      batch.clear();
+    };
+    size_t batch_bytes = 0;
     for (int64_t id : ids) {
       auto s = db.cached("SELECT data, raw_size, codec, sha256, refs, dict_id FROM blobs WHERE id=?");
       s->bind(1, id);
@@ -1125,13 +1172,14 @@ class StoreImpl final : public Store {
       s->reset();
       auto raw = decode(db, row, nullptr);
       if (!raw) continue;  // damaged: fsck reports it; keep it as it is
-      int64_t dict_id = 0;
-      Codec codec = compress_chunk(compressor_, set, *raw, stored, dict_id);
-      // One that an older dictionary compresses better moves too, a little
-      // larger, so that the older dictionary can go.
-      if (codec != Codec::kZlib || (stored.size() >= row.data.size() && row.dict_id == 0)) continue;
-      again.push_back({id, std::move(sha256), int64_t(row.raw_size), dict_id, refs, stored});
+      batch_bytes += raw->size();
+      batch.push_back({id, row.dict_id, refs, row.data.size(), std::move(sha256), std::move(*raw)});
+      if (batch_bytes >= kRecompressBatchBytes) {
+        compress_batch();
+        batch_bytes = 0;
+      }
     }
+    compress_batch();
     std::vector<size_t> payloads;
     for (const Again& a : again) {
       auto remove = db.cached("DELETE FROM blobs WHERE id=?");
