@@ -6,10 +6,10 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
-#include <exception>
-#include <mutex>
 #include <numeric>
 #include <thread>
+
+#include "store/parallel.h"
 
 namespace itemfs::store {
 
@@ -209,27 +209,14 @@ std::vector<std::string> pack_groups(const std::vector<std::string>& samples,
   // thread trains which.
   std::vector<std::string> out(count);
   std::atomic<size_t> next{0};
-  std::mutex failed_mutex;
-  std::exception_ptr failed;
-  auto train = [&] {
-    try {
-      for (size_t k = next++; k < count; k = next++) {
-        std::vector<std::string_view> members;
-        for (size_t i : groups[order[k].second]) members.push_back(samples[i]);
-        out[k] = train_from(members, size, stride, kGroupTableShift);
-      }
-    } catch (...) {
-      next = count;
-      std::lock_guard lock(failed_mutex);
-      if (!failed) failed = std::current_exception();
-    }
-  };
-  std::vector<std::thread> helpers;
   const size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), kMaxTrainingThreads);
-  for (size_t t = 1; t < std::min(threads, count); ++t) helpers.emplace_back(train);
-  train();
-  for (auto& h : helpers) h.join();
-  if (failed) std::rethrow_exception(failed);
+  run_on_threads(std::min(threads, count), [&](size_t) {
+    for (size_t k = next++; k < count; k = next++) {
+      std::vector<std::string_view> members;
+      for (size_t i : groups[order[k].second]) members.push_back(samples[i]);
+      out[k] = train_from(members, size, stride, kGroupTableShift);
+    }
+  });
   return out;
 }
 

@@ -11,11 +11,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <exception>
 #include <mutex>
 #include <set>
 #include <streambuf>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -24,6 +22,7 @@
 #include "store/dictionary.h"
 #include "store/hash.h"
 #include "store/json_check.h"
+#include "store/parallel.h"
 #include "store/sqlite_db.h"
 
 namespace itemfs::store {
@@ -1128,26 +1127,11 @@ class StoreImpl final : public Store {
     std::vector<Read> batch;
     auto compress_batch = [&] {
       if (batch.empty()) return;
-      auto compress = [&](Compressor& compressor, size_t first) {
-        for (size_t k = first; k < batch.size(); k += 2)
-          batch[k].codec = compress_chunk(compressor, set, batch[k].raw, batch[k].stored, batch[k].dict_id);
-      };
-      std::exception_ptr failed;
-      std::thread helper([&] {
-        try {
-          compress(helper_compressor, 1);
-        } catch (...) {
-          failed = std::current_exception();
-        }
+      Compressor* compressors[] = {&compressor_, &helper_compressor};
+      run_on_threads(2, [&](size_t t) {
+        for (size_t k = t; k < batch.size(); k += 2)
+          batch[k].codec = compress_chunk(*compressors[t], set, batch[k].raw, batch[k].stored, batch[k].dict_id);
       });
-      try {
-        compress(compressor_, 0);
-      } catch (...) {
-        helper.join();
-        throw;
-      }
-      helper.join();
-      if (failed) std::rethrow_exception(failed);
       for (Read& r : batch) {
         // One that an older dictionary compresses better moves too, a little
         // larger, so that the older dictionary can go.
