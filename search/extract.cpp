@@ -626,6 +626,31 @@ std::string marker(std::string_view key) {
   return out;
 }
 
+namespace {
+bool is_lower_alnum(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); }
+}  // namespace
+
+bool may_start_identifier(std::string_view token) { return std::all_of(token.begin(), token.end(), is_lower_alnum); }
+
+bool is_identifier(std::string_view token) {
+  if (token.size() < kMinIdentifier || !may_start_identifier(token)) return false;
+  const bool digit = std::any_of(token.begin(), token.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool letter = std::any_of(token.begin(), token.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  return digit && letter;
+}
+
+std::string bucket_of(std::string_view token) {
+  std::string out(kBucketMark);
+  out += token.substr(0, kBucketChars);
+  return out;
+}
+
+std::string bucket_end_of(std::string_view token) {
+  std::string out(kBucketEndMark);
+  out += token.substr(token.size() - std::min(token.size(), kBucketChars));
+  return out;
+}
+
 bool is_marker(std::string_view term) {
   return term.size() >= 3 && uint8_t(term[0]) == 0xEE && uint8_t(term[1]) == 0x80 && uint8_t(term[2]) >= 0x80 &&
          uint8_t(term[2]) <= 0x8F;

@@ -21,8 +21,9 @@ namespace itemfs::search::detail {
 // 5: data strings (kMinDataRun) are not indexed as text; 6: one full-text
 // column with detail=none (title words also as kTitleMark tokens, fields as
 // kFieldMark tokens, the text's length class as a kLengthMark token),
-// search_doc without the id, host/author/lang by id, search_dead.
-inline constexpr int kIndexVersion = 6;
+// search_doc without the id, host/author/lang by id, search_dead; 7:
+// identifiers indexed by their buckets (kBucketMark, kBucketEndMark).
+inline constexpr int kIndexVersion = 7;
 
 // The index's own tokens start with a character of Unicode's private use area
 // (unicode61 takes them for letters), so that no word of a text can be one:
@@ -30,6 +31,27 @@ inline constexpr int kIndexVersion = 6;
 inline constexpr std::string_view kTitleMark = "\xEE\x80\x80";   // U+E000 + a word of the title
 inline constexpr std::string_view kFieldMark = "\xEE\x80\x81";   // U+E001 + a field's code (+ a word)
 inline constexpr std::string_view kLengthMark = "\xEE\x80\x82";  // U+E002 + a..p: length class of the text
+inline constexpr std::string_view kBucketMark = "\xEE\x80\x83";     // U+E003 + an identifier's first characters
+inline constexpr std::string_view kBucketEndMark = "\xEE\x80\x84";  // U+E004 + its last characters
+
+// Identifiers (ids, hashes, etags: long words of ASCII letters and digits,
+// with both) are nearly all different, and a term of its own for each is
+// the largest part of an index of such items. The index keeps each one as
+// two bucket tokens: kBucketMark + its first kBucketChars characters and
+// kBucketEndMark + its last kBucketChars. A query for one finds the items
+// with both and checks them against their own text, as it checks phrases;
+// a prefix of one looks for the first.
+inline constexpr size_t kMinIdentifier = 12;
+inline constexpr size_t kBucketChars = 3;
+// Whether a folded token is an identifier.
+bool is_identifier(std::string_view token);
+// Whether some identifier starts with this folded token.
+bool may_start_identifier(std::string_view token);
+// The bucket token of the start of an identifier, or of a prefix of one
+// (shorter than kBucketChars: the start of such bucket tokens).
+std::string bucket_of(std::string_view token);
+// The bucket token of an identifier's end.
+std::string bucket_end_of(std::string_view token);
 
 inline constexpr size_t kMinDataRun = 200;
 

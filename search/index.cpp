@@ -9,9 +9,13 @@
 //    kFieldMark + field code + word and exact-value markers (host=...,
 //    lang=...), and a token for the length class of its text (kLengthMark +
 //    a letter; search_doc.len holds it too, which is where ranking reads it).
+//    An identifier (ids, hashes: see is_identifier) is held as two bucket
+//    tokens instead of itself; what a query finds through them is checked
+//    against the item (CheckPlan), as phrases are.
 //  - Its rowid is a generation number, new for every indexed version of an
 //    item. search_doc maps generation -> item (ino, hash) plus the facet
-//    values; the item's id is items.id.
+//    values (ids of search_value, which keeps each value and tag list
+//    once); the item's id is items.id.
 //    Deleting from a contentless table needs the exact values that were
 //    inserted; they are re-extracted from the previous version of the item
 //    (or taken from a small cache of recent inserts). In the rare case
@@ -61,9 +65,13 @@ constexpr const char* kSchema =
     " date INTEGER,"          // published_at, else crawled_at, unix seconds
     " len INTEGER NOT NULL,"  // length class of the text, as its length token in search_fts
     " host INTEGER, author INTEGER, lang INTEGER,"  // search_value ids
-    " tags TEXT);"  // joined by U+001F (inline: tag lists rarely repeat)
-    // Host, author and lang facet values, each kept once: items share a few of them.
-    "CREATE TABLE IF NOT EXISTS search_value(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);"
+    " tags INTEGER);"  // search_value id of the item's tags joined by U+001F
+    // Facet values and tag lists, each kept once (items share them), found
+    // by a hash of the value: an index of the values would be as large as
+    // they are. Values no item uses any more are swept now and then (see
+    // Impl::sweep_values).
+    "CREATE TABLE IF NOT EXISTS search_value(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, value TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS search_value_by_hash ON search_value(hash);"
     // Full-text rows that belong to no item (yet): queries skip them.
     "CREATE TABLE IF NOT EXISTS search_dead(gen INTEGER PRIMARY KEY);"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(text, content='', detail=none, columnsize=0,"
@@ -88,6 +96,11 @@ constexpr size_t kMaxProblems = 100;
 // 1/kMergeFraction of all rows, merges the full-text index when it closes.
 constexpr uint64_t kMergeAfterRows = 1000;
 constexpr uint64_t kMergeFraction = 4;
+// Unused facet values are swept when the entries dropped since the last
+// sweep reach 1/kSweepFraction of the entries (checked every
+// kSweepCheckEvery drops), and on close.
+constexpr uint64_t kSweepCheckEvery = 1000;
+constexpr uint64_t kSweepFraction = 4;
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
   const int rc = sqlite3_extended_errcode(db);
@@ -205,13 +218,76 @@ std::string length_token(int c) {
   return t;
 }
 
+// Whether tokens are written as the index holds them (identifiers as their
+// buckets) or as they are (for checking candidates word for word).
+enum class Form { kIndexed, kExact };
+
+// lead (a title or field marker) + token, or for an identifier in the
+// index, its two bucket tokens, each after lead.
+void append_word(std::string& out, std::string_view lead, std::string_view token, Form form) {
+  out += lead;
+  if (form == Form::kIndexed && is_identifier(token)) {
+    out += bucket_of(token);
+    out += ' ';
+    out += lead;
+    out += bucket_end_of(token);
+  } else {
+    out += token;
+  }
+}
+
+// text with each identifier in it replaced by its bucket token. ASCII
+// separators end every token, so the text is cut at them into runs, and
+// only a run long enough to be an identifier is looked at: as it is when it
+// is ASCII, else through the tokenizer (which costs a call per run).
+std::string bucket_identifiers(std::string text, Tokenizer& tok) {
+  std::string out;
+  size_t copied = 0;
+  auto replace = [&](size_t start, size_t end, std::string_view token) {
+    out.append(text, copied, start - copied);
+    append_word(out, "", token, Form::kIndexed);
+    copied = end;
+  };
+  std::string folded;
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    auto is_separator = [](unsigned char c) {
+      return c < 0x80 && !((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'));
+    };
+    if (is_separator(static_cast<unsigned char>(text[i]))) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    bool non_ascii = false;
+    for (; j < n && !is_separator(static_cast<unsigned char>(text[j])); ++j) {
+      non_ascii = non_ascii || static_cast<unsigned char>(text[j]) >= 0x80;
+    }
+    if (j - i >= kMinIdentifier) {
+      if (!non_ascii) {
+        folded.assign(text, i, j - i);
+        for (char& c : folded) c = char(c | 0x20);  // ASCII letters and digits only
+        if (is_identifier(folded)) replace(i, j, folded);
+      } else {
+        const size_t base = i;
+        tok.tokenize(std::string_view(text).substr(i, j - i), [&](std::string_view t, size_t start, size_t end) {
+          if (is_identifier(t)) replace(base + start, base + end, t);
+        });
+      }
+    }
+    i = j;
+  }
+  if (copied == 0 && out.empty()) return text;
+  out.append(text, copied);
+  return out;
+}
+
 // A field's value as one token per word, each prefixed by the field's marker
 // ("<marker>smith"): one index term per field and word, found without word
 // positions; the tokens of one value stay next to each other for phrases.
-void append_marked(std::string& meta, Tokenizer& tok, const std::string& mark, std::string_view value) {
+void append_marked(std::string& meta, Tokenizer& tok, const std::string& mark, std::string_view value, Form form) {
   tok.tokenize(cjk_index_text(value), [&](std::string_view t, size_t, size_t) {
-    meta += mark;
-    meta += t;
+    append_word(meta, mark, t, form);
     meta += ' ';
   });
 }
@@ -221,15 +297,15 @@ std::string normal_lang(std::string lang) {
   return lang;
 }
 
-std::string make_meta(const Extracted& x, Tokenizer& tok) {
+std::string make_meta(const Extracted& x, Tokenizer& tok, Form form) {
   std::string m;
   for (const auto& [path, value] : x.fields) {
-    if (!is_reserved_field(path)) append_marked(m, tok, marker("p:" + path), value);
+    if (!is_reserved_field(path)) append_marked(m, tok, marker("p:" + path), value, form);
   }
   const std::string author = marker("@author");
-  for (const auto& a : x.authors) append_marked(m, tok, author, a);
+  for (const auto& a : x.authors) append_marked(m, tok, author, a, form);
   const std::string tag = marker("@tag");
-  for (const auto& t : x.tags) append_marked(m, tok, tag, t);
+  for (const auto& t : x.tags) append_marked(m, tok, tag, t, form);
   if (!x.host.empty()) {
     std::string_view h = x.host;
     while (!h.empty()) {
@@ -253,14 +329,13 @@ std::string make_meta(const Extracted& x, Tokenizer& tok) {
 Row make_row(const Extracted& x, Tokenizer& tok) {
   Row row;
   const std::string title = cjk_index_text(x.title);
-  std::string body = cjk_index_text(x.body);
-  const std::string meta = make_meta(x, tok);
+  const std::string body = bucket_identifiers(cjk_index_text(x.body), tok);
+  const std::string meta = make_meta(x, tok, Form::kIndexed);
   row.text.reserve(3 * title.size() + body.size() + meta.size() + 8);
-  row.text = title;
+  row.text += bucket_identifiers(title, tok);
   row.text += '\n';
   tok.tokenize(title, [&](std::string_view t, size_t, size_t) {
-    row.text += kTitleMark;
-    row.text += t;
+    append_word(row.text, kTitleMark, t, Form::kIndexed);
     row.text += ' ';
   });
   row.text += '\n';
@@ -282,7 +357,7 @@ ColumnTokens column_tokens(const Extracted& x, Tokenizer& tok, const Query& q) {
   ColumnTokens cols(3);
   if (mask & kTitleColumn) cols[0] = tok.tokens(cjk_index_text(x.title));
   if (mask & kBodyColumn) cols[1] = tok.tokens(cjk_index_text(x.body));
-  if (mask & kMetaColumn) cols[2] = tok.tokens(make_meta(x, tok));
+  if (mask & kMetaColumn) cols[2] = tok.tokens(make_meta(x, tok, Form::kExact));
   return cols;
 }
 
@@ -314,6 +389,17 @@ bool exact_match(store::Snapshot& snap, Stmt& lookup, Tokenizer& tok, const Quer
   auto info = item_of(lookup, gen);
   if (!info) return false;
   return q.matches(column_tokens(read_extracted(snap, *info), tok, q));
+}
+
+// How search_value finds a value: FNV-1a, 31 bits (SQLite stores that in 4
+// bytes). Stored, so it must not change.
+int64_t value_hash(std::string_view value) {
+  uint32_t h = 2166136261u;
+  for (char c : value) {
+    h ^= uint8_t(c);
+    h *= 16777619u;
+  }
+  return int64_t(h >> 1);
 }
 
 std::string join_tags(const std::vector<std::string>& tags) {
@@ -559,15 +645,15 @@ std::vector<int64_t> rows_matching(sqlite3* db, const std::string& expr) {
   return out;
 }
 
-// How many rows hold token (or, with prefix, a token starting with it).
-int64_t rows_with(sqlite3* db, const std::string& token, bool prefix) {
-  if (!prefix) {
+// How many rows hold token k of p (as title words when title is set).
+int64_t rows_with(sqlite3* db, const Phrase& p, size_t k, bool title) {
+  if (is_plain_term(p, k)) {
     Stmt s(db, "SELECT doc FROM search_vocab WHERE term = ?1");
-    s.bind(1, token);
+    s.bind(1, index_term(p, k, title));
     return s.step() ? s.int64(0) : 0;
   }
   Stmt s(db, "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?1");
-  s.bind(1, fts_phrase({token}) + " *");
+  s.bind(1, token_fts(p, k, title));
   return s.step() ? s.int64(0) : 0;
 }
 
@@ -622,16 +708,13 @@ class Scorer {
         // Alone in its group, a phrase is in every row the query finds.
         alt.implied = group.size() == 1;
         if (!alt.implied) alt.rows.rows = rows_matching(db, phrase_fts(p));
-        const std::vector<std::string> tokens = index_tokens(p);
-        for (size_t k = 0; k < tokens.size(); ++k) {
-          const bool prefix = p.prefix && k + 1 == tokens.size();
+        const bool title_only = p.columns == kTitleColumn;
+        for (size_t k = 0; k < p.tokens.size(); ++k) {
           Word w;
-          const auto docs = double(only_docs ? *only_docs : rows_with(db, tokens[k], prefix));
+          const auto docs = double(only_docs ? *only_docs : rows_with(db, p, k, title_only));
           w.idf = std::max(1e-6, std::log(1 + (n - docs + 0.5) / (docs + 0.5)));  // dead rows: docs > n
-          w.weight = p.columns == kTitleColumn ? kTitleWeight : kBodyWeight;
-          if (p.columns == (kTitleColumn | kBodyColumn)) {
-            w.title.rows = rows_matching(db, fts_phrase({std::string(kTitleMark) + tokens[k]}) + (prefix ? " *" : ""));
-          }
+          w.weight = title_only ? kTitleWeight : kBodyWeight;
+          if (p.columns == (kTitleColumn | kBodyColumn)) w.title.rows = rows_matching(db, token_fts(p, k, true));
           alt.words.push_back(std::move(w));
         }
         alts_.push_back(std::move(alt));
@@ -691,8 +774,10 @@ std::string match_sql(const Query& q, bool join, const std::string& cols) {
 }
 
 // Which candidates of q need the word-for-word check (exact_match): all of
-// them when q has a phrase; with content:word alone, those that have the
-// word in their title too (elsewhere the index alone is certain).
+// them when q has a phrase; otherwise those that have a content: word in
+// their title too, and those found through an identifier's bucket (or, for
+// an excluded identifier, that have its bucket). Elsewhere the index alone
+// is certain.
 class CheckPlan {
  public:
   CheckPlan(sqlite3* db, const Query& q) : exact_(q.exact) {
@@ -701,13 +786,18 @@ class CheckPlan {
     all_ = std::any_of(q.none.begin(), q.none.end(), phrase);
     for (const auto& group : q.all) all_ = all_ || std::any_of(group.begin(), group.end(), phrase);
     if (all_) return;
-    auto add = [&](const Phrase& p) {
-      if (!is_body_word(p)) return;
-      const auto rows = rows_matching(db, title_word_fts(p));
+    auto add_rows = [&](const std::string& expr) {
+      const auto rows = rows_matching(db, expr);
       rows_.insert(rows_.end(), rows.begin(), rows.end());
     };
-    for (const auto& group : q.all) std::for_each(group.begin(), group.end(), add);
-    std::for_each(q.none.begin(), q.none.end(), add);
+    auto add = [&](const Phrase& p, bool excluded) {
+      if (is_body_word(p)) add_rows(title_word_fts(p));
+      if (has_bucket(p)) add_rows(excluded ? phrase_fts(p) : bucket_only_fts(p));
+    };
+    for (const auto& group : q.all) {
+      for (const auto& p : group) add(p, false);
+    }
+    for (const auto& p : q.none) add(p, true);
     std::sort(rows_.begin(), rows_.end());
   }
   bool needed(int64_t gen) const { return exact_ && (all_ || contains(rows_, gen)); }
@@ -748,8 +838,8 @@ struct Index::Impl {
           next_seq(db, "UPDATE search_meta SET value=value+1 WHERE key='next_seq' RETURNING value-1"),
           add_dead(db, "INSERT OR IGNORE INTO search_dead(gen) VALUES(?)"),
           doc_exists(db, "SELECT 1 FROM search_doc WHERE gen=?"),
-          value_find(db, "SELECT id FROM search_value WHERE value=?"),
-          value_add(db, "INSERT INTO search_value(value) VALUES(?) RETURNING id"),
+          value_find(db, "SELECT id, value FROM search_value WHERE hash=?"),
+          value_add(db, "INSERT INTO search_value(hash, value) VALUES(?,?) RETURNING id"),
           fts_delete(db, "INSERT INTO search_fts(search_fts, rowid, text) VALUES('delete',?,?)"),
           doc_insert(db,
                      "INSERT INTO search_doc(gen, ino, sha, date, len, host, author, lang, tags) "
@@ -777,6 +867,7 @@ struct Index::Impl {
   std::deque<int64_t> recent_order;
   size_t recent_bytes = 0;
   uint64_t inserted = 0;  // rows inserted since the last merge into one segment (see ~Index)
+  uint64_t dropped = 0;   // entries dropped since the last sweep_values()
 
   WriterStmts& stmts(sqlite3* db) {
     auto& p = writer_stmts[db];
@@ -876,6 +967,23 @@ struct Index::Impl {
     forget(gen);
     st.doc_delete.bind(1, gen).run();
     if (pending.size() >= kMaxPending || pending_bytes >= kMaxPendingBytes) flush_pending(st);
+    if (++dropped % kSweepCheckEvery == 0 && dropped * kSweepFraction >= uint64_t(indexed_items(st.db, 0))) {
+      sweep_values(st.db);
+    }
+  }
+
+  // Deletes the facet values and tag lists no entry uses any more (an item
+  // changed or went). It reads all of search_doc, so it runs once a good
+  // part of the entries have been dropped since the last time, and when
+  // the index is closed.
+  void sweep_values(sqlite3* db) {
+    exec(db,
+         "DELETE FROM search_value WHERE id NOT IN ("
+         " SELECT host FROM search_doc WHERE host IS NOT NULL UNION ALL"
+         " SELECT author FROM search_doc WHERE author IS NOT NULL UNION ALL"
+         " SELECT lang FROM search_doc WHERE lang IS NOT NULL UNION ALL"
+         " SELECT tags FROM search_doc WHERE tags IS NOT NULL)");
+    dropped = 0;
   }
 
   void add_pending(int64_t gen, Row row) {
@@ -937,15 +1045,20 @@ struct Index::Impl {
     drop(st, gen, ino, sha, defer);
   }
 
-  // The search_value id of a facet value (added if new); none for "".
+  // The search_value id of a facet value or tag list (added if new); none
+  // for "".
   static std::optional<int64_t> value_id(WriterStmts& st, const std::string& value) {
     if (value.empty()) return std::nullopt;
+    const int64_t hash = value_hash(value);
     {
       ResetOnExit r{st.value_find};
-      if (st.value_find.bind(1, value).step()) return st.value_find.int64(0);
+      st.value_find.bind(1, hash);
+      while (st.value_find.step()) {
+        if (st.value_find.text(1) == value) return st.value_find.int64(0);
+      }
     }
     ResetOnExit r{st.value_add};
-    if (!st.value_add.bind(1, value).step()) throw StoreError(EIO, "search: cannot add a facet value");
+    if (!st.value_add.bind(1, hash).bind(2, value).step()) throw StoreError(EIO, "search: cannot add a facet value");
     return st.value_add.int64(0);
   }
 
@@ -967,7 +1080,7 @@ struct Index::Impl {
     st.doc_insert.bind(1, gen).bind(2, item.ino).bind(3, sha8(item.sha256)).bind(4, x.date());
     st.doc_insert.bind(5, int64_t(row.length_class));
     st.doc_insert.bind(6, value_id(st, x.host)).bind(7, value_id(st, x.author)).bind(8, value_id(st, normal_lang(x.lang)));
-    st.doc_insert.bind(9, join_tags(x.tags));
+    st.doc_insert.bind(9, value_id(st, join_tags(x.tags)));
     st.doc_insert.run();
     remember(gen, sha8(item.sha256), std::move(row));
     if (queued_bytes > kMaxQueuedBytes) flush_queued(st);
@@ -1146,11 +1259,12 @@ Index::~Index() {
   // goes leave it.
   if (impl_->store.options().read_only) return;
   const bool merge = impl_->inserted >= kMergeAfterRows;
-  if (impl_->pending.empty() && !merge) return;
+  if (impl_->pending.empty() && !merge && impl_->dropped == 0) return;
   try {
     impl_->store.write([&](store::WriteBatch& batch) {
       std::lock_guard lock(impl_->write_mu);
       impl_->flush_pending(impl_->stmts(batch.db()));
+      if (impl_->dropped) impl_->sweep_values(batch.db());
       if (!merge) return;
       Stmt rows(batch.db(), "SELECT count(*) FROM search_doc");
       if (rows.step() && impl_->inserted * kMergeFraction >= uint64_t(rows.int64(0))) {
@@ -1426,7 +1540,7 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   const CheckPlan check(db, q);
   // Host, author and lang are counted by search_value id; the values of the
   // largest are read at the end.
-  std::unordered_map<int64_t, uint64_t> host, author, lang;
+  std::unordered_map<int64_t, uint64_t> host, author, lang, tag_list;
   std::unordered_map<std::string, uint64_t> tag;
   std::unordered_map<int, uint64_t> year;
   uint64_t total = 0;
@@ -1436,17 +1550,26 @@ Status Index::facets_json(std::string_view query, std::string& out) {
     if (!s.null(1)) ++host[s.int64(1)];
     if (!s.null(2)) ++author[s.int64(2)];
     if (!s.null(3)) ++lang[s.int64(3)];
-    std::string_view tags = s.text(4);
-    while (!tags.empty()) {
-      const size_t sep = tags.find('\x1f');
-      std::string_view one = tags.substr(0, sep);
-      if (!one.empty()) ++tag[std::string(one)];
-      if (sep == std::string_view::npos) break;
-      tags.remove_prefix(sep + 1);
-    }
+    if (!s.null(4)) ++tag_list[s.int64(4)];
     if (!s.null(5)) ++year[year_of(s.int64(5))];
   }
   Stmt value_of(db, "SELECT value FROM search_value WHERE id=?");
+  for (const auto& [id, count] : tag_list) {
+    ResetOnExit r{value_of};
+    if (!value_of.bind(1, id).step()) continue;
+    std::string_view tags = value_of.text(0);
+    std::vector<std::string_view> seen;  // an item counts once for a tag it has twice
+    while (!tags.empty()) {
+      const size_t sep = tags.find('\x1f');
+      std::string_view one = tags.substr(0, sep);
+      if (!one.empty() && std::find(seen.begin(), seen.end(), one) == seen.end()) {
+        seen.push_back(one);
+        tag[std::string(one)] += count;
+      }
+      if (sep == std::string_view::npos) break;
+      tags.remove_prefix(sep + 1);
+    }
+  }
   // The 20 largest, ties by value: only values that can be among them are read.
   auto top = [&](const auto& counts, auto name) {
     std::vector<uint64_t> sizes;
@@ -1507,9 +1630,21 @@ std::vector<std::string> Index::check() {
       bool seen = false;
     };
     std::unordered_map<int64_t, Doc> docs;  // by ino
+    std::unordered_set<int64_t> uses;  // the search_value ids entries hold
     {
-      Stmt s(db, "SELECT ino, gen, sha FROM search_doc");
-      while (s.step()) docs.emplace(s.int64(0), Doc{s.int64(1), s.int64(2)});
+      Stmt s(db, "SELECT ino, gen, sha, host, author, lang, tags FROM search_doc");
+      while (s.step()) {
+        docs.emplace(s.int64(0), Doc{s.int64(1), s.int64(2)});
+        for (int c = 3; c <= 6; ++c) {
+          if (!s.null(c)) uses.insert(s.int64(c));
+        }
+      }
+    }
+    {
+      // (Values no entry uses wait for the next sweep: not a problem.)
+      Stmt s(db, "SELECT id FROM search_value");
+      while (s.step()) uses.erase(s.int64(0));
+      if (!uses.empty()) problem(std::to_string(uses.size()) + " facet values of items are missing");
     }
     // Every row holds one length token, so these are all the rows.
     std::vector<int64_t> rows = rows_matching(db, fts_phrase({std::string(kLengthMark)}) + " *");

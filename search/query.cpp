@@ -114,12 +114,57 @@ std::vector<std::string> query_tokens(Tokenizer& tok, std::string_view text, boo
   return tok.tokens(cjk_query_text(text, last_is_single_cjk));
 }
 
-std::vector<std::string> index_tokens(const Phrase& p) {
-  std::vector<std::string> out = p.tokens;
-  if (p.columns == kTitleColumn) {
-    for (auto& t : out) t.insert(0, kTitleMark);
+namespace {
+
+std::string_view word_of(const Phrase& p, size_t k) { return std::string_view(p.tokens.at(k)).substr(p.mark.size()); }
+bool is_prefix_token(const Phrase& p, size_t k) { return p.prefix && k + 1 == p.tokens.size(); }
+bool token_has_bucket(const Phrase& p, size_t k) {
+  const std::string_view w = word_of(p, k);
+  return is_prefix_token(p, k) ? may_start_identifier(w) : is_identifier(w);
+}
+std::string lead(const Phrase& p, bool title) { return (title ? std::string(kTitleMark) : std::string()) + p.mark; }
+
+std::string plain_fts(const Phrase& p, size_t k, bool title) {
+  return fts_phrase({index_term(p, k, title)}) + (is_prefix_token(p, k) ? " *" : "");
+}
+
+// An identifier is in the rows with both its buckets; a prefix of one in
+// those with its first bucket (a prefix shorter than a bucket's characters:
+// with any first bucket it starts).
+std::string bucket_fts(const Phrase& p, size_t k, bool title) {
+  const std::string_view w = word_of(p, k);
+  const std::string l = lead(p, title);
+  if (!is_prefix_token(p, k)) {
+    return "(" + fts_phrase({l + bucket_of(w)}) + " AND " + fts_phrase({l + bucket_end_of(w)}) + ")";
   }
-  return out;
+  return fts_phrase({l + bucket_of(w)}) + (w.size() < kBucketChars ? " *" : "");
+}
+
+bool is_title_only(const Phrase& p) { return p.columns == kTitleColumn; }
+
+}  // namespace
+
+std::string index_term(const Phrase& p, size_t k, bool title) { return lead(p, title) + std::string(word_of(p, k)); }
+
+bool is_plain_term(const Phrase& p, size_t k) { return !is_prefix_token(p, k) && !token_has_bucket(p, k); }
+
+std::string token_fts(const Phrase& p, size_t k, bool title) {
+  if (!token_has_bucket(p, k)) return plain_fts(p, k, title);
+  if (!is_prefix_token(p, k)) return bucket_fts(p, k, title);
+  return "(" + plain_fts(p, k, title) + " OR " + bucket_fts(p, k, title) + ")";
+}
+
+bool has_bucket(const Phrase& p) {
+  for (size_t k = 0; k < p.tokens.size(); ++k) {
+    if (token_has_bucket(p, k)) return true;
+  }
+  return false;
+}
+
+std::string bucket_only_fts(const Phrase& p) {
+  const bool title = is_title_only(p);
+  if (!is_prefix_token(p, 0)) return bucket_fts(p, 0, title);
+  return bucket_fts(p, 0, title) + " NOT " + plain_fts(p, 0, title);
 }
 
 // The FTS5 expression for a phrase. The index has one column and keeps
@@ -129,24 +174,22 @@ std::vector<std::string> index_tokens(const Phrase& p) {
 // the title: matches() checks). One token is exact; several are loosened to
 // all of them (matches() checks).
 std::string phrase_fts(const Phrase& p) {
-  const std::vector<std::string> tokens = index_tokens(p);
-  if (tokens.size() == 1) return fts_phrase(tokens) + (p.prefix ? " *" : "");
+  const bool title = is_title_only(p);
+  if (p.tokens.size() == 1) return token_fts(p, 0, title);
   std::string out = "(";
-  for (size_t k = 0; k < tokens.size(); ++k) {
+  for (size_t k = 0; k < p.tokens.size(); ++k) {
     if (k) out += " AND ";
-    out += fts_phrase({tokens[k]});
+    out += token_fts(p, k, title);
   }
-  return out + (p.prefix ? " *)" : ")");
+  return out + ")";
 }
 
 bool is_body_word(const Phrase& p) { return p.tokens.size() == 1 && p.columns == kBodyColumn; }
 
-std::string title_word_fts(const Phrase& p) {
-  return fts_phrase({std::string(kTitleMark) + p.tokens.at(0)}) + (p.prefix ? " *" : "");
-}
+std::string title_word_fts(const Phrase& p) { return token_fts(p, 0, true); }
 
 namespace {
-bool needs_check(const Phrase& p) { return p.tokens.size() > 1 || p.columns == kBodyColumn; }
+bool needs_check(const Phrase& p) { return p.tokens.size() > 1 || p.columns == kBodyColumn || has_bucket(p); }
 }  // namespace
 
 bool phrase_matches(const Phrase& p, const ColumnTokens& columns) {
@@ -210,7 +253,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
     if (single) prefix = true;
     // A field's values are indexed as marker+token, one token each.
     for (auto& t : tokens) t.insert(0, field_marker);
-    atom.phrase = Phrase{columns, std::move(tokens), prefix};
+    atom.phrase = Phrase{columns, std::move(tokens), prefix, field_marker};
     atom.fts = phrase_fts(atom.phrase);
     if (highlight && !atom.negated) add_highlight(tok, value, prefix, atom.highlight);
   };
@@ -411,7 +454,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
         // A loosened phrase cannot be excluded by the index: matches() does it.
         if (!needs_check(a->phrase)) {
           negative.push_back(a->fts);
-        } else if (is_body_word(a->phrase)) {
+        } else if (is_body_word(a->phrase) && !has_bucket(a->phrase)) {
           // Where the word is not in the title, it is in the body.
           negative.push_back("(" + a->fts + " NOT " + title_word_fts(a->phrase) + ")");
         }

@@ -38,6 +38,7 @@ struct Phrase {
   unsigned columns = 0;
   std::vector<std::string> tokens;
   bool prefix = false;
+  std::string mark;  // the field marker every token starts with ("" for text)
 };
 
 // The tokens of one indexed item by column (0 title, 1 body, 2 meta).
@@ -80,8 +81,20 @@ bool is_reserved_field(std::string_view lower_name);
 
 // The FTS5 string literal for the given tokens: "a b" with quotes doubled.
 std::string fts_phrase(const std::vector<std::string>& tokens);
-// The tokens the index holds for p (title: words carry kTitleMark).
-std::vector<std::string> index_tokens(const Phrase& p);
+// The FTS5 expression for token k of p, as the index holds it: marked as a
+// title word when `title` is set; for an identifier, its bucket; for a
+// prefix that may start one, the words or the buckets it starts.
+std::string token_fts(const Phrase& p, size_t k, bool title);
+// Whether token k of p is held as a term of its own, exactly as typed (no
+// prefix, no bucket), and that term.
+bool is_plain_term(const Phrase& p, size_t k);
+std::string index_term(const Phrase& p, size_t k, bool title);
+// Whether the index may hold a token of p as a bucket: its candidates from
+// the bucket must be checked word for word.
+bool has_bucket(const Phrase& p);
+// For a single token with a bucket: the rows it may match only through
+// the bucket (the ones to check).
+std::string bucket_only_fts(const Phrase& p);
 // The FTS5 expression that finds the candidates of p.
 std::string phrase_fts(const Phrase& p);
 // A single word of content: (the index cannot tell the body from the title,

@@ -371,6 +371,78 @@ TEST_F(SearchIndex, RepeatedWordsAreIndexedAndRemovedCleanly) {
   EXPECT_TRUE(index_->check().empty());
 }
 
+// Identifiers (long words of letters and digits: ids, hashes, etags) are
+// held by their buckets (their first and last characters). Whatever is
+// found through buckets is checked against the item itself, so queries
+// answer exactly as if each identifier were a term of its own.
+TEST_F(SearchIndex, IdentifiersAreFoundThroughTheirBuckets) {
+  // All in bucket "b15" except i3's etag.
+  put("i1", {{"title", "First"},
+             {"content", "ref B15EC588CE9B49E9 here"},
+             {"etag", "b15ec588ce9b49e9"},
+             {"code", "b15aaaaaaaa1"}});
+  put("i2", {{"title", "b15ec588ce9b49ff"}, {"content", "other b15ec588ce9b49ff"}, {"etag", "b15ec588ce9b49ff"}});
+  put("i3", {{"title", "Third"}, {"content", "mentions b15ec588 only"}, {"etag", "0123456789abcdef"}});
+  // Folds to b15ec588ce9b49e9 (its run of letters is not ASCII).
+  put("i4", {{"title", "Fourth"}, {"content", "B15ÉC588CE9B49E9 folded"}});
+  put("i5", {{"title", "b15ec588ce9b49aa"}, {"content", "only in the title"}});
+  // In the buckets of b15ec588ce9b49e9 (first and last characters), but not it.
+  put("i6", {{"title", "Sixth"}, {"content", "B15BBBBBBBBBB9E9"}, {"etag", "b15aaaaaaaaaa9e9"}});
+  EXPECT_EQ(sorted_ids("b15ec588ce9b49e9"), (V{"i1", "i4"}));
+  EXPECT_EQ(search("b15ec588ce9b49e9").total, 2u);
+  EXPECT_EQ(sorted_ids("etag:b15ec588ce9b49e9"), (V{"i1"}));
+  EXPECT_EQ(sorted_ids("etag:B15EC588CE9B49FF"), (V{"i2"}));
+  EXPECT_EQ(sorted_ids("etag:0123456789abcdef"), (V{"i3"}));
+  EXPECT_EQ(sorted_ids("code:b15aaaaaaaa1"), (V{"i1"}));
+  EXPECT_EQ(sorted_ids("b15aaaaaaaa1"), (V{"i1"}));
+  EXPECT_EQ(sorted_ids("title:b15ec588ce9b49ff"), (V{"i2"}));
+  EXPECT_EQ(sorted_ids("title:b15ec588ce9b49aa"), (V{"i5"}));
+  EXPECT_EQ(sorted_ids("content:b15ec588ce9b49aa"), V{});
+  EXPECT_EQ(sorted_ids("content:b15ec588ce9b49ff"), (V{"i2"}));
+  EXPECT_EQ(ids("b15ec588ce9b49ff")[0], "i2");
+  // Prefixes: the words they start and the buckets they may start.
+  EXPECT_EQ(sorted_ids("b15ec588*"), (V{"i1", "i2", "i3", "i4", "i5"}));
+  EXPECT_EQ(sorted_ids("b15ec588ce*"), (V{"i1", "i2", "i4", "i5"}));
+  EXPECT_EQ(sorted_ids("b1*"), (V{"i1", "i2", "i3", "i4", "i5", "i6"}));
+  EXPECT_EQ(sorted_ids("etag:b1*"), (V{"i1", "i2", "i6"}));
+  EXPECT_EQ(sorted_ids("b15b*"), (V{"i6"}));
+  EXPECT_EQ(sorted_ids("etag:01234*"), (V{"i3"}));
+  EXPECT_EQ(sorted_ids("title:b15*"), (V{"i2", "i5"}));
+  // Excluding one identifier leaves the rest of its bucket.
+  EXPECT_EQ(sorted_ids("b15ec588* -b15ec588ce9b49e9"), (V{"i2", "i3", "i5"}));
+  EXPECT_EQ(sorted_ids("sixth -b15ec588ce9b49e9"), (V{"i6"}));
+  EXPECT_EQ(sorted_ids("sixth -b15bbbbbbbbbb9e9"), V{});
+  EXPECT_EQ(sorted_ids("first -etag:b15ec588ce9b49e9"), V{});
+  EXPECT_EQ(sorted_ids("etag:b1* -etag:b15ec588ce9b49ff"), (V{"i1", "i6"}));
+  EXPECT_EQ(sorted_ids("b15ec588ce9b49e9 OR third"), (V{"i1", "i3", "i4"}));
+  // In a phrase.
+  EXPECT_EQ(sorted_ids("\"ref b15ec588ce9b49e9 here\""), (V{"i1"}));
+  EXPECT_EQ(sorted_ids("\"other b15ec588ce9b49e9\""), V{});
+  auto r = search("etag:b15ec588ce9b49e9 ref");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_NE(r.hits[0].snippet.find("[ref]"), std::string::npos) << r.hits[0].snippet;
+  r = search("b15ec588ce9b49ff");
+  ASSERT_EQ(r.hits.size(), 1u);
+  EXPECT_NE(r.hits[0].snippet.find("[b15ec588ce9b49ff]"), std::string::npos) << r.hits[0].snippet;
+  std::string facets;
+  ASSERT_TRUE(index_->facets_json("b15ec588ce9b49e9", facets).ok());
+  EXPECT_EQ(nlohmann::json::parse(facets)["total"], 2);
+  // Suggestions list words, not buckets.
+  ASSERT_TRUE(index_->suggest_json("b15", facets).ok());
+  EXPECT_EQ(facets.find("\xEE\x80\x83"), std::string::npos) << facets;
+  // Changes and removals take out exactly the buckets that went in.
+  put("i1", {{"title", "First"}, {"content", "now without it"}});
+  EXPECT_EQ(sorted_ids("b15ec588ce9b49e9"), (V{"i4"}));
+  EXPECT_TRUE(index_->check().empty());
+  for (const char* id : {"i1", "i2", "i3", "i4", "i5", "i6"}) remove(id);
+  put("z", {{"title", "zz"}, {"content", "zz"}});  // writes the deferred deletes
+  EXPECT_EQ(query_int("SELECT count(*) FROM search_vocab WHERE doc > 0 AND (instr(term, char(57347)) > 0 OR "
+                      "instr(term, char(57348)) > 0 OR "
+                      "term LIKE '%b15%' OR term LIKE '%0123%' OR term LIKE '%first%')"),
+            0);
+  EXPECT_EQ(query_int("SELECT count(*) FROM search_vocab WHERE doc > 0"), 3);  // zz, title zz, length
+}
+
 TEST_F(SearchIndex, SeveralChangesInOneBatch) {
   load_corpus();
   store_->write([&](WriteBatch& b) {
@@ -482,6 +554,65 @@ TEST_F(SearchIndex, SuggestAndFacets) {
   EXPECT_EQ(count("year", "2024"), 2);
   EXPECT_EQ(count("year", "2023"), 1);
   EXPECT_EQ(j["facets"]["host"][0]["value"], "www.example.com");
+}
+
+// Hosts, authors, languages and whole tag lists are kept once each in
+// search_value; those no item uses any more are swept when the index closes
+// (or once a quarter of the entries have been dropped).
+TEST_F(SearchIndex, FacetValuesAreSharedAndSwept) {
+  auto values = [&] { return query_int("SELECT count(*) FROM search_value"); };
+  const nlohmann::json tags = {"solar", "energy", "solar"};
+  put("v1", {{"title", "one"}, {"url", "https://a.example/x"}, {"author", "Ann"}, {"lang", "en"}, {"tags", tags}});
+  put("v2", {{"title", "two"}, {"url", "https://a.example/y"}, {"author", "Ann"}, {"lang", "en"}, {"tags", tags}});
+  EXPECT_EQ(values(), 4);  // host, author, lang, one tag list
+  std::string out;
+  ASSERT_TRUE(index_->facets_json("one OR two", out).ok());
+  auto j = nlohmann::json::parse(out);
+  // An item counts once for a tag it has twice.
+  EXPECT_EQ(j["facets"]["tag"], nlohmann::json::parse(R"([{"value": "energy", "count": 2}, {"value": "solar", "count": 2}])"));
+  EXPECT_EQ(j["facets"]["author"], nlohmann::json::parse(R"([{"value": "Ann", "count": 2}])"));
+  put("v2", {{"title", "two"}, {"author", "Bob"}, {"tags", {"wind"}}});
+  EXPECT_EQ(values(), 6);  // + Bob, + [wind]
+  ASSERT_TRUE(index_->facets_json("one OR two", out).ok());
+  j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["facets"]["tag"][0], nlohmann::json::parse(R"({"value": "energy", "count": 1})"));
+  EXPECT_EQ(j["facets"]["tag"].size(), 3u);
+  EXPECT_EQ(j["facets"]["host"].size(), 1u);
+  EXPECT_TRUE(index_->check().empty());
+  remove("v1");
+  open();  // closing sweeps
+  EXPECT_EQ(values(), 2);  // Bob and [wind]
+  EXPECT_EQ(sorted_ids("author:bob tag:wind"), (V{"v2"}));
+  remove("v2");
+  open();
+  EXPECT_EQ(values(), 0);
+  EXPECT_TRUE(index_->check().empty());
+  // A value an entry needs is missed, and a reindex mends it.
+  put("v3", {{"title", "three"}, {"author", "Cy"}});
+  exec("DELETE FROM search_value");
+  auto problems = index_->check();
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("facet values of items are missing"), std::string::npos) << problems[0];
+  index_->reindex();
+  EXPECT_TRUE(index_->check().empty());
+  ASSERT_TRUE(index_->facets_json("three", out).ok());
+  EXPECT_EQ(nlohmann::json::parse(out)["facets"]["author"][0]["value"], "Cy");
+}
+
+// Sweeps also run while the index is open, once enough entries went.
+TEST_F(SearchIndex, FacetValuesAreSweptAsItemsChange) {
+  auto values = [&] { return query_int("SELECT count(*) FROM search_value"); };
+  for (int round = 0; round < 3; ++round) {
+    store_->write([&](WriteBatch& b) {
+      for (int k = 0; k < 1000; ++k) {
+        std::istringstream in(nlohmann::json{{"title", "t"}, {"author", numbered("a", round * 1000 + k)}}.dump());
+        ASSERT_TRUE(b.put(numbered("w", k), in, {}).ok());
+      }
+    });
+  }
+  // 3000 authors were written, 2000 replaced: a sweep at 1000 and 2000 drops.
+  EXPECT_EQ(values(), 1000);
+  EXPECT_TRUE(index_->check().empty());
 }
 
 TEST_F(SearchIndex, ReindexAndCheck) {

@@ -153,6 +153,41 @@ TEST(SearchHost, FromUrl) {
   EXPECT_EQ(host_of_url("https://example.com./"), "example.com");
 }
 
+TEST(SearchQuery, IdentifiersReachTheIndexAsTheirBuckets) {
+  EXPECT_TRUE(is_identifier("b15ec588ce9b49e9"));
+  EXPECT_TRUE(is_identifier("0123456789ab"));
+  for (const char* word : {"internationalization", "123456789012", "b15ec588ce9", "b15ec588ce9b49e\xC3\xA9"}) {
+    EXPECT_FALSE(is_identifier(word)) << word;
+  }
+  EXPECT_EQ(bucket_of("b15ec588ce9b49e9"), std::string(kBucketMark) + "b15");
+  EXPECT_EQ(bucket_end_of("b15ec588ce9b49e9"), std::string(kBucketEndMark) + "9e9");
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  const std::string b(kBucketMark), e(kBucketEndMark);
+  Query q;
+  ASSERT_TRUE(parse_query("B15EC588CE9B49E9", tok, q).ok());
+  EXPECT_EQ(q.positive, "((\"" + b + "b15\" AND \"" + e + "9e9\"))");
+  EXPECT_TRUE(q.exact);  // the buckets' items are checked
+  ASSERT_TRUE(parse_query("id:b15ec588ce9b49e9", tok, q).ok());
+  const std::string id = marker("p:id");
+  EXPECT_EQ(q.positive, "((\"" + id + b + "b15\" AND \"" + id + e + "9e9\"))");
+  ASSERT_TRUE(parse_query("title:b15ec588ce9b49e9", tok, q).ok());
+  const std::string t(kTitleMark);
+  EXPECT_EQ(q.positive, "((\"" + t + b + "b15\" AND \"" + t + e + "9e9\"))");
+  ASSERT_TRUE(parse_query("id:b15ec5*", tok, q).ok());
+  EXPECT_EQ(q.positive, "((\"" + id + "b15ec5\" * OR \"" + id + b + "b15\"))");
+  ASSERT_TRUE(parse_query("id:b1*", tok, q).ok());
+  EXPECT_EQ(q.positive, "((\"" + marker("p:id") + "b1\" * OR \"" + marker("p:id") + b + "b1\" *))");
+  // The index cannot exclude a bucket: the check does.
+  ASSERT_TRUE(parse_query("solar -b15ec588ce9b49e9", tok, q).ok());
+  EXPECT_EQ(q.negative, "");
+  EXPECT_TRUE(q.exact);
+  for (const char* word : {"internationalization", "123456789012", "b15ec588ce9", "host:b15ec588ce9b49e9.com"}) {
+    ASSERT_TRUE(parse_query(word, tok, q).ok()) << word;
+    EXPECT_FALSE(q.exact) << word;
+  }
+}
+
 TEST(SearchQuery, CompilesToQuotedTokens) {
   Fts5Library lib;
   Tokenizer tok(lib);
@@ -161,8 +196,10 @@ TEST(SearchQuery, CompilesToQuotedTokens) {
   // A phrase reaches the index as its words (no positions are kept) and
   // each candidate is checked word for word; title: looks for the title's
   // own tokens (kTitleMark + word).
-  EXPECT_EQ(q.positive, std::string(R"(("solar") AND (("a" AND "b" *)) AND (")") + std::string(kTitleMark) +
-                            R"(cafe"))");
+  // A prefix may also start an identifier, which the index holds as its
+  // bucket (kBucketMark + its first characters).
+  EXPECT_EQ(q.positive, std::string(R"(("solar") AND (("a" AND ("b" * OR ")") + std::string(kBucketMark) +
+                            R"(b" *))) AND (")" + std::string(kTitleMark) + R"(cafe"))");
   EXPECT_EQ(q.negative, R"("wind")");
   EXPECT_TRUE(q.exact);
   EXPECT_EQ(q.limit, 5u);
