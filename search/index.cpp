@@ -709,6 +709,8 @@ class Scorer {
         alt.implied = group.size() == 1;
         if (!alt.implied) alt.rows.rows = rows_matching(db, phrase_fts(p));
         const bool title_only = p.columns == kTitleColumn;
+        // (An identifier's rows and count are those of its buckets: a row
+        // found otherwise may score for one it only shares them with.)
         for (size_t k = 0; k < p.tokens.size(); ++k) {
           Word w;
           const auto docs = double(only_docs ? *only_docs : rows_with(db, p, k, title_only));
@@ -775,8 +777,8 @@ std::string match_sql(const Query& q, bool join, const std::string& cols) {
 
 // Which candidates of q need the word-for-word check (exact_match): all of
 // them when q has a phrase; otherwise those that have a content: word in
-// their title too, and those found through an identifier's bucket (or, for
-// an excluded identifier, that have its bucket). Elsewhere the index alone
+// their title too, and those that have a word of q only as buckets (found
+// through them, or not excluded because of them). Elsewhere the index alone
 // is certain.
 class CheckPlan {
  public:
@@ -790,14 +792,12 @@ class CheckPlan {
       const auto rows = rows_matching(db, expr);
       rows_.insert(rows_.end(), rows.begin(), rows.end());
     };
-    auto add = [&](const Phrase& p, bool excluded) {
+    auto add = [&](const Phrase& p) {
       if (is_body_word(p)) add_rows(title_word_fts(p));
-      if (has_bucket(p)) add_rows(excluded ? phrase_fts(p) : bucket_only_fts(p));
+      if (has_bucket(p)) add_rows(bucket_only_fts(p));
     };
-    for (const auto& group : q.all) {
-      for (const auto& p : group) add(p, false);
-    }
-    for (const auto& p : q.none) add(p, true);
+    for (const auto& group : q.all) std::for_each(group.begin(), group.end(), add);
+    std::for_each(q.none.begin(), q.none.end(), add);
     std::sort(rows_.begin(), rows_.end());
   }
   bool needed(int64_t gen) const { return exact_ && (all_ || contains(rows_, gen)); }
@@ -1641,10 +1641,20 @@ std::vector<std::string> Index::check() {
       }
     }
     {
-      // (Values no entry uses wait for the next sweep: not a problem.)
-      Stmt s(db, "SELECT id FROM search_value");
-      while (s.step()) uses.erase(s.int64(0));
+      // (Values no entry uses wait for the next sweep: not a problem.) A
+      // value under a wrong hash would be added again, splitting its count.
+      Stmt s(db, "SELECT id, hash, value FROM search_value");
+      std::unordered_set<std::string_view> values;
+      std::deque<std::string> kept;
+      uint64_t misfiled = 0, twice = 0;
+      while (s.step()) {
+        uses.erase(s.int64(0));
+        misfiled += s.int64(1) != value_hash(s.text(2));
+        twice += !values.insert(kept.emplace_back(s.text(2))).second;
+      }
       if (!uses.empty()) problem(std::to_string(uses.size()) + " facet values of items are missing");
+      if (misfiled) problem(std::to_string(misfiled) + " facet values are under a wrong hash");
+      if (twice) problem(std::to_string(twice) + " facet values are kept twice");
     }
     // Every row holds one length token, so these are all the rows.
     std::vector<int64_t> rows = rows_matching(db, fts_phrase({std::string(kLengthMark)}) + " *");

@@ -167,6 +167,21 @@ std::string bucket_only_fts(const Phrase& p) {
   return bucket_fts(p, 0, title) + " NOT " + plain_fts(p, 0, title);
 }
 
+std::string certain_fts(const Phrase& p) {
+  if (p.tokens.size() != 1) return "";
+  std::string plain;
+  if (!token_has_bucket(p, 0)) {
+    plain = phrase_fts(p);
+  } else if (is_prefix_token(p, 0)) {
+    plain = plain_fts(p, 0, is_title_only(p));
+  } else {
+    return "";
+  }
+  // content: where the word is not in the title, it is in the body.
+  if (is_body_word(p)) return "(" + plain + " NOT " + plain_fts(p, 0, true) + ")";
+  return plain;
+}
+
 // The FTS5 expression for a phrase. The index has one column and keeps
 // neither positions nor columns: the words of the title are in it twice, as
 // themselves and as kTitleMark + word. So title: looks for the marked tokens
@@ -451,13 +466,9 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       any_searchable = true;
       if (needs_check(a->phrase)) out.exact = true;
       if (a->negated) {
-        // A loosened phrase cannot be excluded by the index: matches() does it.
-        if (!needs_check(a->phrase)) {
-          negative.push_back(a->fts);
-        } else if (is_body_word(a->phrase) && !has_bucket(a->phrase)) {
-          // Where the word is not in the title, it is in the body.
-          negative.push_back("(" + a->fts + " NOT " + title_word_fts(a->phrase) + ")");
-        }
+        // What the index cannot exclude (a loosened phrase, what it holds
+        // only as buckets), matches() does.
+        if (std::string certain = certain_fts(a->phrase); !certain.empty()) negative.push_back(std::move(certain));
         out.none.push_back(a->phrase);
       } else {
         alts.push_back(a->fts);

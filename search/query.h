@@ -51,8 +51,9 @@ struct Query {
   // a phrase of several tokens reaches FTS5 loosened to "all its tokens",
   // content: to "the word anywhere", and `exact` is set: each candidate must
   // then pass matches() on its own tokens (for content:word alone, only the
-  // candidates that have the word in the title). Single words, title: and
-  // fields are answered by the index alone.
+  // candidates that have the word in the title). So is each candidate found
+  // through an identifier's buckets (has_bucket()). Other single words,
+  // title: and fields are answered by the index alone.
   std::string positive;  // FTS5 expression every hit matches ("" if none)
   std::string negative;  // FTS5 expression no hit matches ("" if none)
   bool exact = false;
@@ -95,6 +96,9 @@ bool has_bucket(const Phrase& p);
 // For a single token with a bucket: the rows it may match only through
 // the bucket (the ones to check).
 std::string bucket_only_fts(const Phrase& p);
+// For a single token: the rows the index alone knows to have it ("" if
+// none: a phrase, an identifier), which is what `-word` can exclude there.
+std::string certain_fts(const Phrase& p);
 // The FTS5 expression that finds the candidates of p.
 std::string phrase_fts(const Phrase& p);
 // A single word of content: (the index cannot tell the body from the title,

@@ -411,6 +411,9 @@ TEST_F(SearchIndex, IdentifiersAreFoundThroughTheirBuckets) {
   // Excluding one identifier leaves the rest of its bucket.
   EXPECT_EQ(sorted_ids("b15ec588* -b15ec588ce9b49e9"), (V{"i2", "i3", "i5"}));
   EXPECT_EQ(sorted_ids("sixth -b15ec588ce9b49e9"), (V{"i6"}));
+  EXPECT_EQ(sorted_ids("b1* -b15ec588ce*"), (V{"i3", "i6"}));
+  EXPECT_EQ(sorted_ids("b1* -title:b15*"), (V{"i1", "i3", "i4", "i6"}));
+  EXPECT_EQ(sorted_ids("b1* -content:b15ec588ce9b49f*"), (V{"i1", "i3", "i4", "i5", "i6"}));
   EXPECT_EQ(sorted_ids("sixth -b15bbbbbbbbbb9e9"), V{});
   EXPECT_EQ(sorted_ids("first -etag:b15ec588ce9b49e9"), V{});
   EXPECT_EQ(sorted_ids("etag:b1* -etag:b15ec588ce9b49ff"), (V{"i1", "i6"}));
@@ -593,6 +596,14 @@ TEST_F(SearchIndex, FacetValuesAreSharedAndSwept) {
   auto problems = index_->check();
   ASSERT_EQ(problems.size(), 1u);
   EXPECT_NE(problems[0].find("facet values of items are missing"), std::string::npos) << problems[0];
+  index_->reindex();
+  EXPECT_TRUE(index_->check().empty());
+  exec("UPDATE search_value SET hash = hash + 1");
+  exec("INSERT INTO search_value(hash, value) SELECT hash, value FROM search_value");
+  problems = index_->check();
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_NE(problems[0].find("under a wrong hash"), std::string::npos) << problems[0];
+  EXPECT_NE(problems[1].find("kept twice"), std::string::npos) << problems[1];
   index_->reindex();
   EXPECT_TRUE(index_->check().empty());
   ASSERT_TRUE(index_->facets_json("three", out).ok());

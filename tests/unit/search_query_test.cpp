@@ -178,10 +178,15 @@ TEST(SearchQuery, IdentifiersReachTheIndexAsTheirBuckets) {
   EXPECT_EQ(q.positive, "((\"" + id + "b15ec5\" * OR \"" + id + b + "b15\"))");
   ASSERT_TRUE(parse_query("id:b1*", tok, q).ok());
   EXPECT_EQ(q.positive, "((\"" + marker("p:id") + "b1\" * OR \"" + marker("p:id") + b + "b1\" *))");
-  // The index cannot exclude a bucket: the check does.
+  // The index cannot exclude a bucket: the check does. A prefix's words it
+  // can.
   ASSERT_TRUE(parse_query("solar -b15ec588ce9b49e9", tok, q).ok());
   EXPECT_EQ(q.negative, "");
   EXPECT_TRUE(q.exact);
+  ASSERT_TRUE(parse_query("solar -pan*", tok, q).ok());
+  EXPECT_EQ(q.negative, "\"pan\" *");
+  ASSERT_TRUE(parse_query("solar -content:pan*", tok, q).ok());
+  EXPECT_EQ(q.negative, "(\"pan\" * NOT \"" + t + "pan\" *)");
   for (const char* word : {"internationalization", "123456789012", "b15ec588ce9", "host:b15ec588ce9b49e9.com"}) {
     ASSERT_TRUE(parse_query(word, tok, q).ok()) << word;
     EXPECT_FALSE(q.exact) << word;
