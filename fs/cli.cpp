@@ -300,7 +300,7 @@ int cli_reindex(const std::vector<std::string>& args) {
   auto store = open_store(args[0]);
   auto started = std::chrono::steady_clock::now();
   search::Index index(*store);
-  index.reindex();
+  if (!index.rebuilt_when_opened()) index.reindex();  // (an index of an older version was rebuilt just now)
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::cerr << "reindexed " << store->stats().items << " items in " << seconds << " s\n";
   return 0;

@@ -868,6 +868,7 @@ struct Index::Impl {
   size_t recent_bytes = 0;
   uint64_t inserted = 0;  // rows inserted since the last merge into one segment (see ~Index)
   uint64_t dropped = 0;   // entries dropped since the last sweep_values()
+  bool rebuilt_when_opened = false;
 
   WriterStmts& stmts(sqlite3* db) {
     auto& p = writer_stmts[db];
@@ -1249,7 +1250,10 @@ Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
     Stmt(db, "INSERT OR REPLACE INTO search_meta(key, value) VALUES('version', ?)").bind(1, int64_t(kIndexVersion)).run();
     impl_->rebuild(db);
   });
+  impl_->rebuilt_when_opened = true;
 }
+
+bool Index::rebuilt_when_opened() const { return impl_->rebuilt_when_opened; }
 
 Index::~Index() {
   // Deferred deletes not written now stay as dead rows until a reindex. After

@@ -88,6 +88,9 @@ class Index : public store::CommitHook {
 
   // Rebuilds the whole index from the items in one write transaction.
   void reindex();
+  // Whether opening rebuilt the index (it was missing or of another
+  // version), so that it is as fresh as reindex() would make it.
+  bool rebuilt_when_opened() const;
 
   // Readable problem lines when the index is out of step with the items
   // (missing, extra or stale entries, damaged FTS structure). Empty if clean.
