@@ -101,6 +101,9 @@ constexpr uint64_t kMergeFraction = 4;
 // kSweepCheckEvery drops), and on close.
 constexpr uint64_t kSweepCheckEvery = 1000;
 constexpr uint64_t kSweepFraction = 4;
+// Rows a prefix finds through identifier buckets are all checked, up to
+// this many (about 0.1 ms each); beyond, only those without its words.
+constexpr size_t kCheckBucketRowsUpTo = 64;
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
   const int rc = sqlite3_extended_errcode(db);
@@ -277,7 +280,7 @@ std::string bucket_identifiers(std::string text, Tokenizer& tok) {
     }
     i = j;
   }
-  if (copied == 0 && out.empty()) return text;
+  if (copied == 0) return text;  // no identifier
   out.append(text, copied);
   return out;
 }
@@ -788,13 +791,17 @@ class CheckPlan {
     all_ = std::any_of(q.none.begin(), q.none.end(), phrase);
     for (const auto& group : q.all) all_ = all_ || std::any_of(group.begin(), group.end(), phrase);
     if (all_) return;
-    auto add_rows = [&](const std::string& expr) {
-      const auto rows = rows_matching(db, expr);
-      rows_.insert(rows_.end(), rows.begin(), rows.end());
-    };
+    auto add_rows = [&](const std::vector<int64_t>& rows) { rows_.insert(rows_.end(), rows.begin(), rows.end()); };
     auto add = [&](const Phrase& p) {
-      if (is_body_word(p)) add_rows(title_word_fts(p));
-      if (has_bucket(p)) add_rows(bucket_only_fts(p));
+      if (is_body_word(p)) add_rows(rows_matching(db, title_word_fts(p)));
+      if (!has_bucket(p)) return;
+      // A prefix's own words are looked up a second time (to leave out the
+      // rows that have them) only when its buckets hold more rows than are
+      // cheaper to check: for a short prefix that second look-up costs as
+      // much as the query.
+      std::vector<int64_t> rows = rows_matching(db, bucket_rows_fts(p));
+      if (p.prefix && rows.size() > kCheckBucketRowsUpTo) rows = rows_matching(db, bucket_only_fts(p));
+      add_rows(rows);
     };
     for (const auto& group : q.all) std::for_each(group.begin(), group.end(), add);
     std::for_each(q.none.begin(), q.none.end(), add);
@@ -1648,13 +1655,12 @@ std::vector<std::string> Index::check() {
       // (Values no entry uses wait for the next sweep: not a problem.) A
       // value under a wrong hash would be added again, splitting its count.
       Stmt s(db, "SELECT id, hash, value FROM search_value");
-      std::unordered_set<std::string_view> values;
-      std::deque<std::string> kept;
+      std::unordered_set<std::string> values;
       uint64_t misfiled = 0, twice = 0;
       while (s.step()) {
         uses.erase(s.int64(0));
         misfiled += s.int64(1) != value_hash(s.text(2));
-        twice += !values.insert(kept.emplace_back(s.text(2))).second;
+        twice += !values.emplace(s.text(2)).second;
       }
       if (!uses.empty()) problem(std::to_string(uses.size()) + " facet values of items are missing");
       if (misfiled) problem(std::to_string(misfiled) + " facet values are under a wrong hash");

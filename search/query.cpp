@@ -122,6 +122,11 @@ bool token_has_bucket(const Phrase& p, size_t k) {
   const std::string_view w = word_of(p, k);
   return is_prefix_token(p, k) ? may_start_identifier(w) : is_identifier(w);
 }
+// A prefix no longer than a first bucket is in every row with a first
+// bucket it starts: such rows need no check.
+bool bucket_is_certain(const Phrase& p, size_t k) {
+  return is_prefix_token(p, k) && word_of(p, k).size() <= kBucketChars;
+}
 std::string lead(const Phrase& p, bool title) { return (title ? std::string(kTitleMark) : std::string()) + p.mark; }
 
 std::string plain_fts(const Phrase& p, size_t k, bool title) {
@@ -156,30 +161,25 @@ std::string token_fts(const Phrase& p, size_t k, bool title) {
 
 bool has_bucket(const Phrase& p) {
   for (size_t k = 0; k < p.tokens.size(); ++k) {
-    if (token_has_bucket(p, k)) return true;
+    if (token_has_bucket(p, k) && !bucket_is_certain(p, k)) return true;
   }
   return false;
 }
 
+std::string bucket_rows_fts(const Phrase& p) { return bucket_fts(p, 0, is_title_only(p)); }
+
 std::string bucket_only_fts(const Phrase& p) {
-  const bool title = is_title_only(p);
-  if (!is_prefix_token(p, 0)) return bucket_fts(p, 0, title);
-  return bucket_fts(p, 0, title) + " NOT " + plain_fts(p, 0, title);
+  if (!is_prefix_token(p, 0)) return bucket_rows_fts(p);
+  return bucket_rows_fts(p) + " NOT " + plain_fts(p, 0, is_title_only(p));
 }
 
 std::string certain_fts(const Phrase& p) {
   if (p.tokens.size() != 1) return "";
-  std::string plain;
-  if (!token_has_bucket(p, 0)) {
-    plain = phrase_fts(p);
-  } else if (is_prefix_token(p, 0)) {
-    plain = plain_fts(p, 0, is_title_only(p));
-  } else {
-    return "";
-  }
   // content: where the word is not in the title, it is in the body.
-  if (is_body_word(p)) return "(" + plain + " NOT " + plain_fts(p, 0, true) + ")";
-  return plain;
+  if (!has_bucket(p)) return is_body_word(p) ? "(" + phrase_fts(p) + " NOT " + title_word_fts(p) + ")" : phrase_fts(p);
+  if (!is_prefix_token(p, 0)) return "";
+  const std::string plain = plain_fts(p, 0, is_title_only(p));
+  return is_body_word(p) ? "(" + plain + " NOT " + plain_fts(p, 0, true) + ")" : plain;
 }
 
 // The FTS5 expression for a phrase. The index has one column and keeps

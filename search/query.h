@@ -90,11 +90,13 @@ std::string token_fts(const Phrase& p, size_t k, bool title);
 // prefix, no bucket), and that term.
 bool is_plain_term(const Phrase& p, size_t k);
 std::string index_term(const Phrase& p, size_t k, bool title);
-// Whether the index may hold a token of p as a bucket: its candidates from
-// the bucket must be checked word for word.
+// Whether the index may hold a token of p as a bucket that does not tell
+// whether the token is there (an identifier; a prefix longer than a bucket's
+// characters): its candidates from the bucket must be checked word for word.
 bool has_bucket(const Phrase& p);
-// For a single token with a bucket: the rows it may match only through
-// the bucket (the ones to check).
+// For a single token with a bucket: the rows with its bucket(s), and of
+// those the ones it may match only through them (the ones to check).
+std::string bucket_rows_fts(const Phrase& p);
 std::string bucket_only_fts(const Phrase& p);
 // For a single token: the rows the index alone knows to have it ("" if
 // none: a phrase, an identifier), which is what `-word` can exclude there.
