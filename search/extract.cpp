@@ -83,7 +83,7 @@ std::string_view utf8_prefix(std::string_view s, size_t n) {
 // ---------------------------------------------------------------------------
 // Extractor
 
-Extractor::Extractor(size_t body_cap) : body_cap_(body_cap) {}
+Extractor::Extractor(size_t body_cap, Collect collect) : body_cap_(body_cap), text_only_(collect == Collect::kText) {}
 
 Extractor::Role Extractor::role_for_path() const {
   const std::string_view p = path_;
@@ -112,6 +112,8 @@ void Extractor::begin_string() {
     return;
   }
   role_ = expect_key_ ? Role::kKey : role_for_path();
+  // Only keys (for paths) and titles need their first bytes when collecting text.
+  if (text_only_ && role_ != Role::kKey && role_ != Role::kTitle) small_full_ = true;
   to_body_ = role_ == Role::kMain                                                         ? &out_.body
              : role_ == Role::kTag || role_ == Role::kAuthor || role_ == Role::kOther ? &other_
                                                                                        : nullptr;
@@ -188,6 +190,7 @@ void Extractor::end_string() {
   }
   const std::string_view value = small_;
   const bool short_value = !small_full_ && value.size() <= kMaxFieldValue;
+  if (text_only_ && role_ != Role::kTitle) return;
   switch (role_) {
     case Role::kTitle:
       if (out_.title.size() < kMaxTitle) {
@@ -227,14 +230,15 @@ void Extractor::end_string() {
     case Role::kOther:
       break;
   }
-  if (role_ != Role::kTitle && short_value && !value.empty() && !path_.empty() && out_.fields.size() < kMaxFields) {
+  if (!text_only_ && role_ != Role::kTitle && short_value && !value.empty() && !path_.empty() &&
+      out_.fields.size() < kMaxFields) {
     out_.fields.emplace_back(path_, value);
   }
 }
 
 void Extractor::end_scalar() {
   in_scalar_ = false;
-  if (skip_depth_ > 0 || path_.empty() || small_ == "null") return;
+  if (text_only_ || skip_depth_ > 0 || path_.empty() || small_ == "null") return;
   if (role_ == Role::kDate) {
     auto d = parse_date(small_);
     auto& slot = path_ == "published_at" ? out_.published : out_.crawled;
@@ -379,6 +383,13 @@ bool Extractor::feed(std::string_view s) {
     }
   }
   return !done_;
+}
+
+std::string_view Extractor::main_text_so_far() const {
+  size_t size = out_.body.size();
+  // A string not yet known to be text may still be dropped as data.
+  if (in_string_ && to_body_ == &out_.body && !string_is_text_) size = std::min(size, string_start_);
+  return std::string_view(out_.body).substr(0, size);
 }
 
 Extracted& Extractor::result() {

@@ -87,10 +87,16 @@ struct Extracted {
 // the input: text beyond the caps is dropped, deeper nesting is skipped.
 class Extractor {
  public:
-  explicit Extractor(size_t body_cap = kMaxBodyText);
+  // What to collect: everything Extracted holds, or only the title and the
+  // body text (what a snippet is made of).
+  enum class Collect { kAll, kText };
+  explicit Extractor(size_t body_cap = kMaxBodyText, Collect collect = Collect::kAll);
   // Feeds the next bytes. Returns false once nothing more will be used.
   bool feed(std::string_view bytes);
   bool done() const { return done_; }
+  // The main text read so far: always the start of result()'s main text
+  // (not counting the newlines result() trims from its end).
+  std::string_view main_text_so_far() const;
   Extracted& result();  // call after the last feed
 
  private:
@@ -109,6 +115,7 @@ class Extractor {
   Role role_for_path() const;
 
   size_t body_cap_;
+  bool text_only_;
   Extracted out_;
   std::string other_;  // body text of kTag, kAuthor, kOther
   bool finished_ = false;

@@ -500,14 +500,20 @@ size_t find_ascii_nocase(std::string_view text, std::string_view word) {
 
 // Where tokenizing may start: a little before the first place any term's
 // letters occur as typed (ASCII terms only; a word that only occurs with
-// accents or in other case forms would be missed, so then 0).
-size_t snippet_scan_start(std::string_view text, const std::vector<HighlightTerm>& terms) {
+// accents or in other case forms would be missed, so then 0). *settled
+// tells whether text's continuation could change the answer: it could when
+// a term does not occur in text yet.
+size_t snippet_scan_start(std::string_view text, const std::vector<HighlightTerm>& terms, bool* settled) {
   constexpr size_t kBefore = 256;
+  *settled = true;
+  if (std::any_of(terms.begin(), terms.end(), [](const auto& t) { return t.cjk || !is_ascii_word(t.text); })) return 0;
   size_t first = std::string_view::npos;
   for (const auto& term : terms) {
-    if (term.cjk || !is_ascii_word(term.text)) return 0;
     const size_t at = find_ascii_nocase(text, term.text);
-    if (at == std::string_view::npos) return 0;
+    if (at == std::string_view::npos) {
+      *settled = false;
+      return 0;
+    }
     first = std::min(first, at);
   }
   if (first == std::string_view::npos || first < 2 * kBefore) return 0;
@@ -532,13 +538,16 @@ bool cannot_match(std::string_view text, const std::vector<HighlightTerm>& terms
 
 // A passage of `text` around the densest cluster of matched words near the
 // first one, or its start when nothing matches (then *matched is false).
+// *settled, when given, tells whether the passage would be the same for any
+// text that starts with `text`: what a reader that stops early relies on.
 std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vector<HighlightTerm>& terms,
-                         bool* matched, SnipScratch& sc) {
+                         bool* matched, SnipScratch& sc, bool* settled = nullptr) {
   constexpr size_t kWindow = 24;
   constexpr size_t kLongToken = 120;
   constexpr size_t kScanAfterHit = 256;  // tokens looked at after the first match
   text = utf8_prefix(text, kSnippetBodyCap);
-  const size_t scan_from = snippet_scan_start(text, terms);
+  bool start_settled = false;
+  const size_t scan_from = snippet_scan_start(text, terms, &start_settled);
   // Nothing can match: only the start of the text is shown.
   const bool hopeless = scan_from == 0 && cannot_match(text, terms);
   sc.spans.clear();
@@ -558,6 +567,10 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
   });
   *matched = false;
   const auto& spans = sc.spans;
+  // The scan stopped after the window it needs, and no token it saw can
+  // change with more text: the character after the last one (a separator)
+  // lies whole in text, a UTF-8 sequence being at most 4 bytes.
+  if (settled) *settled = start_settled && stopped && first_hit != SIZE_MAX && spans.back().second + 4 <= text.size();
   if (spans.empty()) return {};
   auto hit = [&](size_t k) { return sc.flags[k] != 0; };
   size_t best = 0, best_count = 0, count = 0;
@@ -621,6 +634,43 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
     while (!out.empty() && out.back() == ' ') out.pop_back();
   }
   return out;
+}
+
+// The snippet of one hit: from its main text (content) first, then all its
+// text, then its title; when nothing matches (filters only), the start of
+// its text. A long item is read only as far as its main text's snippet
+// needs, which is often its first few KiB.
+std::string snippet_of(store::Snapshot& snap, const store::ItemInfo& info, Tokenizer& tok,
+                       const std::vector<HighlightTerm>& terms, SnipScratch& scratch) {
+  Extractor x(kSnippetBodyCap, Extractor::Collect::kText);
+  std::string early;
+  // Tried once the main text has this much, then each time it has doubled.
+  size_t try_at = store::Snapshot::kFirstPiece / 2;
+  snap.read_item_until(info, [&](std::string_view bytes) {
+    if (!x.feed(bytes)) return false;
+    const std::string_view main_text = x.main_text_so_far();
+    if (main_text.size() < try_at) return true;
+    try_at = main_text.size() * 2;
+    bool matched = false, settled = false;
+    std::string snippet = make_snippet(tok, main_text, terms, &matched, scratch, &settled);
+    if (!settled) return true;
+    early = std::move(snippet);
+    return false;
+  });
+  if (!early.empty()) return early;
+  const Extracted& e = x.result();
+  bool matched = false;
+  const std::string_view main_text = std::string_view(e.body).substr(0, e.main_size);
+  std::string snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, terms, &matched, scratch);
+  if (!matched && main_text.size() < e.body.size()) {
+    std::string all = make_snippet(tok, e.body, terms, &matched, scratch);
+    if (matched) snippet = std::move(all);
+  }
+  if (!matched) {
+    std::string title = make_snippet(tok, e.title, terms, &matched, scratch);
+    if (matched || snippet.empty()) snippet = std::move(title);
+  }
+  return snippet;
 }
 
 // ---------------------------------------------------------------------------
@@ -1474,21 +1524,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   if (snippets) {
     SnipScratch scratch;
     for (size_t k = 0; k < out.hits.size(); ++k) {
-      Hit& hit = out.hits[k];
-      const Extracted e = read_extracted(*snap, items[k], kSnippetBodyCap);
-      // The main text (content) first, then all the text, then the title;
-      // when nothing matches (filters only), the start of the text.
-      bool matched = false;
-      const std::string_view main_text = std::string_view(e.body).substr(0, e.main_size);
-      hit.snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, q.highlight, &matched, scratch);
-      if (!matched && main_text.size() < e.body.size()) {
-        std::string all = make_snippet(tok, e.body, q.highlight, &matched, scratch);
-        if (matched) hit.snippet = std::move(all);
-      }
-      if (!matched) {
-        std::string title = make_snippet(tok, e.title, q.highlight, &matched, scratch);
-        if (matched || hit.snippet.empty()) hit.snippet = std::move(title);
-      }
+      out.hits[k].snippet = snippet_of(*snap, items[k], tok, q.highlight, scratch);
     }
   }
   return Status::success();

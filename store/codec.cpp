@@ -2,7 +2,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <unordered_map>
 
 #include "store/store.h"
 
@@ -59,26 +61,26 @@ class Inflater {
   // caller does before taking a mismatch for damage, since the address may
   // now hold another dictionary.
   uLong dictionary_id(std::string_view dictionary, bool fresh) {
-    auto key = reinterpret_cast<uintptr_t>(dictionary.data());
-    Known& k = ids_[((key >> 4) ^ (key >> 16) ^ dictionary.size()) % kIds];
-    if (fresh || k.data != dictionary.data() || k.size != dictionary.size()) {
-      k.data = dictionary.data();
+    if (ids_.size() >= kMaxIds) ids_.clear();  // only after many stores have come and gone
+    Known& k = ids_[dictionary.data()];
+    if (fresh || k.size != dictionary.size() || !k.known) {
       k.size = dictionary.size();
       k.adler = adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(dictionary.data()),
                         uInt(dictionary.size()));
+      k.known = true;
     }
     return k.adler;
   }
 
  private:
-  static constexpr size_t kIds = 256;
+  static constexpr size_t kMaxIds = 4096;
   struct Known {
-    const char* data = nullptr;
     size_t size = 0;
     uLong adler = 0;
+    bool known = false;
   };
+  std::unordered_map<const char*, Known> ids_;
   z_stream z_{};
-  Known ids_[kIds];
 };
 
 uLong be32(const unsigned char* p) { return uLong(p[0]) << 24 | uLong(p[1]) << 16 | uLong(p[2]) << 8 | uLong(p[3]); }
@@ -86,6 +88,11 @@ uLong be32(const unsigned char* p) { return uLong(p[0]) << 24 | uLong(p[1]) << 1
 }  // namespace
 
 bool decompress(std::string_view stored, std::string_view dictionary, size_t raw_size, std::string& out) {
+  return decompress_pieces(stored, dictionary, raw_size, out, raw_size, true, nullptr);
+}
+
+bool decompress_pieces(std::string_view stored, std::string_view dictionary, size_t raw_size, std::string& out,
+                       size_t first_piece, bool verify, const PieceSink& sink) {
   // The zlib stream's framing is read here and its body inflated raw (RFC
   // 1950): the same checks as inflate() with a zlib header makes, but the
   // dictionary's adler32 is not computed again for every blob.
@@ -109,13 +116,28 @@ bool decompress(std::string_view stored, std::string_view dictionary, size_t raw
                    Z_OK)
     return false;
   out.resize(raw_size);
+  auto* raw = reinterpret_cast<Bytef*>(out.data());
   z.next_in = const_cast<Bytef*>(in + header);
   z.avail_in = uInt(n - header - 4);
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = uInt(out.size());
-  int rc = inflate(&z, Z_FINISH);
-  if (rc != Z_STREAM_END || z.avail_out != 0 || z.avail_in != 0) return false;
-  return be32(in + n - 4) == adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(out.data()), uInt(out.size()));
+  z.next_out = raw;
+  size_t done = 0;
+  size_t piece = std::max<size_t>(first_piece, 1);
+  for (;;) {
+    const size_t want = std::min(piece, raw_size - done);
+    const bool last = done + want == raw_size;
+    z.avail_out = uInt(want);
+    const int rc = inflate(&z, last ? Z_FINISH : Z_NO_FLUSH);
+    if (last ? rc != Z_STREAM_END || z.avail_out != 0 || z.avail_in != 0 : rc != Z_OK || z.avail_out != 0) {
+      return false;  // damaged, or it ends before raw_size or after
+    }
+    if (last) break;
+    if (sink && !sink(std::string_view(out.data() + done, want))) return true;
+    done += want;
+    piece = std::min(piece, raw_size) * 2;
+  }
+  if (verify && be32(in + n - 4) != adler32(adler32(0, nullptr, 0), raw, uInt(raw_size))) return false;
+  if (sink) sink(std::string_view(out.data() + done, raw_size - done));
+  return true;
 }
 
 }  // namespace itemfs::store

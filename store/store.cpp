@@ -726,15 +726,53 @@ class StoreImpl final : public Store {
 
   // Blob bytes, decompressed and checked against raw size; nullopt if gone.
   std::optional<std::string> load_blob(Db& db, int64_t blob_id, std::string* problem = nullptr) {
-    auto s = db.cached("SELECT data, raw_size, codec, dict_id, sha256 FROM blobs WHERE id=?");
+    auto row = blob_row(db, blob_id);
+    if (!row) return std::nullopt;
+    return decode(db, *row, problem);
+  }
+
+  // The bytes of the blob in `row` (blob_from()'s columns; all NULL for a
+  // blob that is gone) given to `sink` a piece at a time until it returns
+  // false (decompress_pieces(), the checksum not verified): what a preview
+  // that may stop early reads. False, with *problem set, if the blob is gone
+  // or found damaged.
+  bool stream_blob(Db& db, Stmt& row, size_t first_piece, const PieceSink& sink, std::string* problem) {
+    if (row.is_null(0)) {
+      *problem = "no such blob";
+      return false;
+    }
+    if (row.int64(2) != int64_t(Codec::kZlib)) {
+      auto bytes = decode(db, blob_from(row), problem);
+      if (bytes) sink(*bytes);
+      return bytes.has_value();
+    }
+    // Inflated straight from the row: no copy of the stored bytes.
+    std::string out;
+    const std::string_view dictionary = dictionary_of(db, row.is_null(3) ? 0 : row.int64(3));
+    if (!decompress_pieces(row.blob(0), dictionary, uint64_t(row.int64(1)), out, first_piece, false, sink)) {
+      *problem = "zlib data is damaged";
+      return false;
+    }
+    return true;
+  }
+
+  static constexpr const char* kBlobRowSql = "SELECT data, raw_size, codec, dict_id FROM blobs WHERE id=?";
+
+  // A row of (data, raw_size, codec, dict_id), as kBlobRowSql selects.
+  static BlobRow blob_from(Stmt& s) {
+    BlobRow row;
+    row.data = std::string(s.blob(0));
+    row.raw_size = uint64_t(s.int64(1));
+    row.codec = int(s.int64(2));
+    row.dict_id = s.is_null(3) ? 0 : s.int64(3);
+    return row;
+  }
+
+  std::optional<BlobRow> blob_row(Db& db, int64_t blob_id) {
+    auto s = db.cached(kBlobRowSql);
     s->bind(1, blob_id);
     if (!s->step()) return std::nullopt;
-    BlobRow row;
-    row.data = std::string(s->blob(0));
-    row.raw_size = uint64_t(s->int64(1));
-    row.codec = int(s->int64(2));
-    row.dict_id = s->is_null(3) ? 0 : s->int64(3);
-    return decode(db, row, problem);
+    return blob_from(*s);
   }
 
   std::optional<std::string> decode(Db& db, const BlobRow& row, std::string* problem) {
@@ -749,13 +787,20 @@ class StoreImpl final : public Store {
       if (problem) *problem = "unknown codec " + std::to_string(row.codec);
       return std::nullopt;
     }
-    std::shared_ptr<const std::string> dictionary = row.dict_id ? load_dictionary(db, row.dict_id) : nullptr;
     std::string out;
-    if (!decompress(row.data, dictionary ? std::string_view(*dictionary) : std::string_view(), row.raw_size, out)) {
+    if (!decompress(row.data, dictionary_of(db, row.dict_id), row.raw_size, out)) {
       if (problem) *problem = "zlib data is damaged";
       return std::nullopt;
     }
     return out;
+  }
+
+  // The dictionary dict_id of a zlib blob; empty for none (or when the
+  // dictionary is missing: decompressing then finds the blob damaged). The
+  // view stays valid while the store is open (dicts_ keeps every one read).
+  std::string_view dictionary_of(Db& db, int64_t dict_id) {
+    if (!dict_id) return {};
+    return *load_dictionary(db, dict_id);
   }
 
   // A dictionary's bytes, read once and kept (they never change); empty if
@@ -1774,6 +1819,23 @@ class SnapshotImpl final : public Snapshot {
       auto bytes = store_.load_blob(*lease_, chunk.blob, &problem);
       if (!bytes) throw StoreError(EIO, "item " + item.id + ": blob unreadable: " + problem);
       sink(*bytes);
+    }
+  }
+
+  void read_item_until(const ItemInfo& item, const std::function<bool(std::string_view)>& sink) override {
+    // Each chunk's blob row with it: one statement per item, not two.
+    auto s = lease_->cached(
+        "SELECT b.data, b.raw_size, b.codec, b.dict_id FROM chunks c LEFT JOIN blobs b ON b.id = c.blob "
+        "WHERE c.ino = ? ORDER BY c.seq");
+    s->bind(1, item.ino);
+    while (s->step()) {
+      std::string problem;
+      bool more = true;
+      if (!store_.stream_blob(*lease_, *s, kFirstPiece, [&](std::string_view piece) { return more = sink(piece); },
+                              &problem)) {
+        throw StoreError(EIO, "item " + item.id + ": blob unreadable: " + problem);
+      }
+      if (!more) return;
     }
   }
 

@@ -207,6 +207,13 @@ class Snapshot {
   virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
   // Streams the item's bytes to `sink` in order (at most kChunkSize at a time).
   virtual void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) = 0;
+  // The same for a preview, which may not need all of it: the bytes come in
+  // pieces (kFirstPiece, then each piece twice the last) until `sink`
+  // returns false, and what comes after is never read. Blob checksums cover
+  // whole blobs and are not verified here: damage that inflating does not
+  // find shows as wrong bytes (read_item and fsck find it).
+  virtual void read_item_until(const ItemInfo& item, const std::function<bool(std::string_view)>& sink) = 0;
+  static constexpr size_t kFirstPiece = 4096;
 };
 
 class ItemReader {

@@ -78,6 +78,46 @@ TEST(Codec, ADictionaryChangedAtTheSameAddressIsReadAnew) {
   EXPECT_FALSE(decompress(first, d, raw.size(), back));
 }
 
+TEST(Codec, InflatesAPieceAtATimeAndStopsWhenTold) {
+  Compressor c(6);
+  const std::string d = dict(5);
+  const std::string raw = text(100000, 9);
+  std::string stored, out;
+  ASSERT_EQ(c.compress(raw, d, stored), Codec::kZlib);
+  std::vector<std::string> pieces;
+  auto keep = [&](std::string_view p) {
+    pieces.emplace_back(p);
+    return true;
+  };
+  ASSERT_TRUE(decompress_pieces(stored, d, raw.size(), out, 4096, true, keep));
+  ASSERT_EQ(pieces.size(), 5u);  // 4, 8, 16, 32 KiB and the rest
+  for (size_t k = 0; k + 1 < pieces.size(); ++k) EXPECT_EQ(pieces[k].size(), size_t(4096) << k);
+  std::string joined;
+  for (const auto& p : pieces) joined += p;
+  EXPECT_EQ(joined, raw);
+  // Stopped after two pieces: nothing more is given.
+  pieces.clear();
+  ASSERT_TRUE(decompress_pieces(stored, d, raw.size(), out, 4096, true, [&](std::string_view p) {
+    pieces.emplace_back(p);
+    return pieces.size() < 2;
+  }));
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0] + pieces[1], raw.substr(0, 3 * 4096));
+  // A wrong checksum: found when verifying a whole read, not otherwise.
+  std::string bad = stored;
+  bad.back() ^= 1;
+  EXPECT_FALSE(decompress_pieces(bad, d, raw.size(), out, 4096, true, keep));
+  EXPECT_TRUE(decompress_pieces(bad, d, raw.size(), out, 4096, false, keep));
+  EXPECT_FALSE(decompress(bad, d, raw.size(), out));
+  // The wrong size or a cut stream: damage, with or without verifying.
+  for (bool verify : {true, false}) {
+    EXPECT_FALSE(decompress_pieces(stored, d, raw.size() + 1, out, 4096, verify, keep));
+    EXPECT_FALSE(decompress_pieces(stored, d, raw.size() - 1, out, 4096, verify, keep));
+    EXPECT_FALSE(decompress_pieces(stored.substr(0, stored.size() / 2) + stored.substr(stored.size() - 4), d, raw.size(),
+                                   out, 4096, verify, keep));
+  }
+}
+
 TEST(Codec, ReadsStreamsOfPlainZlib) {
   // As zlib's compress() makes them: no dictionary, any window size.
   std::string raw = text(70000, 5);

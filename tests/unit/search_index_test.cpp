@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -323,6 +324,52 @@ TEST_F(SearchIndex, SnippetsWhenTheMainTextHasNoMatch) {
   r = search("source:zeta2");
   ASSERT_EQ(r.hits.size(), 1u);
   EXPECT_EQ(r.hits[0].snippet, "short text");
+}
+
+// A long item's snippet is made from the start of it when that is enough;
+// it must be the one its whole text gives.
+TEST_F(SearchIndex, SnippetsOfLongItemsAreTheSameAsFromTheirWholeText) {
+  auto words = [](const std::string& stem, int from, int to) {
+    std::string s;
+    for (int k = from; k < to; ++k) s += stem + std::to_string(k) + " ";
+    return s;
+  };
+  // Early in a long text: the window around it.
+  put("early", {{"title", "x"}, {"content", words("w", 0, 300) + "needle " + words("m", 0, 5000)}});
+  // A longer word holds it early (not a match), the word itself comes late.
+  put("late", {{"title", "x"}, {"content", "needles " + words("w", 0, 5000) + "needle " + words("m", 0, 400)}});
+  // Two words: the second only far into the text.
+  put("two", {{"title", "x"}, {"content", words("w", 0, 100) + "alpha " + words("v", 0, 5000) + "beta " +
+                                              words("m", 0, 400)}});
+  // A main text string that turns out to be data, then the words in another main field.
+  put("data", {{"title", "x"},
+               {"content", std::string(20000, 'Q')},
+               {"summary", words("s", 0, 2000) + "needle alpha beta " + words("m", 0, 400)}});
+  // Text with non-ASCII letters around the word, read in pieces.
+  std::string accents;
+  for (int k = 0; k < 3000; ++k) accents += "é" + std::to_string(k) + " ";
+  put("accents", {{"title", "x"}, {"content", accents + "Needle " + accents}});
+  std::map<std::string, std::string> snippets;
+  for (const auto& h : search("needle").hits) snippets[h.id] = h.snippet;
+  ASSERT_EQ(snippets.size(), 4u);
+  EXPECT_EQ(snippets["early"],
+            "… w296 w297 w298 w299 [needle] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 m15 m16 m17 m18 …");
+  EXPECT_EQ(snippets["late"],
+            "… w4996 w4997 w4998 w4999 [needle] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 m15 m16 m17 m18 …");
+  EXPECT_EQ(snippets["data"],
+            "… s1996 s1997 s1998 s1999 [needle] alpha beta m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 m15 m16 …");
+  EXPECT_EQ(snippets["accents"],
+            "… é2996 é2997 é2998 é2999 [Needle] é0 é1 é2 é3 é4 é5 é6 é7 é8 é9 é10 é11 é12 é13 é14 é15 é16 é17 é18 …");
+  auto r = search("alpha beta");
+  ASSERT_EQ(r.hits.size(), 2u);
+  for (const auto& h : r.hits) {
+    if (h.id == "two") {
+      EXPECT_EQ(h.snippet, "… w96 w97 w98 w99 [alpha] v0 v1 v2 v3 v4 v5 v6 v7 v8 v9 v10 v11 v12 v13 v14 v15 v16 v17 v18 …");
+    } else {
+      EXPECT_EQ(h.snippet, "… s1997 s1998 s1999 needle [alpha] [beta] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 "
+                           "m15 m16 m17 …");
+    }
+  }
 }
 
 TEST_F(SearchIndex, WritesShowUpAtOnce) {

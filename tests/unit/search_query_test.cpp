@@ -94,6 +94,37 @@ TEST(SearchExtract, DataStringsAreNotText) {
   EXPECT_EQ(y.fields.size(), 1u);
 }
 
+// What a snippet reads early: at every byte, the main text so far is the
+// start of the final one (a string that may still turn out to be data is
+// left out until it is known), and collecting text only gives the same
+// title and text.
+TEST(SearchExtract, MainTextSoFarIsAlwaysItsStart) {
+  const std::string blob(kMinDataRun + 1, 'Q');
+  const std::string doc = R"({"title":"T é","content":"first words","other":"o","summary":")" + blob +
+                          R"(","abstract":"late é text","description":")" + blob + R"( then text","x":1})";
+  auto whole = extract(doc);
+  const std::string final_main = whole.body.substr(0, whole.main_size);
+  EXPECT_EQ(final_main, "first words\nlate é text\n" + blob + " then text");
+  for (size_t step : {1, 3, 64}) {
+    Extractor x;
+    Extractor text(kMaxBodyText, Extractor::Collect::kText);
+    for (size_t i = 0; i < doc.size(); i += step) {
+      x.feed(std::string_view(doc).substr(i, step));
+      text.feed(std::string_view(doc).substr(i, step));
+      const std::string_view so_far = x.main_text_so_far();
+      ASSERT_EQ(final_main.compare(0, so_far.size(), so_far), 0) << step << " at " << i << ": " << so_far;
+      ASSERT_EQ(text.main_text_so_far(), so_far);
+    }
+    auto& all = x.result();
+    auto& only_text = text.result();
+    EXPECT_EQ(only_text.title, all.title);
+    EXPECT_EQ(only_text.body, all.body);
+    EXPECT_EQ(only_text.main_size, all.main_size);
+    EXPECT_TRUE(only_text.fields.empty());
+    EXPECT_FALSE(all.fields.empty());
+  }
+}
+
 TEST(SearchMarkers, TextCannotHoldThem) {
   // U+E000..U+E00F start the index's own tokens: in text they are spaces.
   EXPECT_EQ(cjk_index_text("a" + std::string(kTitleMark) + "b"), "a b");
