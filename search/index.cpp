@@ -23,7 +23,8 @@
 //    listed in search_dead: queries skip those, and reindex reclaims them.
 //  - Ranking is computed here from sorted lists of rowids (the rows of the
 //    query, of each word's title token), not by FTS5 (see "Ranking").
-//  - Snippets are made at query time from the top hits' own text.
+//  - Snippets are made at query time from the top hits' own text, read only
+//    as far as the passage needs (snippet_of).
 
 #include <sqlite3.h>
 
