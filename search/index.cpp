@@ -652,6 +652,11 @@ std::string snippet_of(store::Snapshot& snap, const store::ItemInfo& info, Token
     const std::string_view main_text = x.main_text_so_far();
     if (main_text.size() < try_at) return true;
     try_at = main_text.size() * 2;
+    // A word not read yet as typed: no passage can settle (and trying would
+    // tokenize all of a non-ASCII text for nothing).
+    bool start_settled = false;
+    snippet_scan_start(main_text, terms, &start_settled);
+    if (!start_settled) return true;
     bool matched = false, settled = false;
     std::string snippet = make_snippet(tok, main_text, terms, &matched, scratch, &settled);
     if (!settled) return true;
