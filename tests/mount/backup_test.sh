@@ -144,7 +144,7 @@ ctl full || fail "full F2"
 F2=$(last id)
 A2=$STORE/backups/$F2/$F2.tar.gz
 size=$(stat -c %s "$A2")
-printf '\x55' | dd of="$A2" bs=1 seek=$((size / 2)) conv=notrunc status=none
+flip_byte "$A2" $((size / 2))
 out=$(ctl "verify $F2" 2>&1) && fail "verify of a damaged archive succeeded"
 jq -e '.last.ok == false' "$B/status" >/dev/null || fail "status after a failed verify"
 jq -r '.last.message' "$B/status" | grep -qi "sha256\|match\|damaged\|corrupt" || fail "status does not say where: $(cat "$B/status")"
@@ -216,7 +216,7 @@ cmp "$T/at_E/aa/aa-1.json" "$MNT/items/aa/aa-1.json" || fail "content after the 
 stop_mount
 expect_fail "$ITEMFS" backup "$STORE" restore "$E1" >/dev/null
 "$ITEMFS" backup "$STORE" --key "$T/key" verify "$E1" >/dev/null || fail "offline verify with --key"
-printf '\x00' | dd of="$STORE/backups/$E1/$E1.tar.gz.enc" bs=1 seek=100 conv=notrunc status=none
+flip_byte "$STORE/backups/$E1/$E1.tar.gz.enc" 100
 expect_fail "$ITEMFS" backup "$STORE" --key "$T/key" verify "$E1" >/dev/null
 expect_fail "$ITEMFS" backup "$STORE" decrypt "$STORE/backups/$E1/$E1.tar.gz.enc" --key "$T/key" >/dev/null
 

@@ -87,6 +87,13 @@ trap cleanup EXIT
 
 # The first / last path matching a glob under a directory, relative to it.
 # (`ls | head -1` can die of SIGPIPE under pipefail.)
+# Damages FILE at byte OFFSET by inverting it (writing a fixed byte would
+# change nothing once in 256 runs).
+flip_byte() {  # file offset
+  local b
+  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+  printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
 first_of() { (cd "$1" && set -- $2 && printf '%s\n' "$1"); }
 last_of() { (cd "$1" && set -- $2 && printf '%s\n' "${!#}"); }
 
