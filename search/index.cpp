@@ -365,8 +365,8 @@ ColumnTokens column_tokens(const Extracted& x, Tokenizer& tok, const Query& q) {
   return cols;
 }
 
-Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info, size_t body_cap = kMaxBodyText) {
-  Extractor x(body_cap);
+Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info) {
+  Extractor x;
   snap.read_item(info, [&](std::string_view bytes) {
     if (!x.done()) x.feed(bytes);
   });
@@ -540,7 +540,8 @@ bool cannot_match(std::string_view text, const std::vector<HighlightTerm>& terms
 // A passage of `text` around the densest cluster of matched words near the
 // first one, or its start when nothing matches (then *matched is false).
 // *settled, when given, tells whether the passage would be the same for any
-// text that starts with `text`: what a reader that stops early relies on.
+// text that starts with `text`: what a reader that stops early relies on
+// (it asks for settled passages only: an unsettled one may come back empty).
 std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vector<HighlightTerm>& terms,
                          bool* matched, SnipScratch& sc, bool* settled = nullptr) {
   constexpr size_t kWindow = 24;
@@ -549,6 +550,13 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
   text = utf8_prefix(text, kSnippetBodyCap);
   bool start_settled = false;
   const size_t scan_from = snippet_scan_start(text, terms, &start_settled);
+  // A word not in the text yet as typed: no passage can settle, and a caller
+  // that asks wants none (tokenizing a non-ASCII text here would be for nothing).
+  if (settled && !start_settled) {
+    *settled = false;
+    *matched = false;
+    return {};
+  }
   // Nothing can match: only the start of the text is shown.
   const bool hopeless = scan_from == 0 && cannot_match(text, terms);
   sc.spans.clear();
@@ -571,7 +579,7 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
   // The scan stopped after the window it needs, and no token it saw can
   // change with more text: the character after the last one (a separator)
   // lies whole in text, a UTF-8 sequence being at most 4 bytes.
-  if (settled) *settled = start_settled && stopped && first_hit != SIZE_MAX && spans.back().second + 4 <= text.size();
+  if (settled) *settled = stopped && first_hit != SIZE_MAX && spans.back().second + 4 <= text.size();
   if (spans.empty()) return {};
   auto hit = [&](size_t k) { return sc.flags[k] != 0; };
   size_t best = 0, best_count = 0, count = 0;
@@ -652,11 +660,6 @@ std::string snippet_of(store::Snapshot& snap, const store::ItemInfo& info, Token
     const std::string_view main_text = x.main_text_so_far();
     if (main_text.size() < try_at) return true;
     try_at = main_text.size() * 2;
-    // A word not read yet as typed: no passage can settle (and trying would
-    // tokenize all of a non-ASCII text for nothing).
-    bool start_settled = false;
-    snippet_scan_start(main_text, terms, &start_settled);
-    if (!start_settled) return true;
     bool matched = false, settled = false;
     std::string snippet = make_snippet(tok, main_text, terms, &matched, scratch, &settled);
     if (!settled) return true;
