@@ -542,6 +542,60 @@ TEST_F(SearchIndex, ToJsonParses) {
   EXPECT_TRUE(j["hits"].is_array());
 }
 
+// to_json writes the document itself; it must be byte for byte what
+// nlohmann's dump of the same tree gives (indent 2, sorted keys, bad UTF-8
+// replaced), as it was made before.
+std::string dumped_by_nlohmann(const Results& r) {
+  nlohmann::json hits = nlohmann::json::array();
+  uint64_t rank = 0;
+  for (const auto& h : r.hits) {
+    hits.push_back(nlohmann::json{{"rank", ++rank},
+                                  {"id", h.id},
+                                  {"path", "items/" + itemfs::store::shard_of(h.id) + "/" + h.id + ".json"},
+                                  {"score", std::round(h.score * 1e6) / 1e6},
+                                  {"snippet", h.snippet}});
+  }
+  return nlohmann::json{{"query", r.query}, {"total", r.total}, {"hits", std::move(hits)}}.dump(
+             2, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n";
+}
+
+TEST(SearchJson, ToJsonIsWhatNlohmannDumps) {
+  Results r;
+  r.query = "solar \"panel\" \\ tab\there";
+  EXPECT_EQ(Index::to_json(r), dumped_by_nlohmann(r));  // no hits
+  r.total = 123456789012ull;
+  const std::vector<std::string> texts = {
+      "", "plain", "quote \" and backslash \\ and slash /", "controls \x01\x1f\x7f \b\f\n\r\t end",
+      "caf\xc3\xa9 \xe6\x95\xb0\xe6\x8d\xae \xf0\x9f\x98\x80 \xe2\x80\xa6 [word]",
+      "bad \xff byte", "cut \xe6\x95", "overlong \xc0\xaf", "surrogate \xed\xa0\x80", "too high \xf4\x90\x80\x80",
+      "lone continuation \x80\x80 and \xc3", std::string("nul \0 inside", 13)};
+  double score = 0;
+  for (const auto& text : texts) {
+    r.hits.push_back({"0123456789abcdef", score, text});
+    score = score * 3.7 + 0.1234567891;
+  }
+  r.hits.push_back({"z", 1e300, "big"});
+  r.hits.push_back({"y", -0.0000004, "tiny"});
+  r.hits.push_back({"x", 2.0, "whole"});
+  r.query = texts[4] + texts[5];
+  EXPECT_EQ(Index::to_json(r), dumped_by_nlohmann(r));
+  // Random bytes, mostly from the ranges UTF-8 cares about.
+  std::mt19937 rng(7);
+  const std::string alphabet = std::string("a\"\\\n\x01\x7f\x80\xbf\xc2\xc3\xdf\xe0\xed\xef\xf0\xf4\xf5\xff\xa0\x9f\x8f\x90", 24);
+  for (int round = 0; round < 2000; ++round) {
+    Results one;
+    one.total = uint64_t(round);
+    for (int k = 0; k < 3; ++k) {
+      std::string text;
+      for (size_t n = rng() % 12; n > 0; --n) text += alphabet[rng() % alphabet.size()];
+      one.hits.push_back({"id" + std::to_string(k), double(rng() % 100000) / 7.0, text});
+      if (k == 0) one.query = text;
+    }
+    ASSERT_EQ(Index::to_json(one), dumped_by_nlohmann(one)) << "round " << round;
+  }
+}
+
 TEST_F(SearchIndex, BadQueriesAreEinval) {
   load_corpus();
   for (const char* q : {"", "   ", "\"unbalanced", "solar \"panel", "NOT solar", "solar NEAR panel", "OR solar",
