@@ -155,7 +155,9 @@ class Stmt {
   struct Collecting {};
   Stmt(sqlite3* db, std::string_view sql, Collecting) : db_(db) {
     if (prepare(sql)) return;
-    if (sqlite3_create_function_v2(db, "itemfs_collect", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, nullptr, collect_row,
+    const std::string_view error = sqlite3_errmsg(db);
+    if (error.substr(0, 32) != "no such function: itemfs_collect" ||
+        sqlite3_create_function_v2(db, "itemfs_collect", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, nullptr, collect_row,
                                    nullptr, nullptr, nullptr) != SQLITE_OK ||
         !prepare(sql)) {
       fail(db, "cannot prepare " + std::string(sql.substr(0, 60)));
