@@ -131,8 +131,8 @@ struct RowSink {
 };
 
 void collect_row(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-  auto* sink = static_cast<RowSink*>(sqlite3_value_pointer(argv[0], kRowSinkType));
-  if (!sink || argc < 2) return sqlite3_result_error(ctx, "itemfs_collect: no row sink", -1);
+  auto* sink = argc >= 2 ? static_cast<RowSink*>(sqlite3_value_pointer(argv[0], kRowSinkType)) : nullptr;
+  if (!sink) return sqlite3_result_error(ctx, "itemfs_collect: no row sink", -1);
   try {
     sink->rows.push_back(sqlite3_value_int64(argv[1]));
     if (argc > 2) {
@@ -141,6 +141,8 @@ void collect_row(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     }
   } catch (const std::bad_alloc&) {
     sqlite3_result_error_nomem(ctx);
+  } catch (...) {  // nothing may unwind through SQLite
+    sqlite3_result_error(ctx, "itemfs_collect: cannot keep the row", -1);
   }
 }
 
@@ -156,7 +158,7 @@ class Stmt {
   Stmt(sqlite3* db, std::string_view sql, Collecting) : db_(db) {
     if (prepare(sql)) return;
     const std::string_view error = sqlite3_errmsg(db);
-    if (error.substr(0, 32) != "no such function: itemfs_collect" ||
+    if (sqlite3_errcode(db) != SQLITE_ERROR || error.substr(0, 32) != "no such function: itemfs_collect" ||
         sqlite3_create_function_v2(db, "itemfs_collect", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, nullptr, collect_row,
                                    nullptr, nullptr, nullptr) != SQLITE_OK ||
         !prepare(sql)) {
@@ -235,11 +237,22 @@ int64_t sha8(const store::Sha256& d) {
   return int64_t(v);
 }
 
-// From the connection's copy of the schema: a query of sqlite_master took
-// 60 µs, 1% of a common word's query.
 bool table_exists(sqlite3* db, const char* name) {
-  return sqlite3_table_column_metadata(db, "main", name, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) ==
-         SQLITE_OK;
+  Stmt s(db, "SELECT 1 FROM sqlite_master WHERE name=?");
+  s.bind(1, name);
+  return s.step();
+}
+
+// table_exists() for a snapshot's connection, from its copy of the schema
+// (a query of sqlite_master took 60 µs, 1% of a common word's query). That
+// copy is current only once a read of the snapshot has checked the schema's
+// version, as the snapshot's first read does.
+bool snapshot_has_table(sqlite3* db, const char* name) {
+  const int rc =
+      sqlite3_table_column_metadata(db, "main", name, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK) return true;
+  if (rc == SQLITE_ERROR) return false;  // no such table
+  fail(db, std::string("cannot read the schema for ") + name);
 }
 
 std::optional<int64_t> meta_value(sqlite3* db, const char* key) {
@@ -1547,7 +1560,9 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   if (Status st = parse_query(text, tok, q); !st.ok()) return st;
   auto snap = store.snapshot();
   sqlite3* db = snap->db();
-  if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  if (!snapshot_has_table(db, "search_doc")) {
+    return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  }
   const std::vector<int64_t> dead = dead_gens(db);
   const CheckPlan check(db, q);
   // Only dates need search_doc; everything else comes from the full-text index.
@@ -1707,7 +1722,9 @@ Status Index::suggest_json(std::string_view prefix, std::string& out) {
   const std::string& t = tokens.back();
   auto snap = impl_->store.snapshot();
   sqlite3* db = snap->db();
-  if (!table_exists(db, "search_vocab")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  if (!snapshot_has_table(db, "search_vocab")) {
+    return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  }
   Stmt s(db, "SELECT term, doc FROM search_vocab WHERE term >= ?1 AND term < ?2");
   s.bind(1, t).bind(2, t + "\xF4\x90");
   std::vector<std::pair<std::string, int64_t>> terms;
@@ -1732,7 +1749,9 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   if (Status st = parse_query(query, tok, q); !st.ok()) return st;
   auto snap = impl_->store.snapshot();
   sqlite3* db = snap->db();
-  if (!table_exists(db, "search_doc")) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  if (!snapshot_has_table(db, "search_doc")) {
+    return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  }
   Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
   bind_match(s, q);
   Stmt lookup(db, kItemOfGen);
