@@ -40,6 +40,17 @@ std::string words(std::mt19937& rng, size_t n) {
   return out;
 }
 
+// The import test's store trains its dictionaries sooner than a default one,
+// so that its corpus (and its time under the sanitizers) can be small.
+constexpr int64_t kTrainAfter = 700;
+constexpr size_t kBigBeforeDictionary = 300, kBigAfterDictionary = 1000, kCorpusItems = 1300;
+
+Options import_test_options() {
+  Options options;
+  options.train_dictionary_after = kTrainAfter;
+  return options;
+}
+
 // Items as a crawl gives them, with what goes wrong: duplicate content under
 // new ids, ids put again, invalid JSON, a bad id, unreadable files, items of
 // several chunks (two sharing their first chunk), ASCII data strings.
@@ -71,11 +82,11 @@ std::vector<Source> corpus(size_t n) {
     if (i % 97 == 3) s.bytes = "{\"title\": \"broken\", ";            // invalid JSON
     if (i == 333) s.id = "a/b";                                        // bad id
     if (i % 89 == 7) s.load_status = Status::error(EIO, "unreadable");  // cannot be read
-    if (i == 600 || i == 2500) {
+    if (i == kBigBeforeDictionary || i == kBigAfterDictionary) {
       std::string big = "{\"title\": \"big " + std::to_string(i) + "\", \"content\": \"";
       std::mt19937 fixed(7);  // the same first megabytes for both
       while (big.size() < (5u << 19)) big += words(fixed, 64) + " ";
-      if (i == 2500) big += words(rng, 100);
+      if (i == kBigAfterDictionary) big += words(rng, 100);
       big += "\"}";
       s.bytes = big;
     }
@@ -202,12 +213,12 @@ class ImportTest : public ::testing::TestWithParam<PutPipeline::Options> {};
 
 TEST_P(ImportTest, PipelineStoresExactlyWhatPutsOneByOneStore) {
   const PutPipeline::Options options = GetParam();
-  const auto items = corpus(3300);
+  const auto items = corpus(kCorpusItems);
   TempDir a, b;
   Report ra, rb;
   Stats sa, sb;
   {
-    auto store = Store::open(a.path());
+    auto store = Store::open(a.path(), import_test_options());
     search::Index index(*store);
     store->add_hook(&index);
     import_one_by_one(*store, items, options.batch_items, ra);
@@ -215,7 +226,7 @@ TEST_P(ImportTest, PipelineStoresExactlyWhatPutsOneByOneStore) {
     expect_healthy(*store, index);
   }
   {
-    auto store = Store::open(b.path());
+    auto store = Store::open(b.path(), import_test_options());
     search::Index index(*store);
     store->add_hook(&index);
     import_pipelined(*store, items, options, rb);
