@@ -1,6 +1,7 @@
 #include "backup/manifest.h"
 
 #include "backup/backup.h"
+#include "store/utf8.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -423,27 +424,9 @@ class LayoutReader {
         ++p_;
         continue;
       }
-      // RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF.
-      size_t n;
-      unsigned char lo = 0x80, hi = 0xbf;
-      if (c >= 0xc2 && c <= 0xdf) n = 1;
-      else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-      } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-      } else {
-        return false;
-      }
-      if (p_ + n >= t_.size()) return false;
-      for (size_t i = 1; i <= n; ++i) {
-        auto d = static_cast<unsigned char>(t_[p_ + i]);
-        if (i == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xbf)) return false;
-      }
-      p_ += n + 1;
+      const size_t n = store::utf8_length(t_, p_);
+      if (n == 0) return false;
+      p_ += n;
     }
     return false;
   }

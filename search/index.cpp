@@ -48,6 +48,7 @@
 #include "search/query.h"
 #include "search/search.h"
 #include "search/tokenize.h"
+#include "store/utf8.h"
 
 namespace itemfs::search {
 
@@ -956,45 +957,9 @@ using json = nlohmann::json;
 
 std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n"; }
 
-// Whether s is UTF-8 as RFC 3629 has it (no overlong forms, surrogates or
-// code points above U+10FFFF): what nlohmann's dump writes as it is.
-bool is_valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = uint8_t(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n = 0;
-    uint8_t lo = 0x80, hi = 0xBF;  // the range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      n = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // cut short
-    const auto second = uint8_t(s[i + 1]);
-    if (second < lo || second > hi) return false;
-    for (size_t k = 2; k <= n; ++k) {
-      if ((uint8_t(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
 // Appends s as a JSON string exactly as dump() writes it.
 void append_json_string(std::string& out, std::string_view s) {
-  if (!is_valid_utf8(s)) {
+  if (!store::is_valid_utf8(s)) {
     out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
     return;
   }

@@ -1,29 +1,9 @@
 #include <cerrno>
 
 #include "store/store.h"
+#include "store/utf8.h"
 
 namespace itemfs::store {
-
-namespace {
-
-// Length of the UTF-8 sequence starting at `s[i]`, 0 when invalid
-// (overlong forms, surrogates and code points above U+10FFFF included).
-size_t utf8_length(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char lead = byte(i);
-  if (lead < 0x80) return 1;
-  size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0;
-  if (n == 0 || lead > 0xF4 || i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k)
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-  if (n == 3 && lead == 0xE0 && byte(i + 1) < 0xA0) return 0;
-  if (n == 3 && lead == 0xED && byte(i + 1) >= 0xA0) return 0;
-  if (n == 4 && lead == 0xF0 && byte(i + 1) < 0x90) return 0;
-  if (n == 4 && lead == 0xF4 && byte(i + 1) >= 0x90) return 0;
-  return n;
-}
-
-}  // namespace
 
 std::string shard_of(std::string_view id) {
   size_t end = 0;
