@@ -17,14 +17,14 @@ CXX=${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++ || true)}
 [ -n "$CXX" ] || { echo "tests/fuzz/run.sh: clang++ is needed" >&2; exit 1; }
 B=${FUZZ_BUILD_DIR:-build-fuzz}
 mkdir -p "$B/crashes"
-flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+flags=(-std=c++20 -O1 -g1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I. -DNDEBUG)
 
 declare -A sources=(
-  [json]="tests/fuzz/json_fuzz.cpp store/json_check.cpp store/ids.cpp"
+  [json]="tests/fuzz/json_fuzz.cpp store/json_check.cpp store/ids.cpp store/utf8.cpp"
   [ctl]="tests/fuzz/ctl_fuzz.cpp backup/command.cpp"
-  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/query.cpp search/tokenize.cpp store/ids.cpp"
-  [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp store/hash.cpp"
+  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/query.cpp search/tokenize.cpp store/ids.cpp store/utf8.cpp"
+  [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp store/utf8.cpp store/hash.cpp"
   [archive]="tests/fuzz/archive_fuzz.cpp $(echo backup/*.cpp store/*.cpp)"
 )
 declare -A libs=([json]="" [ctl]="" [search]="-lsqlite3" [manifest]="-lcrypto"
