@@ -213,7 +213,8 @@ class Snapshot {
   // whole blobs and are not verified here: damage that inflating does not
   // find shows as wrong bytes (read_item and fsck find it).
   virtual void read_item_until(const ItemInfo& item, const std::function<bool(std::string_view)>& sink) = 0;
-  static constexpr size_t kFirstPiece = 4096;
+  // A search snippet usually settles within the first KiB of an item.
+  static constexpr size_t kFirstPiece = 1024;
 };
 
 class ItemReader {
