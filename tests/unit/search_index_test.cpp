@@ -275,7 +275,7 @@ TEST_F(SearchIndex, Snippets) {
 
 // The passage is the densest run of matches among the 96 tokens after the
 // first one: a denser run further on is not looked for (each token looked at
-// costs inflating and tokenizing it).
+// costs inflating and tokenizing it), and one near the end is shown whole.
 TEST_F(SearchIndex, SnippetsLookForTheDensestRunNearTheFirstMatch) {
   auto words = [](const std::string& stem, int from, int to) {
     std::string s;
@@ -285,9 +285,13 @@ TEST_F(SearchIndex, SnippetsLookForTheDensestRunNearTheFirstMatch) {
   const std::string dense = "needle a needle b needle ";
   put("near", {{"title", "x"}, {"content", "needle " + words("w", 0, 60) + dense + words("m", 0, 300)}});
   put("far", {{"title", "x"}, {"content", "needle " + words("w", 0, 120) + dense + words("m", 0, 300)}});
+  // A run at the end of the 96: its window is shown whole all the same.
+  put("edge", {{"title", "x"}, {"content", "needle " + words("w", 0, 90) + "needle needle " + words("m", 0, 300)}});
   std::map<std::string, std::string> snippets;
   for (const auto& h : search("needle").hits) snippets[h.id] = h.snippet;
-  ASSERT_EQ(snippets.size(), 2u);
+  ASSERT_EQ(snippets.size(), 3u);
+  EXPECT_EQ(snippets["edge"],
+            "… w86 w87 w88 w89 [needle] [needle] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 m15 m16 m17 …");
   EXPECT_EQ(snippets["near"],
             "… w56 w57 w58 w59 [needle] a [needle] b [needle] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 …");
   EXPECT_EQ(snippets["far"], "[needle] w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 "
