@@ -635,9 +635,7 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
     sc.spans.emplace_back(uint32_t(start), uint32_t(end));
     sc.flags.push_back(hopeless ? 0 : token_flags(folded, text.substr(start, end - start), terms));
     if (sc.flags.back() && first_hit == SIZE_MAX) first_hit = sc.flags.size() - 1;
-    // A window that starts near the end of the scan is shown whole: the
-    // tokens after it are read but not counted (see `counted` below).
-    stopped = first_hit != SIZE_MAX && sc.flags.size() > first_hit + kScanAfterHit + kWindow;
+    stopped = first_hit != SIZE_MAX && sc.flags.size() > first_hit + kScanAfterHit;
     // (one token past the window tells that the text goes on)
     if (hopeless) stopped = sc.spans.size() > kWindow;
     return !stopped;
@@ -650,9 +648,8 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
   if (settled) *settled = stopped && first_hit != SIZE_MAX && spans.back().second + 4 <= text.size();
   if (spans.empty()) return {};
   auto hit = [&](size_t k) { return sc.flags[k] != 0; };
-  const size_t counted = first_hit == SIZE_MAX ? spans.size() : std::min(spans.size(), first_hit + kScanAfterHit + 1);
   size_t best = 0, best_count = 0, count = 0;
-  for (size_t k = 0; k < counted; ++k) {
+  for (size_t k = 0; k < spans.size(); ++k) {
     count += hit(k);
     if (k >= kWindow) count -= hit(k - kWindow);
     if (count > best_count) {
@@ -666,6 +663,9 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
     size_t first = best;
     while (!hit(first)) ++first;
     start = first >= 4 ? first - 4 : 0;
+    // A run at the end of the scan: the window ends where the scan did, so
+    // that it is shown whole without reading further.
+    if (stopped && start + kWindow > spans.size()) start = spans.size() - kWindow;
   }
   const size_t end = std::min(spans.size(), start + kWindow);
   std::string out;

@@ -291,7 +291,8 @@ TEST_F(SearchIndex, SnippetsLookForTheDensestRunNearTheFirstMatch) {
   for (const auto& h : search("needle").hits) snippets[h.id] = h.snippet;
   ASSERT_EQ(snippets.size(), 3u);
   EXPECT_EQ(snippets["edge"],
-            "… w86 w87 w88 w89 [needle] [needle] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 m15 m16 m17 …");
+            "… w72 w73 w74 w75 w76 w77 w78 w79 w80 w81 w82 w83 w84 w85 w86 w87 w88 w89 [needle] [needle] m0 m1 m2 "
+            "m3 …");
   EXPECT_EQ(snippets["near"],
             "… w56 w57 w58 w59 [needle] a [needle] b [needle] m0 m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 m11 m12 m13 m14 …");
   EXPECT_EQ(snippets["far"], "[needle] w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21 "
