@@ -24,7 +24,7 @@
 //  - Ranking is computed here from sorted lists of rowids (the rows of the
 //    query, of each word's title token), not by FTS5 (see "Ranking").
 //  - Snippets are made at query time from the top hits' own text, read only
-//    as far as the passage needs (snippet_of).
+//    as far as the passage needs (Snippets).
 
 #include <sqlite3.h>
 
@@ -41,6 +41,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -106,6 +107,9 @@ constexpr uint64_t kSweepFraction = 4;
 // Rows a prefix finds through identifier buckets are all checked, up to
 // this many (about 0.1 ms each); beyond, only those without its words.
 constexpr size_t kCheckBucketRowsUpTo = 64;
+// Snippets are made on two threads for at least this many hits: a thread
+// costs about as much as a few hits' snippets.
+constexpr size_t kSnippetsOnTwoThreadsFrom = 16;
 
 [[noreturn]] void fail(sqlite3* db, const std::string& what) {
   const int rc = sqlite3_extended_errcode(db);
@@ -766,42 +770,68 @@ std::string make_snippet(Tokenizer& tok, std::string_view text, const std::vecto
   return out;
 }
 
-// The snippet of one hit: from its main text (content) first, then all its
-// text, then its title; when nothing matches (filters only), the start of
-// its text. A long item is read only as far as its main text's snippet
-// needs, which is often its first few KiB.
-std::string snippet_of(store::Snapshot& snap, const store::ItemInfo& info, Tokenizer& tok,
-                       const std::vector<HighlightTerm>& terms, SnipScratch& scratch) {
-  Extractor x(kSnippetBodyCap, Extractor::Collect::kText);
-  std::string early;
-  // Tried once the main text has this much, then each time it has doubled.
-  size_t try_at = store::Snapshot::kFirstPiece / 2;
-  snap.read_item_until(info, [&](std::string_view bytes) {
-    if (!x.feed(bytes)) return false;
-    const std::string_view main_text = x.main_text_so_far();
-    if (main_text.size() < try_at) return true;
-    try_at = main_text.size() * 2;
+// The snippets of a query's hits, made as their items' bytes come in
+// (Snapshot::read_items_until), on the threads that reads them. A hit's
+// snippet is from its main text (content) first, then all its text, then
+// its title; when nothing matches (filters only), the start of its text. A
+// long item is read only as far as its main text's snippet needs, which is
+// often its first KiB.
+class Snippets final : public store::Snapshot::PreviewSink {
+ public:
+  // One tokenizer for each thread that may call.
+  Snippets(const std::vector<HighlightTerm>& terms, size_t hits, std::vector<Tokenizer*> tokenizers)
+      : terms_(terms), tok_(std::move(tokenizers)), scratch_(tok_.size()), hits_(hits) {}
+
+  bool piece(size_t thread, size_t k, std::string_view bytes) override {
+    Hit& h = hits_[k];
+    if (!h.x.feed(bytes)) return false;
+    const std::string_view main_text = h.x.main_text_so_far();
+    if (main_text.size() < h.try_at) return true;
+    h.try_at = main_text.size() * 2;
     bool matched = false, settled = false;
-    std::string snippet = make_snippet(tok, main_text, terms, &matched, scratch, &settled);
+    std::string snippet = make_snippet(*tok_[thread], main_text, terms_, &matched, scratch_[thread], &settled);
     if (!settled) return true;
-    early = std::move(snippet);
+    h.snippet = std::move(snippet);
     return false;
-  });
-  if (!early.empty()) return early;
-  const Extracted& e = x.result();
-  bool matched = false;
-  const std::string_view main_text = std::string_view(e.body).substr(0, e.main_size);
-  std::string snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, terms, &matched, scratch);
-  if (!matched && main_text.size() < e.body.size()) {
-    std::string all = make_snippet(tok, e.body, terms, &matched, scratch);
-    if (matched) snippet = std::move(all);
   }
-  if (!matched) {
-    std::string title = make_snippet(tok, e.title, terms, &matched, scratch);
-    if (matched || snippet.empty()) snippet = std::move(title);
+
+  void done(size_t thread, size_t k) override {
+    Hit& h = hits_[k];
+    if (h.snippet.empty()) h.snippet = whole(*tok_[thread], h.x.result(), scratch_[thread]);
+    h.x = Extractor(0, Extractor::Collect::kText);  // (its text is no longer needed)
   }
-  return snippet;
-}
+
+  std::string take(size_t k) { return std::move(hits_[k].snippet); }
+
+ private:
+  struct Hit {
+    Extractor x{kSnippetBodyCap, Extractor::Collect::kText};
+    // The snippet is tried once the main text has this much, then each time
+    // it has doubled.
+    size_t try_at = store::Snapshot::kFirstPiece / 2;
+    std::string snippet;
+  };
+
+  std::string whole(Tokenizer& tok, const Extracted& e, SnipScratch& scratch) const {
+    bool matched = false;
+    const std::string_view main_text = std::string_view(e.body).substr(0, e.main_size);
+    std::string snippet = make_snippet(tok, main_text.empty() ? e.body : main_text, terms_, &matched, scratch);
+    if (!matched && main_text.size() < e.body.size()) {
+      std::string all = make_snippet(tok, e.body, terms_, &matched, scratch);
+      if (matched) snippet = std::move(all);
+    }
+    if (!matched) {
+      std::string title = make_snippet(tok, e.title, terms_, &matched, scratch);
+      if (matched || snippet.empty()) snippet = std::move(title);
+    }
+    return snippet;
+  }
+
+  const std::vector<HighlightTerm>& terms_;
+  std::vector<Tokenizer*> tok_;
+  std::vector<SnipScratch> scratch_;
+  std::vector<Hit> hits_;
+};
 
 // ---------------------------------------------------------------------------
 // Ranking. The index knows, for each token, the rows that hold it (FTS5
@@ -1706,11 +1736,16 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     }
   }
   out.total = total;
-  if (snippets) {
-    SnipScratch scratch;
-    for (size_t k = 0; k < out.hits.size(); ++k) {
-      out.hits[k].snippet = snippet_of(*snap, items[k], tok, q.highlight, scratch);
-    }
+  if (snippets && !items.empty()) {
+    // Inflating and tokenizing the hits' text is most of a common word's
+    // query: a second thread, when there is a second core and enough hits.
+    const size_t threads = items.size() >= kSnippetsOnTwoThreadsFrom && std::thread::hardware_concurrency() > 1 ? 2 : 1;
+    std::vector<std::unique_ptr<Tokenizer>> more;
+    std::vector<Tokenizer*> tokenizers{&tok};
+    while (tokenizers.size() < threads) tokenizers.push_back(more.emplace_back(std::make_unique<Tokenizer>(lib)).get());
+    Snippets made(q.highlight, items.size(), std::move(tokenizers));
+    snap->read_items_until(items, threads, made);
+    for (size_t k = 0; k < out.hits.size(); ++k) out.hits[k].snippet = made.take(k);
   }
   return Status::success();
 }

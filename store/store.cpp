@@ -741,15 +741,31 @@ class StoreImpl final : public Store {
       *problem = "no such blob";
       return false;
     }
-    if (row.int64(2) != int64_t(Codec::kZlib)) {
-      auto bytes = decode(db, blob_from(row), problem);
-      if (bytes) sink(*bytes);
-      return bytes.has_value();
-    }
+    const auto codec = int(row.int64(2));
+    const std::string_view dictionary =
+        codec == int(Codec::kZlib) ? dictionary_of(db, row.is_null(3) ? 0 : row.int64(3)) : std::string_view();
     // Inflated straight from the row: no copy of the stored bytes.
+    return stream_blob_bytes(row.blob(0), uint64_t(row.int64(1)), codec, dictionary, first_piece, sink, problem);
+  }
+
+  // stream_blob() for a blob's columns already read (`dictionary`: its
+  // dictionary_of()). It uses no connection, so any thread may call it.
+  static bool stream_blob_bytes(std::string_view data, uint64_t raw_size, int codec, std::string_view dictionary,
+                                size_t first_piece, const PieceSink& sink, std::string* problem) {
+    if (codec == int(Codec::kRaw)) {
+      if (data.size() != raw_size) {
+        *problem = "raw blob has the wrong size";
+        return false;
+      }
+      sink(data);
+      return true;
+    }
+    if (codec != int(Codec::kZlib)) {
+      *problem = "unknown codec " + std::to_string(codec);
+      return false;
+    }
     std::string out;
-    const std::string_view dictionary = dictionary_of(db, row.is_null(3) ? 0 : row.int64(3));
-    if (!decompress_pieces(row.blob(0), dictionary, uint64_t(row.int64(1)), out, first_piece, false, sink)) {
+    if (!decompress_pieces(data, dictionary, raw_size, out, first_piece, false, sink)) {
       *problem = "zlib data is damaged";
       return false;
     }
@@ -875,6 +891,9 @@ class StoreImpl final : public Store {
     if (!s->step()) return std::nullopt;
     return item_from(*s);
   }
+
+  // Shares out the work of Snapshot::read_items_until.
+  HelperThread& preview_helper() { return preview_helper_; }
 
  private:
   fs::path db_path() const { return dir_ / "store.db"; }
@@ -1276,6 +1295,7 @@ class StoreImpl final : public Store {
   bool elide_blob_hashes_ = false;  // a one-chunk item's new blob is stored without its hash
   size_t page_size_ = 4096;  // of store.db
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
+  HelperThread preview_helper_;  // last: its thread ends before the rest goes
 };
 
 // ---- WriteBatch ----------------------------------------------------------
@@ -1822,12 +1842,88 @@ class SnapshotImpl final : public Snapshot {
     }
   }
 
-  void read_item_until(const ItemInfo& item, const std::function<bool(std::string_view)>& sink) override {
+  void read_items_until(const std::vector<ItemInfo>& items, size_t threads, PreviewSink& sink) override {
+    // One connection is for one thread at a time, so the first chunk's blob
+    // row of every item is read here, then inflated and handed to the sink
+    // on `threads` threads (inflating and what the sink does with the bytes
+    // are most of the time). What an item wants beyond its first chunk is
+    // read here afterwards.
+    struct Start {
+      BlobRow row;
+      std::string_view dictionary;
+      bool read = false;         // it has a first chunk, whose row is in `row`
+      bool later = false;        // not read (over the budget): all of it is read afterwards
+      bool wants_more = false;   // its sink took every piece of the first chunk
+      std::string problem;
+    };
+    std::vector<Start> starts(items.size());
+    // The rows are copies, at most this much of them (a hundred items of a
+    // chunk each would be 100 MB); the items after are read afterwards.
+    constexpr size_t kCopyBudget = 8u << 20;
+    size_t copied = 0;
+    {
+      auto s = lease_->cached(
+          "SELECT b.data, b.raw_size, b.codec, b.dict_id FROM chunks c LEFT JOIN blobs b ON b.id = c.blob "
+          "WHERE c.ino = ? ORDER BY c.seq LIMIT 1");
+      for (size_t k = 0; k < items.size(); ++k) {
+        if (copied >= kCopyBudget) {
+          starts[k].later = true;
+          continue;
+        }
+        s->bind(1, items[k].ino);
+        if (s->step()) {
+          Start& start = starts[k];
+          start.read = true;
+          if (s->is_null(0)) {
+            start.problem = "no such blob";
+          } else {
+            start.row = StoreImpl::blob_from(*s);
+            copied += start.row.data.size();
+            if (start.row.codec == int(Codec::kZlib)) start.dictionary = store_.dictionary_of(*lease_, start.row.dict_id);
+          }
+        }
+        s->reset();
+      }
+    }
+    std::atomic<size_t> next{0};
+    const std::function<void(size_t)> work = [&](size_t thread) {
+      for (size_t k = next++; k < items.size(); k = next++) {
+        Start& start = starts[k];
+        if (start.later) continue;
+        if (start.read && start.problem.empty()) {
+          start.wants_more = true;
+          auto piece = [&](std::string_view bytes) { return start.wants_more = sink.piece(thread, k, bytes); };
+          StoreImpl::stream_blob_bytes(start.row.data, start.row.raw_size, start.row.codec, start.dictionary,
+                                       kFirstPiece, piece, &start.problem);
+          start.row.data = std::string();
+        }
+        const bool finished = !start.wants_more || start.row.raw_size >= items[k].size;
+        if (start.problem.empty() && finished) sink.done(thread, k);
+      }
+    };
+    if (threads > 1 && items.size() > 1) {
+      store_.preview_helper().share(work);
+    } else {
+      work(0);
+    }
+    for (size_t k = 0; k < items.size(); ++k) {
+      const Start& start = starts[k];
+      if (!start.problem.empty()) throw StoreError(EIO, "item " + items[k].id + ": blob unreadable: " + start.problem);
+      if (!start.later && (!start.wants_more || start.row.raw_size >= items[k].size)) continue;
+      read_chunks(items[k], start.later ? 0 : 1, [&](std::string_view bytes) { return sink.piece(0, k, bytes); });
+      sink.done(0, k);
+    }
+  }
+
+ private:
+  // The item's chunks from the one at `skip` on, to `sink` until it returns
+  // false.
+  void read_chunks(const ItemInfo& item, int64_t skip, const std::function<bool(std::string_view)>& sink) {
     // Each chunk's blob row with it: one statement per item, not two.
     auto s = lease_->cached(
         "SELECT b.data, b.raw_size, b.codec, b.dict_id FROM chunks c LEFT JOIN blobs b ON b.id = c.blob "
-        "WHERE c.ino = ? ORDER BY c.seq");
-    s->bind(1, item.ino);
+        "WHERE c.ino = ? ORDER BY c.seq LIMIT -1 OFFSET ?");
+    s->bind(1, item.ino).bind(2, skip);
     while (s->step()) {
       std::string problem;
       bool more = true;
@@ -1839,7 +1935,6 @@ class SnapshotImpl final : public Snapshot {
     }
   }
 
- private:
   StoreImpl& store_;
   StoreImpl::Lease lease_;
 };

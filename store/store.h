@@ -207,13 +207,23 @@ class Snapshot {
   virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
   // Streams the item's bytes to `sink` in order (at most kChunkSize at a time).
   virtual void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) = 0;
-  // The same for a preview, which may not need all of it: the bytes come in
-  // pieces (kFirstPiece, then each piece twice the last) until `sink`
-  // returns false, and what comes after is never read. Blob checksums cover
-  // whole blobs and are not verified here: damage that inflating does not
-  // find shows as wrong bytes (read_item and fsck find it).
-  virtual void read_item_until(const ItemInfo& item, const std::function<bool(std::string_view)>& sink) = 0;
-  // A search snippet usually settles within the first KiB of an item.
+  // The start of several items, for previews (search snippets) that may not
+  // need all of each: item k's bytes go to sink.piece(thread, k, bytes) in
+  // pieces (kFirstPiece, then each piece twice the last) until it returns
+  // false, and what comes after is never read; then sink.done(thread, k),
+  // once for every item. Items are worked on by up to `threads` threads at
+  // once (this one is thread 0): one item's calls never overlap and come in
+  // order, and `thread` says which thread makes the call, so per-thread
+  // scratch space may be used in it. Blob checksums cover whole blobs and
+  // are not verified here: damage that inflating does not find shows as
+  // wrong bytes (read_item and fsck find it).
+  class PreviewSink {
+   public:
+    virtual ~PreviewSink() = default;
+    virtual bool piece(size_t thread, size_t item, std::string_view bytes) = 0;
+    virtual void done(size_t thread, size_t item) = 0;
+  };
+  virtual void read_items_until(const std::vector<ItemInfo>& items, size_t threads, PreviewSink& sink) = 0;
   static constexpr size_t kFirstPiece = 1024;
 };
 

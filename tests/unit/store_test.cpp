@@ -18,6 +18,7 @@
 #include "store/codec.h"
 #include "store/dictionary.h"
 #include "store/hash.h"
+#include "store/parallel.h"
 #include "store/store.h"
 #include "tests/unit/temp_dir.h"
 
@@ -229,6 +230,186 @@ TEST(StoreTest, LargeItemsAreChunkedAndRoundTrip) {
   too_big[0] = '0';
   EXPECT_EQ(put(*store, "huge", too_big).code, EFBIG);
   EXPECT_TRUE(store->fsck(false).clean());
+}
+
+// What read_items_until gives a sink: which bytes, from which thread, in
+// which order, and whether done() came once after an item's last piece.
+class RecordingPreview final : public Snapshot::PreviewSink {
+ public:
+  // stop_after: an item's sink says stop once it has this many bytes.
+  RecordingPreview(size_t items, size_t threads, size_t stop_after)
+      : threads_(threads), stop_after_(stop_after), items_(items) {}
+  bool piece(size_t thread, size_t k, std::string_view bytes) override {
+    Item& item = enter(thread, k);
+    EXPECT_FALSE(item.done) << "a piece after done(), item " << k;
+    item.bytes += bytes;
+    item.pieces += 1;
+    item.busy = false;
+    return item.bytes.size() < stop_after_;
+  }
+  void done(size_t thread, size_t k) override {
+    Item& item = enter(thread, k);
+    item.done_calls += 1;
+    item.done = true;
+    item.busy = false;
+  }
+  struct Item {
+    std::atomic<bool> busy{false};
+    std::string bytes;
+    size_t pieces = 0;
+    int done_calls = 0;
+    bool done = false;
+  };
+  const Item& item(size_t k) const { return items_[k]; }
+
+ private:
+  Item& enter(size_t thread, size_t k) {
+    EXPECT_LT(thread, threads_);
+    Item& item = items_[k];
+    EXPECT_FALSE(item.busy.exchange(true)) << "two calls at once for item " << k;
+    return item;
+  }
+  size_t threads_;
+  size_t stop_after_;
+  std::vector<Item> items_;
+};
+
+TEST(StoreTest, PreviewsOfManyItemsOnTwoThreadsGiveEachItsOwnBytesInOrder) {
+  TempDir dir;
+  Options options;
+  options.max_item_size = 8 << 20;
+  auto store = Store::open(dir.path(), options);
+  std::vector<std::string> ids, contents;
+  std::mt19937 rng(11);
+  // First, items whose first chunks come to more than the 8 MiB of stored
+  // bytes read ahead: the items after them are read afterwards.
+  for (int i = 0; i < 12; ++i) {
+    std::string noise = "\"";
+    while (noise.size() < kChunkSize + 1000) noise += char('a' + rng() % 26), noise += char('0' + rng() % 10);
+    ids.push_back("noise" + std::to_string(i));
+    contents.push_back(noise + "\"");
+  }
+  for (int i = 0; i < 60; ++i) {
+    std::string text = "{\"n\":" + std::to_string(i) + ",\"content\":\"";
+    const int words = i % 3 == 0 ? 2000 : 40;  // some items of several pieces
+    for (int w = 0; w < words; ++w) text += "word" + std::to_string(rng() % 1000) + " ";
+    ids.push_back("item" + std::to_string(i));
+    contents.push_back(text + "\"}");
+  }
+  ids.push_back("tiny");  // under 16 bytes: stored raw
+  contents.push_back("[1]");
+  std::string big = "[";
+  while (big.size() < 2 * kChunkSize + 4321) big += std::to_string(rng()) + ",";
+  ids.push_back("big");  // three chunks
+  contents.push_back(big + "0]");
+  for (size_t k = 0; k < ids.size(); ++k) ASSERT_TRUE(put(*store, ids[k], contents[k]).ok()) << ids[k];
+  std::vector<ItemInfo> items;
+  for (const auto& id : ids) items.push_back(*store->item(id));
+
+  for (size_t threads : {1, 2}) {
+    for (size_t stop_after : {size_t(1), size_t(3000), kChunkSize + 10, size_t(SIZE_MAX)}) {
+      SCOPED_TRACE("threads " + std::to_string(threads) + ", stop after " + std::to_string(stop_after));
+      RecordingPreview sink(items.size(), threads, stop_after);
+      store->snapshot()->read_items_until(items, threads, sink);
+      for (size_t k = 0; k < items.size(); ++k) {
+        const auto& got = sink.item(k);
+        EXPECT_EQ(got.done_calls, 1) << ids[k];
+        // A prefix of the item, as long as the sink wanted and no more
+        // than one piece (at most twice the one before) beyond.
+        ASSERT_EQ(got.bytes, contents[k].substr(0, got.bytes.size())) << ids[k];
+        if (stop_after >= contents[k].size()) {
+          EXPECT_EQ(got.bytes.size(), contents[k].size()) << ids[k];
+        } else {
+          EXPECT_GE(got.bytes.size(), std::min(stop_after, contents[k].size())) << ids[k];
+          EXPECT_LT(got.bytes.size(), std::max<size_t>(3 * stop_after, Snapshot::kFirstPiece + 1)) << ids[k];
+        }
+      }
+    }
+  }
+  // The same items from several threads at once: the helper serves one
+  // caller at a time, the others do their work alone.
+  std::vector<std::thread> callers;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      for (int round = 0; round < 2; ++round) {
+        RecordingPreview sink(items.size(), 2, SIZE_MAX);
+        store->snapshot()->read_items_until(items, 2, sink);
+        for (size_t k = 0; k < items.size(); ++k) {
+          if (sink.item(k).bytes != contents[k] || sink.item(k).done_calls != 1) ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST(HelperThreadTest, SharesWorkAndPassesOnWhatEitherSideThrew) {
+  HelperThread helper;
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<size_t> next{0};
+    std::vector<std::atomic<int>> seen(64);
+    std::atomic<int> bad_thread{0};
+    helper.share([&](size_t thread) {
+      if (thread > 1) ++bad_thread;
+      for (size_t k = next++; k < seen.size(); k = next++) ++seen[k];
+    });
+    EXPECT_EQ(bad_thread.load(), 0);
+    for (auto& s : seen) ASSERT_EQ(s.load(), 1) << "round " << round;
+  }
+  // Thread 1 may not get to run (the caller finished first): then it is
+  // not waited for, and nothing it would have thrown comes back.
+  for (size_t thrower : {0, 1}) {
+    bool ran_on_thrower = false;
+    try {
+      helper.share([&](size_t thread) {
+        if (thread != thrower) {
+          if (thrower == 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the helper start
+          return;
+        }
+        ran_on_thrower = true;
+        throw StoreError(EIO, "from thread " + std::to_string(thread));
+      });
+      EXPECT_FALSE(ran_on_thrower) << thrower;
+    } catch (const StoreError& e) {
+      EXPECT_TRUE(ran_on_thrower);
+      EXPECT_EQ(std::string(e.what()), "from thread " + std::to_string(thrower));
+    }
+  }
+  // Still serves after a failure.
+  std::atomic<int> calls{0};
+  helper.share([&](size_t) { ++calls; });
+  EXPECT_GE(calls.load(), 1);
+}
+
+TEST(StoreTest, APreviewOfADamagedItemFailsNamingIt) {
+  TempDir dir;
+  auto db = dir.path() / "store.db";
+  std::vector<ItemInfo> items;
+  {
+    auto store = Store::open(dir.path());
+    for (int i = 0; i < 30; ++i) {
+      std::string text = "{\"n\":" + std::to_string(i) + ",\"content\":\"";
+      for (int w = 0; w < 50; ++w) text += "alpha beta gamma " + std::to_string(w * i) + " ";
+      ASSERT_TRUE(put(*store, "item" + std::to_string(i), text + "\"}").ok());
+    }
+  }
+  exec(db, "UPDATE blobs SET data=zeroblob(length(data)) WHERE id=(SELECT blob FROM chunks JOIN items USING(ino) "
+           "WHERE items.id='item17')");
+  auto store = Store::open(dir.path());
+  for (int i = 0; i < 30; ++i) items.push_back(*store->item("item" + std::to_string(i)));
+  for (size_t threads : {1, 2}) {
+    RecordingPreview sink(items.size(), threads, SIZE_MAX);
+    try {
+      store->snapshot()->read_items_until(items, threads, sink);
+      ADD_FAILURE() << "no error for a damaged item";
+    } catch (const StoreError& e) {
+      EXPECT_EQ(e.code(), EIO);
+      EXPECT_NE(std::string(e.what()).find("item item17"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(sink.item(17).done_calls, 0);
+  }
 }
 
 TEST(StoreTest, StaleReaderAfterOverwrite) {
