@@ -41,7 +41,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -49,6 +48,7 @@
 #include "search/query.h"
 #include "search/search.h"
 #include "search/tokenize.h"
+#include "store/parallel.h"
 #include "store/utf8.h"
 
 namespace itemfs::search {
@@ -155,7 +155,8 @@ void collect_row(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 // itself: itemfs_rows(search_fts, sink), called on the query's first row,
 // walks the phrase's rows with xQueryPhrase. That is half the time of
 // itemfs_collect's walk, which goes through SQLite's loop for every row.
-// With more than one phrase it leaves the sink alone and sets its flag.
+// With more than one phrase (which rows_matching does not give it) it
+// leaves the sink alone and sets its flag.
 struct PhraseRows {
   RowSink* sink = nullptr;
   bool not_one_phrase = false;
@@ -210,9 +211,9 @@ class Stmt {
     if (!prepare(sql)) fail(db, "cannot prepare " + std::string(sql.substr(0, 60)));
   }
   // For SQL that calls itemfs_collect or itemfs_rows, which are registered
-  // on a connection at their first use there: registering one again would
-  // expire every statement the connection has prepared (the store caches
-  // some).
+  // on a connection at their first use there: registering itemfs_collect
+  // again would expire every statement the connection has prepared (the
+  // store caches some), and itemfs_rows would be listed twice.
   struct Collecting {};
   Stmt(sqlite3* db, std::string_view sql, Collecting) : db_(db) {
     for (int attempt = 0; attempt < 3; ++attempt) {
@@ -849,10 +850,27 @@ constexpr double kK1 = 1.2, kB = 0.75;
 constexpr double kTitleWeight = 10, kBodyWeight = 1;
 
 // The rows that match FTS5 expression expr, in rowid order.
+// Whether an FTS5 expression made here is one phrase: every phrase is
+// quoted (fts_phrase), and AND, OR and NOT join two or more.
+bool is_one_phrase(std::string_view expr) {
+  size_t phrases = 0;
+  bool quoted = false;
+  for (size_t k = 0; k < expr.size(); ++k) {
+    if (expr[k] != '"') continue;
+    if (quoted && k + 1 < expr.size() && expr[k + 1] == '"') {
+      ++k;  // a quote in the phrase, doubled
+    } else {
+      quoted = !quoted;
+      phrases += quoted ? 1 : 0;
+    }
+  }
+  return phrases == 1;
+}
+
 std::vector<int64_t> rows_matching(sqlite3* db, const std::string& expr) {
   RowSink sink;
-  PhraseRows phrase{&sink};
-  {
+  PhraseRows phrase{&sink, !is_one_phrase(expr)};
+  if (!phrase.not_one_phrase) {
     Stmt s(db, "SELECT itemfs_rows(search_fts, ?2) FROM search_fts WHERE search_fts MATCH ?1 LIMIT 1", Stmt::Collecting{});
     s.bind(1, expr);
     s.bind_pointer(2, &phrase, kPhraseRowsType);
@@ -1739,7 +1757,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   if (snippets && !items.empty()) {
     // Inflating and tokenizing the hits' text is most of a common word's
     // query: a second thread, when there is a second core and enough hits.
-    const size_t threads = items.size() >= kSnippetsOnTwoThreadsFrom && std::thread::hardware_concurrency() > 1 ? 2 : 1;
+    const size_t threads = items.size() >= kSnippetsOnTwoThreadsFrom && store::usable_cpus() > 1 ? 2 : 1;
     std::vector<std::unique_ptr<Tokenizer>> more;
     std::vector<Tokenizer*> tokenizers{&tok};
     while (tokenizers.size() < threads) tokenizers.push_back(more.emplace_back(std::make_unique<Tokenizer>(lib)).get());

@@ -11,6 +11,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,15 @@ inline void run_on_threads(size_t threads, const std::function<void(size_t)>& wo
 
 namespace itemfs::store {
 
+// The CPUs this process may run on (its affinity mask, which taskset and
+// cpusets set; hardware_concurrency() counts the machine's).
+inline size_t usable_cpus() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 1;
+  return size_t(CPU_COUNT(&allowed));
+}
+
 // One thread kept to help a caller with work the caller shares out itself
 // (items taken from an atomic counter, say), so a short job does not pay
 // for a new thread and its cold caches: a thread made for each search was
@@ -67,14 +77,23 @@ class HelperThread {
   HelperThread& operator=(const HelperThread&) = delete;
 
   // Runs work(0) here and, if the helper is free, work(1) on it at the same
-  // time; returns when both have finished, then rethrows the first exception
-  // either threw.
+  // time; returns when both have finished, then rethrows the exception this
+  // thread's part threw, else the helper's. The helper's part may not run at
+  // all (it is busy, or had not started when work(0) returned, which then
+  // must have done all the work).
   void share(const std::function<void(size_t)>& work) {
     bool helped = false;
     {
       std::unique_lock lock(mutex_);
       if (!job_ && !stopping_) {
-        if (!thread_.joinable()) thread_ = std::thread([this] { serve(); });
+        if (!thread_.joinable()) {
+          try {
+            thread_ = std::thread([this] { serve(); });
+          } catch (const std::system_error&) {  // no thread to be had: work alone
+          }
+        }
+      }
+      if (!job_ && !stopping_ && thread_.joinable()) {
         job_ = &work;
         failed_ = nullptr;
         finished_ = false;

@@ -1843,30 +1843,30 @@ class SnapshotImpl final : public Snapshot {
   }
 
   void read_items_until(const std::vector<ItemInfo>& items, size_t threads, PreviewSink& sink) override {
-    // One connection is for one thread at a time, so the first chunk's blob
-    // row of every item is read here, then inflated and handed to the sink
+    // One connection is for one thread at a time, so the blob row of every
+    // item of one chunk is read here, then inflated and handed to the sink
     // on `threads` threads (inflating and what the sink does with the bytes
-    // are most of the time). What an item wants beyond its first chunk is
-    // read here afterwards.
+    // are most of the time). Items of several chunks are read here
+    // afterwards, one at a time: a sink may hold much of an item's text
+    // until its end.
     struct Start {
       BlobRow row;
       std::string_view dictionary;
-      bool read = false;         // it has a first chunk, whose row is in `row`
-      bool later = false;        // not read (over the budget): all of it is read afterwards
-      bool wants_more = false;   // its sink took every piece of the first chunk
+      bool read = false;   // its row is in `row` (an item of no chunks has none)
+      bool later = false;  // it is read afterwards
       std::string problem;
     };
     std::vector<Start> starts(items.size());
-    // The rows are copies, at most this much of them (a hundred items of a
-    // chunk each would be 100 MB); the items after are read afterwards.
-    constexpr size_t kCopyBudget = 8u << 20;
+    // The rows are copies, kPreviewReadAhead of them at most (a hundred
+    // items of a chunk each would be 100 MB); the items after are read
+    // afterwards.
     size_t copied = 0;
     {
       auto s = lease_->cached(
           "SELECT b.data, b.raw_size, b.codec, b.dict_id FROM chunks c LEFT JOIN blobs b ON b.id = c.blob "
-          "WHERE c.ino = ? ORDER BY c.seq LIMIT 1");
+          "WHERE c.ino = ? ORDER BY c.seq LIMIT 2");
       for (size_t k = 0; k < items.size(); ++k) {
-        if (copied >= kCopyBudget) {
+        if (copied >= kPreviewReadAhead || items[k].size > kChunkSize) {
           starts[k].later = true;
           continue;
         }
@@ -1881,6 +1881,7 @@ class SnapshotImpl final : public Snapshot {
             copied += start.row.data.size();
             if (start.row.codec == int(Codec::kZlib)) start.dictionary = store_.dictionary_of(*lease_, start.row.dict_id);
           }
+          if (s->step()) start = Start{.later = true};  // several chunks after all
         }
         s->reset();
       }
@@ -1890,15 +1891,13 @@ class SnapshotImpl final : public Snapshot {
       for (size_t k = next++; k < items.size(); k = next++) {
         Start& start = starts[k];
         if (start.later) continue;
-        if (start.read && start.problem.empty()) {
-          start.wants_more = true;
-          auto piece = [&](std::string_view bytes) { return start.wants_more = sink.piece(thread, k, bytes); };
+        if (start.read) {
+          auto piece = [&](std::string_view bytes) { return sink.piece(thread, k, bytes); };
           StoreImpl::stream_blob_bytes(start.row.data, start.row.raw_size, start.row.codec, start.dictionary,
                                        kFirstPiece, piece, &start.problem);
           start.row.data = std::string();
         }
-        const bool finished = !start.wants_more || start.row.raw_size >= items[k].size;
-        if (start.problem.empty() && finished) sink.done(thread, k);
+        if (start.problem.empty()) sink.done(thread, k);
       }
     };
     if (threads > 1 && items.size() > 1) {
@@ -1909,21 +1908,20 @@ class SnapshotImpl final : public Snapshot {
     for (size_t k = 0; k < items.size(); ++k) {
       const Start& start = starts[k];
       if (!start.problem.empty()) throw StoreError(EIO, "item " + items[k].id + ": blob unreadable: " + start.problem);
-      if (!start.later && (!start.wants_more || start.row.raw_size >= items[k].size)) continue;
-      read_chunks(items[k], start.later ? 0 : 1, [&](std::string_view bytes) { return sink.piece(0, k, bytes); });
+      if (!start.later) continue;
+      read_chunks(items[k], [&](std::string_view bytes) { return sink.piece(0, k, bytes); });
       sink.done(0, k);
     }
   }
 
  private:
-  // The item's chunks from the one at `skip` on, to `sink` until it returns
-  // false.
-  void read_chunks(const ItemInfo& item, int64_t skip, const std::function<bool(std::string_view)>& sink) {
+  // The item's chunks, to `sink` until it returns false.
+  void read_chunks(const ItemInfo& item, const std::function<bool(std::string_view)>& sink) {
     // Each chunk's blob row with it: one statement per item, not two.
     auto s = lease_->cached(
         "SELECT b.data, b.raw_size, b.codec, b.dict_id FROM chunks c LEFT JOIN blobs b ON b.id = c.blob "
-        "WHERE c.ino = ? ORDER BY c.seq LIMIT -1 OFFSET ?");
-    s->bind(1, item.ino).bind(2, skip);
+        "WHERE c.ino = ? ORDER BY c.seq");
+    s->bind(1, item.ino);
     while (s->step()) {
       std::string problem;
       bool more = true;

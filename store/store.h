@@ -211,7 +211,8 @@ class Snapshot {
   // need all of each: item k's bytes go to sink.piece(thread, k, bytes) in
   // pieces (kFirstPiece, then each piece twice the last) until it returns
   // false, and what comes after is never read; then sink.done(thread, k),
-  // once for every item. Items are worked on by up to `threads` threads at
+  // once for every item (unless an error ends the call: an unreadable item
+  // is a StoreError naming it). Items are worked on by up to `threads` threads at
   // once (this one is thread 0): one item's calls never overlap and come in
   // order, and `thread` says which thread makes the call, so per-thread
   // scratch space may be used in it. Blob checksums cover whole blobs and
@@ -224,6 +225,9 @@ class Snapshot {
     virtual void done(size_t thread, size_t item) = 0;
   };
   virtual void read_items_until(const std::vector<ItemInfo>& items, size_t threads, PreviewSink& sink) = 0;
+  // Stored bytes of items' first chunks read ahead by read_items_until: the
+  // items after are read on the calling thread.
+  static constexpr size_t kPreviewReadAhead = 8u << 20;
   static constexpr size_t kFirstPiece = 1024;
 };
 

@@ -398,6 +398,36 @@ TEST_F(SearchIndex, SnippetsOfLongItemsAreTheSameAsFromTheirWholeText) {
   }
 }
 
+// From 16 hits on, snippets are made on two threads (with two CPUs): the
+// same snippets as the one thread makes for a query of fewer hits.
+TEST_F(SearchIndex, SnippetsOfManyHitsAreTheSameOnTwoThreads) {
+  auto words = [](const std::string& stem, int from, int to) {
+    std::string s;
+    for (int k = from; k < to; ++k) s += stem + std::to_string(k) + " ";
+    return s;
+  };
+  // Title hits rank first: long items, read in several pieces, one of them
+  // in several chunks, and short ones.
+  for (int k = 0; k < 10; ++k) {
+    const int after = k == 9 ? 150000 : 2000;
+    put(numbered("long", k),
+        {{"title", "needle report"}, {"content", words("w", 0, 400 * k) + "needle " + words("m", 0, after)}});
+  }
+  for (int k = 0; k < 30; ++k) {
+    put(numbered("short", k), {{"title", "x"}, {"content", "some text " + std::to_string(k) + " with the needle in it"}});
+  }
+  auto all = search("needle");
+  auto top = search("needle limit:15");
+  ASSERT_EQ(all.hits.size(), 40u);
+  ASSERT_EQ(top.hits.size(), 15u);
+  for (size_t k = 0; k < top.hits.size(); ++k) {
+    EXPECT_EQ(all.hits[k].id, top.hits[k].id) << k;
+    EXPECT_EQ(all.hits[k].snippet, top.hits[k].snippet) << all.hits[k].id;
+    EXPECT_NE(all.hits[k].snippet.find("[needle]"), std::string::npos) << all.hits[k].id;
+  }
+  for (const auto& h : all.hits) EXPECT_NE(h.snippet.find("[needle]"), std::string::npos) << h.id;
+}
+
 TEST_F(SearchIndex, WritesShowUpAtOnce) {
   load_corpus();
   EXPECT_TRUE(ids("kangaroo").empty());

@@ -281,11 +281,12 @@ TEST(StoreTest, PreviewsOfManyItemsOnTwoThreadsGiveEachItsOwnBytesInOrder) {
   auto store = Store::open(dir.path(), options);
   std::vector<std::string> ids, contents;
   std::mt19937 rng(11);
-  // First, items whose first chunks come to more than the 8 MiB of stored
-  // bytes read ahead: the items after them are read afterwards.
-  for (int i = 0; i < 12; ++i) {
+  // First, items of one chunk that come to more than the stored bytes read
+  // ahead: the items after them are read afterwards.
+  const std::string letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int i = 0; i < 14; ++i) {
     std::string noise = "\"";
-    while (noise.size() < kChunkSize + 1000) noise += char('a' + rng() % 26), noise += char('0' + rng() % 10);
+    while (noise.size() < kChunkSize - 100) noise += letters[rng() % 64];
     ids.push_back("noise" + std::to_string(i));
     contents.push_back(noise + "\"");
   }
@@ -305,6 +306,10 @@ TEST(StoreTest, PreviewsOfManyItemsOnTwoThreadsGiveEachItsOwnBytesInOrder) {
   for (size_t k = 0; k < ids.size(); ++k) ASSERT_TRUE(put(*store, ids[k], contents[k]).ok()) << ids[k];
   std::vector<ItemInfo> items;
   for (const auto& id : ids) items.push_back(*store->item(id));
+  EXPECT_GT(scalar(dir.path() / "store.db",
+                   "SELECT sum(stored_size) FROM blobs WHERE id IN (SELECT blob FROM chunks JOIN items USING(ino) "
+                   "WHERE items.id LIKE 'noise%')"),
+            int64_t(Snapshot::kPreviewReadAhead));
 
   for (size_t threads : {1, 2}) {
     for (size_t stop_after : {size_t(1), size_t(3000), kChunkSize + 10, size_t(SIZE_MAX)}) {
