@@ -849,7 +849,6 @@ class Snippets final : public store::Snapshot::PreviewSink {
 constexpr double kK1 = 1.2, kB = 0.75;
 constexpr double kTitleWeight = 10, kBodyWeight = 1;
 
-// The rows that match FTS5 expression expr, in rowid order.
 // Whether an FTS5 expression made here is one phrase: every phrase is
 // quoted (fts_phrase), and AND, OR and NOT join two or more.
 bool is_one_phrase(std::string_view expr) {
@@ -867,16 +866,18 @@ bool is_one_phrase(std::string_view expr) {
   return phrases == 1;
 }
 
+// The rows that match FTS5 expression expr, in rowid order.
 std::vector<int64_t> rows_matching(sqlite3* db, const std::string& expr) {
   RowSink sink;
-  PhraseRows phrase{&sink, !is_one_phrase(expr)};
-  if (!phrase.not_one_phrase) {
+  PhraseRows phrase{&sink};
+  const bool one_phrase = is_one_phrase(expr);
+  if (one_phrase) {
     Stmt s(db, "SELECT itemfs_rows(search_fts, ?2) FROM search_fts WHERE search_fts MATCH ?1 LIMIT 1", Stmt::Collecting{});
     s.bind(1, expr);
     s.bind_pointer(2, &phrase, kPhraseRowsType);
     s.step();
   }
-  if (phrase.not_one_phrase) {
+  if (!one_phrase || phrase.not_one_phrase) {
     Stmt s(db, "SELECT count(itemfs_collect(?2, rowid)) FROM search_fts WHERE search_fts MATCH ?1", Stmt::Collecting{});
     s.bind(1, expr).bind_sink(2, sink);
     s.step();
@@ -1204,9 +1205,37 @@ struct Index::Impl {
     return std::move(x.result());
   }
 
-  // Tokenizers for prepare_put(), one per thread that prepares at a time.
+  // Tokenizers kept for prepare_put() and queries (making one per use
+  // showed in a query's time), one per thread that uses one at a time.
   std::mutex tok_pool_mu;
   std::vector<std::unique_ptr<Tokenizer>> tok_pool;
+  struct PooledTokenizer {
+    Impl& impl;
+    std::unique_ptr<Tokenizer> tok;
+    PooledTokenizer(Impl& i, std::unique_ptr<Tokenizer> t) : impl(i), tok(std::move(t)) {}
+    PooledTokenizer(PooledTokenizer&&) = default;
+    ~PooledTokenizer() {
+      if (!tok) return;
+      std::lock_guard lock(impl.tok_pool_mu);
+      try {
+        impl.tok_pool.push_back(std::move(tok));
+      } catch (const std::bad_alloc&) {  // not kept: it is made again when needed
+      }
+    }
+    Tokenizer& operator*() { return *tok; }
+  };
+  // A tokenizer from the pool, back to it when the holder goes.
+  PooledTokenizer pooled_tokenizer() {
+    {
+      std::lock_guard lock(tok_pool_mu);
+      if (!tok_pool.empty()) {
+        PooledTokenizer held(*this, std::move(tok_pool.back()));
+        tok_pool.pop_back();
+        return held;
+      }
+    }
+    return PooledTokenizer(*this, std::make_unique<Tokenizer>(lib));
+  }
 
   // The row that was inserted for generation `gen` (item `ino`, hash `sha`),
   // if it can be rebuilt.
@@ -1581,19 +1610,8 @@ struct PreparedRow final : store::PreparedPut {
 std::unique_ptr<store::PreparedPut> Index::prepare_put(std::string_view content) {
   auto prepared = std::make_unique<PreparedRow>();
   prepared->x = Impl::extract_bytes(content);
-  std::unique_ptr<Tokenizer> tok;
-  {
-    std::lock_guard lock(impl_->tok_pool_mu);
-    if (!impl_->tok_pool.empty()) {
-      tok = std::move(impl_->tok_pool.back());
-      impl_->tok_pool.pop_back();
-    }
-  }
-  if (!tok) tok = std::make_unique<Tokenizer>(impl_->lib);
-  prepared->row = make_row(prepared->x, *tok);
+  prepared->row = make_row(prepared->x, *impl_->pooled_tokenizer());
   prepared->x.body = std::string();  // insert() needs the facets, not the text
-  std::lock_guard lock(impl_->tok_pool_mu);
-  impl_->tok_pool.push_back(std::move(tok));
   return prepared;
 }
 
@@ -1636,7 +1654,8 @@ void Index::reindex() {
 Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   out = Results{};
   out.query = std::string(text);
-  Tokenizer tok(lib);
+  auto pooled = pooled_tokenizer();
+  Tokenizer& tok = *pooled;
   Query q;
   if (Status st = parse_query(text, tok, q); !st.ok()) return st;
   auto snap = store.snapshot();
@@ -1758,9 +1777,9 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     // Inflating and tokenizing the hits' text is most of a common word's
     // query: a second thread, when there is a second core and enough hits.
     const size_t threads = items.size() >= kSnippetsOnTwoThreadsFrom && store::usable_cpus() > 1 ? 2 : 1;
-    std::vector<std::unique_ptr<Tokenizer>> more;
+    std::vector<PooledTokenizer> more;
     std::vector<Tokenizer*> tokenizers{&tok};
-    while (tokenizers.size() < threads) tokenizers.push_back(more.emplace_back(std::make_unique<Tokenizer>(lib)).get());
+    while (tokenizers.size() < threads) tokenizers.push_back(&*more.emplace_back(pooled_tokenizer()));
     Snippets made(q.highlight, items.size(), std::move(tokenizers));
     snap->read_items_until(items, threads, made);
     for (size_t k = 0; k < out.hits.size(); ++k) out.hits[k].snippet = made.take(k);

@@ -85,19 +85,17 @@ class HelperThread {
     bool helped = false;
     {
       std::unique_lock lock(mutex_);
-      if (!job_ && !stopping_) {
-        if (!thread_.joinable()) {
-          try {
-            thread_ = std::thread([this] { serve(); });
-          } catch (const std::system_error&) {  // no thread to be had: work alone
-          }
+      if (!job_ && !stopping_ && !thread_.joinable()) {
+        try {
+          thread_ = std::thread([this] { serve(); });
+        } catch (const std::system_error&) {  // no thread to be had: work alone
         }
       }
-      if (!job_ && !stopping_ && thread_.joinable()) {
+      helped = !job_ && !stopping_ && thread_.joinable();
+      if (helped) {
         job_ = &work;
         failed_ = nullptr;
         finished_ = false;
-        helped = true;
       }
     }
     if (helped) {

@@ -752,17 +752,13 @@ class StoreImpl final : public Store {
   // dictionary_of()). It uses no connection, so any thread may call it.
   static bool stream_blob_bytes(std::string_view data, uint64_t raw_size, int codec, std::string_view dictionary,
                                 size_t first_piece, const PieceSink& sink, std::string* problem) {
+    if (std::string wrong = codec_problem(codec, data.size(), raw_size); !wrong.empty()) {
+      *problem = std::move(wrong);
+      return false;
+    }
     if (codec == int(Codec::kRaw)) {
-      if (data.size() != raw_size) {
-        *problem = "raw blob has the wrong size";
-        return false;
-      }
       sink(data);
       return true;
-    }
-    if (codec != int(Codec::kZlib)) {
-      *problem = "unknown codec " + std::to_string(codec);
-      return false;
     }
     std::string out;
     if (!decompress_pieces(data, dictionary, raw_size, out, first_piece, false, sink)) {
@@ -791,18 +787,20 @@ class StoreImpl final : public Store {
     return blob_from(*s);
   }
 
+  // What is wrong with a blob's codec and sizes, before its bytes are read:
+  // "" when nothing.
+  static std::string codec_problem(int codec, size_t stored_size, uint64_t raw_size) {
+    if (codec == int(Codec::kRaw)) return stored_size == raw_size ? "" : "raw blob has the wrong size";
+    if (codec != int(Codec::kZlib)) return "unknown codec " + std::to_string(codec);
+    return "";
+  }
+
   std::optional<std::string> decode(Db& db, const BlobRow& row, std::string* problem) {
-    if (row.codec == int(Codec::kRaw)) {
-      if (row.data.size() != row.raw_size) {
-        if (problem) *problem = "raw blob has the wrong size";
-        return std::nullopt;
-      }
-      return row.data;
-    }
-    if (row.codec != int(Codec::kZlib)) {
-      if (problem) *problem = "unknown codec " + std::to_string(row.codec);
+    if (std::string wrong = codec_problem(row.codec, row.data.size(), row.raw_size); !wrong.empty()) {
+      if (problem) *problem = std::move(wrong);
       return std::nullopt;
     }
+    if (row.codec == int(Codec::kRaw)) return row.data;
     std::string out;
     if (!decompress(row.data, dictionary_of(db, row.dict_id), row.raw_size, out)) {
       if (problem) *problem = "zlib data is damaged";
