@@ -20,6 +20,8 @@ struct MountConfig {
   int64_t backup_every_seconds = 0;
   int backup_keep_last = 0;
   int backup_chain_max = 7;
+  std::filesystem::path log_file;          // empty: STORE/log
+  uint64_t log_max_bytes = 4u << 20;      // then moved to <log_file>.1
 };
 
 // Mounts and serves until unmounted or signalled. Returns a process exit code.
