@@ -338,3 +338,12 @@ TEST(SearchQuery, PercentTwoFIsASlash) {
   EXPECT_EQ(other.match(), other_plain.match());
   EXPECT_NE(other.match().find("41b"), std::string::npos) << other.match();
 }
+
+// Positions count the characters as typed, %2F as three.
+TEST(SearchQuery, ErrorPositionsCountTheTypedText) {
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  Query q;
+  auto st = parse_query("url:a%2Fb pa*nel", tok, q);
+  EXPECT_EQ(st.message, "'*' at character 13 is only allowed at the end of a word (prefix*)");
+}
