@@ -1881,7 +1881,24 @@ class Filesystem : public Tree {
   }
 
   // ---- the rest of the tree: search/ and backups/ (fs/tree.h) -----------
+  // A ctl command is one line of at most kMaxControlBytes. A write that
+  // would carry the text not yet run past that fails whole, and so does
+  // every later write and close of that open file, so that nothing of it
+  // runs: the kernel cuts a long write into requests (128 KiB each), the
+  // first of which already passes the cap, so the caller's write() fails
+  // instead of a part of it being taken, and a command cut short by a
+  // refused request can never run.
+  static constexpr size_t kMaxControlBytes = 4096;
+
   int control_write(std::string_view data, Handle& h) {
+    if (h.command_refused) return EINVAL;
+    if (h.pending_command.size() + data.size() > kMaxControlBytes) {
+      h.command_refused = true;
+      h.pending_command.clear();
+      log_.add("backup: refused a write to backups/ctl: a command is one line of at most " +
+               std::to_string(kMaxControlBytes) + " bytes (EINVAL); nothing of this open file is run");
+      return EINVAL;
+    }
     h.pending_command.append(data);
     int err = 0;
     for (auto nl = h.pending_command.find('\n'); nl != std::string::npos; nl = h.pending_command.find('\n')) {
@@ -1894,6 +1911,7 @@ class Filesystem : public Tree {
   }
 
   int control_flush(Handle& h) {
+    if (h.command_refused) return EINVAL;
     if (h.pending_command.empty()) return 0;
     std::string line;
     line.swap(h.pending_command);
