@@ -93,6 +93,9 @@ constexpr auto kWatchPeriod = std::chrono::seconds(1);
 // the free pages back to the system (see give_back_memory).
 constexpr size_t kTrimStep = size_t(8) << 20;
 
+// The longest name of a file or directory, as statfs says (NAME_MAX).
+constexpr size_t kNameMax = 255;
+
 bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
 
 enum class Kind : uint8_t { kItem, kScratch, kShard };
@@ -642,6 +645,7 @@ class Filesystem : public Tree {
       if (err) return (void)fuse_reply_err(req, err);
       return (void)fuse_reply_entry(req, &e);
     }
+    if (name.size() > kNameMax) return (void)fuse_reply_err(req, ENAMETOOLONG);
     Resolved r = classify(*dir, name);
     struct stat st {};
     fuse_ino_t ino = 0;
@@ -1315,6 +1319,11 @@ class Filesystem : public Tree {
       log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name + ": " + r.why);
       return (void)fuse_reply_err(req, r.error);
     }
+    if (name.size() > kNameMax) {
+      log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name + ": a name is at most " +
+               std::to_string(kNameMax) + " bytes");
+      return (void)fuse_reply_err(req, ENAMETOOLONG);
+    }
     const fuse_ctx* ctx = fuse_req_ctx(req);
     struct stat st;
     std::lock_guard ns(namespace_mutex_);
@@ -1422,7 +1431,9 @@ class Filesystem : public Tree {
   }
 
   // Only used when create is not: items come into being by open(O_CREAT).
-  void mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EPERM); }
+  void mknod(fuse_req_t req, fuse_ino_t, const char* name, mode_t, dev_t) {
+    fuse_reply_err(req, std::strlen(name) > kNameMax ? ENAMETOOLONG : EPERM);
+  }
 
   void unlink(fuse_req_t req, fuse_ino_t parent, const char* raw_name) {
     ++counters_.unlinks;
@@ -1483,6 +1494,7 @@ class Filesystem : public Tree {
 
   void mkdir(fuse_req_t req, fuse_ino_t parent, const char* raw_name, mode_t mode) {
     std::string name(raw_name);
+    if (name.size() > kNameMax) return (void)fuse_reply_err(req, ENAMETOOLONG);
     if (parent != kItemsIno)
       return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
     if (classify("", name).what != Resolved::kShard) {
@@ -1535,6 +1547,12 @@ class Filesystem : public Tree {
       log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname + ": " + to.why);
       return to.error;
     }
+    if (newname.size() > kNameMax) {
+      log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname + ": a name is at most " +
+               std::to_string(kNameMax) + " bytes");
+      return ENAMETOOLONG;
+    }
+    if (name.size() > kNameMax) return ENAMETOOLONG;
     if (from.what == Resolved::kBadItemName) return ENOENT;
     std::lock_guard ns(namespace_mutex_);
     struct stat st;
@@ -2023,8 +2041,12 @@ const fuse_lowlevel_ops kOps = [] {
   ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, [&] { self(req)->rmdir(req, parent, name); });
   };
-  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
-  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
+  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char* name) {
+    fuse_reply_err(req, std::strlen(name) > kNameMax ? ENAMETOOLONG : EPERM);
+  };
+  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char* name) {
+    fuse_reply_err(req, std::strlen(name) > kNameMax ? ENAMETOOLONG : EPERM);
+  };
   ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
                   unsigned int flags) {
     guarded(req, [&] { self(req)->rename(req, parent, name, newparent, newname, flags); });
