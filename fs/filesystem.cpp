@@ -395,17 +395,27 @@ class Filesystem : public Tree {
     }
     Node copy;
     std::shared_ptr<FileState> state;
+    std::optional<struct stat> gone;
     {
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
       if (it == nodes_.end()) return extra_stat(ino, st);
       copy = it->second;
       state = copy.state;
+      if (copy.unlinked)
+        if (auto g = unlinked_open_.find(ino); g != unlinked_open_.end()) gone = g->second;
     }
+    // Removed while open (as on ext4, fstat of the open file still works,
+    // with no link left).
     if (state) {
       std::lock_guard lock(state->mutex);
       st = stat_of(st_ino_of(copy, ino), state->attrs.mode, state->size, state->attrs.uid, state->attrs.gid,
                    state->attrs.mtime_ns, state->ctime_ns);
+      if (copy.unlinked) st.st_nlink = 0;
+      return 0;
+    }
+    if (gone) {
+      st = *gone;
       return 0;
     }
     if (copy.kind == Kind::kShard) {
@@ -485,6 +495,7 @@ class Filesystem : public Tree {
       if (p != pending_.end() && p->second == it->first) pending_.erase(p);
     }
     if (node.kind == Kind::kItem) forget_alias(node.item_ino, it->first);
+    if (!unlinked_open_.empty()) unlinked_open_.erase(it->first);
     nodes_.erase(it);
   }
 
@@ -1455,7 +1466,7 @@ class Filesystem : public Tree {
       if (!item) return (void)fuse_reply_err(req, ENOENT);
       int err = write_status([&](store::WriteBatch& b) { return b.remove(r.id); });
       if (!err) {
-        mark_item_unlinked(item->ino);
+        mark_item_unlinked(item->ino, &*item);
         if (dir->empty()) invalidate_item_entry(r.id);
         invalidate_shard(store::shard_of(r.id));
       }
@@ -1480,9 +1491,30 @@ class Filesystem : public Tree {
     if (it != nodes_.end()) it->second.unlinked = true;
   }
 
-  void mark_item_unlinked(int64_t item_ino) {
-    std::lock_guard lock(mutex_);
-    for (fuse_ino_t n : nodes_of_item(item_ino)) nodes_[n].unlinked = true;
+  // `last` is the item's attributes before it went: nodes still open keep
+  // them, with no link, for fstat. The kernel may know the item under
+  // several inodes (a created file and a later lookup) and drops the link
+  // count of only the one it unlinked: the others that are open are told to
+  // forget their attributes, and this waits (a bounded time) until the
+  // kernel has heard, so that an fstat right after the removal asks again.
+  void mark_item_unlinked(int64_t item_ino, const store::ItemInfo* last = nullptr) {
+    bool open = false;
+    {
+      std::lock_guard lock(mutex_);
+      for (fuse_ino_t n : nodes_of_item(item_ino)) {
+        Node& node = nodes_[n];
+        node.unlinked = true;
+        if (node.open_handles == 0) continue;
+        open = true;
+        invalidate_inode(n);
+        if (last && !node.state) {
+          struct stat st = item_stat(*last);
+          st.st_nlink = 0;
+          unlinked_open_[n] = st;
+        }
+      }
+    }
+    if (open) wait_for_invalidations();
   }
 
   // A change made through the flat name items/<id>.json: the kernel may
@@ -1636,7 +1668,7 @@ class Filesystem : public Tree {
     if (!source_item) return ENOENT;
     int err = write_status([&](store::WriteBatch& b) { return b.rename(from, to); });
     if (err) return err;
-    if (target_item && target_item->ino != source_item->ino) mark_item_unlinked(target_item->ino);
+    if (target_item && target_item->ino != source_item->ino) mark_item_unlinked(target_item->ino, &*target_item);
     // The item's nodes follow it: they know it by its ino, not its id.
     return 0;
   }
@@ -1954,6 +1986,9 @@ class Filesystem : public Tree {
   // Item nodes other than the item's own kItemBase+ino: created files and
   // scratch files the kernel keeps under their nodeid once they are items.
   std::unordered_multimap<int64_t, fuse_ino_t> aliases_;
+  // Attributes of committed items removed while open (nodes without a
+  // body of their own), until the kernel drops the node.
+  std::unordered_map<fuse_ino_t, struct stat> unlinked_open_;
   uint64_t next_dynamic_ = 1;
   uint64_t ops_seen_ = 0;        // give_back_memory(): the operations counted at its last look
   size_t free_low_ = SIZE_MAX;   // and the lowest free bytes seen since its last trim
