@@ -199,8 +199,9 @@ class Filesystem : public Tree {
  public:
   Filesystem(store::Store& store, const MountConfig& config)
       : store_(store), config_(config), staging_dir_(config.store_dir / "staging") {
-    // Staged bodies are items' text: the store's owner's alone, as the store is.
-    if (::mkdir(staging_dir_.c_str(), 0700) != 0 && errno != EEXIST)
+    // Staged bodies are items' text: the store's owner's alone, as the store
+    // is. A read-only mount stages nothing (the kernel refuses every write).
+    if (!store.options().read_only && ::mkdir(staging_dir_.c_str(), 0700) != 0 && errno != EEXIST)
       throw store::StoreError(errno, "cannot create " + staging_dir_.string() + ": " + std::strerror(errno));
     staging_ = std::make_shared<StagingPool>(staging_dir_);
     std::string error;
@@ -2185,6 +2186,7 @@ int run_mount(const MountConfig& config) {
     holder.fs = std::make_unique<Filesystem>(*store, config);
     auto& fs = holder.fs;
     fs->log().use_syslog(!config.foreground);
+    if (!config.read_only_reason.empty()) fs->log().add("warning: " + config.read_only_reason);
     fs->set_session(se);
     fs->start_invalidator();
     fs->start_watcher();
