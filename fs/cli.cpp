@@ -149,10 +149,11 @@ struct Words {
   }
 };
 
-// False (after saying why and how to call `command`) on an unknown option
-// or an option without its value.
-bool parse_words(const std::string& command, const std::vector<std::string>& args, const std::set<std::string>& flags,
-                 const std::set<std::string>& valued, const char* usage, Words& out) {
+// -1 to go on; else the exit status: 0 after -h/--help (the usage on
+// stdout), 2 (after saying why and how to call `command`) on an unknown
+// option or an option without its value.
+int parse_words(const std::string& command, const std::vector<std::string>& args, const std::set<std::string>& flags,
+                const std::set<std::string>& valued, const char* usage, Words& out) {
   bool options_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -163,6 +164,10 @@ bool parse_words(const std::string& command, const std::vector<std::string>& arg
     if (a == "--") {
       options_done = true;
       continue;
+    }
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      return 0;
     }
     std::string name = a, value;
     bool inline_value = false;
@@ -177,17 +182,17 @@ bool parse_words(const std::string& command, const std::vector<std::string>& arg
       if (!inline_value) {
         if (i + 1 >= args.size()) {
           std::cerr << "itemfs " << command << ": option " << name << " needs a value\n" << usage;
-          return false;
+          return 2;
         }
         value = args[++i];
       }
       out.options[name] = value;
     } else {
       std::cerr << "itemfs " << command << ": unknown option '" << a << "'\n" << usage;
-      return false;
+      return 2;
     }
   }
-  return true;
+  return -1;
 }
 
 }  // namespace
@@ -209,7 +214,7 @@ void say_created(const std::filesystem::path& dir) {
 int cli_import(const std::vector<std::string>& all) {
   const char* usage = "usage: itemfs import STORE PATH...\n";
   Words words;
-  if (!parse_words("import", all, {}, {}, usage, words)) return 2;
+  if (int rc = parse_words("import", all, {}, {}, usage, words); rc >= 0) return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() < 2) {
     std::cerr << usage;
@@ -255,7 +260,7 @@ int cli_import(const std::vector<std::string>& all) {
 int cli_export(const std::vector<std::string>& all) {
   const char* usage = "usage: itemfs export STORE DIR\n";
   Words words;
-  if (!parse_words("export", all, {}, {}, usage, words)) return 2;
+  if (int rc = parse_words("export", all, {}, {}, usage, words); rc >= 0) return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() != 2) {
     std::cerr << usage;
@@ -292,7 +297,8 @@ int cli_export(const std::vector<std::string>& all) {
 int cli_stats(const std::vector<std::string>& all) {
   const char* usage = "usage: itemfs stats STORE [--json]\n";
   Words words;
-  if (!parse_words("stats", all, {"--json"}, {}, usage, words)) return 2;  // (the figures are JSON anyway)
+  // --json is taken for the scripts that give it: the figures are JSON anyway.
+  if (int rc = parse_words("stats", all, {"--json"}, {}, usage, words); rc >= 0) return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() != 1) {
     std::cerr << usage;
@@ -307,7 +313,7 @@ int cli_stats(const std::vector<std::string>& all) {
 int cli_fsck(const std::vector<std::string>& args) {
   const char* usage = "usage: itemfs fsck STORE [--repair]\n";
   Words words;
-  if (!parse_words("fsck", args, {"--repair"}, {}, usage, words)) return 2;
+  if (int rc = parse_words("fsck", args, {"--repair"}, {}, usage, words); rc >= 0) return rc;
   bool repair = words.has("--repair");
   if (words.positional.size() != 1) {
     std::cerr << usage;
@@ -342,7 +348,7 @@ int cli_fsck(const std::vector<std::string>& args) {
 int cli_search(const std::vector<std::string>& args) {
   const char* usage = "usage: itemfs search STORE QUERY [--json]   (-- QUERY for a query that starts with -)\n";
   Words words;
-  if (!parse_words("search", args, {"--json"}, {}, usage, words)) return 2;
+  if (int rc = parse_words("search", args, {"--json"}, {}, usage, words); rc >= 0) return rc;
   bool json = words.has("--json");
   const std::vector<std::string>& positional = words.positional;
   if (positional.size() != 2) {
@@ -382,7 +388,7 @@ int cli_search(const std::vector<std::string>& args) {
 int cli_reindex(const std::vector<std::string>& all) {
   const char* usage = "usage: itemfs reindex STORE\n";
   Words words;
-  if (!parse_words("reindex", all, {}, {}, usage, words)) return 2;
+  if (int rc = parse_words("reindex", all, {}, {}, usage, words); rc >= 0) return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() != 1) {
     std::cerr << usage;
@@ -405,7 +411,7 @@ int cli_backup(const std::vector<std::string>& args) {
       "usage: itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all\n"
       "       | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID | decrypt ARCHIVE\n";
   Words parsed;
-  if (!parse_words("backup", args, {"--json"}, {"--dir", "--key"}, usage, parsed)) return 2;
+  if (int rc = parse_words("backup", args, {"--json"}, {"--dir", "--key"}, usage, parsed); rc >= 0) return rc;
   const bool json = parsed.has("--json");
   std::string dir = parsed.value("--dir"), key = parsed.value("--key");
   std::vector<std::string> words = parsed.positional;

@@ -41,6 +41,12 @@ for cmd in "backup --json-typo $STORE list" "search $STORE solar --jsn" "stats -
 done
 [ -z "$(ls -A "$T" | grep -v '^\(mnt\|plain\|out\|err\)$')" ] || fail "a command created $(ls -A "$T")"
 
+# --help is known to every command: the usage on stdout, exit 0.
+for cmd in search stats fsck export reindex import backup; do
+  expect_status 0 "$ITEMFS" $cmd --help
+  grep -q "usage: itemfs $cmd" "$T/out" || fail "$cmd --help: $(cat "$T/out")"
+done
+
 # import makes a new store and says so; a second import does not say it again.
 mkdir -p "$T/src/a1"
 echo '{"id":"a1x","title":"solar"}' >"$T/src/a1/a1x.json"
