@@ -16,8 +16,9 @@
 
 #include "backup/backup.h"
 #include "search/search.h"
+#include "fs/import.h"
+#include "fs/progress.h"
 #include "fs/stats_json.h"
-#include "store/pipeline.h"
 #include "store/store.h"
 
 namespace itemfs::fs {
@@ -26,108 +27,6 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-int64_t mtime_ns_of(const struct stat& st) { return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec; }
-
-// Loads items in transactions of 1000 items (or 64 MB), so a crash loses at
-// most one batch and a million files do not make a million commits. Files
-// are read, validated, hashed, compressed and their text extracted on worker
-// threads (store::PutPipeline); this thread only writes, in the order given.
-class Importer {
- public:
-  explicit Importer(store::Store& store)
-      : tty_(isatty(STDERR_FILENO)),
-        pipeline_(
-            store, {},
-            [this](const std::string& origin, const store::Status& status, uint64_t size) {
-              if (status.ok()) {
-                ++imported_;
-                bytes_ += size;
-              } else {
-                refuse(origin, status.message);
-              }
-            },
-            [this] { progress(false); }) {}
-
-  void add(std::string origin, store::PutPipeline::Load load) { pipeline_.add(std::move(origin), std::move(load)); }
-
-  void finish() { pipeline_.finish(); }
-
-  void refuse(const std::string& origin, const std::string& why) {
-    ++refused_;
-    std::cerr << "itemfs import: skipped " << origin << ": " << why << "\n";
-  }
-
-  void progress(bool done) {
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    if (!tty_ && !done) return;
-    char line[200];
-    std::snprintf(line, sizeof line, "%s%llu items, %.1f MB, %llu skipped, %.0f items/s%s", tty_ ? "\r" : "",
-                  (unsigned long long)imported_, double(bytes_) / 1e6, (unsigned long long)refused_,
-                  seconds > 0 ? double(imported_) / seconds : 0.0, done ? "\n" : "");
-    std::cerr << line << std::flush;
-  }
-
-  uint64_t refused() const { return refused_; }
-
- private:
-  bool tty_;
-  uint64_t imported_ = 0, refused_ = 0, bytes_ = 0;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  store::PutPipeline pipeline_;  // last: its workers stop before the counters go
-};
-
-bool read_file(const stdfs::path& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  out = buffer.str();
-  return true;
-}
-
-// Runs on a worker thread.
-store::Status load_json_file(const stdfs::path& path, std::string& id, std::string& bytes, store::Attrs& attrs) {
-  std::string name = path.filename().string();
-  id = name.substr(0, name.size() - 5);
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0 || !read_file(path, bytes)) return store::Status::error(EIO, std::strerror(errno));
-  attrs = {uint32_t(S_IFREG | (st.st_mode & 07777)), st.st_uid, st.st_gid, mtime_ns_of(st)};
-  return store::Status::success();
-}
-
-void import_json_file(Importer& importer, const stdfs::path& path) {
-  importer.add(path.string(), [path](std::string& id, std::string& bytes, store::Attrs& attrs) {
-    return load_json_file(path, id, bytes, attrs);
-  });
-}
-
-// One document a line; its "id" field names the item. Lines are read here,
-// parsed on a worker.
-void import_jsonl(Importer& importer, const stdfs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return importer.refuse(path.string(), std::strerror(errno));
-  std::string line;
-  uint64_t number = 0;
-  const uint32_t uid = getuid(), gid = getgid();
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    importer.add(path.string() + ":" + std::to_string(number),
-                 [line = std::move(line), uid, gid](std::string& id, std::string& bytes, store::Attrs& attrs) {
-                   auto doc = nlohmann::json::parse(line, nullptr, false);
-                   if (doc.is_discarded()) return store::Status::error(EINVAL, "invalid JSON");
-                   if (doc.is_object() && doc.contains("id")) {
-                     const auto& v = doc["id"];
-                     id = v.is_string() ? v.get<std::string>() : v.is_number() ? v.dump() : "";
-                   }
-                   if (id.empty()) return store::Status::error(EINVAL, "no \"id\" field to name the item");
-                   bytes = line;
-                   attrs = store::Attrs{S_IFREG | 0644, uid, gid, store::kMtimeNow};
-                   return store::Status::success();
-                 });
-    line = std::string();
-  }
-}
 
 std::unique_ptr<store::Store> open_store(const std::string& dir, bool read_only = false) {
   store::Options options;
@@ -212,12 +111,26 @@ void say_created(const std::filesystem::path& dir) {
 }
 
 int cli_import(const std::vector<std::string>& all) {
-  const char* usage = "usage: itemfs import STORE PATH...\n";
+  const char* usage =
+      "usage: itemfs import STORE PATH... [--id-field NAME | --id-from-url FIELD] [--json]\n"
+      "  PATH: .json files (the name is the id), .jsonl/.ndjson JSON Lines (one item a line, named by its\n"
+      "  id field), each gzipped or not; directories of them; - for JSON Lines on standard input\n";
   Words words;
-  if (int rc = parse_words("import", all, {}, {}, usage, words); rc >= 0) return rc;
+  if (int rc = parse_words("import", all, {"--json"}, {"--id-field", "--id-from-url"}, usage, words); rc >= 0)
+    return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() < 2) {
     std::cerr << usage;
+    return 2;
+  }
+  ImportOptions options;
+  options.json = words.has("--json");
+  if (words.has("--id-field")) options.id_field = words.value("--id-field");
+  options.id_from_url = words.value("--id-from-url");
+  if (options.id_field.empty() || (words.has("--id-from-url") && options.id_from_url.empty()) ||
+      (words.has("--id-field") && words.has("--id-from-url"))) {
+    std::cerr << "itemfs import: give --id-field NAME or --id-from-url FIELD, not both, each with a field name\n"
+              << usage;
     return 2;
   }
   bool fresh = !store_exists(args[0]);
@@ -226,35 +139,7 @@ int cli_import(const std::vector<std::string>& all) {
   // Items are indexed in the transactions that import them.
   search::Index index(*store);
   store->add_hook(&index);
-  Importer importer(*store);
-  for (size_t i = 1; i < args.size(); ++i) {
-    stdfs::path path(args[i]);
-    std::error_code ec;
-    if (stdfs::is_directory(path, ec)) {
-      std::vector<stdfs::path> files;
-      for (auto it = stdfs::recursive_directory_iterator(path, ec); !ec && it != stdfs::recursive_directory_iterator();
-           it.increment(ec)) {
-        if (!it->is_regular_file()) continue;
-        std::string name = it->path().filename().string();
-        if (name.size() > 5 && name.ends_with(".json")) files.push_back(it->path());
-        else if (name.ends_with(".jsonl")) files.push_back(it->path());
-      }
-      std::sort(files.begin(), files.end());
-      for (const auto& file : files) {
-        if (file.extension() == ".jsonl") import_jsonl(importer, file);
-        else import_json_file(importer, file);
-      }
-    } else if (path.extension() == ".jsonl") {
-      import_jsonl(importer, path);
-    } else if (path.extension() == ".json") {
-      import_json_file(importer, path);
-    } else {
-      importer.refuse(path.string(), "not a directory, .json or .jsonl file");
-    }
-  }
-  importer.finish();
-  importer.progress(true);
-  return importer.refused() ? 1 : 0;
+  return run_import(*store, std::vector<std::string>(args.begin() + 1, args.end()), options);
 }
 
 int cli_export(const std::vector<std::string>& all) {
@@ -269,15 +154,29 @@ int cli_export(const std::vector<std::string>& all) {
   if (!store_exists(args[0])) return no_store(args[0]);
   auto store = open_store(args[0], true);
   stdfs::path out(args[1]);
+  Progress progress("export", Progress::Unit::kItems, store->stats().items);
   auto snapshot = store->snapshot();
-  uint64_t count = 0;
+  uint64_t count = 0, damaged = 0;
   int rc = 0;
   snapshot->for_each_item([&](const store::ItemInfo& item) {
+    progress.update(count + damaged);
     stdfs::path dir = out / store::shard_of(item.id);
     stdfs::create_directories(dir);
     stdfs::path file = dir / (item.id + ".json");
     std::ofstream os(file, std::ios::binary | std::ios::trunc);
-    snapshot->read_item(item, [&](std::string_view bytes) { os.write(bytes.data(), std::streamsize(bytes.size())); });
+    try {
+      snapshot->read_item(item, [&](std::string_view bytes) { os.write(bytes.data(), std::streamsize(bytes.size())); });
+    } catch (const store::StoreError& e) {
+      // Damaged content is never written out: the item is left out, named.
+      os.close();
+      std::error_code ec;
+      stdfs::remove(file, ec);
+      progress.finish();
+      std::cerr << "itemfs export: skipped " << item.id << ": " << e.what() << "\n";
+      ++damaged;
+      rc = 1;
+      return;
+    }
     os.close();
     if (!os) {
       std::cerr << "itemfs export: cannot write " << file << "\n";
@@ -290,7 +189,10 @@ int cli_export(const std::vector<std::string>& all) {
     utimensat(AT_FDCWD, file.c_str(), times, 0);
     ++count;
   });
-  std::cerr << "exported " << count << " items to " << out.string() << "\n";
+  progress.finish();
+  std::cerr << "exported " << count << " items to " << out.string();
+  if (damaged) std::cerr << "; " << damaged << " damaged items left out (itemfs fsck " << args[0] << " names them)";
+  std::cerr << "\n";
   return rc;
 }
 

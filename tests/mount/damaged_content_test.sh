@@ -56,3 +56,11 @@ damaged=$(jq .damaged_reads "$MNT/stats.json")
 stop_mount
 if out=$("$ITEMFS" fsck "$STORE" 2>&1); then fail "fsck found nothing: $out"; fi
 for id in "$zid" "$sid"; do echo "$out" | grep -q "item $id" || fail "fsck does not name $id: $out"; done
+
+# export leaves damaged items out, names them and exits 1; the rest is written.
+if "$ITEMFS" export "$STORE" "$T/exported" 2>"$T/export.err"; then fail "export of a damaged store exited 0"; fi
+for id in "$zid" "$sid"; do
+  grep -q "skipped $id: item $id is damaged" "$T/export.err" || fail "export does not name $id: $(cat "$T/export.err")"
+done
+[ ! -e "$T/exported/$zeroed" ] && [ ! -e "$T/exported/$swapped" ] || fail "export wrote a damaged item"
+assert_eq 18 "$(find "$T/exported" -name '*.json' | wc -l)" "items exported"

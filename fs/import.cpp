@@ -1,0 +1,386 @@
+#include "fs/import.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "fs/progress.h"
+#include "store/hash.h"
+#include "store/pipeline.h"
+
+namespace itemfs::fs {
+
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// A load that finds the item stored already, bytes and attributes alike:
+// not written again, counted unchanged.
+constexpr int kUnchanged = EALREADY;
+
+int64_t mtime_ns_of(const struct stat& st) { return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec; }
+
+bool ends_with(const std::string& s, std::string_view suffix) { return s.size() >= suffix.size() && s.ends_with(suffix); }
+
+enum class Kind { kJson, kLines };
+
+struct Input {
+  std::string path;  // "-": standard input
+  Kind kind = Kind::kJson;
+  uint64_t size = 0;  // on disk (compressed, for .gz): what progress counts
+};
+
+// The kind of a file by its name, or nothing.
+std::optional<Kind> kind_of(const std::string& name) {
+  std::string plain = ends_with(name, ".gz") ? name.substr(0, name.size() - 3) : name;
+  if (plain.size() > 5 && ends_with(plain, ".json")) return Kind::kJson;
+  if (ends_with(plain, ".jsonl") || ends_with(plain, ".ndjson")) return Kind::kLines;
+  return std::nullopt;
+}
+
+// A .json file's id: its name less ".json" (or ".json.gz").
+std::string id_of_file(const std::string& path) {
+  std::string name = stdfs::path(path).filename().string();
+  if (ends_with(name, ".gz")) name.resize(name.size() - 3);
+  return name.substr(0, name.size() - 5);
+}
+
+// All of a file, through zlib when it is gzipped (gzread passes plain
+// files through as they are). At most `limit` + 1 bytes: more is too large.
+store::Status read_whole(const std::string& path, uint64_t limit, std::string& out) {
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (!gz) return store::Status::error(EIO, std::strerror(errno ? errno : ENOMEM));
+  gzbuffer(gz, 128 * 1024);
+  out.clear();
+  char buffer[64 * 1024];
+  int n = 0;
+  while ((n = gzread(gz, buffer, sizeof buffer)) > 0) {
+    out.append(buffer, size_t(n));
+    if (out.size() > limit) break;
+  }
+  int err = 0;
+  std::string why = n < 0 ? gzerror(gz, &err) : "";
+  gzclose(gz);
+  if (n < 0) return store::Status::error(EIO, "cannot read it: " + why);
+  return store::Status::success();
+}
+
+// The value of top-level field `field` of a JSON object as an id: a string
+// as it is, a number as written; "" if there is none.
+std::string id_field_of(const nlohmann::json& doc, const std::string& field) {
+  if (!doc.is_object()) return "";
+  auto it = doc.find(field);
+  if (it == doc.end()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number()) return it->dump();
+  return "";
+}
+
+// Reads JSON Lines from a gzFile a line at a time, lines of any length up to
+// a limit (a longer one is read past and reported).
+class LineReader {
+ public:
+  explicit LineReader(gzFile gz) : gz_(gz) {}
+  // False at the end. `too_long` when the line passed `limit` (then `line`
+  // holds its start only).
+  bool next(std::string& line, uint64_t limit, bool& too_long) {
+    line.clear();
+    too_long = false;
+    bool any = false;
+    while (true) {
+      if (pos_ == end_) {
+        int n = gzread(gz_, buffer_, sizeof buffer_);
+        if (n <= 0) {
+          if (n < 0) error_ = true;
+          return any;
+        }
+        pos_ = 0;
+        end_ = size_t(n);
+      }
+      any = true;
+      const char* start = buffer_ + pos_;
+      const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - pos_));
+      size_t take = nl ? size_t(nl - start) : end_ - pos_;
+      if (!too_long) line.append(start, take);
+      if (line.size() > limit) {
+        too_long = true;
+        line.resize(size_t(std::min<uint64_t>(limit, 64)));
+      }
+      pos_ += take;
+      if (nl) {
+        ++pos_;
+        return true;
+      }
+    }
+  }
+  bool failed() const { return error_; }
+
+ private:
+  gzFile gz_;
+  char buffer_[64 * 1024];
+  size_t pos_ = 0, end_ = 0;
+  bool error_ = false;
+};
+
+// The counts and reasons of one import.
+class Tally {
+ public:
+  void expect(const std::string& origin, bool existed) {
+    std::lock_guard lock(mutex_);
+    existed_[origin] = existed;
+  }
+  void report(const std::string& origin, const store::Status& status, uint64_t size) {
+    bool existed = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = existed_.find(origin); it != existed_.end()) {
+        existed = it->second;
+        existed_.erase(it);
+      }
+    }
+    if (status.ok()) {
+      ++(existed ? changed : added);
+      bytes += size;
+    } else if (status.code == kUnchanged) {
+      ++unchanged;
+    } else {
+      skip(origin, status);
+    }
+  }
+  void skip(const std::string& origin, const store::Status& status) {
+    ++skipped;
+    ++reasons[reason(status)];
+    std::cerr << "itemfs import: skipped " << origin << ": " << status.message << "\n";
+  }
+  void misnamed(const std::string& path, const std::string& id) {
+    std::lock_guard lock(mutex_);
+    misnamed_.emplace_back(path, id);
+  }
+  std::vector<std::pair<std::string, std::string>> misnamed_files() {
+    std::lock_guard lock(mutex_);
+    std::sort(misnamed_.begin(), misnamed_.end());
+    return misnamed_;
+  }
+
+  uint64_t added = 0, changed = 0, unchanged = 0, skipped = 0, bytes = 0;
+  std::map<std::string, uint64_t> reasons;
+
+ private:
+  // A few words for why, to count skips by.
+  static std::string reason(const store::Status& status) {
+    const std::string& m = status.message;
+    if (status.code == EFBIG) return "too large";
+    if (m.starts_with("invalid JSON")) return "invalid JSON";
+    if (m.starts_with("no \"") || m.starts_with("no id")) return "no id";
+    if (status.code == ENAMETOOLONG || m.find(" id") != std::string::npos) return "bad id";
+    if (status.code == EIO) return "unreadable";
+    return m.substr(0, m.find(':'));
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<std::string, bool> existed_;
+  std::vector<std::pair<std::string, std::string>> misnamed_;
+};
+
+class Importer {
+ public:
+  Importer(store::Store& store, const ImportOptions& options, uint64_t total_bytes)
+      : store_(store),
+        options_(options),
+        limit_(store.options().max_item_size),
+        progress_("import", Progress::Unit::kBytes, total_bytes),
+        pipeline_(
+            store, {},
+            [this](const std::string& origin, const store::Status& status, uint64_t size) {
+              tally_.report(origin, status, size);
+            },
+            [this] { draw(); }) {}
+
+  void add_json_file(const Input& in) {
+    read_ += in.size;
+    pipeline_.add(in.path, [this, path = in.path](std::string& id, std::string& bytes, store::Attrs& attrs) {
+      id = id_of_file(path);
+      struct stat st {};
+      if (stat(path.c_str(), &st) != 0) return store::Status::error(EIO, std::strerror(errno));
+      if (store::Status s = read_whole(path, limit_, bytes); !s.ok()) return s;
+      attrs = {uint32_t(S_IFREG | (st.st_mode & 07777)), st.st_uid, st.st_gid, mtime_ns_of(st)};
+      // A file whose "id" field names another item is stored under its
+      // file name (export and import round-trip) and listed.
+      if (bytes.find("\"id\"") != std::string::npos) {
+        auto doc = nlohmann::json::parse(bytes, nullptr, false);
+        if (std::string named = id_field_of(doc, "id"); !named.empty() && named != id) tally_.misnamed(path, named);
+      }
+      return classify(path, id, bytes, attrs, true);
+    });
+    draw();
+  }
+
+  void add_lines(const Input& in) {
+    gzFile gz = in.path == "-" ? gzdopen(dup(STDIN_FILENO), "rb") : gzopen(in.path.c_str(), "rb");
+    const std::string name = in.path == "-" ? "stdin" : in.path;
+    if (!gz) return tally_.skip(name, store::Status::error(EIO, std::strerror(errno ? errno : ENOMEM)));
+    gzbuffer(gz, 128 * 1024);
+    const uint64_t base = read_;
+    LineReader reader(gz);
+    std::string line;
+    bool too_long = false;
+    const uint32_t uid = getuid(), gid = getgid();
+    for (uint64_t number = 1; reader.next(line, limit_, too_long); ++number) {
+      const std::string origin = name + ":" + std::to_string(number);
+      if (too_long) {
+        tally_.skip(origin, store::Status::error(EFBIG, "the line is longer than the largest item (" +
+                                                            std::to_string(limit_) + " bytes)"));
+        continue;
+      }
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      pipeline_.add(origin, [this, origin, line = std::move(line), uid, gid](std::string& id, std::string& bytes,
+                                                                             store::Attrs& attrs) {
+        auto doc = nlohmann::json::parse(line, nullptr, false);
+        if (doc.is_discarded()) return store::Status::error(EINVAL, "invalid JSON");
+        if (!options_.id_from_url.empty()) {
+          std::string url = id_field_of(doc, options_.id_from_url);
+          if (url.empty())
+            return store::Status::error(EINVAL, "no \"" + options_.id_from_url + "\" field to make the id from");
+          id = id_from_url(url);
+        } else {
+          id = id_field_of(doc, options_.id_field);
+          if (id.empty()) return store::Status::error(EINVAL, "no \"" + options_.id_field + "\" field to name the item");
+        }
+        bytes = line;
+        attrs = store::Attrs{S_IFREG | 0644, uid, gid, store::kMtimeNow};
+        return classify(origin, id, bytes, attrs, false);
+      });
+      line = std::string();
+      if (in.path != "-") read_ = base + uint64_t(std::max<z_off_t>(gzoffset(gz), 0));
+      draw();
+    }
+    if (reader.failed()) {
+      int err = 0;
+      tally_.skip(name, store::Status::error(EIO, std::string("reading stopped: ") + gzerror(gz, &err)));
+    }
+    gzclose(gz);
+    read_ = base + in.size;
+  }
+
+  void refuse(const std::string& origin, const std::string& why) {
+    tally_.skip(origin, store::Status::error(EINVAL, why));
+  }
+
+  int finish() {
+    pipeline_.finish();
+    progress_.finish();
+    const double seconds = progress_.seconds();
+    auto misnamed = tally_.misnamed_files();
+    const uint64_t stored = tally_.added + tally_.changed;
+    if (options_.json) {
+      nlohmann::json out = {{"added", tally_.added},       {"changed", tally_.changed},
+                            {"unchanged", tally_.unchanged}, {"skipped", tally_.skipped},
+                            {"skip_reasons", tally_.reasons}, {"bytes", tally_.bytes},
+                            {"seconds", seconds},            {"id_differs_from_name", misnamed.size()}};
+      std::cout << out.dump() << "\n";
+    } else {
+      std::string reasons;
+      for (const auto& [why, n] : tally_.reasons) reasons += (reasons.empty() ? "" : ", ") + std::to_string(n) + " " + why;
+      char rate[64];
+      std::snprintf(rate, sizeof rate, "%.1f MB in %.1f s, %.0f items/s", double(tally_.bytes) / 1e6, seconds,
+                    seconds > 0 ? double(stored + tally_.unchanged) / seconds : 0.0);
+      std::cerr << tally_.added << " added, " << tally_.changed << " changed, " << tally_.unchanged << " unchanged, "
+                << tally_.skipped << " skipped" << (reasons.empty() ? "" : " (" + reasons + ")") << "; " << rate
+                << "\n";
+    }
+    if (!misnamed.empty()) {
+      std::cerr << "itemfs import: " << misnamed.size()
+                << " file(s) have an \"id\" field that is not their name; each is stored under its file name:\n";
+      for (size_t i = 0; i < misnamed.size() && i < 10; ++i)
+        std::cerr << "  " << misnamed[i].first << " (\"id\": " << nlohmann::json(misnamed[i].second).dump() << ")\n";
+      if (misnamed.size() > 10) std::cerr << "  and " << misnamed.size() - 10 << " more\n";
+    }
+    return tally_.skipped ? 1 : 0;
+  }
+
+ private:
+  // Runs on a worker: added, changed, or unchanged (kUnchanged: not written).
+  store::Status classify(const std::string& origin, const std::string& id, const std::string& bytes,
+                         const store::Attrs& attrs, bool attrs_matter) {
+    auto existing = store_.item(id);
+    if (existing && existing->size == bytes.size() && existing->sha256 == store::sha256_of(bytes) &&
+        (!attrs_matter || (existing->attrs.mode == attrs.mode && existing->attrs.mtime_ns == attrs.mtime_ns &&
+                           existing->attrs.uid == attrs.uid && existing->attrs.gid == attrs.gid)))
+      return store::Status::error(kUnchanged, "unchanged");
+    tally_.expect(origin, existing.has_value());
+    return store::Status::success();
+  }
+
+  void draw() {
+    progress_.update(read_, std::to_string(tally_.added + tally_.changed + tally_.unchanged) + " items");
+  }
+
+  store::Store& store_;
+  const ImportOptions& options_;
+  const uint64_t limit_;
+  uint64_t read_ = 0;  // input bytes handed to the pipeline
+  Tally tally_;
+  Progress progress_;
+  store::PutPipeline pipeline_;  // last: its workers stop before the rest goes
+};
+
+}  // namespace
+
+std::string id_from_url(std::string_view url) { return store::to_hex(store::sha256_of(url)).substr(0, 16); }
+
+int run_import(store::Store& store, const std::vector<std::string>& paths, const ImportOptions& options) {
+  // Every input first, so that progress knows the total.
+  std::vector<Input> inputs;
+  std::vector<std::pair<std::string, std::string>> refused;
+  uint64_t total = 0;
+  for (const std::string& arg : paths) {
+    if (arg == "-") {
+      inputs.push_back({arg, Kind::kLines, 0});
+      continue;
+    }
+    std::error_code ec;
+    if (stdfs::is_directory(arg, ec)) {
+      std::vector<Input> found;
+      for (auto it = stdfs::recursive_directory_iterator(arg, ec); !ec && it != stdfs::recursive_directory_iterator();
+           it.increment(ec)) {
+        if (!it->is_regular_file(ec)) continue;
+        if (auto kind = kind_of(it->path().filename().string()))
+          found.push_back({it->path().string(), *kind, uint64_t(it->file_size(ec))});
+      }
+      if (ec) refused.emplace_back(arg, "cannot read the directory: " + ec.message());
+      std::sort(found.begin(), found.end(), [](const Input& a, const Input& b) { return a.path < b.path; });
+      for (auto& in : found) {
+        total += in.size;
+        inputs.push_back(std::move(in));
+      }
+    } else if (auto kind = kind_of(stdfs::path(arg).filename().string())) {
+      uint64_t size = stdfs::file_size(arg, ec);
+      inputs.push_back({arg, *kind, ec ? 0 : size});
+      total += ec ? 0 : size;
+    } else {
+      refused.emplace_back(arg, stdfs::exists(arg, ec) ? "not a directory, .json, .jsonl or .ndjson file (gzipped or not)"
+                                                        : "no such file or directory");
+    }
+  }
+  // Standard input has no size: the total is then unknown.
+  if (std::any_of(inputs.begin(), inputs.end(), [](const Input& in) { return in.path == "-"; })) total = 0;
+  Importer importer(store, options, total);
+  for (const auto& [path, why] : refused) importer.refuse(path, why);
+  for (const Input& in : inputs) {
+    if (in.kind == Kind::kJson) importer.add_json_file(in);
+    else importer.add_lines(in);
+  }
+  return importer.finish();
+}
+
+}  // namespace itemfs::fs
