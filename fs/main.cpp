@@ -18,6 +18,12 @@
 #include <string>
 #include <vector>
 
+#include <archive.h>
+#include <fuse_lowlevel.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
+#include <zlib.h>
+
 #include "fs/cli.h"
 #include "fs/filesystem.h"
 
@@ -25,7 +31,8 @@ namespace {
 
 const char* const kUsage = R"(usage:
   itemfs mount STORE MOUNTPOINT [-f] [-o OPT,...]   mount (also: itemfs STORE MOUNTPOINT -o ...)
-  itemfs import STORE PATH...                       load .json files, directories or .jsonl
+  itemfs import STORE PATH...|-                     load .json, .jsonl, .ndjson (gzipped or not), directories,
+                                                    or JSON Lines on stdin [--id-field F|--id-from-url F] [--json]
   itemfs export STORE DIR                           write every item as DIR/<shard>/<id>.json
   itemfs stats STORE                                item count, sizes, dedup and compression
   itemfs search STORE QUERY [--json]                the engine of MNT/search/: rank, score, path, snippet
@@ -35,6 +42,8 @@ const char* const kUsage = R"(usage:
                 | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)
   itemfs fsck STORE [--repair]                      check every blob, count and the search index;
                                                     --repair also rebuilds an index out of step
+  itemfs --version                                  this itemfs and the libraries it runs with
+  itemfs COMMAND --help                             one command's usage
 
 mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   max_item_size=BYTES   largest item accepted (default 64 MiB; EFBIG above)
@@ -244,11 +253,23 @@ int mount_command(const std::vector<std::string>& args) {
 
 }  // namespace
 
+// What --version prints: itemfs's version and the libraries it runs with,
+// as rclone and restic show theirs.
+std::string version_text() {
+  return std::string("itemfs ") + ITEMFS_VERSION + "\n" + "libfuse " + fuse_pkgversion() + ", SQLite " +
+         sqlite3_libversion() + ", zlib " + zlibVersion() + ", " + OpenSSL_version(OPENSSL_VERSION) + ", " +
+         archive_version_string() + "\n";
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     std::cout << kUsage;
     return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version" || args[0] == "-V" || args[0] == "version") {
+    std::cout << version_text();
+    return 0;
   }
   std::string command = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
