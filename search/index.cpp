@@ -549,8 +549,9 @@ bool contains(const std::vector<int64_t>& sorted, int64_t v) { return std::binar
 // read has a read bit missing: (mode & 0444) != 0444. The store's items are
 // indexed by that (a partial index, search_items_closed, covering what the
 // check needs), so finding them costs in proportion to their number, and
-// nothing when every item is readable by everyone. The modes are the items'
-// own, read in the query's snapshot: chmod and chown need no hook.
+// next to nothing when every item is readable by everyone (one look at the
+// partial index, one at the shards). The modes are the items' own, read in
+// the query's snapshot: chmod and chown need no hook.
 constexpr int kAllRead = 0444;
 constexpr const char* kClosedItemsIndex =
     "CREATE INDEX IF NOT EXISTS search_items_closed ON items(ino, mode, uid, gid) WHERE (mode & 292) != 292";
@@ -560,16 +561,48 @@ constexpr const char* kClosedItems =
     " WHERE (i.mode & 292) != 292";
 static_assert(kAllRead == 292);
 
-// The generations of the indexed items `who` may not read, sorted: empty for
-// root and when every item is readable by all.
+// Reading an item also takes search (x) permission on items/ and on its
+// shard, as the kernel checks on the way to it: the directories with an x
+// bit missing (a handful, if any) are read whole, and the items of those
+// `who` may not enter are closed to it as well.
+constexpr const char* kClosedDirs = "SELECT name, mode, uid, gid FROM dirs WHERE (mode & 73) != 73";
+constexpr const char* kAllEntries = "SELECT gen FROM search_doc";
+// A shard's items, through the index of ids (a shard is the first two
+// characters of its items' ids).
+constexpr const char* kShardItems =
+    "SELECT d.gen FROM items i CROSS JOIN search_doc d ON d.ino = i.ino"
+    " WHERE i.id >= ?1 AND i.id < ?2 AND i.shard = ?1";
+
+// The generations of the indexed items `who` may not read, sorted and
+// distinct: empty for root and when every item and directory is readable
+// and searchable by all.
 std::vector<int64_t> unreadable_gens(sqlite3* db, const Reader& who) {
   std::vector<int64_t> out;
   if (who.root()) return out;
+  {
+    Stmt dirs(db, kClosedDirs);
+    std::vector<std::string> shut;
+    while (dirs.step()) {
+      if (who.may_search(uint32_t(dirs.int64(1)), uint32_t(dirs.int64(2)), uint32_t(dirs.int64(3)))) continue;
+      if (dirs.text(0).empty()) {  // items/ itself: nothing is readable
+        Stmt all(db, kAllEntries);
+        while (all.step()) out.push_back(all.int64(0));
+        return out;  // in gen order (the table's rowid)
+      }
+      shut.emplace_back(dirs.text(0));
+    }
+    for (const auto& shard : shut) {
+      Stmt items(db, kShardItems);
+      items.bind(1, shard).bind(2, shard + "\xF4\x90");  // above every character
+      while (items.step()) out.push_back(items.int64(0));
+    }
+  }
   Stmt s(db, kClosedItems);
   while (s.step()) {
     if (!who.may_read(uint32_t(s.int64(1)), uint32_t(s.int64(2)), uint32_t(s.int64(3)))) out.push_back(s.int64(0));
   }
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
@@ -2105,11 +2138,11 @@ std::vector<std::string> Index::check() {
 extern const unsigned char kReadme[];
 extern const size_t kReadmeSize;
 
-bool Reader::may_read(uint32_t mode, uint32_t owner, uint32_t group) const {
+bool Reader::may(uint32_t mode, uint32_t owner, uint32_t group, uint32_t bit) const {
   if (root()) return true;
-  if (uid == owner) return mode & S_IRUSR;
-  if (gid == group || std::find(groups.begin(), groups.end(), group) != groups.end()) return mode & S_IRGRP;
-  return mode & S_IROTH;
+  if (uid == owner) return mode & (bit << 6);
+  if (gid == group || std::find(groups.begin(), groups.end(), group) != groups.end()) return mode & (bit << 3);
+  return mode & bit;
 }
 
 std::string_view Index::readme() { return std::string_view(reinterpret_cast<const char*>(kReadme), kReadmeSize); }

@@ -18,7 +18,9 @@
 //  - Who is asking: run(), suggest_json() and facets_json() take a Reader
 //    (uid, gid, supplementary groups) and answer with the items that reader
 //    may read, decided from each item's owner, group and mode as the
-//    kernel's default_permissions decides (Reader::may_read). Unreadable
+//    kernel's default_permissions decides (Reader::may_read; and, as on
+//    the way to the item, search permission on items/ and its shard,
+//    Reader::may_search). Unreadable
 //    items are left out before ranking and limit:, so the hits are the
 //    reader's best ones and every count (total, facets, a suggested word's
 //    docs) counts only readable items; no id, snippet, facet value or word
@@ -61,11 +63,13 @@ struct Reader {
   std::vector<uint32_t> groups;
 
   bool root() const { return uid == 0; }
-  // Whether this reader may read a file of this owner, group and mode, as
-  // default_permissions decides: the owner bits if uid is the owner, else
-  // the group bits if the file's group is gid or one of groups, else the
-  // other bits; read permission needed. Root may read anything.
-  bool may_read(uint32_t mode, uint32_t owner, uint32_t group) const;
+  // Whether this reader may read a file (search a directory) of this owner,
+  // group and mode, as default_permissions decides: the owner bits if uid
+  // is the owner, else the group bits if the file's group is gid or one of
+  // groups, else the other bits. Root may do anything.
+  bool may_read(uint32_t mode, uint32_t owner, uint32_t group) const { return may(mode, owner, group, 04); }
+  bool may_search(uint32_t mode, uint32_t owner, uint32_t group) const { return may(mode, owner, group, 01); }
+  bool may(uint32_t mode, uint32_t owner, uint32_t group, uint32_t bit) const;
   bool operator==(const Reader&) const = default;
 };
 

@@ -4,8 +4,9 @@
 # nor a snippet, nor a count, facet value or suggested word of an item it may
 # not read, in search/<q>/, <q>.json, <q>.facets.json or <q>.suggest.json.
 # Root finds everything; a chmod that opens an item shows it to the user; the
-# group bits count for the item's group (primary or supplementary); and two
-# users asking the same query in turn never see each other's answer.
+# group bits count for the item's group (primary or supplementary); an item
+# in a shard the user may not enter is hidden; and two users asking the
+# same query in turn never see each other's answer.
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || fail "this test needs root (it mounts with allow_other and switches users)"
 command -v setpriv >/dev/null || fail "setpriv is needed"
@@ -138,8 +139,22 @@ assert_eq "grp-own priv pub" "$(as_user cat "$S/quokka.json" | ids)" "ids for th
 chown 0 "$I/pr/priv.json"
 check_user_view "after remount"
 check_root_view "after remount"
+
+# 6. A shard the user may not enter hides its items, however open they are:
+#    reading one takes search permission on the way to it.
+mkdir "$I/hd"
+printf '{"title":"Shut away","content":"a wombat behind a closed door"}\n' >"$I/hd/hdn.json"
+chmod 0700 "$I/hd"
+python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$I"
+if as_user cat "$I/hd/hdn.json" >/dev/null 2>&1; then fail "the kernel lets the user into a 0700 shard"; fi
+assert_eq 0 "$(as_user cat "$S/wombat.json" | jq -r .total)" "an item in a 0700 shard, as the user"
+assert_eq "" "$(as_user ls "$S/wombat")" "entries of an item in a 0700 shard, as the user"
+assert_eq 0 "$(as_user cat "$S/womb.suggest.json" | jq -r '.terms | length')" "suggest from a 0700 shard"
+assert_eq 1 "$(jq -r .total "$S/wombat.json")" "an item in a 0700 shard, as root"
+chmod 0755 "$I/hd"
+assert_eq hdn "$(as_user cat "$S/wombat.json" | ids)" "the item once its shard is 0755"
 stop_mount
 
-# 6. `itemfs search` is run by whoever can open the store: it shows everything.
+# 7. `itemfs search` is run by whoever can open the store: it shows everything.
 assert_eq 5 "$("$ITEMFS" search "$STORE" --json quokka | jq -r .total)" "itemfs search total"
 "$ITEMFS" fsck "$STORE" >"$T/fsck" 2>&1 || fail "fsck: $(cat "$T/fsck")"

@@ -248,3 +248,33 @@ TEST(SearchReaders, ClosedItemsAreFoundThroughAPartialIndex) {
   });
   EXPECT_NE(plan.find("search_items_closed"), std::string::npos) << plan;
 }
+
+TEST(SearchReaders, ItemsInADirectoryTheReaderMayNotEnterAreClosed) {
+  // The kernel checks search permission on items/ and the shard on the way
+  // to an item: a 0644 item in a 0700 shard is not the user's to read.
+  Indexed x("dirs");
+  load(x);
+  x.put("hdn", {{"title", "Shut away"}, {"content", "a quokka behind a closed door"}}, attrs(0644, 0, 0));
+  auto dir = [](uint32_t mode, uint32_t uid, uint32_t gid) {
+    Attrs a = attrs(mode, uid, gid);
+    a.mode = 040000 | mode;
+    return a;
+  };
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"hdn", "pub"}));
+  x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("hd", dir(0700, 0, 0)).ok()); });
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"pub"}));
+  EXPECT_EQ(x.run("door", kUser).total, 0u);
+  EXPECT_EQ(x.suggest("doo", kUser)["terms"], json::array());
+  EXPECT_EQ(x.facets("quokka", kUser)["total"], 1);
+  EXPECT_EQ(x.ids("quokka", kRoot), (V{"hdn", "own", "priv", "pub", "team"}));
+  x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("hd", dir(0750, 0, 1000)).ok()); });
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"hdn", "pub"}));  // its group may enter
+  x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("hd", dir(0744, 0, 0)).ok()); });
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"pub"}));  // r without x is not enough
+  // items/ itself shut: nothing at all.
+  x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("", dir(0700, 0, 0)).ok()); });
+  EXPECT_EQ(x.ids("quokka", kUser), V{});
+  EXPECT_EQ(x.run("quokka", kUser).total, 0u);
+  EXPECT_EQ(x.suggest("quo", kUser)["terms"], json::array());
+  EXPECT_EQ(x.run("quokka", kRoot).total, 5u);
+}
