@@ -653,7 +653,7 @@ class Filesystem : public Tree {
     auto dir = items_dir_of(parent);
     if (!dir) {
       fuse_entry_param e{};
-      int err = extra_lookup(parent, name, e);
+      int err = extra_lookup(parent, name, e, req);
       if (err) return (void)fuse_reply_err(req, err);
       return (void)fuse_reply_entry(req, &e);
     }
@@ -1804,7 +1804,7 @@ class Filesystem : public Tree {
     } else if (ino == kBackupsIno) {
       add("ctl", virtual_stat(kCtlIno));
       add("status", virtual_stat(kStatusIno));
-      extra_list(ino, handle->entries);
+      extra_list(ino, handle->entries, req);
     } else if (auto dir = items_dir_of(ino)) {
       // The kernel keeps the listing across opens. Changes made through the
       // mount reset it by themselves (the kernel bumps the directory's
@@ -1815,7 +1815,7 @@ class Filesystem : public Tree {
       fi->keep_cache = 1;
       handle->unlisted_dir = *dir;
     } else {
-      int err = extra_list(ino, handle->entries);
+      int err = extra_list(ino, handle->entries, req);
       if (err) return (void)fuse_reply_err(req, err);
     }
     fi->fh = handles().add(std::move(handle));

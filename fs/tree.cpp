@@ -6,6 +6,19 @@
 // every tool that reads files (cat, jq, grep -l, less) follows it. A query runs
 // at each lookup; its results live in the node until the next lookup, and the
 // kernel is told to cache no entry or attribute below search/.
+//
+// Who may see what: a query answers its caller (the request's uid, gid and
+// supplementary groups) with the items that caller may read
+// (search::Reader). So that two callers asking the same name never get
+// each other's answer, the nodes of search/<q>, <q>.json, .suggest.json and
+// .facets.json are per caller: the name in the node table carries the
+// caller (node_name), so each caller has its own inode, attributes, hits and
+// document, and the kernel, which revalidates every entry below search/ at
+// each use (timeout 0), drops an entry that now names another caller's
+// inode. A node used by another caller than the one it answers (an open
+// directory inherited across setuid, a descriptor passed on) is answered
+// again for that caller: hits_for(), extra_open(). Documents are read with
+// direct_io, so no page cache holds one caller's answer for another.
 #include "fs/tree.h"
 
 #include <fcntl.h>
@@ -43,6 +56,42 @@ struct stat make_stat(fuse_ino_t ino, uint32_t mode, uint64_t size, int64_t mtim
   st.st_atim = st.st_mtim;
   st.st_ctim = st.st_mtim;
   return st;
+}
+
+// Who is asking, for search: root needs no groups (it reads everything),
+// which spares reading them from /proc for each of its lookups. A caller
+// whose groups cannot be read (it has exited) is answered without them.
+search::Reader reader_of(fuse_req_t req) {
+  search::Reader who;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  who.uid = ctx->uid;
+  who.gid = ctx->gid;
+  if (who.root()) return who;
+  std::vector<gid_t> groups(64);
+  int n = fuse_req_getgroups(req, int(groups.size()), groups.data());
+  if (n > int(groups.size())) {
+    groups.resize(size_t(n));
+    n = fuse_req_getgroups(req, int(groups.size()), groups.data());
+  }
+  if (n > 0) {
+    groups.resize(std::min(size_t(n), groups.size()));
+    std::sort(groups.begin(), groups.end());
+    groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+    who.groups.assign(groups.begin(), groups.end());
+  }
+  return who;
+}
+
+// The node table's name for entry `name` of search/ as answered to `who`:
+// the name itself for root, else the name, a NUL (which no entry name
+// holds) and the caller's ids.
+std::string node_name(const std::string& name, const search::Reader& who) {
+  if (who.root()) return name;
+  std::string out = name;
+  out += '\0';
+  out += std::to_string(who.uid) + "." + std::to_string(who.gid);
+  for (uint32_t g : who.groups) out += "." + std::to_string(g);
+  return out;
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -89,6 +138,13 @@ or `find -L` show the items' own sizes and times.
 
 Nothing under search/ is cached by the kernel: every lookup runs the query
 again, so a search made after a write sees it.
+
+On a mount that other users may enter (`-o allow_other`), each user's
+searches find only the items that user may read, as the item's owner, group
+and mode decide (root reads everything): no entry, id, snippet, count, facet
+value or suggested word comes from an item the user may not read, and a
+`chmod` or `chown` counts at the next search. Two users asking the same
+query each get their own answer.
 )";
 
 }  // namespace
@@ -187,9 +243,9 @@ void Tree::extra_forget(fuse_ino_t ino, uint64_t n) {
 
 // ---- lookup -------------------------------------------------------------------
 
-int Tree::extra_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e) {
+int Tree::extra_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e, fuse_req_t req) {
   e = fuse_entry_param{};
-  if (parent == kSearchIno) return search_lookup(name, e);
+  if (parent == kSearchIno) return search_lookup(name, e, reader_of(req));
   if (parent == kBackupsIno) return backup_lookup(parent, name, e);
   TreeNode::Kind kind;
   {
@@ -198,22 +254,23 @@ int Tree::extra_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_pa
     if (it == tree_nodes_.end()) return ENOENT;
     kind = it->second.kind;
   }
-  if (kind == TreeNode::kQueryDir) return result_lookup(parent, name, e);
+  if (kind == TreeNode::kQueryDir) return result_lookup(parent, name, e, reader_of(req));
   if (kind == TreeNode::kBackupDir) return backup_lookup(parent, name, e);
   return ENOTDIR;
 }
 
-int Tree::search_document(const std::string& kind, const std::string& query, std::string& out) {
+int Tree::search_document(const std::string& kind, const std::string& query, std::string& out,
+                          const search::Reader& who) {
   if (!index_) return ENOENT;
   Status st;
   try {
     if (kind == "suggest") {
-      st = index_->suggest_json(query, out);
+      st = index_->suggest_json(query, out, who);
     } else if (kind == "facets") {
-      st = index_->facets_json(query, out);
+      st = index_->facets_json(query, out, who);
     } else {
       search::Results r;
-      st = index_->run(query, r);
+      st = index_->run(query, r, who);
       if (st.ok()) out = search::Index::to_json(r);
     }
   } catch (const std::exception& ex) {
@@ -229,7 +286,7 @@ int Tree::search_document(const std::string& kind, const std::string& query, std
 
 std::string Tree::readme_text() const { return std::string(search::Index::readme()) + kMountReadme; }
 
-int Tree::search_lookup(const std::string& name, fuse_entry_param& e) {
+int Tree::search_lookup(const std::string& name, fuse_entry_param& e, const search::Reader& who) {
   int64_t now = now_ns();
   if (name == "README") {
     std::string text = readme_text();
@@ -262,12 +319,12 @@ int Tree::search_lookup(const std::string& name, fuse_entry_param& e) {
   std::string content;
   std::vector<std::string> hits;
   if (kind == TreeNode::kFile) {
-    if (int err = search_document(file_kind, query, content)) return err;
+    if (int err = search_document(file_kind, query, content, who)) return err;
   } else {
     search::Results r;
     Status st;
     try {
-      st = index_->run_without_snippets(query, r);
+      st = index_->run_without_snippets(query, r, who);
     } catch (const std::exception& ex) {
       st = Status::error(EIO, ex.what());
     }
@@ -280,11 +337,12 @@ int Tree::search_lookup(const std::string& name, fuse_entry_param& e) {
   }
   std::lock_guard lock(tree_mutex_);
   fuse_ino_t ino;
-  TreeNode& node = node_at(kSearchIno, name, kind, ino);
+  TreeNode& node = node_at(kSearchIno, node_name(name, who), kind, ino);
   node.a = query;
   node.b = file_kind;
   if (seq >= node.seq) {  // an older lookup finishing late does not win
     node.seq = seq;
+    node.made_for = who;
     if (kind == TreeNode::kFile) {
       node.st = make_stat(ino, S_IFREG | 0444, content.size(), now);
       node.content = std::move(content);
@@ -327,14 +385,54 @@ std::string link_target(const std::string& id) { return "../../items/" + store::
 
 }  // namespace
 
-int Tree::result_lookup(fuse_ino_t dir, const std::string& name, fuse_entry_param& e) {
+int Tree::hits_for(fuse_ino_t dir, const search::Reader& who, std::vector<std::string>& hits) {
+  std::string query;
+  uint64_t seq;
+  {
+    std::lock_guard lock(tree_mutex_);
+    auto it = tree_nodes_.find(dir);
+    if (it == tree_nodes_.end()) return ENOENT;
+    if (it->second.kind != TreeNode::kQueryDir) return ENOTDIR;
+    if (it->second.made_for == who) {
+      hits = it->second.hits;
+      return 0;
+    }
+    query = it->second.a;
+  }
+  if (!index_) return ENOENT;
+  seq = ++search_seq_;
+  search::Results r;
+  Status st;
+  try {
+    st = index_->run_without_snippets(query, r, who);
+  } catch (const std::exception& ex) {
+    st = Status::error(EIO, ex.what());
+  }
+  if (!st.ok()) {
+    log().add("search: refused query '" + query + "': " + st.message);
+    return st.code ? st.code : EIO;
+  }
+  hits.clear();
+  hits.reserve(r.hits.size());
+  for (auto& h : r.hits) hits.push_back(std::move(h.id));
+  std::lock_guard lock(tree_mutex_);
+  auto it = tree_nodes_.find(dir);
+  if (it != tree_nodes_.end() && seq >= it->second.seq) {
+    it->second.seq = seq;
+    it->second.hits = hits;
+    it->second.made_for = who;
+  }
+  return 0;
+}
+
+int Tree::result_lookup(fuse_ino_t dir, const std::string& name, fuse_entry_param& e, const search::Reader& who) {
   size_t rank;
   std::string id;
   if (!parse_result_name(name, rank, id)) return ENOENT;
+  std::vector<std::string> hits;
+  if (int err = hits_for(dir, who, hits)) return err == ENOTDIR ? ENOENT : err;
   std::lock_guard lock(tree_mutex_);
-  auto it = tree_nodes_.find(dir);
-  if (it == tree_nodes_.end()) return ENOENT;
-  const auto& hits = it->second.hits;
+  if (tree_nodes_.find(dir) == tree_nodes_.end()) return ENOENT;
   if (rank > hits.size() || hits[rank - 1] != id || name != result_name(rank, rank_width(hits.size()), id))
     return ENOENT;
   std::string target = link_target(id);
@@ -416,7 +514,7 @@ int Tree::extra_stat(fuse_ino_t ino, struct stat& st) {
   return 0;
 }
 
-int Tree::extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct stat>>& entries) {
+int Tree::extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct stat>>& entries, fuse_req_t req) {
   if (ino == kSearchIno) {
     std::string text = readme_text();
     std::lock_guard lock(tree_mutex_);
@@ -451,9 +549,9 @@ int Tree::extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct s
     if (it == tree_nodes_.end()) return ENOENT;
     kind = it->second.kind;
     id = it->second.a;
-    if (kind == TreeNode::kQueryDir) hits = it->second.hits;
   }
   if (kind == TreeNode::kQueryDir) {
+    if (int err = hits_for(ino, reader_of(req), hits)) return err;
     size_t width = rank_width(hits.size());
     std::set<std::string> names;
     std::lock_guard lock(tree_mutex_);
@@ -499,9 +597,10 @@ int Tree::extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct s
   return ENOTDIR;
 }
 
-int Tree::extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_info* fi, fuse_req_t) {
+int Tree::extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_info* fi, fuse_req_t req) {
   TreeNode::Kind kind;
   std::string a, b;
+  const search::Reader who = reader_of(req);  // (outside the lock: it may read /proc)
   {
     std::lock_guard lock(tree_mutex_);
     auto it = tree_nodes_.find(ino);
@@ -513,8 +612,8 @@ int Tree::extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_inf
     if (writing) return EACCES;
     a = node.a;
     b = node.b;
-    if (kind == TreeNode::kFile && node.content_ready) {
-      // Made by the lookup that resolved this very open.
+    if (kind == TreeNode::kFile && node.content_ready && node.made_for == who) {
+      // Made by the lookup that resolved this very open (for this caller).
       handle.generated = std::move(node.content);
       node.content.clear();
       node.content_ready = false;
@@ -528,7 +627,7 @@ int Tree::extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_inf
   }
   if (kind == TreeNode::kFile) {
     if (handle.generated.empty())
-      if (int err = search_document(b, a, handle.generated)) return err;
+      if (int err = search_document(b, a, handle.generated, who)) return err;
     fi->direct_io = 1;
     fi->keep_cache = 0;
     return 0;

@@ -78,12 +78,14 @@ class Tree {
   // Stops scheduled backups, waits for a running job, drops the index.
   void detach_services();
 
-  // Nodes below search/ and backups/ (other than ctl and status).
+  // Nodes below search/ and backups/ (other than ctl and status). Search
+  // answers the caller of `req` (its uid, gid and groups) with the items it
+  // may read; see Tree::search_lookup.
   int extra_stat(fuse_ino_t ino, struct stat& st);
-  int extra_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e);
+  int extra_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e, fuse_req_t req);
   // On success fills `handle` and fi's flags; the caller replies.
   int extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_info* fi, fuse_req_t req);
-  int extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct stat>>& entries);
+  int extra_list(fuse_ino_t ino, std::vector<std::pair<std::string, struct stat>>& entries, fuse_req_t req);
   // readdirplus handed the kernel a reference to `ino`, as a lookup does.
   void extra_remember(fuse_ino_t dir, const std::string& name, fuse_ino_t ino);
   // The kernel dropped `n` references to tree node `ino`.
@@ -101,7 +103,7 @@ class Tree {
   struct TreeNode {
     enum Kind { kReadme, kQueryDir, kResult, kFile, kBackupDir, kBackupFile } kind = kReadme;
     fuse_ino_t parent = 0;
-    std::string name;  // the entry name in `parent`
+    std::string name;  // the entry name in `parent` (for search/: and whom it answers, see node_name)
     std::string a, b;  // kQueryDir/kFile: query and file kind; kBackup*: backup id and file name
     struct stat st {};
     // kResult: the link target. kFile: the document made by the latest
@@ -110,18 +112,22 @@ class Tree {
     bool content_ready = false;
     uint64_t seq = 0;               // which lookup made content/hits
     std::vector<std::string> hits;  // kQueryDir: item ids in rank order
+    search::Reader made_for;        // kQueryDir, kFile: whom content/hits answer
     uint64_t lookups = 0;           // references the kernel holds
   };
   // Finds or creates the node named `name` in `parent`; caller holds tree_mutex_.
   TreeNode& node_at(fuse_ino_t parent, const std::string& name, TreeNode::Kind kind, fuse_ino_t& ino);
   void drop_node(fuse_ino_t ino);  // caller holds tree_mutex_
 
-  int search_lookup(const std::string& name, fuse_entry_param& e);
-  int result_lookup(fuse_ino_t dir, const std::string& name, fuse_entry_param& e);
+  int search_lookup(const std::string& name, fuse_entry_param& e, const search::Reader& who);
+  int result_lookup(fuse_ino_t dir, const std::string& name, fuse_entry_param& e, const search::Reader& who);
+  // The hits of query directory `dir` for `who`: the ones its lookup made
+  // when they answer `who`, else the query run again for `who`.
+  int hits_for(fuse_ino_t dir, const search::Reader& who, std::vector<std::string>& hits);
   int backup_lookup(fuse_ino_t parent, const std::string& name, fuse_entry_param& e);
   // Makes the document of search file `kind` ("json", "suggest", "facets")
-  // for `query`; an errno, logged, on failure.
-  int search_document(const std::string& kind, const std::string& query, std::string& out);
+  // for `query`, as `who` may see it; an errno, logged, on failure.
+  int search_document(const std::string& kind, const std::string& query, std::string& out, const search::Reader& who);
   int stat_backup(const std::string& id, const std::string& file, struct stat& st);
   std::string readme_text() const;
   void restored(const std::vector<std::string>& ids);

@@ -27,6 +27,7 @@
 //    as far as the passage needs (Snippets).
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -544,6 +545,67 @@ std::vector<int64_t> dead_gens(sqlite3* db) {
 
 bool contains(const std::vector<int64_t>& sorted, int64_t v) { return std::binary_search(sorted.begin(), sorted.end(), v); }
 
+// Who may read what (Reader, search.h). An item some non-root reader may not
+// read has a read bit missing: (mode & 0444) != 0444. The store's items are
+// indexed by that (a partial index, search_items_closed, covering what the
+// check needs), so finding them costs in proportion to their number, and
+// next to nothing when every item is readable by everyone (one look at the
+// partial index, one at the shards). The modes are the items' own, read in
+// the query's snapshot: chmod and chown need no hook.
+constexpr int kAllRead = 0444;
+constexpr const char* kClosedItemsIndex =
+    "CREATE INDEX IF NOT EXISTS search_items_closed ON items(ino, mode, uid, gid) WHERE (mode & 292) != 292";
+// items first, through the partial index, then each one's entry by ino.
+constexpr const char* kClosedItems =
+    "SELECT d.gen, i.mode, i.uid, i.gid FROM items i CROSS JOIN search_doc d ON d.ino = i.ino"
+    " WHERE (i.mode & 292) != 292";
+static_assert(kAllRead == 292);
+
+// Reading an item also takes search (x) permission on items/ and on its
+// shard, as the kernel checks on the way to it: the directories with an x
+// bit missing (a handful, if any) are read whole, and the items of those
+// `who` may not enter are closed to it as well.
+constexpr const char* kClosedDirs = "SELECT name, mode, uid, gid FROM dirs WHERE (mode & 73) != 73";
+constexpr const char* kAllEntries = "SELECT gen FROM search_doc";
+// A shard's items, through the index of ids (a shard is the first two
+// characters of its items' ids).
+constexpr const char* kShardItems =
+    "SELECT d.gen FROM items i CROSS JOIN search_doc d ON d.ino = i.ino"
+    " WHERE i.id >= ?1 AND i.id < ?2 AND i.shard = ?1";
+
+// The generations of the indexed items `who` may not read, sorted and
+// distinct: empty for root and when every item and directory is readable
+// and searchable by all.
+std::vector<int64_t> unreadable_gens(sqlite3* db, const Reader& who) {
+  std::vector<int64_t> out;
+  if (who.root()) return out;
+  {
+    Stmt dirs(db, kClosedDirs);
+    std::vector<std::string> shut;
+    while (dirs.step()) {
+      if (who.may_search(uint32_t(dirs.int64(1)), uint32_t(dirs.int64(2)), uint32_t(dirs.int64(3)))) continue;
+      if (dirs.text(0).empty()) {  // items/ itself: nothing is readable
+        Stmt all(db, kAllEntries);
+        while (all.step()) out.push_back(all.int64(0));
+        return out;  // in gen order (the table's rowid)
+      }
+      shut.emplace_back(dirs.text(0));
+    }
+    for (const auto& shard : shut) {
+      Stmt items(db, kShardItems);
+      items.bind(1, shard).bind(2, shard + "\xF4\x90");  // above every character
+      while (items.step()) out.push_back(items.int64(0));
+    }
+  }
+  Stmt s(db, kClosedItems);
+  while (s.step()) {
+    if (!who.may_read(uint32_t(s.int64(1)), uint32_t(s.int64(2)), uint32_t(s.int64(3)))) out.push_back(s.int64(0));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Snippets
 
@@ -940,9 +1002,20 @@ class Scorer {
  public:
   // n: indexed_items(). only_docs: with a query of one word (no prefix, no
   // other condition), the number of rows that have it, which the caller has
-  // just counted.
-  Scorer(sqlite3* db, const Query& q, int64_t items, std::optional<int64_t> only_docs = std::nullopt) {
-    const auto n = double(items);
+  // just counted. closed: the rows of items the reader may not read
+  // (sorted), which count neither in n nor in a word's rows, so that a
+  // score tells nothing of them.
+  Scorer(sqlite3* db, const Query& q, int64_t items, std::optional<int64_t> only_docs = std::nullopt,
+         const std::vector<int64_t>& closed = {}) {
+    const auto n = double(items - int64_t(closed.size()));
+    auto docs_of = [&](const Phrase& p, size_t k, bool title) -> int64_t {
+      if (only_docs) return *only_docs;
+      if (closed.empty()) return rows_with(db, p, k, title);
+      const std::vector<int64_t> rows = rows_matching(db, token_fts(p, k, title));
+      int64_t out = int64_t(rows.size());
+      for (int64_t c : closed) out -= std::binary_search(rows.begin(), rows.end(), c);
+      return out;
+    };
     for (const auto& group : q.all) {
       for (const Phrase& p : group) {
         if (!(p.columns & (kTitleColumn | kBodyColumn))) continue;  // field filters do not rank
@@ -955,7 +1028,7 @@ class Scorer {
         // found otherwise may score for one it only shares them with.)
         for (size_t k = 0; k < p.tokens.size(); ++k) {
           Word w;
-          const auto docs = double(only_docs ? *only_docs : rows_with(db, p, k, title_only));
+          const auto docs = double(docs_of(p, k, title_only));
           w.idf = std::max(1e-6, std::log(1 + (n - docs + 0.5) / (docs + 0.5)));  // dead rows: docs > n
           w.weight = title_only ? kTitleWeight : kBodyWeight;
           if (p.columns == (kTitleColumn | kBodyColumn)) w.title.rows = rows_matching(db, token_fts(p, k, true));
@@ -1449,7 +1522,7 @@ struct Index::Impl {
     int length_class;
   };
 
-  Status run(std::string_view text, Results& out, bool snippets);
+  Status run(std::string_view text, Results& out, bool snippets, const Reader& who);
 
   // The length class of every generation, read from search_doc once and
   // then only for the generations added since, so that a query reads each
@@ -1542,12 +1615,18 @@ struct Index::Impl {
 
 Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
   if (store.options().read_only) return;  // queries report a missing index
-  bool have = false;
+  bool have = false, closed_index = false;
   std::optional<int64_t> version;
   store.with_reader([&](sqlite3* db) {
     have = table_exists(db, "search_meta");
     if (have) version = meta_value(db, "version");
+    closed_index = table_exists(db, "search_items_closed");
   });
+  if (!closed_index && !(have && version && *version > kIndexVersion)) {
+    // Added to a store of any index version: the answers do not depend on
+    // it, only the cost of finding the items some reader may not read.
+    store.write([&](store::WriteBatch& batch) { exec(batch.db(), kClosedItemsIndex); });
+  }
   if (have && version && *version > kIndexVersion) {
     throw StoreError(EPROTO, "search: the index was written by a newer itemfs (index version " +
                                  std::to_string(*version) + ", this one knows " + std::to_string(kIndexVersion) + ")");
@@ -1651,7 +1730,7 @@ void Index::reindex() {
   });
 }
 
-Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
+Status Index::Impl::run(std::string_view text, Results& out, bool snippets, const Reader& who) {
   out = Results{};
   out.query = std::string(text);
   auto pooled = pooled_tokenizer();
@@ -1664,6 +1743,9 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
     return Status::error(EIO, "the search index is missing; run itemfs reindex");
   }
   const std::vector<int64_t> dead = dead_gens(db);
+  // Rows of items `who` may not read are skipped like dead ones, before
+  // ranking and limit:, so hits and counts are the reader's own.
+  const std::vector<int64_t> closed = unreadable_gens(db, who);
   const CheckPlan check(db, q);
   // Only dates need search_doc; everything else comes from the full-text index.
   const bool dates = q.sort_date || q.after || q.before || q.positive.empty();
@@ -1686,6 +1768,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   for (size_t k = 0; k < matched.rows.size(); ++k) {
     const int64_t gen = matched.rows[k];
     if (!dead.empty() && contains(dead, gen)) continue;
+    if (!closed.empty() && contains(closed, gen)) continue;
     if (check.needed(gen) && !exact_match(*snap, lookup, tok, q, gen)) continue;
     gens.push_back(gen);
     if (dates) row_dates.push_back(matched.values[k]);
@@ -1744,10 +1827,11 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
       const Phrase& p = q.all[0][0];
       if (!p.prefix && p.tokens.size() == 1 && (p.columns & (kTitleColumn | kBodyColumn)) &&
           q.positive == "(" + phrase_fts(p) + ")") {
-        only_docs = rows;
+        only_docs = rows;  // less the closed ones among them (matched.rows is sorted here)
+        for (int64_t c : closed) *only_docs -= std::binary_search(matched.rows.begin(), matched.rows.end(), c);
       }
     }
-    scorer.emplace(db, q, indexed, only_docs);
+    scorer.emplace(db, q, indexed, only_docs, closed);
   }
   for (size_t k = 0; k < gens.size(); ++k) {
     Candidate c{gens[k], 0, dates ? row_dates[k] : std::nullopt, ranked ? classes[k] : 0};
@@ -1787,8 +1871,10 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets) {
   return Status::success();
 }
 
-Status Index::run(std::string_view query, Results& out) { return impl_->run(query, out, true); }
-Status Index::run_without_snippets(std::string_view query, Results& out) { return impl_->run(query, out, false); }
+Status Index::run(std::string_view query, Results& out, const Reader& who) { return impl_->run(query, out, true, who); }
+Status Index::run_without_snippets(std::string_view query, Results& out, const Reader& who) {
+  return impl_->run(query, out, false, who);
+}
 
 // What dump() makes of {"query", "total", "hits": [{"rank", "id", "path",
 // "score", "snippet"}, ...]} (keys sorted, indent 2), written directly:
@@ -1820,7 +1906,7 @@ std::string Index::to_json(const Results& r) {
   return out;
 }
 
-Status Index::suggest_json(std::string_view prefix, std::string& out) {
+Status Index::suggest_json(std::string_view prefix, std::string& out, const Reader& who) {
   Tokenizer tok(impl_->lib);
   if (prefix.size() > kMaxQueryBytes) return Status::error(EINVAL, "the prefix is longer than 4096 bytes");
   bool single = false;
@@ -1840,9 +1926,32 @@ Status Index::suggest_json(std::string_view prefix, std::string& out) {
     if (is_marker(term)) continue;
     terms.emplace_back(term, s.int64(1));
   }
-  std::sort(terms.begin(), terms.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : a.first < b.first;
-  });
+  auto before = [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; };
+  std::sort(terms.begin(), terms.end(), before);
+  if (const std::vector<int64_t> closed = unreadable_gens(db, who); !closed.empty()) {
+    // The index counts every item's words; this reader's counts leave out
+    // the items it may not read, which needs each word's rows. A word's
+    // count can only shrink, so words are taken most frequent first until
+    // the next one cannot reach the 50th count found.
+    std::vector<std::pair<std::string, int64_t>> mine;
+    std::vector<int64_t> least;  // a min-heap of the best 50 counts so far
+    for (auto& [term, docs] : terms) {
+      if (least.size() == 50 && docs < least.front()) break;
+      const std::vector<int64_t> rows = rows_matching(db, fts_phrase({term}));
+      int64_t readable = int64_t(rows.size());
+      for (int64_t c : closed) readable -= std::binary_search(rows.begin(), rows.end(), c);
+      if (readable <= 0) continue;  // a word only unreadable items have
+      mine.emplace_back(std::move(term), readable);
+      least.push_back(readable);
+      std::push_heap(least.begin(), least.end(), std::greater<>());
+      if (least.size() > 50) {
+        std::pop_heap(least.begin(), least.end(), std::greater<>());
+        least.pop_back();
+      }
+    }
+    std::sort(mine.begin(), mine.end(), before);
+    terms.swap(mine);
+  }
   if (terms.size() > 50) terms.resize(50);
   json list = json::array();
   for (const auto& [term, docs] : terms) list.push_back(json{{"term", term}, {"docs", docs}});
@@ -1850,7 +1959,7 @@ Status Index::suggest_json(std::string_view prefix, std::string& out) {
   return Status::success();
 }
 
-Status Index::facets_json(std::string_view query, std::string& out) {
+Status Index::facets_json(std::string_view query, std::string& out, const Reader& who) {
   Tokenizer tok(impl_->lib);
   Query q;
   if (Status st = parse_query(query, tok, q); !st.ok()) return st;
@@ -1863,6 +1972,7 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   bind_match(s, q);
   Stmt lookup(db, kItemOfGen);
   const CheckPlan check(db, q);
+  const std::vector<int64_t> closed = unreadable_gens(db, who);  // not counted
   // Host, author and lang are counted by search_value id; the values of the
   // largest are read at the end.
   std::unordered_map<int64_t, uint64_t> host, author, lang, tag_list;
@@ -1870,6 +1980,7 @@ Status Index::facets_json(std::string_view query, std::string& out) {
   std::unordered_map<int, uint64_t> year;
   uint64_t total = 0;
   while (s.step()) {
+    if (!closed.empty() && contains(closed, s.int64(0))) continue;
     if (check.needed(s.int64(0)) && !exact_match(*snap, lookup, tok, q, s.int64(0))) continue;
     ++total;
     if (!s.null(1)) ++host[s.int64(1)];
@@ -2026,6 +2137,13 @@ std::vector<std::string> Index::check() {
 
 extern const unsigned char kReadme[];
 extern const size_t kReadmeSize;
+
+bool Reader::may(uint32_t mode, uint32_t owner, uint32_t group, uint32_t bit) const {
+  if (root()) return true;
+  if (uid == owner) return mode & (bit << 6);
+  if (gid == group || std::find(groups.begin(), groups.end(), group) != groups.end()) return mode & (bit << 3);
+  return mode & bit;
+}
 
 std::string_view Index::readme() { return std::string_view(reinterpret_cast<const char*>(kReadme), kReadmeSize); }
 

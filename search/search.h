@@ -15,6 +15,23 @@
 //  - Queries are parsed by this library, never handed to FTS5 as written: a
 //    bad query returns EINVAL with a sentence saying what is wrong, and no
 //    query can make the engine fail or crash.
+//  - Who is asking: run(), suggest_json() and facets_json() take a Reader
+//    (uid, gid, supplementary groups) and answer with the items that reader
+//    may read, decided from each item's owner, group and mode as the
+//    kernel's default_permissions decides (Reader::may_read; and, as on
+//    the way to the item, search permission on items/ and its shard,
+//    Reader::may_search). Unreadable
+//    items are left out before ranking and limit:, so the hits are the
+//    reader's best ones and every count (total, facets, a suggested word's
+//    docs) counts only readable items; no id, snippet, facet value or word
+//    of an unreadable item reaches the answer. The check reads the items'
+//    modes in the same snapshot as the index (so chmod and chown count at
+//    once, with nothing to keep in step), and only of the items that some
+//    non-root reader may not read (a read bit missing: a partial index of
+//    the store's items, search_items_closed): for root, and for a store
+//    whose items are all readable by everyone (0644, 0444), a query costs
+//    what it did without the check. The default Reader is root: `itemfs
+//    search` is run by whoever can open the store, and shows everything.
 //  - Every method is thread-safe. run(), suggest_json() and facets_json() read
 //    one store Snapshot (a point in time) and never wait for writers.
 //  - Errors a caller must act on come back as Status; unexpected SQLite
@@ -37,6 +54,24 @@
 #include "store/store.h"
 
 namespace itemfs::search {
+
+// Who is asking, as the kernel knows a caller: uid, gid and supplementary
+// groups. uid 0 reads everything.
+struct Reader {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;
+
+  bool root() const { return uid == 0; }
+  // Whether this reader may read a file (search a directory) of this owner,
+  // group and mode, as default_permissions decides: the owner bits if uid
+  // is the owner, else the group bits if the file's group is gid or one of
+  // groups, else the other bits. Root may do anything.
+  bool may_read(uint32_t mode, uint32_t owner, uint32_t group) const { return may(mode, owner, group, 04); }
+  bool may_search(uint32_t mode, uint32_t owner, uint32_t group) const { return may(mode, owner, group, 01); }
+  bool may(uint32_t mode, uint32_t owner, uint32_t group, uint32_t bit) const;
+  bool operator==(const Reader&) const = default;
+};
 
 struct Hit {
   std::string id;
@@ -61,9 +96,10 @@ class Index : public store::CommitHook {
   Index& operator=(const Index&) = delete;
 
   // Runs `query` (see readme()). EINVAL with a sentence on a bad query.
-  store::Status run(std::string_view query, Results& out);
+  // Only items `who` may read are found (see the contract above).
+  store::Status run(std::string_view query, Results& out, const Reader& who = {});
   // The same without snippets (each costs a read of its item): for listings.
-  store::Status run_without_snippets(std::string_view query, Results& out);
+  store::Status run_without_snippets(std::string_view query, Results& out, const Reader& who = {});
 
   // The document served as search/<query>.json:
   //   {"query": q, "total": n, "hits": [{"rank": 1, "id": ..., "path":
@@ -74,14 +110,16 @@ class Index : public store::CommitHook {
   // accents removed), most frequent first, as
   //   {"prefix": p, "terms": [{"term": t, "docs": n}, ...]}  (at most 50 terms)
   // Served as search/<prefix>.suggest.json. EINVAL if prefix has no letters.
-  store::Status suggest_json(std::string_view prefix, std::string& out);
+  // For a reader who may not read some items, `docs` counts the items it
+  // may read and a word no such item has is not listed.
+  store::Status suggest_json(std::string_view prefix, std::string& out, const Reader& who = {});
 
   // Counts of the items matching `query` by facet, as
   //   {"query": q, "total": n, "facets": {"host": [{"value": v, "count": n}, ...],
   //    "author": [...], "tag": [...], "lang": [...], "year": [...]}}
   // (each list at most 20 entries, largest first; limit: is ignored).
-  // Served as search/<query>.facets.json.
-  store::Status facets_json(std::string_view query, std::string& out);
+  // Served as search/<query>.facets.json. Only items `who` may read count.
+  store::Status facets_json(std::string_view query, std::string& out, const Reader& who = {});
 
   // The query language documentation (search/README.md, embedded at build time).
   static std::string_view readme();
