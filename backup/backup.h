@@ -113,6 +113,13 @@ class Manager {
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
+  // Cancels the running job and every later one (they fail with
+  // ECANCELED within moments: every loop of a job checks for it) and stops
+  // the schedule. For shutting down: the daemon calls it when it is asked
+  // to unmount, so that a job never holds the exit up. Thread-safe; does
+  // not wait.
+  void cancel();
+
   // Runs one ctl command line synchronously. EINVAL bad command, EBUSY while
   // another job runs (here or in another process), ENOENT unknown backup,
   // EIO on failure; status_json() says why.

@@ -24,7 +24,7 @@ namespace itemfs::backup {
 // ---------------------------------------------------------------- files
 
 FileSink::FileSink(const std::filesystem::path& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode);
   if (fd_ < 0) throw_errno("cannot create", path, errno);
   buf_.reserve(256 * 1024);
 }
@@ -61,9 +61,9 @@ void FileSink::finish() {
   digest_ = hasher_.finish();
 }
 
-FileSource::FileSource(const std::filesystem::path& path, bool hash) : path_(path), hash_(hash) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw_errno("cannot open", path, errno);
+FileSource::FileSource(const std::filesystem::path& path, bool hash, const std::atomic<bool>* cancel)
+    : path_(path), hash_(hash), cancel_(cancel) {
+  fd_ = open_regular(path, &size_);
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
 }
 
@@ -72,6 +72,11 @@ FileSource::~FileSource() {
 }
 
 size_t FileSource::read(void* buf, size_t cap) {
+  if (cancel_ && cancel_->load(std::memory_order_relaxed)) {
+    throw JobError(ECANCELED, "cancelled: itemfs is shutting down");
+  }
+  cap = static_cast<size_t>(std::min<uint64_t>(cap, size_ - std::min(size_, bytes_)));
+  if (cap == 0) return 0;
   for (;;) {
     ssize_t n = ::read(fd_, buf, cap);
     if (n < 0 && errno == EINTR) continue;

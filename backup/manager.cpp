@@ -52,6 +52,10 @@ constexpr int kItemsLevelIncremental = 1;
 constexpr size_t kSegmentInMemory = 8 << 20;
 // MANIFEST.json and manifest.json are written in pieces of this size.
 constexpr size_t kManifestPiece = 1 << 20;
+// The largest MANIFEST.json read from an archive (a map entry takes about
+// 115 bytes: some 9 million items). It is read into memory whole, so a
+// header declaring more is refused before anything is allocated.
+constexpr uint64_t kMaxManifest = uint64_t(1) << 30;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
@@ -61,24 +65,41 @@ struct FileCloser {
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
 File open_write(const fs::path& path) {
-  File f(std::fopen(path.c_str(), "wbx"));
-  if (!f) throw_errno("cannot create", path, errno);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode);
+  if (fd < 0) throw_errno("cannot create", path, errno);
+  File f(::fdopen(fd, "wb"));
+  if (!f) {
+    int err = errno;
+    ::close(fd);
+    throw_errno("cannot create", path, err);
+  }
   return f;
 }
 
+// A directory only the owner may enter: fs::create_directory leaves it to
+// the umask.
+void make_private_dir(const fs::path& path, std::error_code& ec) {
+  if (::mkdir(path.c_str(), kPrivateDirMode) != 0) {
+    ec.assign(errno, std::generic_category());
+    return;
+  }
+  ::chmod(path.c_str(), kPrivateDirMode);
+  ec.clear();
+}
+
 std::string read_whole_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno("cannot open", path, errno);
+  uint64_t size = 0;
+  int fd = open_regular(path, &size);
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw_errno("cannot stat", path, errno);
-  std::string text(static_cast<size_t>(st.st_size) + 1, '\0');
+  // Its size at open, and what it holds then: a file that grows meanwhile
+  // is not followed.
+  std::string text(static_cast<size_t>(size), '\0');
   size_t got = 0;
   for (;;) {
-    if (got == text.size()) text.resize(text.size() * 2);  // it grew meanwhile
+    if (got == text.size()) break;
     ssize_t n = ::read(fd, text.data() + got, text.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("cannot read", path, errno);
@@ -101,15 +122,9 @@ void close_synced(File& f, const fs::path& path) {
 class MappedFile {
  public:
   explicit MappedFile(const fs::path& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno("cannot open", path, errno);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      throw_errno("cannot stat", path, err);
-    }
-    size_ = static_cast<size_t>(st.st_size);
+    uint64_t size = 0;
+    int fd = open_regular(path, &size);
+    size_ = static_cast<size_t>(size);
     if (size_ > 0) {
       void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
       if (p == MAP_FAILED) {
@@ -138,7 +153,7 @@ class MappedFile {
 class ManFile {
  public:
   explicit ManFile(const fs::path& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode);
     if (fd_ < 0) throw_errno("cannot create", path, errno);
   }
   ~ManFile() {
@@ -450,7 +465,7 @@ struct Manager::Impl {
 
   OpenArchive open_archive(const Found& f, const Key* key) {
     OpenArchive a;
-    a.raw = std::make_unique<FileSource>(dir / f.summary.id / f.archive_name);
+    a.raw = std::make_unique<FileSource>(dir / f.summary.id / f.archive_name, true, &cancel);
     ByteSource* src = a.raw.get();
     if (f.summary.encrypted) {
       if (!key) throw JobError(EACCES, "backup " + f.summary.id + " is encrypted and needs the backup key");
@@ -486,10 +501,13 @@ struct Manager::Impl {
 
   void lock_dir(DirLock& lock) {
     std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) throw_errno("cannot create the backup directory", dir, ec.value());
+    if (!fs::is_directory(dir, ec)) {
+      fs::create_directories(dir.parent_path(), ec);
+      make_private_dir(dir, ec);
+      if (ec && ec.value() != EEXIST) throw_errno("cannot create the backup directory", dir, ec.value());
+    }
     fs::path p = dir / ".lock";
-    lock.fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    lock.fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, kPrivateFileMode);
     if (lock.fd < 0) throw_errno("cannot open", p, errno);
     if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) throw JobError(EBUSY, "another process is running a backup job in " + dir.string());
@@ -635,7 +653,7 @@ struct Manager::Impl {
     }
 
     fs::path tmp = dir / (".tmp-" + id);
-    fs::create_directory(tmp, ec);
+    make_private_dir(tmp, ec);
     if (ec) throw_errno("cannot create", tmp, ec.value());
     struct Cleanup {
       fs::path p;
@@ -1019,7 +1037,7 @@ struct Manager::Impl {
 
     std::unique_ptr<FileSource> raw;
     try {
-      raw = std::make_unique<FileSource>(bdir / f.archive_name);
+      raw = std::make_unique<FileSource>(bdir / f.archive_name, true, &cancel);
     } catch (const JobError& e) {
       r.add(e.what());
     }
@@ -1053,6 +1071,7 @@ struct Manager::Impl {
           r = std::move(first);
         }
       } catch (const JobError& e) {
+        if (e.code() == ECANCELED) throw;
         r.add(e.what());
       }
     }
@@ -1073,21 +1092,28 @@ struct Manager::Impl {
     return r;
   }
 
-  // MANIFEST.json, the first entry of an open archive, whole.
-  static std::string read_manifest_entry(TarReader& tar, const std::string& what) {
+  // MANIFEST.json, the first entry of an open archive, whole. Memory follows
+  // the bytes really read, never the size the tar header declares, and
+  // stops at `limit` (a manifest.json beside the archive must be the same
+  // bytes; else kMaxManifest).
+  static std::string read_manifest_entry(TarReader& tar, const std::string& what, uint64_t limit = kMaxManifest) {
     TarEntry e;
     if (!tar.next(e)) throw JobError(EIO, what + ": archive is empty");
     if (e.path != "MANIFEST.json" || !e.regular) {
       throw JobError(EIO, what + ": first entry is " + e.path + ", expected MANIFEST.json");
     }
-    // A map entry takes about 115 bytes; far beyond any store is damage, not
-    // something to allocate.
-    constexpr uint64_t kMaxManifest = uint64_t(1) << 36;
-    if (e.size > kMaxManifest) throw JobError(EIO, what + ": MANIFEST.json is implausibly large");
-    std::string text(e.size, '\0');
-    size_t got = 0;
-    for (size_t n; got < text.size() && (n = tar.read(text.data() + got, text.size() - got)) > 0;) got += n;
-    if (got != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
+    limit = std::min(limit, kMaxManifest);
+    if (e.size > limit) {
+      throw JobError(EIO, what + ": MANIFEST.json declares " + std::to_string(e.size) + " bytes, more than the " +
+                              std::to_string(limit) + " a manifest may have here; refusing it");
+    }
+    std::string text;
+    std::vector<char> buf(64 * 1024);
+    for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
+      if (text.size() + n > e.size) throw JobError(EIO, what + ": MANIFEST.json is longer than its tar header says");
+      text.append(buf.data(), n);
+    }
+    if (text.size() != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
     return text;
   }
 
@@ -1098,7 +1124,9 @@ struct Manager::Impl {
     std::vector<MapEntry> items;
     store::Sha256 inner{};
     {
-      std::string text = read_manifest_entry(tar, id);
+      uint64_t limit = kMaxManifest;
+      if (!f.summary.encrypted) ::close(open_regular(dir / id / kManifestFile, &limit));
+      std::string text = read_manifest_entry(tar, id, limit);
       inner = store::sha256_of(text);
       read_manifest_sorted(text, m, items, id + ": MANIFEST.json");
     }
@@ -1116,7 +1144,7 @@ struct Manager::Impl {
       r.add("MANIFEST.json in the archive disagrees with manifest.json beside it");
     }
     if (!f.summary.encrypted) {
-      FileSource outer(dir / id / kManifestFile);
+      FileSource outer(dir / id / kManifestFile, true, &cancel);
       outer.drain();
       if (outer.sha256() != inner) r.add("manifest.json differs from MANIFEST.json in the archive");
     }
@@ -1286,7 +1314,7 @@ struct Manager::Impl {
       return std::make_unique<std::istringstream>(std::move(data));
     }
     std::error_code ec;
-    fs::create_directories(spool_dir, ec);
+    if (!fs::is_directory(spool_dir, ec)) make_private_dir(spool_dir, ec);
     fs::path p = spool_dir / "item";
     fs::remove(p, ec);
     {
@@ -1608,6 +1636,16 @@ struct Manager::Impl {
 
   // ------------------------------------------------------------ schedule
 
+  // Wakes the schedule's thread so that it ends (cancel is set); the
+  // destructor joins it.
+  void stop_schedule_async() {
+    {
+      std::lock_guard lk(sched_mu);
+      sched_stop = true;
+    }
+    sched_cv.notify_all();
+  }
+
   void stop_schedule() {
     {
       std::lock_guard lk(sched_mu);
@@ -1668,6 +1706,11 @@ Manager::~Manager() {
   impl_->cancel = true;
   impl_->stop_schedule();
   std::lock_guard wait(impl_->job_mu);  // a job run by another thread ends (cancelled) first
+}
+
+void Manager::cancel() {
+  impl_->cancel = true;
+  impl_->stop_schedule_async();
 }
 
 store::Status Manager::run(std::string_view command_line) {
@@ -1735,7 +1778,12 @@ std::filesystem::path Manager::path_of(std::string_view id, std::string_view fil
   if (!known) return {};
   fs::path bdir = impl_->dir / sid;
   std::error_code ec;
-  if (!fs::is_regular_file(bdir / kManifestFile, ec) || !fs::is_regular_file(bdir / name, ec)) return {};
+  // Regular files only, not through a link: a link to a device or a FIFO
+  // would hang its reader, a link elsewhere would serve another file.
+  if (!fs::is_regular_file(fs::symlink_status(bdir / kManifestFile, ec)) ||
+      !fs::is_regular_file(fs::symlink_status(bdir / name, ec))) {
+    return {};
+  }
   return bdir / name;
 }
 

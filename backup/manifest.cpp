@@ -3,6 +3,8 @@
 #include "backup/backup.h"
 #include "store/utf8.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -385,9 +387,44 @@ void read_manifest(std::istream& in, bool summary_only, Manifest& out, const std
   }
 }
 
+namespace {
+// Reads a descriptor (open_regular's) through an istream, no further than
+// the size the file had when it was opened.
+class FdBuf : public std::streambuf {
+ public:
+  FdBuf(int fd, uint64_t size, std::filesystem::path path) : fd_(fd), left_(size), path_(std::move(path)) {}
+  ~FdBuf() override { ::close(fd_); }
+  FdBuf(const FdBuf&) = delete;
+  FdBuf& operator=(const FdBuf&) = delete;
+
+ protected:
+  int_type underflow() override {
+    if (left_ == 0) return traits_type::eof();
+    for (;;) {
+      ssize_t n = ::read(fd_, buf_, static_cast<size_t>(std::min<uint64_t>(sizeof buf_, left_)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("cannot read", path_, errno);
+      if (n == 0) return traits_type::eof();
+      left_ -= static_cast<uint64_t>(n);
+      setg(buf_, buf_, buf_ + n);
+      return traits_type::to_int_type(buf_[0]);
+    }
+  }
+
+ private:
+  int fd_;
+  uint64_t left_;
+  std::filesystem::path path_;
+  char buf_[64 * 1024];
+};
+}  // namespace
+
 void read_manifest_file(const std::filesystem::path& path, bool summary_only, Manifest& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_errno("cannot open", path, errno);
+  uint64_t size = 0;
+  int fd = open_regular(path, &size);
+  FdBuf buf(fd, size, path);
+  std::istream in(&buf);
+  in.exceptions(std::ios::badbit);
   read_manifest(in, summary_only, out, path.string());
 }
 

@@ -20,6 +20,10 @@ struct MountConfig {
   int64_t backup_every_seconds = 0;
   int backup_keep_last = 0;
   int backup_chain_max = 7;
+  // backups/ and what it holds are the mount owner's alone (0500 / 0400):
+  // archives hold every item, private ones too. A group id here may read
+  // them as well (g+rx / g+r, the nodes' group).
+  int64_t backup_group = -1;
 };
 
 // Mounts and serves until unmounted or signalled. Returns a process exit code.

@@ -1,4 +1,5 @@
 // itemfs: mount a store of JSON items, or work on one offline.
+#include <grp.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -33,6 +34,7 @@ mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   backup_every=DURATION take a backup every DURATION (e.g. 30m, 24h)
   backup_keep_last=N    after a scheduled backup, prune to the N newest
   backup_chain=N        a full backup when an incremental chain would exceed N
+  backup_group=GROUP    the group (name or gid) that may read backups/ too (default: the owner only)
 )";
 
 uint64_t parse_size(const std::string& text) {
@@ -55,6 +57,17 @@ int64_t parse_duration(const std::string& text) {
   double scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : -1;
   if (scale < 0 || value <= 0) throw std::invalid_argument("bad duration: " + text);
   return int64_t(value * scale);
+}
+
+// A group name or a numeric gid.
+int64_t parse_group(const std::string& text) {
+  if (const struct group* g = ::getgrnam(text.c_str())) return int64_t(g->gr_gid);
+  size_t used = 0;
+  unsigned long gid = text.empty() || text[0] == '-' ? 0 : std::stoul(text, &used);
+  if (text.empty() || used != text.size() || gid >= 0xffffffffUL) {
+    throw std::invalid_argument("backup_group=" + text + ": not a group name or gid");
+  }
+  return int64_t(gid);
 }
 
 int mount_command(const std::vector<std::string>& args) {
@@ -84,6 +97,7 @@ int mount_command(const std::vector<std::string>& args) {
         else if (key == "backup_every") config.backup_every_seconds = parse_duration(value);
         else if (key == "backup_keep_last") config.backup_keep_last = std::stoi(value);
         else if (key == "backup_chain") config.backup_chain_max = std::stoi(value);
+        else if (key == "backup_group") config.backup_group = parse_group(value);
         else if (key == "rw" || key == "dev" || key == "suid" || key == "nodev" || key == "nosuid" || key == "exec" ||
                  key == "noexec" || key == "auto" || key == "noauto" || key == "_netdev" || key == "user" ||
                  key == "nouser" || key == "nofail" || key == "defaults") {

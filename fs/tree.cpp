@@ -99,6 +99,7 @@ Tree::~Tree() = default;
 
 void Tree::attach_services(const MountConfig& config) {
   tree_time_ns_ = now_ns();
+  backup_group_ = config.backup_group;
   index_ = std::make_unique<search::Index>(store());
   store().add_hook(index_.get());
   backup::Options options;
@@ -110,6 +111,10 @@ void Tree::attach_services(const MountConfig& config) {
   backups_->on_log([this](std::string_view line) { log().add(std::string(line)); });
   if (config.backup_every_seconds > 0)
     backups_->start_schedule(std::chrono::seconds(config.backup_every_seconds), config.backup_keep_last);
+}
+
+void Tree::cancel_jobs() {
+  if (backups_) backups_->cancel();
 }
 
 void Tree::detach_services() {
@@ -361,8 +366,9 @@ int Tree::stat_backup(const std::string& id, const std::string& file, struct sta
   struct stat real {};
   if (::stat(path.c_str(), &real) != 0) return ENOENT;
   int64_t mtime = int64_t(real.st_mtim.tv_sec) * 1000000000 + real.st_mtim.tv_nsec;
-  st = make_stat(0, file.empty() ? S_IFDIR | 0755 : S_IFREG | 0444, file.empty() ? 0 : uint64_t(real.st_size),
-                 mtime);
+  st = make_stat(0, file.empty() ? S_IFDIR | backup_perm(true) : S_IFREG | backup_perm(false),
+                 file.empty() ? 0 : uint64_t(real.st_size), mtime);
+  st.st_gid = backup_gid();
   st.st_ctim = real.st_ctim;
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1108,6 +1109,84 @@ TEST_F(BackupTest, ScheduleTakesBackups) {
   EXPECT_LE(l.size(), 4u);  // pruned to 3 (+ a parent)
   EXPECT_TRUE(status(mgr()).contains("schedule"));
   mgr_.reset();  // stops the thread
+}
+
+// A tar header (ustar) for one regular file of `size` bytes, as a hostile
+// archive would have it: the size is whatever the header says.
+std::string tar_header(const std::string& name, uint64_t size) {
+  std::string h(512, '\0');
+  auto field = [&](size_t off, size_t len, const std::string& v) { h.replace(off, v.size(), v.substr(0, len)); };
+  auto octal = [](uint64_t v, int digits) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%0*llo", digits, static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  field(0, 100, name);
+  field(100, 8, octal(0644, 7));
+  field(108, 8, octal(0, 7));
+  field(116, 8, octal(0, 7));
+  field(124, 12, octal(size, 11));
+  field(136, 12, octal(1, 11));
+  field(148, 8, std::string(8, ' '));
+  h[156] = '0';
+  field(257, 6, std::string("ustar\0", 6));
+  field(263, 2, "00");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  field(148, 8, octal(sum, 6) + std::string("\0 ", 2));
+  return h;
+}
+
+// A MANIFEST.json whose tar header declares 1 GiB (and holds a few bytes)
+// is refused before anything of that size is allocated: verify runs in a
+// child whose address space is limited to what it uses plus 256 MiB, so an
+// allocation of the declared size fails there ("out of memory") instead of
+// passing unnoticed.
+TEST_F(BackupTest, ManifestDeclaringAHugeSizeIsRefusedWithoutAllocatingIt) {
+  fill(3);
+  run_ok("full");
+  std::string id = last_id();
+  fs::path archive = archive_of(id);
+  std::string manifest = slurp(opts_.dir / id / "manifest.json");
+  for (uint64_t declared : {uint64_t(1) << 30, uint64_t(3) << 30}) {
+    fs::remove(archive);
+    {
+      FileSink file(archive);
+      GzipSink gz(file, 6);
+      std::string tar = tar_header("MANIFEST.json", declared) + manifest;
+      gz.write(tar.data(), tar.size());
+      gz.finish();
+    }
+    ASSERT_EQ(sh("cd " + q(archive.parent_path()) + " && sha256sum " + id + ".tar.gz > " + id + ".tar.gz.sha256"), 0);
+    // verify, then restore (which verifies first), in a child with a bounded
+    // address space (not under AddressSanitizer, whose shadow memory needs
+    // terabytes of it).
+    for (std::string cmd : {"verify " + id, "restore " + id}) {
+      pid_t pid = ::fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+#if !defined(__SANITIZE_ADDRESS__)
+        std::ifstream statm("/proc/self/statm");
+        uint64_t pages = 0;
+        statm >> pages;
+        uint64_t limit = pages * uint64_t(::sysconf(_SC_PAGESIZE)) + (uint64_t(256) << 20);
+        struct rlimit rl {limit, limit};
+        if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(3);
+#endif
+        Manager m(*store_, opts_);
+        Status st = m.run(cmd);
+        std::string msg = json::parse(m.status_json())["last"]["message"].get<std::string>();
+        bool ok = st.code == EIO && msg.find("MANIFEST.json declares") != std::string::npos &&
+                  msg.find("out of memory") == std::string::npos;
+        if (!ok) std::fprintf(stderr, "%s: code %d: %s\n", cmd.c_str(), st.code, msg.c_str());
+        ::_exit(ok ? 0 : 1);
+      }
+      int wstatus = 0;
+      ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
+      ASSERT_TRUE(WIFEXITED(wstatus)) << cmd << ": " << declared;
+      EXPECT_EQ(WEXITSTATUS(wstatus), 0) << cmd << " with MANIFEST.json declaring " << declared << " bytes";
+    }
+  }
 }
 
 }  // namespace
