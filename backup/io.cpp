@@ -330,9 +330,33 @@ size_t DecryptSource::read(void* buf, size_t cap) {
   return n;
 }
 
+std::string archive_key_id(const std::filesystem::path& path) {
+  int fd = -1;
+  try {
+    fd = open_regular(path);
+  } catch (const JobError&) {
+    return "";
+  }
+  std::array<uint8_t, kEncHeader> header{};
+  size_t got = 0;
+  while (got < header.size()) {
+    ssize_t n = ::read(fd, header.data() + got, header.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got != header.size() || std::memcmp(header.data(), kEncMagic, 8) != 0) return "";
+  return hex(header.data() + 16, 8);
+}
+
 bool looks_encrypted(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  int fd = -1;
+  try {
+    fd = open_regular(path);
+  } catch (const JobError&) {
+    return false;
+  }
   char magic[8];
   bool yes = ::read(fd, magic, 8) == 8 && std::memcmp(magic, kEncMagic, 8) == 0;
   ::close(fd);

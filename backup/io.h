@@ -137,6 +137,9 @@ class DecryptSource : public ByteSource {
 
 // Reads the encrypted header of a file only: is it one of ours?
 bool looks_encrypted(const std::filesystem::path& path);
+// The key id (hex) in the header of an encrypted archive; "" if it has none
+// (not one of ours, unreadable, not a regular file).
+std::string archive_key_id(const std::filesystem::path& path);
 
 // --- gzip ---
 

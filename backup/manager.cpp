@@ -341,6 +341,9 @@ struct Manager::Impl {
       else ++more;
     }
     std::string first() const { return problems.empty() ? "" : problems.front(); }
+    // Encrypted and no key: only the archive file was checked (its .sha256,
+    // its header), not what it holds.
+    bool contents_checked = true;
   };
 
   Impl(store::Store& s, Options o) : store(s), opt(std::move(o)) {
@@ -456,6 +459,16 @@ struct Manager::Impl {
     return out;
   }
 
+  // The key id of a backup's archive (hex), "" for a plain one. Older
+  // manifests do not record it: the archive's header does. An encrypted
+  // archive whose header cannot be read gives "?", which matches no key.
+  std::string key_id_of(const Found& f) {
+    if (!f.summary.encrypted) return "";
+    if (!f.summary.key_id.empty()) return f.summary.key_id;
+    std::string id = archive_key_id(dir / f.summary.id / f.archive_name);
+    return id.empty() ? "?" : id;
+  }
+
   static const Found* find(const std::vector<Found>& all, const std::string& id) {
     for (const auto& f : all) {
       if (f.summary.id == id) return &f;
@@ -551,7 +564,6 @@ struct Manager::Impl {
     // layout itemfs writes only its header is parsed: the lines of the
     // unchanged items are compared with the store's and copied as they are.
     const Found* parent = nullptr;
-    std::unique_ptr<Key> parent_key;
     Manifest parent_header;
     std::unique_ptr<MappedFile> parent_file;
     LayoutCursor cursor;
@@ -565,13 +577,24 @@ struct Manager::Impl {
         if (t.joinable()) t.join();
       }
     } join_parent{parent_reader};
-    bool incr = incremental && !all.empty();
+    // An incremental holds only what changed: it chains onto a backup
+    // encrypted with the same key, or onto a plain one when there is no
+    // key, never across (the unchanged items would stay in clear, or under
+    // another key). Anything else starts a new full backup.
+    const std::string key_id = key ? hex(key->id.data(), key->id.size()) : "";
+    std::string why_full;
+    if (incremental && !all.empty()) {
+      const std::string parent_key_id = key_id_of(all.back());
+      if (parent_key_id != key_id) {
+        why_full = parent_key_id.empty() ? "the newest backup is not encrypted and a backup key is given"
+                   : key_id.empty()      ? "the newest backup is encrypted and no backup key is given"
+                                         : "the backup key is not the one the newest backup was encrypted with";
+      }
+    }
+    bool incr = incremental && !all.empty() && why_full.empty();
     if (incr) {
       parent = &all.back();
-      if (parent->summary.encrypted && !key) {
-        parent_key = need_key("an incremental on top of encrypted backup " + parent->summary.id);
-      }
-      const Key* k = key ? key.get() : parent_key.get();
+      const Key* k = key.get();
       parent_reader = std::thread([&, k] {
         try {
           if (!parent->summary.encrypted) {
@@ -671,6 +694,7 @@ struct Manager::Impl {
     m.parent = incr ? parent->summary.id : "";
     m.created_ns = created;
     m.encrypted = key != nullptr;
+    m.key_id = key_id;
     m.chain = incr ? parent->summary.chain : std::vector<std::string>{};
     m.chain.push_back(id);
     const auto self = static_cast<uint32_t>(m.chain.size() - 1);
@@ -1001,7 +1025,7 @@ struct Manager::Impl {
         << " of " << m.item_count << " items, " << human_bytes(m.archived_bytes) << " of items in a "
         << human_bytes(file.bytes()) << " archive";
     if (incr) msg << ", " << m.deleted.size() << " deleted";
-    if (incremental && !incr) msg << "; no earlier backup, so a full one";
+    if (incremental && !incr) msg << (all.empty() ? "; no earlier backup, so a full one" : "; a full one: " + why_full);
     message = msg.str();
     return id;
   }
@@ -1041,21 +1065,32 @@ struct Manager::Impl {
     } catch (const JobError& e) {
       r.add(e.what());
     }
+    if (raw && f.summary.encrypted && !key) {
+      // Without the key: what the file itself shows. Its header names the
+      // key it was encrypted with; its bytes must match the sidecar.
+      r.contents_checked = false;
+      std::string header_key = archive_key_id(bdir / f.archive_name);
+      if (header_key.empty()) {
+        r.add(f.archive_name + ": not an itemfs encrypted archive (bad header)");
+      } else if (!f.summary.key_id.empty() && header_key != f.summary.key_id) {
+        r.add(f.archive_name + ": encrypted with key " + header_key + ", manifest.json says " + f.summary.key_id);
+      }
+    }
     if (raw) {
-      try {
-        std::unique_ptr<DecryptSource> dec;
-        if (f.summary.encrypted) {
-          if (!key) throw JobError(EACCES, "backup " + id + " is encrypted and needs the backup key");
-          dec = std::make_unique<DecryptSource>(*raw, *key, f.archive_name);
+      if (r.contents_checked) {
+        try {
+          std::unique_ptr<DecryptSource> dec;
+          if (f.summary.encrypted) dec = std::make_unique<DecryptSource>(*raw, *key, f.archive_name);
+          GunzipSource gunzip(dec ? static_cast<ByteSource&>(*dec) : *raw);
+          TarReader tar(gunzip, TarReader::Input::kPlainTar);
+          verify_contents(tar, f, r);
+          gunzip.finish();
+        } catch (const JobError& e) {
+          if (e.code() == ECANCELED) throw;
+          r.add(e.what());
+        } catch (const store::StoreError& e) {
+          r.add(e.what());
         }
-        GunzipSource gunzip(dec ? static_cast<ByteSource&>(*dec) : *raw);
-        TarReader tar(gunzip, TarReader::Input::kPlainTar);
-        verify_contents(tar, f, r);
-        gunzip.finish();
-      } catch (const JobError& e) {
-        r.add(e.what());
-      } catch (const store::StoreError& e) {
-        r.add(e.what());
       }
       try {
         raw->drain();
@@ -1068,6 +1103,7 @@ struct Manager::Impl {
                     "...)");
           for (auto& p : r.problems) first.add(std::move(p));
           first.more += r.more;
+          first.contents_checked = r.contents_checked;
           r = std::move(first);
         }
       } catch (const JobError& e) {
@@ -1076,6 +1112,9 @@ struct Manager::Impl {
       }
     }
 
+    // A check without the key records nothing when it found nothing wrong:
+    // verify.json says what a whole verify found.
+    if (!r.contents_checked && r.ok) return r;
     json v = {{"id", id},
               {"verified", iso_time(now_ns())},
               {"verified_ns", now_ns()},
@@ -1140,7 +1179,8 @@ struct Manager::Impl {
       return &it->meta;
     };
     if (m.id != id || m.kind != f.summary.kind || m.parent != f.summary.parent ||
-        m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted) {
+        m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted ||
+        m.key_id != f.summary.key_id) {
       r.add("MANIFEST.json in the archive disagrees with manifest.json beside it");
     }
     if (!f.summary.encrypted) {
@@ -1272,9 +1312,12 @@ struct Manager::Impl {
       if (!f) throw JobError(ENOENT, "no backup " + id);
       targets.push_back(f);
     }
-    auto key = key_if_needed(targets, "verifying encrypted backup");
+    // Without the key, an encrypted backup is checked as far as it can be
+    // (see verify_one) and the job says what was not.
+    std::unique_ptr<Key> key;
+    if (opt.key_file) key = load_key(*opt.key_file);
     set_phase("verifying", total_items(targets), total_bytes(targets));
-    std::vector<std::string> bad;
+    std::vector<std::string> bad, unchecked;
     json results = json::array();
     for (const Found* f : targets) {
       {
@@ -1282,14 +1325,27 @@ struct Manager::Impl {
         job_id = f->summary.id;
       }
       VerifyResult r = verify_one(*f, all, key.get());
-      results.push_back({{"id", f->summary.id}, {"ok", r.ok}, {"problems", r.problems}});
+      results.push_back(
+          {{"id", f->summary.id}, {"ok", r.ok}, {"problems", r.problems}, {"contents_checked", r.contents_checked}});
       if (!r.ok) bad.push_back(verify_message(f->summary.id, r));
+      else if (!r.contents_checked) unchecked.push_back(f->summary.id);
     }
     detail["verified"] = results;
     if (!bad.empty()) {
       std::string s = bad.front();
       if (bad.size() > 1) s += "; " + std::to_string(bad.size() - 1) + " more damaged backups";
       throw JobError(EIO, s);
+    }
+    if (!unchecked.empty()) {
+      std::string s = unchecked.size() == 1 ? "backup " + unchecked.front() + " is encrypted"
+                                            : std::to_string(unchecked.size()) + " backups are encrypted (" +
+                                                  unchecked.front() + ", ...)";
+      s += " and no backup key is given (backup_key=FILE): checked only that the archive matches its .sha256 and "
+           "names its key; its contents (manifest, items, their sha256) were not checked";
+      if (targets.size() > unchecked.size()) {
+        s += "; the other " + std::to_string(targets.size() - unchecked.size()) + " verified ok";
+      }
+      throw JobError(EACCES, s);
     }
     message = every ? "all " + std::to_string(targets.size()) + " backups verified ok" : "backup " + id + " verified ok";
   }

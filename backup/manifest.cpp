@@ -57,6 +57,10 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
   s += ",\n  \"created\": \"" + iso_time(m.created_ns) + "\",\n  \"created_ns\": " + std::to_string(m.created_ns);
   s += ",\n  \"encrypted\": ";
   s += m.encrypted ? "true" : "false";
+  if (m.encrypted && !m.key_id.empty()) {
+    s += ",\n  \"key_id\": ";
+    append_json_string(s, m.key_id);
+  }
   s += ",\n  \"store_format_version\": " + std::to_string(store::kFormatVersion);
   s += ",\n  \"item_count\": " + std::to_string(m.item_count) + ",\n  \"item_bytes\": " + std::to_string(m.item_bytes);
   s += ",\n  \"archived_count\": " + std::to_string(m.archived_count) +
@@ -271,6 +275,7 @@ class ManifestSax {
       else if (top_ == "parent" && s) m_.parent = *s;
       else if (top_ == "created_ns" && is_int) m_.created_ns = i;
       else if (top_ == "encrypted" && t == "bool") m_.encrypted = b;
+      else if (top_ == "key_id" && s) m_.key_id = *s;
       else if (top_ == "item_count" && t == "uint") m_.item_count = u;
       else if (top_ == "item_bytes" && t == "uint") m_.item_bytes = u;
       else if (top_ == "archived_count" && t == "uint") m_.archived_count = u;
