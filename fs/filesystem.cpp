@@ -196,8 +196,14 @@ class Filesystem : public Tree {
  public:
   Filesystem(store::Store& store, const MountConfig& config)
       : store_(store), config_(config), staging_dir_(config.store_dir / "staging") {
-    std::filesystem::create_directories(staging_dir_);
+    // Staged bodies are items' text: the store's owner's alone, as the store is.
+    if (::mkdir(staging_dir_.c_str(), 0700) != 0 && errno != EEXIST)
+      throw store::StoreError(errno, "cannot create " + staging_dir_.string() + ": " + std::strerror(errno));
     staging_ = std::make_shared<StagingPool>(staging_dir_);
+    if (std::string warning = store::permissions_warning(config.store_dir); !warning.empty()) {
+      std::cerr << "itemfs: warning: " << warning << "\n";
+      log_.add("warning: " + warning);
+    }
   }
 
   ~Filesystem() override {
@@ -1168,6 +1174,9 @@ class Filesystem : public Tree {
     if (h->reader) {
       std::string out;
       Status s = h->reader->pread(uint64_t(off), size, out);
+      // Damaged content (its bytes are not what its hash names) is never
+      // handed out: the reader gets EIO, the log says which item.
+      if (s.code == EIO) log_.add("error: reading " + node_path(h->ino) + ": " + s.message);
       if (!s.ok()) return (void)fuse_reply_err(req, s.code);
       return (void)fuse_reply_buf(req, out.data(), out.size());
     }

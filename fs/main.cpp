@@ -139,9 +139,13 @@ int main(int argc, char** argv) {
     if (command == "search") return itemfs::fs::cli_search(rest);
     if (command == "reindex") return itemfs::fs::cli_reindex(rest);
     if (command == "backup") return itemfs::fs::cli_backup(rest);
-    // fstab's fuse.itemfs runs `itemfs STORE MOUNTPOINT -o ...`.
+    // fstab's fuse.itemfs runs `itemfs STORE MOUNTPOINT -o ...`: STORE is a
+    // path (it has a '/', as fstab's are absolute) or an existing directory;
+    // a mistyped command is neither and stays an error.
     struct stat st {};
-    if (args.size() >= 2 && stat(args[0].c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return mount_command(args);
+    if (args.size() >= 2 && (command.find('/') != std::string::npos ||
+                             (stat(command.c_str(), &st) == 0 && S_ISDIR(st.st_mode))))
+      return mount_command(args);
     std::cerr << "itemfs: unknown command '" << command << "'\n" << kUsage;
     return 2;
   } catch (const std::exception& e) {

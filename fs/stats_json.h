@@ -15,7 +15,8 @@ inline nlohmann::json stats_json(const store::Stats& s) {
           {"database_bytes", s.database_bytes},
           {"blobs", s.blobs},
           {"dedup_ratio", s.dedup_ratio()},
-          {"compression_ratio", s.compression_ratio()}};
+          {"compression_ratio", s.compression_ratio()},
+          {"damaged_reads", s.damaged_reads}};
 }
 
 }  // namespace itemfs::fs

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -162,6 +163,18 @@ struct ChunkRef {
   uint64_t raw_size = 0;
 };
 
+// A chunk of an item to read, with the hash its bytes must have: its blob's,
+// or for a blob stored without one (format 3), the one-chunk item's own.
+struct ReadChunk {
+  int64_t blob = 0;
+  uint64_t raw_size = 0;
+  Sha256 digest{};
+  bool has_digest = false;
+};
+
+// How reading one chunk went (StoreImpl::load_chunk()).
+enum class ChunkRead { kOk, kGone, kDamaged };
+
 // The order to append rows of these payload sizes (bytes) to a table so
 // that they fill its pages: SQLite appends a row to the last page if it
 // fits and starts a new page if not, so rows in the order they come leave
@@ -267,6 +280,7 @@ class WriteBatchImpl final : public WriteBatch {
   Status make_dir(std::string_view shard, const Attrs& attrs) override;
   Status remove_dir(std::string_view shard) override;
   Status set_dir_attrs(std::string_view shard, const Attrs& attrs) override;
+  Status repair_blobs(std::string_view bytes, uint64_t* rewritten) override;
   const std::vector<std::string>& changed_ids() const override { return changed_; }
   // Stores the blobs this batch added again, in packing_order(): called once,
   // after the batch's last change.
@@ -313,9 +327,7 @@ class WriteBatchImpl final : public WriteBatch {
 class StoreImpl final : public Store {
  public:
   StoreImpl(fs::path dir, Options options) : dir_(std::move(dir)), options_(options), compressor_(6) {
-    std::error_code ec;
-    fs::create_directories(dir_, ec);
-    if (ec) throw StoreError(ec.value(), "cannot create store directory " + dir_.string() + ": " + ec.message());
+    if (!options_.read_only) create_private(dir_, db_path());
     writer_ = std::make_unique<Db>(db_path(), options_.read_only, options_.sync_full);
     if (!options_.read_only) init_schema();
     check_version();
@@ -330,6 +342,25 @@ class StoreImpl final : public Store {
     load_dictionary_set();
     reserve_bytes_ = measure_reserve_bytes();
     if (!options_.read_only) keep_space_reserve();
+  }
+
+  // A new store is its owner's alone, as restic's repository is: the
+  // directory 0700 and store.db 0600 (SQLite gives its -wal and -shm files
+  // the database's mode), whatever the umask. An existing store keeps its
+  // modes (permissions_warning() tells of open ones).
+  static void create_private(const fs::path& dir, const fs::path& db) {
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) {
+      if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        throw StoreError(errno, "cannot create store directory " + dir.string() + ": " + std::strerror(errno));
+    }
+    int fd = ::open(db.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+    } else if (errno != EEXIST) {
+      throw StoreError(errno, "cannot create " + db.string() + ": " + std::strerror(errno));
+    }
   }
 
   const fs::path& dir() const override { return dir_; }
@@ -714,6 +745,7 @@ class StoreImpl final : public Store {
       stats.stored_bytes = uint64_t(s->int64(2));
     }
     reader->exec("COMMIT");
+    stats.damaged_reads = damaged_reads_.load(std::memory_order_relaxed);
     for (const char* suffix : {"", "-wal"}) {
       std::error_code ec;
       auto size = fs::file_size(db_path().string() + suffix, ec);
@@ -723,6 +755,37 @@ class StoreImpl final : public Store {
   }
 
   FsckReport fsck(bool repair) override;
+
+  // The bytes of one chunk of item `id` (the `seq`th of `count`) into
+  // `out`, decoded and checked against the hash they must have. kGone if
+  // its blob is no longer there (a writer replaced the item); kDamaged,
+  // with *error set to a sentence naming the item, if the bytes do not
+  // decode or are not the bytes the hash names. Every damaged read is
+  // counted (Stats::damaged_reads).
+  ChunkRead load_chunk(Db& db, const ReadChunk& chunk, std::string_view id, size_t seq, size_t count,
+                       std::string& out, std::string* error) {
+    auto row = blob_row(db, chunk.blob);
+    if (!row) return ChunkRead::kGone;
+    std::string problem;
+    std::optional<std::string> bytes = decode(db, *row, &problem);
+    if (bytes && bytes->size() != chunk.raw_size)
+      problem = "it holds " + std::to_string(bytes->size()) + " bytes, not " + std::to_string(chunk.raw_size);
+    else if (bytes && !chunk.has_digest)
+      problem = "its blob has no SHA-256 to check it against";
+    else if (bytes && sha256_of(*bytes) != chunk.digest)
+      problem = "its bytes do not match its SHA-256 " + to_hex(chunk.digest);
+    if (problem.empty()) {
+      out = std::move(*bytes);
+      return ChunkRead::kOk;
+    }
+    damaged_reads_.fetch_add(1, std::memory_order_relaxed);
+    if (error) {
+      *error = "item " + std::string(id) + " is damaged: ";
+      if (count > 1) *error += "chunk " + std::to_string(seq + 1) + " of " + std::to_string(count) + ": ";
+      *error += problem;
+    }
+    return ChunkRead::kDamaged;
+  }
 
   // Blob bytes, decompressed and checked against raw size; nullopt if gone.
   std::optional<std::string> load_blob(Db& db, int64_t blob_id, std::string* problem = nullptr) {
@@ -1291,6 +1354,7 @@ class StoreImpl final : public Store {
   bool dictionaries_final_ = false;  // no training to come (writer only)
   bool dicts_coded_ = true;  // dicts has codec and raw_size (not in format 1)
   bool elide_blob_hashes_ = false;  // a one-chunk item's new blob is stored without its hash
+  std::atomic<uint64_t> damaged_reads_{0};
   size_t page_size_ = 4096;  // of store.db
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
   HelperThread preview_helper_;  // last: its thread ends before the rest goes
@@ -1725,25 +1789,106 @@ Status WriteBatchImpl::set_dir_attrs(std::string_view shard, const Attrs& attrs)
   });
 }
 
+// ---- repair -------------------------------------------------------------
+
+Status WriteBatchImpl::repair_blobs(std::string_view bytes, uint64_t* rewritten) {
+  if (rewritten) *rewritten = 0;
+  if (Status invalid = validate_json_bytes(bytes); !invalid.ok()) return invalid;
+  return guarded([&] {
+    // Cut as put() cuts: one chunk up to kChunkSize, else kChunkSize pieces.
+    const bool whole = bytes.size() <= kChunkSize;
+    for (uint64_t offset = 0; offset == 0 || offset < bytes.size(); offset += kChunkSize) {
+      std::string_view raw = bytes.substr(size_t(offset), size_t(kChunkSize));
+      const Sha256 digest = sha256_of(raw);
+      // The blobs that claim this content: by their hash, and (one chunk)
+      // those stored without one, by the hash of the items they are.
+      std::vector<int64_t> blobs;
+      {
+        auto s = db_.cached(
+            "SELECT id FROM blobs WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 AND "
+            "length(sha256) = 32");
+        s->bind_blob(1, digest.data(), digest.size());
+        while (s->step()) blobs.push_back(s->int64(0));
+      }
+      if (whole) {
+        auto s = db_.cached(
+            "SELECT DISTINCT c.blob FROM items i JOIN chunks c ON c.ino = i.ino AND c.seq = 0 JOIN blobs b ON "
+            "b.id = c.blob WHERE substr(i.sha256, 1, 4) = substr(?1, 1, 4) AND i.sha256 = ?1 AND i.size <= ?2 "
+            "AND length(b.sha256) = 0");
+        s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(kChunkSize));
+        while (s->step()) blobs.push_back(s->int64(0));
+      }
+      for (int64_t blob : blobs) {
+        std::string held;
+        ReadChunk chunk{blob, raw.size(), digest, true};
+        if (store_.load_chunk(db_, chunk, "", 0, 1, held, nullptr) != ChunkRead::kDamaged) continue;
+        int64_t dict_id = 0;
+        Codec codec =
+            StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
+        std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
+        auto u = db_.cached("UPDATE blobs SET raw_size=?, stored_size=?, codec=?, dict_id=?, data=? WHERE id=?");
+        u->bind(1, int64_t(raw.size())).bind(2, int64_t(stored.size())).bind(3, int64_t(codec));
+        if (dict_id) u->bind(4, dict_id);
+        else u->bind_null(4);
+        u->bind_blob(5, stored.data(), stored.size()).bind(6, blob).run();
+        if (rewritten) ++*rewritten;
+      }
+      if (whole) break;
+    }
+    return Status::success();
+  });
+}
+
 // ---- reading -------------------------------------------------------------
 
-std::vector<ChunkRef> chunk_list(Db& db, int64_t ino) {
+// The chunks of the item whose ino is `item.ino`, each with the hash its
+// bytes must have (the item's own row gives it for a blob stored without
+// one, so a caller's ItemInfo need hold no more than the ino).
+std::vector<ReadChunk> chunk_list(Db& db, const ItemInfo& item) {
   auto s = db.cached(
-      "SELECT chunks.blob, blobs.raw_size FROM chunks JOIN blobs ON blobs.id=chunks.blob WHERE chunks.ino=? "
-      "ORDER BY chunks.seq");
-  s->bind(1, ino);
-  std::vector<ChunkRef> chunks;
-  while (s->step()) chunks.push_back({s->int64(0), uint64_t(s->int64(1))});
+      "SELECT chunks.blob, blobs.raw_size, blobs.sha256, items.sha256, items.size FROM chunks JOIN blobs ON "
+      "blobs.id=chunks.blob JOIN items ON items.ino=chunks.ino WHERE chunks.ino=? ORDER BY chunks.seq");
+  s->bind(1, item.ino);
+  std::vector<ReadChunk> chunks;
+  Sha256 item_digest{};
+  bool one_chunk_item = false;
+  while (s->step()) {
+    ReadChunk chunk{s->int64(0), uint64_t(s->int64(1))};
+    std::string_view digest = s->blob(2);
+    if (digest.size() == chunk.digest.size()) {
+      std::copy(digest.begin(), digest.end(), chunk.digest.begin());
+      chunk.has_digest = true;
+    }
+    if (chunks.empty()) {
+      std::string_view whole = s->blob(3);
+      one_chunk_item = whole.size() == item_digest.size() && uint64_t(s->int64(4)) <= kChunkSize;
+      if (one_chunk_item) std::copy(whole.begin(), whole.end(), item_digest.begin());
+    }
+    chunks.push_back(chunk);
+  }
+  // A blob stored without its hash is a one-chunk item's: the item's hash.
+  if (chunks.size() == 1 && !chunks[0].has_digest && one_chunk_item) {
+    chunks[0].digest = item_digest;
+    chunks[0].has_digest = true;
+  }
   return chunks;
 }
 
 class ItemReaderImpl final : public ItemReader {
  public:
-  ItemReaderImpl(StoreImpl& store, std::vector<ChunkRef> chunks, std::string first_chunk)
-      : store_(store), chunks_(std::move(chunks)), cached_index_(0), cached_(std::move(first_chunk)) {}
+  // A reader of the chunks of item `id`, the first one already read into
+  // `first_chunk`, or found damaged (`first_damage`).
+  ItemReaderImpl(StoreImpl& store, std::string id, std::vector<ReadChunk> chunks, std::string first_chunk,
+                 std::string first_damage)
+      : store_(store),
+        id_(std::move(id)),
+        chunks_(std::move(chunks)),
+        cached_index_(first_damage.empty() ? 0 : SIZE_MAX),
+        cached_(std::move(first_chunk)),
+        first_damage_(std::move(first_damage)) {}
   // A lazy reader: nothing is read until the first pread, which checks that
   // `item` is still the stored version.
-  ItemReaderImpl(StoreImpl& store, ItemInfo item) : store_(store), lazy_item_(std::move(item)) {}
+  ItemReaderImpl(StoreImpl& store, ItemInfo item) : store_(store), id_(item.id), lazy_item_(std::move(item)) {}
 
   // The kernel reads ahead with several requests at once on one handle.
   Status pread(uint64_t offset, uint64_t size, std::string& out) override {
@@ -1758,7 +1903,7 @@ class ItemReaderImpl final : public ItemReader {
       reader.exec("BEGIN");
       auto current = StoreImpl::find_item(reader, lazy_item_->id);
       bool same = current && current->ino == lazy_item_->ino && current->sha256 == lazy_item_->sha256;
-      if (same) chunks_ = chunk_list(reader, lazy_item_->ino);
+      if (same) chunks_ = chunk_list(reader, *current);
       if (!same) return Status::error(ESTALE, "this version of the item is gone");
       lazy_item_.reset();
     }
@@ -1767,12 +1912,21 @@ class ItemReaderImpl final : public ItemReader {
       uint64_t chunk_end = chunk_start + chunks_[i].raw_size;
       if (offset < chunk_end) {
         if (cached_index_ != i) {
+          if (i == 0 && !first_damage_.empty()) return Status::error(EIO, first_damage_);
           std::optional<StoreImpl::Lease> own;
           if (!resolved) own.emplace(store_.acquire());
-          auto bytes = store_.load_blob(resolved ? **resolved : **own, chunks_[i].blob);
-          if (!bytes) return Status::error(ESTALE, "this version of the item is gone");
-          if (bytes->size() != chunks_[i].raw_size) return Status::error(EIO, "a blob of the item is damaged");
-          cached_ = std::move(*bytes);
+          std::string error;
+          switch (store_.load_chunk(resolved ? **resolved : **own, chunks_[i], id_, i, chunks_.size(), cached_,
+                                    &error)) {
+            case ChunkRead::kOk:
+              break;
+            case ChunkRead::kGone:
+              cached_index_ = SIZE_MAX;
+              return Status::error(ESTALE, "this version of the item is gone");
+            case ChunkRead::kDamaged:
+              cached_index_ = SIZE_MAX;
+              return Status::error(EIO, error);
+          }
           cached_index_ = i;
         }
         uint64_t from = std::max(offset, chunk_start) - chunk_start;
@@ -1787,10 +1941,12 @@ class ItemReaderImpl final : public ItemReader {
 
  private:
   StoreImpl& store_;
-  std::vector<ChunkRef> chunks_;
+  std::string id_;
+  std::vector<ReadChunk> chunks_;
   std::mutex mutex_;
   size_t cached_index_ = SIZE_MAX;
   std::string cached_;
+  std::string first_damage_;  // why the first chunk could not be read at open
   std::optional<ItemInfo> lazy_item_;
 };
 
@@ -1799,16 +1955,18 @@ std::unique_ptr<ItemReader> StoreImpl::open_item(const ItemInfo& item, bool lazy
   auto reader = acquire();
   reader->exec("BEGIN");
   auto current = find_item(*reader, item.id);
-  std::vector<ChunkRef> chunks;
-  std::optional<std::string> first;
+  std::vector<ReadChunk> chunks;
+  std::string first, damage;
   bool same = current && current->ino == item.ino && current->sha256 == item.sha256;
-  if (same) chunks = chunk_list(*reader, item.ino);
+  if (same) chunks = chunk_list(*reader, *current);
   // Loading the first chunk in the same read transaction means an item of one
   // chunk (nearly all of them) can be read to the end whatever writers do.
-  if (!chunks.empty()) first = load_blob(*reader, chunks[0].blob);
+  // Damaged content opens; reading it is EIO, as a disk's bad sector is.
+  ChunkRead first_read = ChunkRead::kOk;
+  if (!chunks.empty()) first_read = load_chunk(*reader, chunks[0], item.id, 0, chunks.size(), first, &damage);
   reader->exec("COMMIT");
-  if (!same || (!chunks.empty() && !first)) return nullptr;
-  return std::make_unique<ItemReaderImpl>(*this, std::move(chunks), first ? std::move(*first) : std::string());
+  if (!same || first_read == ChunkRead::kGone) return nullptr;
+  return std::make_unique<ItemReaderImpl>(*this, item.id, std::move(chunks), std::move(first), std::move(damage));
 }
 
 class SnapshotImpl final : public Snapshot {
@@ -1832,11 +1990,18 @@ class SnapshotImpl final : public Snapshot {
   }
 
   void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) override {
-    for (const ChunkRef& chunk : chunk_list(*lease_, item.ino)) {
-      std::string problem;
-      auto bytes = store_.load_blob(*lease_, chunk.blob, &problem);
-      if (!bytes) throw StoreError(EIO, "item " + item.id + ": blob unreadable: " + problem);
-      sink(*bytes);
+    auto chunks = chunk_list(*lease_, item);
+    std::string bytes, error;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      switch (store_.load_chunk(*lease_, chunks[i], item.id, i, chunks.size(), bytes, &error)) {
+        case ChunkRead::kOk:
+          sink(bytes);
+          break;
+        case ChunkRead::kGone:
+          throw StoreError(EIO, "item " + item.id + ": a blob it uses is missing");
+        case ChunkRead::kDamaged:
+          throw StoreError(EIO, error);
+      }
     }
   }
 
@@ -2069,7 +2234,7 @@ FsckReport StoreImpl::fsck(bool repair) {
       Sha256Hasher hasher;
       uint64_t size = 0;
       bool readable = true;
-      for (const ChunkRef& chunk : chunk_list(db, item.ino)) {
+      for (const ReadChunk& chunk : chunk_list(db, item)) {
         if (bad_blobs.count(chunk.blob)) {
           readable = false;
           continue;
@@ -2082,13 +2247,17 @@ FsckReport StoreImpl::fsck(bool repair) {
         hasher.update(*bytes);
         size += bytes->size();
       }
-      if (!readable)
+      if (!readable) {
         report.problems.push_back("item " + item.id + ": content damaged (a blob it uses failed its check)");
-      else if (size != item.size)
+        report.damaged_items.push_back(item.id);
+      } else if (size != item.size) {
         report.problems.push_back("item " + item.id + ": chunks hold " + std::to_string(size) + " bytes, size says " +
                                   std::to_string(item.size));
-      else if (hasher.finish() != item.sha256)
+        report.damaged_items.push_back(item.id);
+      } else if (hasher.finish() != item.sha256) {
         report.problems.push_back("item " + item.id + ": content does not match its SHA-256");
+        report.damaged_items.push_back(item.id);
+      }
     }
   }
   db.exec("COMMIT");
@@ -2114,6 +2283,21 @@ FsckReport StoreImpl::fsck(bool repair) {
 }
 
 }  // namespace
+
+std::string permissions_warning(const std::filesystem::path& dir) {
+  std::string warning;
+  for (const fs::path& path : {dir, dir / "store.db"}) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 0077) == 0) continue;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+    if (!warning.empty()) warning += "; ";
+    warning += path.string() + " is open to other users (mode " + mode + ")";
+  }
+  if (warning.empty()) return warning;
+  return warning + ": any local user who can read it can read every item, private ones included, from the "
+                   "database (chmod 700 " + dir.string() + " to keep them out)";
+}
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Options& options) {
   return std::make_unique<StoreImpl>(dir, options);

@@ -96,6 +96,9 @@ struct Stats {
   uint64_t stored_bytes = 0;   // sum of stored (compressed) blob sizes
   uint64_t blobs = 0;
   uint64_t database_bytes = 0;  // store.db + WAL on disk
+  // Reads by this process that found an item's stored bytes damaged (not
+  // decodable, or not the bytes its SHA-256 names) and failed with EIO.
+  uint64_t damaged_reads = 0;
   double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / double(unique_bytes) : 1.0; }
   double compression_ratio() const { return stored_bytes ? double(unique_bytes) / double(stored_bytes) : 1.0; }
 };
@@ -107,6 +110,11 @@ Status check_id(std::string_view id);
 // Validates one JSON document read from `in`. On failure the message says
 // line, column and what was expected. Memory use does not grow with nesting.
 Status validate_json(std::istream& in);
+
+// What is wrong with the access modes of the store at `dir` (a directory or
+// store.db open to group or others, who could read every item from the
+// database), as one sentence; "" when nothing. Stores are created 0700.
+std::string permissions_warning(const std::filesystem::path& dir);
 
 class Transaction;
 
@@ -193,6 +201,13 @@ class WriteBatch : public Transaction {
   virtual Status make_dir(std::string_view shard, const Attrs& attrs) = 0;  // EEXIST
   virtual Status remove_dir(std::string_view shard) = 0;                  // ENOTEMPTY
   virtual Status set_dir_attrs(std::string_view shard, const Attrs& attrs) = 0;
+  // Rewrites, from `bytes` (a good copy of some content, e.g. from a backup),
+  // every stored blob of that content's chunks that fails its check (does not
+  // decode, or decodes to other bytes than its hash names), so that every
+  // item using them reads right again. *rewritten (if not null) counts the
+  // blobs rewritten; none rewritten is not an error. EINVAL if `bytes` is not
+  // one valid JSON document. No item's row changes.
+  virtual Status repair_blobs(std::string_view bytes, uint64_t* rewritten) = 0;
   // Ids whose content or existence changed in this batch so far.
   virtual const std::vector<std::string>& changed_ids() const = 0;
 };
@@ -205,7 +220,9 @@ class Snapshot {
   virtual std::optional<ItemInfo> item(std::string_view id) = 0;
   // All items in id order.
   virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
-  // Streams the item's bytes to `sink` in order (at most kChunkSize at a time).
+  // Streams the item's bytes to `sink` in order (at most kChunkSize at a
+  // time), each chunk checked against its hash before it is handed on: a
+  // damaged item is a StoreError(EIO) naming it.
   virtual void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) = 0;
   // The start of several items, for previews (search snippets) that may not
   // need all of each: item k's bytes go to sink.piece(thread, k, bytes) in
@@ -216,8 +233,9 @@ class Snapshot {
   // once (this one is thread 0): one item's calls never overlap and come in
   // order, and `thread` says which thread makes the call, so per-thread
   // scratch space may be used in it. Blob checksums cover whole blobs and
-  // are not verified here: damage that inflating does not find shows as
-  // wrong bytes (read_item and fsck find it).
+  // are not verified here (a preview reads part of a chunk): damage that
+  // inflating does not find shows as wrong text in the preview only
+  // (read_item, ItemReader and fsck find it).
   class PreviewSink {
    public:
     virtual ~PreviewSink() = default;
@@ -254,6 +272,9 @@ struct FsckReport {
   uint64_t blobs_checked = 0;
   uint64_t items_checked = 0;
   uint64_t repaired = 0;
+  // Ids of the items whose content failed its check (each also has a line
+  // in `problems`): what a good copy, e.g. from a backup, can repair.
+  std::vector<std::string> damaged_items;
   bool clean() const { return problems.empty(); }
 };
 
@@ -293,6 +314,9 @@ class Store {
   // opened, so it never mixes versions; ESTALE if that version was removed.
   // With `lazy`, nothing is read (or checked) until the first pread: for a
   // reader that will likely never read, e.g. the kernel still caches it.
+  // Every chunk is checked against its hash when it is read (one chunk's
+  // hash per chunk read, never the whole item's): pread of damaged content
+  // is EIO with a sentence naming the item.
   virtual std::unique_ptr<ItemReader> open_item(const ItemInfo& item, bool lazy = false) = 0;
   virtual std::unique_ptr<Snapshot> snapshot() = 0;
   // Runs `fn` with a pooled read connection (for hooks' own queries).

@@ -1,0 +1,214 @@
+// The store never hands out wrong bytes: every chunk read is checked against
+// its hash (one chunk's hash per chunk read), damaged content is EIO naming
+// the item and counted in Stats::damaged_reads, fsck lists the damaged items,
+// and WriteBatch::repair_blobs() rewrites damaged blobs from a good copy.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cerrno>
+#include <sstream>
+#include <string>
+
+#include "store/store.h"
+#include "tests/unit/temp_dir.h"
+
+namespace itemfs::store {
+namespace {
+
+Status put(Store& store, const std::string& id, const std::string& bytes) {
+  Status result;
+  store.write([&](WriteBatch& batch) {
+    std::istringstream in(bytes);
+    result = batch.put(id, in, Attrs{});
+  });
+  return result;
+}
+
+void exec(const std::filesystem::path& db_file, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_file.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "") << " in " << sql;
+  sqlite3_free(error);
+  EXPECT_GT(sqlite3_changes(db), 0) << "changed nothing: " << sql;
+  sqlite3_close(db);
+}
+
+// Reads all of item `id` through an ItemReader: its bytes, or the first
+// failing Status.
+Status read_all(Store& store, const std::string& id, std::string& out) {
+  out.clear();
+  auto info = store.item(id);
+  if (!info) return Status::error(ENOENT, "no item");
+  auto reader = store.open_item(*info);
+  if (!reader) return Status::error(ESTALE, "stale");
+  std::string piece;
+  for (uint64_t offset = 0; offset < info->size; offset += piece.size()) {
+    if (Status s = reader->pread(offset, 1 << 20, piece); !s.ok()) return s;
+    if (piece.empty()) return Status::error(EIO, "short");
+    out += piece;
+  }
+  return Status::success();
+}
+
+std::string text_item(int n, size_t words) {
+  std::string text = "{\"n\":" + std::to_string(n) + ",\"content\":\"";
+  for (size_t w = 0; w < words; ++w) text += "alpha beta gamma " + std::to_string(w * 7 + size_t(n)) + " ";
+  return text + "\"}";
+}
+
+// The blob of item `id`'s chunk `seq`, as SQL.
+std::string blob_of(const std::string& id, int seq = 0) {
+  return "(SELECT blob FROM chunks JOIN items USING(ino) WHERE items.id='" + id + "' AND chunks.seq=" +
+         std::to_string(seq) + ")";
+}
+
+// Damage that decoding cannot find: the blob is made raw, of the right size,
+// but with other bytes. Only the hash can tell.
+std::string swap_bytes_sql(const std::string& id, int seq = 0) {
+  return "UPDATE blobs SET codec=0, data=zeroblob(raw_size), stored_size=raw_size WHERE id=" + blob_of(id, seq);
+}
+
+TEST(StoreIntegrityTest, ReadOfBytesThatDoNotMatchTheirHashIsEioNamingTheItem) {
+  TempDir dir;
+  const std::string good = text_item(1, 40);
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "hurt", good).ok());
+    ASSERT_TRUE(put(*store, "fine", text_item(2, 40)).ok());
+  }
+  exec(dir.path() / "store.db", swap_bytes_sql("hurt"));
+  auto store = Store::open(dir.path());
+  std::string out;
+  Status s = read_all(*store, "hurt", out);
+  EXPECT_EQ(s.code, EIO) << s.message;
+  EXPECT_NE(s.message.find("item hurt"), std::string::npos) << s.message;
+  EXPECT_NE(s.message.find("SHA-256"), std::string::npos) << s.message;
+  EXPECT_TRUE(out.empty()) << "handed out bytes of a damaged item";
+  EXPECT_TRUE(read_all(*store, "fine", out).ok());
+  EXPECT_GE(store->stats().damaged_reads, 1u);
+
+  auto snap = store->snapshot();
+  auto info = snap->item("hurt");
+  ASSERT_TRUE(info);
+  try {
+    snap->read_item(*info, [](std::string_view) { ADD_FAILURE() << "read_item handed out damaged bytes"; });
+    ADD_FAILURE() << "read_item did not fail";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), EIO);
+    EXPECT_NE(std::string(e.what()).find("item hurt"), std::string::npos) << e.what();
+  }
+}
+
+TEST(StoreIntegrityTest, ZeroedCompressedBlobIsEioNotGarbage) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "z", text_item(3, 200)).ok());
+  }
+  exec(dir.path() / "store.db", "UPDATE blobs SET data=zeroblob(length(data)) WHERE id=" + blob_of("z"));
+  auto store = Store::open(dir.path());
+  std::string out;
+  Status s = read_all(*store, "z", out);
+  EXPECT_EQ(s.code, EIO) << s.message;
+  EXPECT_NE(s.message.find("item z"), std::string::npos) << s.message;
+  EXPECT_EQ(store->stats().damaged_reads, 1u);
+}
+
+TEST(StoreIntegrityTest, ARangedReadChecksOnlyTheChunksItReads) {
+  TempDir dir;
+  // Three chunks: 1 MiB, 1 MiB and the rest.
+  std::string big = "[\"";
+  while (big.size() < 2 * kChunkSize + 5000) big += "lorem ipsum dolor sit amet " + std::to_string(big.size()) + " ";
+  big += "\"]";
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "big", big).ok());
+  }
+  exec(dir.path() / "store.db", swap_bytes_sql("big", 1));
+  auto store = Store::open(dir.path());
+  auto info = store->item("big");
+  ASSERT_TRUE(info);
+  auto reader = store->open_item(*info);
+  ASSERT_TRUE(reader);
+  std::string piece;
+  ASSERT_TRUE(reader->pread(1000, 4096, piece).ok());
+  EXPECT_EQ(piece, big.substr(1000, 4096));
+  ASSERT_TRUE(reader->pread(2 * kChunkSize + 10, 100, piece).ok());
+  EXPECT_EQ(piece, big.substr(2 * kChunkSize + 10, 100));
+  EXPECT_EQ(store->stats().damaged_reads, 0u);
+  Status s = reader->pread(kChunkSize + 10, 100, piece);
+  EXPECT_EQ(s.code, EIO);
+  EXPECT_NE(s.message.find("chunk 2 of 3"), std::string::npos) << s.message;
+  EXPECT_EQ(store->stats().damaged_reads, 1u);
+  // A read across the damaged chunk fails whole: no partial bytes.
+  s = reader->pread(kChunkSize - 10, 100, piece);
+  EXPECT_EQ(s.code, EIO);
+}
+
+TEST(StoreIntegrityTest, FsckListsDamagedItemsAndRepairBlobsHealsEveryItemSharingTheBlob) {
+  TempDir dir;
+  const std::string good = text_item(4, 60);
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "a", good).ok());
+    ASSERT_TRUE(put(*store, "b", good).ok());  // the same content: one blob
+    ASSERT_TRUE(put(*store, "c", text_item(5, 60)).ok());
+  }
+  exec(dir.path() / "store.db", swap_bytes_sql("a"));
+  auto store = Store::open(dir.path());
+  FsckReport report = store->fsck(false);
+  EXPECT_FALSE(report.clean());
+  EXPECT_EQ(report.damaged_items, (std::vector<std::string>{"a", "b"}));
+  std::string out;
+  EXPECT_EQ(read_all(*store, "b", out).code, EIO);
+
+  // Not JSON: refused, nothing changed.
+  Status refused;
+  store->write([&](WriteBatch& batch) { refused = batch.repair_blobs("{not json", nullptr); });
+  EXPECT_EQ(refused.code, EINVAL);
+  // A good copy of other content repairs nothing.
+  uint64_t rewritten = 99;
+  Status s;
+  store->write([&](WriteBatch& batch) { s = batch.repair_blobs(text_item(5, 60), &rewritten); });
+  EXPECT_TRUE(s.ok()) << s.message;
+  EXPECT_EQ(rewritten, 0u);
+  // The good copy of the damaged content rewrites its one blob.
+  store->write([&](WriteBatch& batch) { s = batch.repair_blobs(good, &rewritten); });
+  EXPECT_TRUE(s.ok()) << s.message;
+  EXPECT_EQ(rewritten, 1u);
+  for (const char* id : {"a", "b"}) {
+    ASSERT_TRUE(read_all(*store, id, out).ok()) << id;
+    EXPECT_EQ(out, good) << id;
+  }
+  report = store->fsck(false);
+  EXPECT_TRUE(report.clean()) << report.problems.front();
+  EXPECT_TRUE(report.damaged_items.empty());
+}
+
+TEST(StoreIntegrityTest, RepairBlobsHealsOneChunkOfALargeItem) {
+  TempDir dir;
+  std::string big = "[\"";
+  while (big.size() < kChunkSize + 300000) big += "sit amet consectetur " + std::to_string(big.size()) + " ";
+  big += "\"]";
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "big", big).ok());
+  }
+  exec(dir.path() / "store.db", "UPDATE blobs SET data=zeroblob(length(data)) WHERE id=" + blob_of("big", 1));
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(store->fsck(false).damaged_items, std::vector<std::string>{"big"});
+  uint64_t rewritten = 0;
+  Status s;
+  store->write([&](WriteBatch& batch) { s = batch.repair_blobs(big, &rewritten); });
+  ASSERT_TRUE(s.ok()) << s.message;
+  EXPECT_EQ(rewritten, 1u);
+  std::string out;
+  ASSERT_TRUE(read_all(*store, "big", out).ok());
+  EXPECT_EQ(out, big);
+  EXPECT_TRUE(store->fsck(false).clean());
+}
+
+}  // namespace
+}  // namespace itemfs::store
