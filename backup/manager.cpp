@@ -865,14 +865,17 @@ struct Manager::Impl {
             const store::ItemInfo info = item_of(r);
             segment->begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
                            info.attrs.mtime_ns);
-            snap->read_item(info, [&](std::string_view chunk) {
-              h.update(chunk);
-              segment->data(chunk.data(), chunk.size());
-              bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
-            });
-            if (h.finish() != info.sha256) {
-              throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+            try {
+              snap->read_item(info, [&](std::string_view chunk) {
+                h.update(chunk);
+                segment->data(chunk.data(), chunk.size());
+                bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+              });
+            } catch (const store::StoreError& e) {
+              if (e.code() == EIO) throw damaged_item(info.id, e.what());
+              throw;
             }
+            if (h.finish() != info.sha256) throw damaged_item(info.id, "its bytes do not match its sha256");
             segment->end();
             items_done.fetch_add(1, std::memory_order_relaxed);
           }
@@ -892,16 +895,19 @@ struct Manager::Impl {
           Piece begin;
           begin.info = info;
           queue.push(std::move(begin));
-          snap->read_item(info, [&](std::string_view chunk) {
-            h.update(chunk);
-            Piece data;
-            data.kind = Piece::kData;
-            data.data.assign(chunk);
-            queue.push(std::move(data));
-          });
-          if (h.finish() != info.sha256) {
-            throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+          try {
+            snap->read_item(info, [&](std::string_view chunk) {
+              h.update(chunk);
+              Piece data;
+              data.kind = Piece::kData;
+              data.data.assign(chunk);
+              queue.push(std::move(data));
+            });
+          } catch (const store::StoreError& e) {
+            if (e.code() == EIO) throw damaged_item(info.id, e.what());
+            throw;
           }
+          if (h.finish() != info.sha256) throw damaged_item(info.id, "its bytes do not match its sha256");
           Piece end;
           end.kind = Piece::kEnd;
           queue.push(std::move(end));
@@ -1388,6 +1394,146 @@ struct Manager::Impl {
     return in;
   }
 
+  // A backup cannot hold an item whose stored content is damaged: it says
+  // which, and how to repair it.
+  JobError damaged_item(const std::string& iid, const std::string& why) {
+    return JobError(EIO, "store item " + iid + " is damaged (" + why + "); run `itemfs fsck " + store.dir().string() +
+                             " --repair --from-backup ID` with a backup that holds it, or remove the item");
+  }
+
+  // Whether the stored bytes of `info` are the ones its sha256 names. A
+  // store that finds a chunk damaged says so with StoreError(EIO); bytes of
+  // another hash are damage too.
+  bool reads_right(store::Snapshot& snap, const store::ItemInfo& info) {
+    try {
+      Sha256Hasher h;
+      uint64_t n = 0;
+      snap.read_item(info, [&](std::string_view chunk) {
+        h.update(chunk);
+        n += chunk.size();
+      });
+      return n == info.size && h.finish() == info.sha256;
+    } catch (const store::StoreError& e) {
+      if (e.code() == EIO) return false;
+      throw;
+    }
+  }
+
+  // The current tar entry's bytes, which must be item `im`'s (checked), in
+  // memory: at most the store's largest item.
+  std::string read_entry(TarReader& tar, const ItemMeta& im, const std::string& what) {
+    if (im.size > store.options().max_item_size) {
+      throw JobError(EIO, what + ": " + std::to_string(im.size) + " bytes, more than the store's largest item");
+    }
+    std::string bytes;
+    std::vector<char> buf(64 * 1024);
+    for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
+      if (bytes.size() + n > im.size) throw JobError(EIO, what + " is longer than the manifest says");
+      bytes.append(buf.data(), n);
+    }
+    if (bytes.size() != im.size || store::sha256_of(bytes) != im.sha256) {
+      throw JobError(EIO, what + " does not match the manifest");
+    }
+    return bytes;
+  }
+
+  // Rewrites the stored content of the damaged items `ids` from backup
+  // `id` (Manager::repair).
+  void do_repair(const std::string& id, const std::vector<std::string>& ids, RepairReport& report,
+                 std::string& message) {
+    auto all = scan();
+    const Found* target = find(all, id);
+    if (!target) throw JobError(ENOENT, "no backup " + id);
+    std::vector<const Found*> chain;
+    for (const auto& cid : target->summary.chain) {
+      const Found* f = find(all, cid);
+      if (!f) throw JobError(EIO, "cannot repair from " + id + ": backup " + cid + " of its chain is missing");
+      chain.push_back(f);
+    }
+    auto key = key_if_needed(chain, "repairing from encrypted backup");
+    Manifest m = full_manifest(*target, key.get());
+    // What the backup can repair: the version each item's recorded sha256
+    // names, nothing else.
+    std::map<std::string, const ItemMeta*> wanted;
+    {
+      auto snap = store.snapshot();
+      for (const auto& iid : ids) {
+        auto cur = snap->item(iid);
+        auto it = m.items.find(iid);
+        if (!cur) {
+          report.not_repaired.push_back(iid + ": no longer in the store");
+        } else if (it == m.items.end()) {
+          report.not_repaired.push_back(iid + ": not in backup " + id);
+        } else if (it->second.sha256 != cur->sha256 || it->second.size != cur->size) {
+          report.not_repaired.push_back(
+              iid + ": backup " + id + " holds another version of it (sha256 " +
+              hex(it->second.sha256.data(), 32).substr(0, 16) + "..., the store records " +
+              hex(cur->sha256.data(), 32).substr(0, 16) +
+              "...); going back to that version is your choice: restore the backup, or remove the item");
+        } else {
+          wanted[iid] = &it->second;
+        }
+      }
+    }
+    uint64_t wanted_bytes = 0;
+    for (const auto& [iid, im] : wanted) wanted_bytes += im->size;
+    // Verify only the archives that hold wanted bytes.
+    std::vector<bool> needed(chain.size(), false);
+    for (const auto& [iid, im] : wanted) needed[im->archive] = true;
+    std::vector<const Found*> to_verify;
+    for (size_t ci = 0; ci < chain.size(); ++ci) {
+      if (needed[ci]) to_verify.push_back(chain[ci]);
+    }
+    set_phase("verifying", total_items(to_verify), total_bytes(to_verify));
+    for (const Found* f : to_verify) {
+      VerifyResult r = verify_one(*f, all, key.get());
+      if (!r.ok) throw JobError(EIO, "refusing to repair from " + id + ": " + verify_message(f->summary.id, r));
+    }
+    set_phase("repairing", wanted.size(), wanted_bytes);
+    std::set<std::string> rewritten;
+    if (!wanted.empty()) {
+      store.write([&](store::WriteBatch& batch) {
+        rewritten.clear();
+        for (uint32_t ci = 0; ci < chain.size(); ++ci) {
+          if (!needed[ci]) continue;
+          const Found& f = *chain[ci];
+          OpenArchive a = open_archive(f, key.get());
+          TarEntry e;
+          while (a.tar->next(e)) {
+            check_cancel();
+            std::string iid = id_from_item_path(e.path);
+            auto it = wanted.find(iid);
+            if (iid.empty() || !e.regular || it == wanted.end() || it->second->archive != ci) continue;
+            std::string bytes = read_entry(*a.tar, *it->second, f.summary.id + ": " + e.path);
+            uint64_t blobs = 0;
+            store::Status st = batch.repair_blobs(bytes, &blobs);
+            if (!st.ok()) throw JobError(EIO, "repairing " + iid + ": " + st.message);
+            rewritten.insert(iid);
+            items_done.fetch_add(1, std::memory_order_relaxed);
+            bytes_done.fetch_add(bytes.size(), std::memory_order_relaxed);
+          }
+        }
+      });
+    }
+    auto after = store.snapshot();
+    for (const auto& [iid, im] : wanted) {
+      auto cur = after->item(iid);
+      if (!rewritten.count(iid)) {
+        report.not_repaired.push_back(iid + ": missing from archive " + m.chain[im->archive]);
+      } else if (!cur || !reads_right(*after, *cur)) {
+        report.not_repaired.push_back(iid + ": still does not read right after the repair");
+      } else {
+        report.repaired.push_back(iid);
+      }
+    }
+    message = "repaired " + std::to_string(report.repaired.size()) + " of " + std::to_string(ids.size()) +
+              " damaged items from backup " + id;
+    if (!report.not_repaired.empty()) {
+      message += "; not repaired: " + report.not_repaired.front();
+      if (report.not_repaired.size() > 1) message += " (and " + std::to_string(report.not_repaired.size() - 1) + " more)";
+    }
+  }
+
   std::vector<std::string> do_restore(const std::string& id, bool clear, std::string& message) {
     auto all = scan();
     const Found* target = find(all, id);
@@ -1426,10 +1572,10 @@ struct Manager::Impl {
     } cleanup{spool_dir};
 
     std::vector<std::string> changed;
-    uint64_t put_count = 0, attr_count = 0, removed = 0, unchanged = 0;
+    uint64_t put_count = 0, attr_count = 0, removed = 0, unchanged = 0, repaired = 0;
     store.write([&](store::WriteBatch& batch) {
       changed.clear();
-      put_count = attr_count = removed = unchanged = 0;
+      put_count = attr_count = removed = unchanged = repaired = 0;
       for (auto& [iid, im] : m.items) im.seen = false;
       // Writers are serialised, so this sees exactly the state the batch starts from.
       auto current = store.snapshot();
@@ -1450,7 +1596,22 @@ struct Manager::Impl {
           im.seen = true;
           store::Attrs attrs{im.mode, im.uid, im.gid, im.mtime_ns};
           auto cur = current->item(iid);
-          if (cur && cur->sha256 == im.sha256 && cur->size == im.size) {
+          // The same version as the backup's, by its recorded hash: still
+          // rewritten when its stored bytes are damaged.
+          const bool same = cur && cur->sha256 == im.sha256 && cur->size == im.size;
+          if (same && !reads_right(*current, *cur)) {
+            std::string bytes = read_entry(*a.tar, im, f.summary.id + ": " + e.path);
+            uint64_t blobs = 0;
+            store::Status st = batch.repair_blobs(bytes, &blobs);
+            if (!st.ok()) throw JobError(EIO, "repairing " + iid + ": " + st.message);
+            if (cur->attrs.mode != im.mode || cur->attrs.uid != im.uid || cur->attrs.gid != im.gid ||
+                cur->attrs.mtime_ns != im.mtime_ns) {
+              st = batch.set_attrs(iid, attrs);
+              if (!st.ok()) throw JobError(EIO, "restoring attributes of " + iid + ": " + st.message);
+            }
+            changed.push_back(iid);
+            ++repaired;
+          } else if (same) {
             if (cur->attrs.mode != im.mode || cur->attrs.uid != im.uid || cur->attrs.gid != im.gid ||
                 cur->attrs.mtime_ns != im.mtime_ns) {
               store::Status st = batch.set_attrs(iid, attrs);
@@ -1496,6 +1657,7 @@ struct Manager::Impl {
     std::ostringstream msg;
     msg << "restored " << id << " (chain of " << chain.size() << "): " << put_count << " items written, "
         << attr_count << " attributes reset, " << unchanged << " unchanged";
+    if (repaired) msg << ", " << repaired << " repaired (their stored content did not match its sha256)";
     if (clear) msg << ", " << removed << " removed";
     message = msg.str();
     return changed;
@@ -1637,6 +1799,40 @@ struct Manager::Impl {
     return st;
   }
 
+  // Manager::repair: a job like run()'s, under the same locks.
+  store::Status repair(const std::string& id, const std::vector<std::string>& ids, RepairReport& report) {
+    std::string text = "repair from " + id;
+    std::unique_lock job(job_mu, std::try_to_lock);
+    if (!job.owns_lock()) return store::Status::error(EBUSY, "a backup job is running");
+    int64_t started = now_ns();
+    {
+      std::lock_guard lk(state_mu);
+      running = true;
+      job_name = "repair";
+      job_id = id;
+      phase = "starting";
+      job_started = started;
+      items_done = items_total = bytes_done = bytes_total = 0;
+    }
+    store::Status st;
+    std::string message;
+    try {
+      DirLock lock;
+      lock_dir(lock);
+      do_repair(id, ids, report, message);
+    } catch (const JobError& e) {
+      st = store::Status::error(e.code() == ENOENT || e.code() == EBUSY || e.code() == EACCES ? e.code() : EIO,
+                                e.what());
+    } catch (const store::StoreError& e) {
+      st = store::Status::error(EIO, std::string("store: ") + e.what());
+    } catch (const std::exception& e) {
+      st = store::Status::error(EIO, e.what());
+    }
+    if (st.ok()) st.message = message;
+    finish(text, "repair", id, started, st, json::object());
+    return st;
+  }
+
   void finish(const std::string& command, const std::string& name, const std::string& id, int64_t started,
               const store::Status& st, const json& detail) {
     int64_t end = now_ns();
@@ -1774,6 +1970,16 @@ store::Status Manager::run(std::string_view command_line) {
     return impl_->run(command_line);
   } catch (...) {
     return store::Status::error(EIO, "backup job failed unexpectedly");
+  }
+}
+
+store::Status Manager::repair(std::string_view backup_id, const std::vector<std::string>& ids, RepairReport& out) {
+  out = RepairReport{};
+  if (!valid_backup_id(backup_id)) return store::Status::error(EINVAL, "not a backup id: " + std::string(backup_id));
+  try {
+    return impl_->repair(std::string(backup_id), ids, out);
+  } catch (...) {
+    return store::Status::error(EIO, "repair failed unexpectedly");
   }
 }
 

@@ -217,15 +217,45 @@ int cli_stats(const std::vector<std::string>& args) {
   return 0;
 }
 
+// fsck --repair --from-backup ID: the items whose stored content fsck found
+// damaged are rewritten from backup ID; the store is checked again. False
+// if anything is left damaged or the backup could not be used.
+bool fsck_from_backup(store::Store& store, const std::string& dir, const std::string& id, const std::string& key,
+                      store::FsckReport& report) {
+  if (report.damaged_items.empty()) {
+    std::cout << "no damaged items: nothing to repair from backup " << id << "\n";
+    return true;
+  }
+  backup::Options options;
+  options.dir = stdfs::path(dir) / "backups";
+  if (!key.empty()) options.key_file = stdfs::path(key);
+  backup::Manager manager(store, options);
+  backup::RepairReport repaired;
+  store::Status st = manager.repair(id, report.damaged_items, repaired);
+  for (const auto& item : repaired.repaired) std::cout << "repaired from backup " << id << ": " << item << "\n";
+  for (const auto& line : repaired.not_repaired) std::cout << "not repaired: " << line << "\n";
+  if (!st.ok()) {
+    std::cerr << "itemfs fsck: cannot repair from backup " << id << ": " << st.message << "\n";
+    return false;
+  }
+  report = store.fsck(false);
+  std::cout << "after the repair: " << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems")
+            << "\n";
+  for (const auto& line : report.problems) std::cout << "problem: " << line << "\n";
+  return repaired.not_repaired.empty();
+}
+
 int cli_fsck(const std::vector<std::string>& args) {
   bool repair = false;
-  std::string dir;
-  for (const auto& a : args) {
+  std::string dir, from_backup, key;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
     if (a == "--repair") repair = true;
+    else if ((a == "--from-backup" || a == "--key") && i + 1 < args.size()) (a == "--key" ? key : from_backup) = args[++i];
     else dir = a;
   }
-  if (dir.empty()) {
-    std::cerr << "usage: itemfs fsck STORE [--repair]\n";
+  if (dir.empty() || (!from_backup.empty() && !repair)) {
+    std::cerr << "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]]\n";
     return 2;
   }
   auto store = open_store(dir);
@@ -235,6 +265,7 @@ int cli_fsck(const std::vector<std::string>& args) {
             << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems");
   if (repair) std::cout << ", " << report.repaired << " repaired";
   std::cout << "\n";
+  const bool backup_ok = from_backup.empty() || fsck_from_backup(*store, dir, from_backup, key, report);
   // The search index: out of step with the items is a problem; --repair
   // rebuilds it from them.
   search::Index index(*store);
@@ -249,7 +280,7 @@ int cli_fsck(const std::vector<std::string>& args) {
     std::cout << "search index: " << (index_clean ? "clean" : std::to_string(index_problems.size()) + " problems")
               << "\n";
   }
-  return report.clean() && index_clean ? 0 : 1;
+  return report.clean() && index_clean && backup_ok ? 0 : 1;
 }
 
 int cli_search(const std::vector<std::string>& args) {

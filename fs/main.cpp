@@ -25,6 +25,7 @@ const char* const kUsage = R"(usage:
                 | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)
   itemfs fsck STORE [--repair]                      check every blob, count and the search index;
                                                     --repair also rebuilds an index out of step
+    [--from-backup ID [--key FILE]]                 with --repair: rewrite damaged items from backup ID
 
 mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   max_item_size=BYTES   largest item accepted (default 64 MiB; EFBIG above)

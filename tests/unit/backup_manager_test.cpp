@@ -1286,5 +1286,87 @@ TEST_F(BackupCryptoTest, VerifyWithoutTheKeyChecksTheSidecar) {
   run_ok("verify " + id);
 }
 
+// Stored content that no longer matches its hash (a disk fault: the item's
+// blobs zeroed with the sqlite3 CLI, the store closed meanwhile).
+class DamageTest : public BackupTest {
+ protected:
+  void damage(const std::vector<std::string>& ids) {
+    mgr_.reset();
+    store_.reset();
+    for (const auto& id : ids) {
+      ASSERT_EQ(sh("sqlite3 " + q(tmp_.path() / "store" / "store.db") +
+                   " \"update blobs set data = zeroblob(length(data)) where id in (select blob from chunks where "
+                   "ino = (select ino from items where id = '" + id + "'))\""),
+                0);
+    }
+    store_ = Store::open(tmp_.path() / "store");
+  }
+  // The item's bytes as the store gives them, or "EIO" if it refuses them.
+  std::string read(const std::string& id) {
+    auto snap = store_->snapshot();
+    auto info = snap->item(id);
+    if (!info) return "ENOENT";
+    std::string out;
+    try {
+      snap->read_item(*info, [&](std::string_view c) { out.append(c); });
+    } catch (const store::StoreError& e) {
+      return e.code() == EIO ? "EIO" : e.what();
+    }
+    return out;
+  }
+  std::string message() { return status(mgr())["last"]["message"].get<std::string>(); }
+};
+
+// restore of a backup that holds the version an item records rewrites that
+// item when its stored content is damaged, rather than skipping it as
+// unchanged; a full backup names a damaged item and says how to repair it.
+TEST_F(DamageTest, RestoreRepairsContentThatDoesNotMatchItsHash) {
+  fill(5);
+  put(*store_, "victim", "{\"victim\": \"the good version of a damaged item\"}", 0100600, 1600000000000000000);
+  run_ok("full");
+  std::string id = last_id();
+  Tree want = store_tree(*store_);
+  damage({"victim"});
+  ASSERT_NE(read("victim"), "{\"victim\": \"the good version of a damaged item\"}");
+
+  EXPECT_EQ(mgr().run("full").code, EIO);
+  EXPECT_NE(message().find("victim"), std::string::npos) << message();
+  EXPECT_NE(message().find("--repair --from-backup ID"), std::string::npos) << message();
+  EXPECT_NE(message().find("or remove the item"), std::string::npos) << message();
+
+  run_ok("restore " + id);
+  EXPECT_NE(message().find("1 repaired"), std::string::npos) << message();
+  EXPECT_EQ(read("victim"), "{\"victim\": \"the good version of a damaged item\"}");
+  EXPECT_EQ(store_tree(*store_), want);
+  run_ok("full");
+}
+
+// Manager::repair (fsck --repair --from-backup) rewrites the damaged items
+// the backup holds in their recorded version and names the others: not in
+// the backup, or held there in another version (a restore, the user's
+// choice).
+TEST_F(DamageTest, RepairFromABackupSaysWhatItCouldNot) {
+  fill(3);
+  put(*store_, "victim", "{\"victim\": 1}");
+  put(*store_, "changed", "{\"changed\": \"the backed-up version\"}");
+  run_ok("full");
+  std::string id = last_id();
+  put(*store_, "changed", "{\"changed\": \"a later version\"}");
+  put(*store_, "fresh", "{\"fresh\": \"made after the backup\"}");
+  damage({"victim", "changed", "fresh"});
+  RepairReport report;
+  Status st = mgr().repair(id, {"victim", "changed", "fresh"}, report);
+  ASSERT_TRUE(st.ok()) << st.message;
+  EXPECT_EQ(report.repaired, std::vector<std::string>{"victim"});
+  ASSERT_EQ(report.not_repaired.size(), 2u);
+  std::string lines = report.not_repaired[0] + "\n" + report.not_repaired[1];
+  EXPECT_NE(lines.find("changed: backup " + id + " holds another version"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("your choice"), std::string::npos) << lines;
+  EXPECT_NE(lines.find("fresh: not in backup " + id), std::string::npos) << lines;
+  EXPECT_EQ(read("victim"), "{\"victim\": 1}");
+  EXPECT_EQ(read("changed") == "{\"changed\": \"a later version\"}", false) << "left as it was: damaged";
+  EXPECT_NE(mgr().repair("no-such", {"victim"}, report).code, 0);
+}
+
 }  // namespace
 }  // namespace itemfs::backup
