@@ -542,7 +542,7 @@ int Tree::extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_inf
   if (!backups_) return ENOENT;
   auto path = backups_->path_of(a, b);
   if (path.empty()) return ENOENT;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);  // never a link, FIFO or device
   if (fd < 0) return errno;
   handle.reader = std::make_unique<FileReader>(fd);
   fi->keep_cache = 0;
