@@ -200,10 +200,12 @@ class Filesystem : public Tree {
     if (::mkdir(staging_dir_.c_str(), 0700) != 0 && errno != EEXIST)
       throw store::StoreError(errno, "cannot create " + staging_dir_.string() + ": " + std::strerror(errno));
     staging_ = std::make_shared<StagingPool>(staging_dir_);
-    if (std::string warning = store::permissions_warning(config.store_dir); !warning.empty()) {
-      std::cerr << "itemfs: warning: " << warning << "\n";
+    std::string error;
+    if (!log_.use_file(config.log_file.empty() ? config.store_dir / "log" : config.log_file, config.log_max_bytes,
+                       &error))
+      log_.add("warning: " + error + "; MNT/log holds this mount's last events only");
+    if (std::string warning = store::permissions_warning(config.store_dir); !warning.empty())
       log_.add("warning: " + warning);
-    }
   }
 
   ~Filesystem() override {
@@ -371,7 +373,9 @@ class Filesystem : public Tree {
     if (ino == kBackupsIno) mode = S_IFDIR | backup_perm(true);
     if (ino == kStatusIno) mode = S_IFREG | backup_perm(false);
     gid_t gid = ino == kBackupsIno || ino == kStatusIno ? backup_gid() : getgid();
-    return stat_of(ino, mode, 0, getuid(), gid, mount_time_, mount_time_);
+    // The log's size is its file's, so that `tail -f` sees it grow.
+    uint64_t size = ino == kLogIno ? log_.size() : 0;
+    return stat_of(ino, mode, size, getuid(), gid, mount_time_, mount_time_);
   }
 
   // Attributes of a node; ENOENT when what it names is gone.
@@ -626,6 +630,7 @@ class Filesystem : public Tree {
       struct stat st;
       if (int err = node_stat(it->second, st)) return (void)fuse_reply_err(req, err);
       auto e = entry_for(it->second, st, 3600);
+      if (it->second == kLogIno) e.attr_timeout = 0;  // it grows
       return (void)fuse_reply_entry(req, &e);
     }
     if (parent == kBackupsIno && (name == "ctl" || name == "status")) {
@@ -691,6 +696,7 @@ class Filesystem : public Tree {
                      : S_ISDIR(st.st_mode) ? (is_virtual(ino) ? 3600 : 0)
                      : is_tree_ino(ino)    ? 0
                      : ino >= kItemBase    ? kItemTimeout
+                     : ino == kLogIno      ? 0
                                            : (is_virtual(ino) ? 3600 : 0);
     fuse_reply_attr(req, &st, timeout);
   }
@@ -1149,7 +1155,7 @@ class Filesystem : public Tree {
     if (ino == kStatsIno)
       handle.generated = stats_json();
     else if (ino == kLogIno)
-      handle.generated = log_.text();
+      ;  // read as it grows (read())
     else if (ino == kStatusIno)
       handle.generated = backup_status();
     else
@@ -1185,6 +1191,10 @@ class Filesystem : public Tree {
       ssize_t n = pread(h->state->fd, out.data(), size, off);
       if (n < 0) return (void)fuse_reply_err(req, errno);
       return (void)fuse_reply_buf(req, out.data(), size_t(n));
+    }
+    if (h->ino == kLogIno) {
+      std::string out = log_.read(uint64_t(off), size);
+      return (void)fuse_reply_buf(req, out.data(), out.size());
     }
     if (uint64_t(off) >= h->generated.size()) return (void)fuse_reply_buf(req, nullptr, 0);
     size_t n = std::min(size, h->generated.size() - size_t(off));
@@ -2060,6 +2070,8 @@ int run_mount(const MountConfig& config) {
   try {
     // Open once before detaching so a bad store is reported to the caller.
     store::Store::open(config.store_dir, config.store_options).reset();
+    if (std::string warning = store::permissions_warning(config.store_dir); !warning.empty())
+      std::cerr << "itemfs: warning: " << warning << "\n";
   } catch (const std::exception& e) {
     std::cerr << "itemfs: cannot open store " << config.store_dir << ": " << e.what() << "\n";
     return 1;

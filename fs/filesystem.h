@@ -24,6 +24,8 @@ struct MountConfig {
   // archives hold every item, private ones too. A group id here may read
   // them as well (g+rx / g+r, the nodes' group).
   int64_t backup_group = -1;
+  std::filesystem::path log_file;          // empty: STORE/log
+  uint64_t log_max_bytes = 4u << 20;      // then moved to <log_file>.1
 };
 
 // Mounts and serves until unmounted or signalled. Returns a process exit code.

@@ -36,6 +36,8 @@ mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   backup_keep_last=N    after a scheduled backup, prune to the N newest
   backup_chain=N        a full backup when an incremental chain would exceed N
   backup_group=GROUP    the group (name or gid) that may read backups/ too (default: the owner only)
+  log_file=PATH         append every event to PATH (default STORE/log; MNT/log reads it)
+  log_max_size=BYTES    move the log to PATH.1 past this size (default 4M)
 )";
 
 uint64_t parse_size(const std::string& text) {
@@ -99,6 +101,8 @@ int mount_command(const std::vector<std::string>& args) {
         else if (key == "backup_keep_last") config.backup_keep_last = std::stoi(value);
         else if (key == "backup_chain") config.backup_chain_max = std::stoi(value);
         else if (key == "backup_group") config.backup_group = parse_group(value);
+        else if (key == "log_file") config.log_file = std::filesystem::absolute(value);
+        else if (key == "log_max_size") config.log_max_bytes = parse_size(value);
         else if (key == "rw" || key == "dev" || key == "suid" || key == "nodev" || key == "nosuid" || key == "exec" ||
                  key == "noexec" || key == "auto" || key == "noauto" || key == "_netdev" || key == "user" ||
                  key == "nouser" || key == "nofail" || key == "defaults") {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "search/fold.h"
+
 namespace itemfs::search::detail {
 
 namespace {
@@ -492,7 +494,11 @@ std::string rewrite_runs(std::string_view text, OnRun on_run) {
 
 }  // namespace
 
-std::string cjk_index_text(std::string_view text) {
+std::string cjk_index_text(std::string_view raw) {
+  // ß, ligatures: folded before anything else sees the text (search/fold.h).
+  std::string folded;
+  if (needs_full_fold(raw)) folded = fold_full_case(raw);
+  const std::string_view text = folded.empty() ? raw : std::string_view(folded);
   if (!needs_rewrite(text)) return std::string(text);
   return rewrite_runs(text, [&](std::string& out, const std::vector<std::pair<size_t, size_t>>& run, bool) {
     emit_bigrams(out, text, run);
@@ -502,8 +508,11 @@ std::string cjk_index_text(std::string_view text) {
   });
 }
 
-std::string cjk_query_text(std::string_view word, bool* last_is_single) {
+std::string cjk_query_text(std::string_view typed, bool* last_is_single) {
   *last_is_single = false;
+  std::string folded;
+  if (needs_full_fold(typed)) folded = fold_full_case(typed);
+  const std::string_view word = folded.empty() ? typed : std::string_view(folded);
   if (!needs_rewrite(word)) return std::string(word);
   return rewrite_runs(word, [&](std::string& out, const std::vector<std::pair<size_t, size_t>>& run, bool at_end) {
     emit_bigrams(out, word, run);

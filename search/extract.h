@@ -22,8 +22,9 @@ namespace itemfs::search::detail {
 // column with detail=none (title words also as kTitleMark tokens, fields as
 // kFieldMark tokens, the text's length class as a kLengthMark token),
 // search_doc without the id, host/author/lang by id, search_dead; 7:
-// identifiers indexed by their buckets (kBucketMark, kBucketEndMark).
-inline constexpr int kIndexVersion = 7;
+// identifiers indexed by their buckets (kBucketMark, kBucketEndMark); 8: ß,
+// ẞ and the Latin ligatures indexed by their full case folding (fold.h).
+inline constexpr int kIndexVersion = 8;
 
 // The index's own tokens start with a character of Unicode's private use area
 // (unicode61 takes them for letters), so that no word of a text can be one:

@@ -13,6 +13,15 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 
 store::Status bad(std::string message) { return store::Status::error(EINVAL, std::move(message)); }
 
+// "character N" of `text` for the byte at `byte`: N counts code points from
+// 1, so the position a message names is the one a person counts.
+std::string character_at(std::string_view text, size_t byte) {
+  size_t before = 0;  // code points before `byte`: bytes that do not continue one
+  for (size_t i = 0; i < byte && i < text.size(); ++i)
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++before;
+  return "character " + std::to_string(before + 1);
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -247,8 +256,41 @@ std::string Query::match() const {
   return "(" + positive + ") NOT (" + negative + ")";
 }
 
+// A query is a directory name, which cannot hold '/': %2F stands for it
+// (url:example.com%2Fdocs), and %25 for a '%' itself. Nothing else is
+// decoded. origin[i] is the byte of `text` that decoded byte i came from.
+std::string decode_slashes(std::string_view text, std::vector<size_t>& origin) {
+  std::string out;
+  out.reserve(text.size());
+  origin.clear();
+  for (size_t i = 0; i < text.size(); ++i) {
+    origin.push_back(i);
+    const bool escape = text[i] == '%' && i + 2 < text.size() && text[i + 1] == '2';
+    if (escape && (text[i + 2] == 'F' || text[i + 2] == 'f')) {
+      out += '/';
+      i += 2;
+    } else if (escape && text[i + 2] == '5') {
+      out += '%';
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  origin.push_back(text.size());
+  return out;
+}
+
 store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
   out = Query{};
+  // Positions in messages are the typed text's, before %2F is decoded.
+  const std::string_view typed = text;
+  std::string decoded;
+  std::vector<size_t> origin;
+  if (text.find('%') != std::string_view::npos) {
+    decoded = decode_slashes(text, origin);
+    text = decoded;
+  }
+  auto at = [&](size_t byte) { return character_at(typed, origin.empty() ? byte : origin[std::min(byte, origin.size() - 1)]); };
   if (text.size() > kMaxQueryBytes) return bad("the query is longer than 4096 bytes");
   for (char c : text) {
     if (c == '\0') return bad("the query contains a NUL byte");
@@ -281,7 +323,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
     const size_t start = pos;
     if (text[pos] == '-') {
       if (pos + 1 >= n || is_space(text[pos + 1])) {
-        return bad("'-' at character " + std::to_string(start + 1) + " must be followed by a word to exclude");
+        return bad("'-' at " + at(start) + " must be followed by a word to exclude");
       }
       atom.negated = true;
       ++pos;
@@ -291,7 +333,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       const size_t open = pos;
       const size_t close = text.find('"', pos + 1);
       if (close == std::string_view::npos) {
-        return bad("unbalanced quote: the phrase opened at character " + std::to_string(open + 1) +
+        return bad("unbalanced quote: the phrase opened at " + at(open) +
                    " is not closed");
       }
       phrase = std::string(text.substr(open + 1, close - open - 1));
@@ -308,11 +350,12 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       atoms.push_back(std::move(atom));
       continue;
     }
+    const size_t word_start = pos;
     size_t end = pos;
     while (end < n && !is_space(text[end]) && text[end] != '"') ++end;
     std::string_view word = text.substr(pos, end - pos);
     pos = end;
-    if (word.empty()) return bad("'-' at character " + std::to_string(start + 1) + " must be followed by a word to exclude");
+    if (word.empty()) return bad("'-' at " + at(start) + " must be followed by a word to exclude");
 
     if (word == "OR" || word == "AND" || word == "NOT" || word == "NEAR" || word == "|" || word == "||" || word == "&&") {
       if (word == "OR" && !atom.negated) {
@@ -322,12 +365,12 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       }
       if (word == "AND" && !atom.negated) continue;  // implied
       if (word == "NOT") return bad("unknown operator NOT: put '-' before a word to exclude it (-word)");
-      return bad("unknown operator " + std::string(word) + " at character " + std::to_string(start + 1) +
+      return bad("unknown operator " + std::string(word) + " at " + at(start) +
                  ": words are combined with AND by default, or with OR");
     }
     if (word.front() == '(' || word.back() == ')') {
-      return bad("unknown operator '" + std::string(word.front() == '(' ? "(" : ")") + "' at character " +
-                 std::to_string(start + 1) + ": parentheses are not supported; OR joins the terms next to it");
+      return bad("unknown operator '" + std::string(word.front() == '(' ? "(" : ")") + "' at " +
+                 at(start) + ": parentheses are not supported; OR joins the terms next to it");
     }
 
     const size_t colon = word.find(':');
@@ -339,8 +382,9 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
         word.remove_suffix(1);
         prefix = true;
       }
-      if (word.find('*') != std::string_view::npos || (prefix && word.empty())) {
-        return bad("'*' at character " + std::to_string(start + 1) + " is only allowed at the end of a word (prefix*)");
+      if (size_t star = word.find('*'); star != std::string_view::npos || (prefix && word.empty())) {
+        const size_t star_at = prefix && word.empty() ? word_start : word_start + star;
+        return bad("'*' at " + at(star_at) + " is only allowed at the end of a word (prefix*)");
       }
       text_term(atom, word, prefix, kTitleColumn | kBodyColumn, "", true);
       atoms.push_back(std::move(atom));
@@ -356,15 +400,17 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       quoted = true;
     }
     if (value.empty()) {
-      return bad("the filter " + name + ": at character " + std::to_string(start + 1) + " has no value (" + name +
+      return bad("the filter " + name + ": at " + at(start) + " has no value (" + name +
                  ":word or " + name + ":\"some words\")");
     }
     if (!quoted && value.back() == '*') {
       value.pop_back();
       prefix = true;
-      if (value.empty() || value.find('*') != std::string::npos) {
-        return bad("'*' at character " + std::to_string(start + 1) + " is only allowed at the end of a word (prefix*)");
-      }
+    }
+    if (size_t star = value.find('*'); !quoted && (value.empty() || star != std::string::npos)) {
+      // The value starts right after the colon; an empty one was all '*'.
+      const size_t star_at = word_start + colon + 1 + (value.empty() ? 0 : star);
+      return bad("'*' at " + at(star_at) + " is only allowed at the end of a word (prefix*)");
     }
     if (name == "limit" || name == "sort" || name == "after" || name == "before") {
       if (atom.negated) return bad("'-' cannot be used with " + name + ":");

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 
+#include "search/fold.h"
 #include "store/store.h"
 
 namespace itemfs::search::detail {
@@ -53,11 +54,19 @@ struct StopCallback {
   const std::function<bool(std::string_view, size_t, size_t)>* fn;
   size_t offset;  // of the piece being tokenized within the whole text
   bool stopped;
+  std::string fold = {};  // the current token, folded
 };
 
 int on_token_until(void* ctx, int /*flags*/, const char* token, int n, int start, int end) {
   auto* cb = static_cast<StopCallback*>(ctx);
-  if ((*cb->fn)(std::string_view(token, size_t(n)), cb->offset + size_t(start), cb->offset + size_t(end))) {
+  std::string_view folded(token, size_t(n));
+  // unicode61 leaves ß and the ligatures as they are; the index holds their
+  // full folding (search/fold.h), and so must every token made here.
+  if (needs_full_fold(folded)) {
+    cb->fold = fold_full_case(folded);
+    folded = cb->fold;
+  }
+  if ((*cb->fn)(folded, cb->offset + size_t(start), cb->offset + size_t(end))) {
     return SQLITE_OK;
   }
   cb->stopped = true;

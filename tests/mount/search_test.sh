@@ -64,6 +64,10 @@ assert_eq "001-ja-1.json" "$(ls "$S/日本語")" "CJK inside a sentence"
 assert_eq "energy-body" "$(jq -r '[.hits[].id] | join(" ")' "$S/\"solar panel warranty\".json")" "phrase"
 assert_eq 0 "$(jq -r .total "$S/\"panel solar\".json")" "phrase in the wrong order"
 assert_eq "solar-title" "$(jq -r '[.hits[].id] | join(" ")' "$S/solar -\"panel warranty\".json")" "-\"phrase\""
+# A query cannot hold '/': %2F stands for it. The url has the words
+# news.example.com/a: the phrase finds solar-title only.
+assert_eq "solar-title" "$(jq -r '.hits[].id' "$S/url:news.example.com%2Fa.json")" "url: with %2F"
+[ -L "$S/url:news.example.com%2Fa/001-solar-title.json" ] || fail "no hit listed for url:...%2Fa"
 
 # 7. Bad queries: EINVAL and the reason in the log; nothing crashes.
 for q in '"unclosed' 'solar OR' '-solar' 'limit:5 limit:6' 'foo NEAR bar' '(x)'; do

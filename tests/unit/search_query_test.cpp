@@ -295,3 +295,55 @@ TEST(SearchQuery, ErrorsNameTheProblem) {
   EXPECT_NE(msg("limit:0").find("limit:"), std::string::npos);
   EXPECT_NE(msg(std::string(5000, 'a').c_str()).find("4096"), std::string::npos);
 }
+
+// A misplaced '*' is named where it stands, in characters (code points) a
+// person counts, not at the start of its word nor in bytes.
+TEST(SearchQuery, ErrorPositionsPointAtTheCharacter) {
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  Query q;
+  auto msg = [&](const char* text) {
+    auto st = parse_query(text, tok, q);
+    EXPECT_EQ(st.code, EINVAL) << text;
+    return st.message;
+  };
+  EXPECT_EQ(msg("solar pa*nel"), "'*' at character 9 is only allowed at the end of a word (prefix*)");
+  EXPECT_EQ(msg("solar *"), "'*' at character 7 is only allowed at the end of a word (prefix*)");
+  EXPECT_EQ(msg("a -b*c"), "'*' at character 5 is only allowed at the end of a word (prefix*)");
+  EXPECT_EQ(msg("title:ab*cd"), "'*' at character 9 is only allowed at the end of a word (prefix*)");
+  EXPECT_EQ(msg("title:*"), "'*' at character 7 is only allowed at the end of a word (prefix*)");
+  // "größe " is 6 characters and 8 bytes.
+  EXPECT_EQ(msg("größe a*b"), "'*' at character 8 is only allowed at the end of a word (prefix*)");
+  EXPECT_NE(msg("größe \"open").find("opened at character 7"), std::string::npos);
+}
+
+// A query is a directory name, which cannot hold '/': %2F (or %2f) stands
+// for it and %25 for '%'; nothing else is decoded.
+TEST(SearchQuery, PercentTwoFIsASlash) {
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  Query slash, encoded, lower;
+  ASSERT_TRUE(parse_query("url:example.com/docs/intro solar", tok, slash).ok());
+  ASSERT_TRUE(parse_query("url:example.com%2Fdocs%2Fintro solar", tok, encoded).ok());
+  ASSERT_TRUE(parse_query("url:example.com%2fdocs%2fintro solar", tok, lower).ok());
+  EXPECT_EQ(slash.match(), encoded.match());
+  EXPECT_EQ(slash.match(), lower.match());
+  Query percent, plain;
+  ASSERT_TRUE(parse_query("title:100%25", tok, percent).ok());
+  ASSERT_TRUE(parse_query("title:100%", tok, plain).ok());
+  EXPECT_EQ(percent.match(), plain.match());
+  Query other, other_plain;
+  ASSERT_TRUE(parse_query("a%41b", tok, other).ok());  // %41 is not decoded: "a", "41b"
+  ASSERT_TRUE(parse_query("a%41b", tok, other_plain).ok());
+  EXPECT_EQ(other.match(), other_plain.match());
+  EXPECT_NE(other.match().find("41b"), std::string::npos) << other.match();
+}
+
+// Positions count the characters as typed, %2F as three.
+TEST(SearchQuery, ErrorPositionsCountTheTypedText) {
+  Fts5Library lib;
+  Tokenizer tok(lib);
+  Query q;
+  auto st = parse_query("url:a%2Fb pa*nel", tok, q);
+  EXPECT_EQ(st.message, "'*' at character 13 is only allowed at the end of a word (prefix*)");
+}
