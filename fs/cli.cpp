@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -133,14 +135,94 @@ std::unique_ptr<store::Store> open_store(const std::string& dir, bool read_only 
   return store::Store::open(dir, options);
 }
 
+// The words after a command: the options it knows, anywhere among them
+// (before or after STORE), and the rest in order. Anything else starting
+// with '-' is a usage error, never a path; "--" ends the options, and "-"
+// alone is a word (stdin).
+struct Words {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;  // "--json" -> "", "--dir" -> DIR
+  bool has(const std::string& name) const { return options.count(name) > 0; }
+  std::string value(const std::string& name) const {
+    auto it = options.find(name);
+    return it == options.end() ? std::string() : it->second;
+  }
+};
+
+// -1 to go on; else the exit status: 0 after -h/--help (the usage on
+// stdout), 2 (after saying why and how to call `command`) on an unknown
+// option or an option without its value.
+int parse_words(const std::string& command, const std::vector<std::string>& args, const std::set<std::string>& flags,
+                const std::set<std::string>& valued, const char* usage, Words& out) {
+  bool options_done = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (options_done || a.size() < 2 || a[0] != '-') {
+      out.positional.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_done = true;
+      continue;
+    }
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      return 0;
+    }
+    std::string name = a, value;
+    bool inline_value = false;
+    if (auto eq = a.find('='); a.starts_with("--") && eq != std::string::npos) {
+      name = a.substr(0, eq);
+      value = a.substr(eq + 1);
+      inline_value = true;
+    }
+    if (flags.count(name) && !inline_value) {
+      out.options[name] = "";
+    } else if (valued.count(name)) {
+      if (!inline_value) {
+        if (i + 1 >= args.size()) {
+          std::cerr << "itemfs " << command << ": option " << name << " needs a value\n" << usage;
+          return 2;
+        }
+        value = args[++i];
+      }
+      out.options[name] = value;
+    } else {
+      std::cerr << "itemfs " << command << ": unknown option '" << a << "'\n" << usage;
+      return 2;
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
-int cli_import(const std::vector<std::string>& args) {
+bool store_exists(const std::filesystem::path& dir) {
+  struct stat st {};
+  return stat((dir / "store.db").c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int no_store(const std::filesystem::path& dir) {
+  std::cerr << "itemfs: " << dir.string() << " holds no itemfs store (no store.db)\n";
+  return 1;
+}
+
+void say_created(const std::filesystem::path& dir) {
+  std::cerr << "itemfs: created a new store at " << dir.string() << "\n";
+}
+
+int cli_import(const std::vector<std::string>& all) {
+  const char* usage = "usage: itemfs import STORE PATH...\n";
+  Words words;
+  if (int rc = parse_words("import", all, {}, {}, usage, words); rc >= 0) return rc;
+  const std::vector<std::string>& args = words.positional;
   if (args.size() < 2) {
-    std::cerr << "usage: itemfs import STORE PATH...\n";
+    std::cerr << usage;
     return 2;
   }
+  bool fresh = !store_exists(args[0]);
   auto store = open_store(args[0]);
+  if (fresh) say_created(args[0]);
   // Items are indexed in the transactions that import them.
   search::Index index(*store);
   store->add_hook(&index);
@@ -175,11 +257,16 @@ int cli_import(const std::vector<std::string>& args) {
   return importer.refused() ? 1 : 0;
 }
 
-int cli_export(const std::vector<std::string>& args) {
+int cli_export(const std::vector<std::string>& all) {
+  const char* usage = "usage: itemfs export STORE DIR\n";
+  Words words;
+  if (int rc = parse_words("export", all, {}, {}, usage, words); rc >= 0) return rc;
+  const std::vector<std::string>& args = words.positional;
   if (args.size() != 2) {
-    std::cerr << "usage: itemfs export STORE DIR\n";
+    std::cerr << usage;
     return 2;
   }
+  if (!store_exists(args[0])) return no_store(args[0]);
   auto store = open_store(args[0], true);
   stdfs::path out(args[1]);
   auto snapshot = store->snapshot();
@@ -207,11 +294,17 @@ int cli_export(const std::vector<std::string>& args) {
   return rc;
 }
 
-int cli_stats(const std::vector<std::string>& args) {
+int cli_stats(const std::vector<std::string>& all) {
+  const char* usage = "usage: itemfs stats STORE [--json]\n";
+  Words words;
+  // --json is taken for the scripts that give it: the figures are JSON anyway.
+  if (int rc = parse_words("stats", all, {"--json"}, {}, usage, words); rc >= 0) return rc;
+  const std::vector<std::string>& args = words.positional;
   if (args.size() != 1) {
-    std::cerr << "usage: itemfs stats STORE\n";
+    std::cerr << usage;
     return 2;
   }
+  if (!store_exists(args[0])) return no_store(args[0]);
   auto store = open_store(args[0], true);
   std::cout << stats_json(store->stats()).dump(2) << "\n";
   return 0;
@@ -246,18 +339,17 @@ bool fsck_from_backup(store::Store& store, const std::string& dir, const std::st
 }
 
 int cli_fsck(const std::vector<std::string>& args) {
-  bool repair = false;
-  std::string dir, from_backup, key;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const auto& a = args[i];
-    if (a == "--repair") repair = true;
-    else if ((a == "--from-backup" || a == "--key") && i + 1 < args.size()) (a == "--key" ? key : from_backup) = args[++i];
-    else dir = a;
-  }
-  if (dir.empty() || (!from_backup.empty() && !repair)) {
-    std::cerr << "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]]\n";
+  const char* usage = "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]]\n";
+  Words words;
+  if (int rc = parse_words("fsck", args, {"--repair"}, {"--from-backup", "--key"}, usage, words); rc >= 0) return rc;
+  bool repair = words.has("--repair");
+  const std::string from_backup = words.value("--from-backup"), key = words.value("--key");
+  if (words.positional.size() != 1 || (words.has("--from-backup") && (!repair || from_backup.empty()))) {
+    std::cerr << usage;
     return 2;
   }
+  const std::string& dir = words.positional[0];
+  if (!store_exists(dir)) return no_store(dir);
   auto store = open_store(dir);
   store::FsckReport report = store->fsck(repair);
   for (const auto& line : report.problems) std::cout << "problem: " << line << "\n";
@@ -284,16 +376,16 @@ int cli_fsck(const std::vector<std::string>& args) {
 }
 
 int cli_search(const std::vector<std::string>& args) {
-  bool json = false;
-  std::vector<std::string> positional;
-  for (const auto& a : args) {
-    if (a == "--json") json = true;
-    else positional.push_back(a);
-  }
+  const char* usage = "usage: itemfs search STORE QUERY [--json]   (-- QUERY for a query that starts with -)\n";
+  Words words;
+  if (int rc = parse_words("search", args, {"--json"}, {}, usage, words); rc >= 0) return rc;
+  bool json = words.has("--json");
+  const std::vector<std::string>& positional = words.positional;
   if (positional.size() != 2) {
-    std::cerr << "usage: itemfs search STORE QUERY [--json]\n";
+    std::cerr << usage;
     return 2;
   }
+  if (!store_exists(positional[0])) return no_store(positional[0]);
   auto store = open_store(positional[0]);
   search::Index index(*store);
   search::Results results;
@@ -323,11 +415,16 @@ int cli_search(const std::vector<std::string>& args) {
   return 0;
 }
 
-int cli_reindex(const std::vector<std::string>& args) {
+int cli_reindex(const std::vector<std::string>& all) {
+  const char* usage = "usage: itemfs reindex STORE\n";
+  Words words;
+  if (int rc = parse_words("reindex", all, {}, {}, usage, words); rc >= 0) return rc;
+  const std::vector<std::string>& args = words.positional;
   if (args.size() != 1) {
-    std::cerr << "usage: itemfs reindex STORE\n";
+    std::cerr << usage;
     return 2;
   }
+  if (!store_exists(args[0])) return no_store(args[0]);
   auto store = open_store(args[0]);
   auto started = std::chrono::steady_clock::now();
   search::Index index(*store);
@@ -343,20 +440,11 @@ int cli_backup(const std::vector<std::string>& args) {
   const char* usage =
       "usage: itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all\n"
       "       | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID | decrypt ARCHIVE\n";
-  std::string dir, key;
-  std::vector<std::string> words;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if ((args[i] == "--dir" || args[i] == "--key") && i + 1 < args.size()) {
-      (args[i] == "--dir" ? dir : key) = args[i + 1];
-      ++i;
-    } else if (args[i].starts_with("--dir=")) {
-      dir = args[i].substr(6);
-    } else if (args[i].starts_with("--key=")) {
-      key = args[i].substr(6);
-    } else {
-      words.push_back(args[i]);
-    }
-  }
+  Words parsed;
+  if (int rc = parse_words("backup", args, {"--json"}, {"--dir", "--key"}, usage, parsed); rc >= 0) return rc;
+  const bool json = parsed.has("--json");
+  std::string dir = parsed.value("--dir"), key = parsed.value("--key");
+  std::vector<std::string> words = parsed.positional;
   if (words.size() < 2) {
     std::cerr << usage;
     return 2;
@@ -380,6 +468,7 @@ int cli_backup(const std::vector<std::string>& args) {
     }
     return 0;
   }
+  if (!store_exists(store_dir)) return no_store(store_dir);
   auto store = open_store(store_dir);
   // A restore writes items: the index follows in the same transaction.
   search::Index index(*store);
@@ -395,11 +484,18 @@ int cli_backup(const std::vector<std::string>& args) {
     }
     nlohmann::json out = nlohmann::json::array();
     for (const auto& b : manager.list()) {
+      if (json) {
+        out.push_back({{"id", b.id}, {"kind", b.kind}, {"parent", b.parent}, {"items", b.item_count},
+                       {"archived", b.archived_count}, {"verified", b.verified_ns != 0},
+                       {"verified_ok", b.verified_ok}, {"encrypted", b.encrypted}});
+        continue;
+      }
       std::cout << b.id << "\t" << b.kind << "\t" << (b.parent.empty() ? "-" : b.parent) << "\t" << b.item_count
                 << " items\t" << b.archived_count << " archived\t"
                 << (b.verified_ns == 0 ? "never verified" : b.verified_ok ? "verified ok" : "VERIFY FAILED")
                 << (b.encrypted ? "\tencrypted" : "") << "\n";
     }
+    if (json) std::cout << out.dump(2) << "\n";
     return 0;
   }
   std::string line;

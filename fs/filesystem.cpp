@@ -93,6 +93,9 @@ constexpr auto kWatchPeriod = std::chrono::seconds(1);
 // the free pages back to the system (see give_back_memory).
 constexpr size_t kTrimStep = size_t(8) << 20;
 
+// The longest name of a file or directory, as statfs says (NAME_MAX).
+constexpr size_t kNameMax = 255;
+
 bool ends_with_json(std::string_view name) { return name.size() > 5 && name.substr(name.size() - 5) == ".json"; }
 
 enum class Kind : uint8_t { kItem, kScratch, kShard };
@@ -196,8 +199,9 @@ class Filesystem : public Tree {
  public:
   Filesystem(store::Store& store, const MountConfig& config)
       : store_(store), config_(config), staging_dir_(config.store_dir / "staging") {
-    // Staged bodies are items' text: the store's owner's alone, as the store is.
-    if (::mkdir(staging_dir_.c_str(), 0700) != 0 && errno != EEXIST)
+    // Staged bodies are items' text: the store's owner's alone, as the store
+    // is. A read-only mount stages nothing (the kernel refuses every write).
+    if (!store.options().read_only && ::mkdir(staging_dir_.c_str(), 0700) != 0 && errno != EEXIST)
       throw store::StoreError(errno, "cannot create " + staging_dir_.string() + ": " + std::strerror(errno));
     staging_ = std::make_shared<StagingPool>(staging_dir_);
     std::string error;
@@ -395,17 +399,27 @@ class Filesystem : public Tree {
     }
     Node copy;
     std::shared_ptr<FileState> state;
+    std::optional<struct stat> gone;
     {
       std::lock_guard lock(mutex_);
       auto it = nodes_.find(ino);
       if (it == nodes_.end()) return extra_stat(ino, st);
       copy = it->second;
       state = copy.state;
+      if (copy.unlinked)
+        if (auto g = unlinked_open_.find(ino); g != unlinked_open_.end()) gone = g->second;
     }
+    // Removed while open (as on ext4, fstat of the open file still works,
+    // with no link left).
     if (state) {
       std::lock_guard lock(state->mutex);
       st = stat_of(st_ino_of(copy, ino), state->attrs.mode, state->size, state->attrs.uid, state->attrs.gid,
                    state->attrs.mtime_ns, state->ctime_ns);
+      if (copy.unlinked) st.st_nlink = 0;
+      return 0;
+    }
+    if (gone) {
+      st = *gone;
       return 0;
     }
     if (copy.kind == Kind::kShard) {
@@ -485,6 +499,7 @@ class Filesystem : public Tree {
       if (p != pending_.end() && p->second == it->first) pending_.erase(p);
     }
     if (node.kind == Kind::kItem) forget_alias(node.item_ino, it->first);
+    if (!unlinked_open_.empty()) unlinked_open_.erase(it->first);
     nodes_.erase(it);
   }
 
@@ -645,6 +660,7 @@ class Filesystem : public Tree {
       if (err) return (void)fuse_reply_err(req, err);
       return (void)fuse_reply_entry(req, &e);
     }
+    if (name.size() > kNameMax) return (void)fuse_reply_err(req, ENAMETOOLONG);
     Resolved r = classify(*dir, name);
     struct stat st {};
     fuse_ino_t ino = 0;
@@ -1318,6 +1334,11 @@ class Filesystem : public Tree {
       log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name + ": " + r.why);
       return (void)fuse_reply_err(req, r.error);
     }
+    if (name.size() > kNameMax) {
+      log_.add("refused to create items/" + (dir->empty() ? "" : *dir + "/") + name + ": a name is at most " +
+               std::to_string(kNameMax) + " bytes");
+      return (void)fuse_reply_err(req, ENAMETOOLONG);
+    }
     const fuse_ctx* ctx = fuse_req_ctx(req);
     struct stat st;
     std::lock_guard ns(namespace_mutex_);
@@ -1425,7 +1446,9 @@ class Filesystem : public Tree {
   }
 
   // Only used when create is not: items come into being by open(O_CREAT).
-  void mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EPERM); }
+  void mknod(fuse_req_t req, fuse_ino_t, const char* name, mode_t, dev_t) {
+    fuse_reply_err(req, std::strlen(name) > kNameMax ? ENAMETOOLONG : EPERM);
+  }
 
   void unlink(fuse_req_t req, fuse_ino_t parent, const char* raw_name) {
     ++counters_.unlinks;
@@ -1447,7 +1470,7 @@ class Filesystem : public Tree {
       if (!item) return (void)fuse_reply_err(req, ENOENT);
       int err = write_status([&](store::WriteBatch& b) { return b.remove(r.id); });
       if (!err) {
-        mark_item_unlinked(item->ino);
+        mark_item_unlinked(item->ino, &*item);
         if (dir->empty()) invalidate_item_entry(r.id);
         invalidate_shard(store::shard_of(r.id));
       }
@@ -1472,9 +1495,30 @@ class Filesystem : public Tree {
     if (it != nodes_.end()) it->second.unlinked = true;
   }
 
-  void mark_item_unlinked(int64_t item_ino) {
-    std::lock_guard lock(mutex_);
-    for (fuse_ino_t n : nodes_of_item(item_ino)) nodes_[n].unlinked = true;
+  // `last` is the item's attributes before it went: nodes still open keep
+  // them, with no link, for fstat. The kernel may know the item under
+  // several inodes (a created file and a later lookup) and drops the link
+  // count of only the one it unlinked: the others that are open are told to
+  // forget their attributes, and this waits (a bounded time) until the
+  // kernel has heard, so that an fstat right after the removal asks again.
+  void mark_item_unlinked(int64_t item_ino, const store::ItemInfo* last = nullptr) {
+    bool open = false;
+    {
+      std::lock_guard lock(mutex_);
+      for (fuse_ino_t n : nodes_of_item(item_ino)) {
+        Node& node = nodes_[n];
+        node.unlinked = true;
+        if (node.open_handles == 0) continue;
+        open = true;
+        invalidate_inode(n);
+        if (last && !node.state) {
+          struct stat st = item_stat(*last);
+          st.st_nlink = 0;
+          unlinked_open_[n] = st;
+        }
+      }
+    }
+    if (open) wait_for_invalidations();
   }
 
   // A change made through the flat name items/<id>.json: the kernel may
@@ -1486,6 +1530,7 @@ class Filesystem : public Tree {
 
   void mkdir(fuse_req_t req, fuse_ino_t parent, const char* raw_name, mode_t mode) {
     std::string name(raw_name);
+    if (name.size() > kNameMax) return (void)fuse_reply_err(req, ENAMETOOLONG);
     if (parent != kItemsIno)
       return (void)fuse_reply_err(req, parent == kRootIno || parent < kItemBase ? EACCES : EPERM);
     if (classify("", name).what != Resolved::kShard) {
@@ -1538,6 +1583,12 @@ class Filesystem : public Tree {
       log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname + ": " + to.why);
       return to.error;
     }
+    if (newname.size() > kNameMax) {
+      log_.add("refused rename to items/" + (to_dir->empty() ? "" : *to_dir + "/") + newname + ": a name is at most " +
+               std::to_string(kNameMax) + " bytes");
+      return ENAMETOOLONG;
+    }
+    if (name.size() > kNameMax) return ENAMETOOLONG;
     if (from.what == Resolved::kBadItemName) return ENOENT;
     std::lock_guard ns(namespace_mutex_);
     struct stat st;
@@ -1621,7 +1672,7 @@ class Filesystem : public Tree {
     if (!source_item) return ENOENT;
     int err = write_status([&](store::WriteBatch& b) { return b.rename(from, to); });
     if (err) return err;
-    if (target_item && target_item->ino != source_item->ino) mark_item_unlinked(target_item->ino);
+    if (target_item && target_item->ino != source_item->ino) mark_item_unlinked(target_item->ino, &*target_item);
     // The item's nodes follow it: they know it by its ino, not its id.
     return 0;
   }
@@ -1884,7 +1935,24 @@ class Filesystem : public Tree {
   }
 
   // ---- the rest of the tree: search/ and backups/ (fs/tree.h) -----------
+  // A ctl command is one line of at most kMaxControlBytes. A write that
+  // would carry the text not yet run past that fails whole, and so does
+  // every later write and close of that open file, so that nothing of it
+  // runs: the kernel cuts a long write into requests (128 KiB each), the
+  // first of which already passes the cap, so the caller's write() fails
+  // instead of a part of it being taken, and a command cut short by a
+  // refused request can never run.
+  static constexpr size_t kMaxControlBytes = 4096;
+
   int control_write(std::string_view data, Handle& h) {
+    if (h.command_refused) return EINVAL;
+    if (h.pending_command.size() + data.size() > kMaxControlBytes) {
+      h.command_refused = true;
+      h.pending_command.clear();
+      log_.add("backup: refused a write to backups/ctl: a command is one line of at most " +
+               std::to_string(kMaxControlBytes) + " bytes (EINVAL); nothing of this open file is run");
+      return EINVAL;
+    }
     h.pending_command.append(data);
     int err = 0;
     for (auto nl = h.pending_command.find('\n'); nl != std::string::npos; nl = h.pending_command.find('\n')) {
@@ -1897,6 +1965,7 @@ class Filesystem : public Tree {
   }
 
   int control_flush(Handle& h) {
+    if (h.command_refused) return EINVAL;
     if (h.pending_command.empty()) return 0;
     std::string line;
     line.swap(h.pending_command);
@@ -1921,6 +1990,9 @@ class Filesystem : public Tree {
   // Item nodes other than the item's own kItemBase+ino: created files and
   // scratch files the kernel keeps under their nodeid once they are items.
   std::unordered_multimap<int64_t, fuse_ino_t> aliases_;
+  // Attributes of committed items removed while open (nodes without a
+  // body of their own), until the kernel drops the node.
+  std::unordered_map<fuse_ino_t, struct stat> unlinked_open_;
   uint64_t next_dynamic_ = 1;
   uint64_t ops_seen_ = 0;        // give_back_memory(): the operations counted at its last look
   size_t free_low_ = SIZE_MAX;   // and the lowest free bytes seen since its last trim
@@ -2008,8 +2080,12 @@ const fuse_lowlevel_ops kOps = [] {
   ops.rmdir = [](fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, [&] { self(req)->rmdir(req, parent, name); });
   };
-  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
-  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EPERM); };
+  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char* name) {
+    fuse_reply_err(req, std::strlen(name) > kNameMax ? ENAMETOOLONG : EPERM);
+  };
+  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char* name) {
+    fuse_reply_err(req, std::strlen(name) > kNameMax ? ENAMETOOLONG : EPERM);
+  };
   ops.rename = [](fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
                   unsigned int flags) {
     guarded(req, [&] { self(req)->rename(req, parent, name, newparent, newname, flags); });
@@ -2113,6 +2189,7 @@ int run_mount(const MountConfig& config) {
     holder.fs = std::make_unique<Filesystem>(*store, config);
     auto& fs = holder.fs;
     fs->log().use_syslog(!config.foreground);
+    if (!config.read_only_reason.empty()) fs->log().add("warning: " + config.read_only_reason);
     fs->set_session(se);
     fs->start_invalidator();
     fs->start_watcher();

@@ -26,6 +26,8 @@ struct MountConfig {
   int64_t backup_group = -1;
   std::filesystem::path log_file;          // empty: STORE/log
   uint64_t log_max_bytes = 4u << 20;      // then moved to <log_file>.1
+  // Why the mount is read-only when the user did not ask (said in the log).
+  std::string read_only_reason;
 };
 
 // Mounts and serves until unmounted or signalled. Returns a process exit code.

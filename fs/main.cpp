@@ -1,10 +1,21 @@
 // itemfs: mount a store of JSON items, or work on one offline.
 #include <grp.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,50 +49,141 @@ mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   backup_group=GROUP    the group (name or gid) that may read backups/ too (default: the owner only)
   log_file=PATH         append every event to PATH (default STORE/log; MNT/log reads it)
   log_max_size=BYTES    move the log to PATH.1 past this size (default 4M)
+  ro                    read-only (also chosen, with a warning, when the store cannot be written)
+
+Only mount and import create a store; the other commands need one (exit 1).
+Exit status: 0 done, 1 failed, 2 usage (unknown option, bad option value).
 )";
 
-uint64_t parse_size(const std::string& text) {
-  size_t used = 0;
-  double value = std::stod(text, &used);
-  std::string unit = text.substr(used);
-  double scale = unit.empty() || unit == "B" ? 1
-                 : unit == "K" || unit == "KiB" ? 1024.0
-                 : unit == "M" || unit == "MiB" ? 1024.0 * 1024
-                 : unit == "G" || unit == "GiB" ? 1024.0 * 1024 * 1024
-                                                : -1;
-  if (scale < 0 || value <= 0) throw std::invalid_argument("bad size: " + text);
-  return uint64_t(value * scale);
+// A bad word on the command line: exit status 2, with the usage.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void bad_value(const std::string& option, const std::string& value, const char* expected) {
+  throw UsageError("bad value for " + option + ": '" + value + "' (expected " + expected + ")");
 }
 
-int64_t parse_duration(const std::string& text) {
-  size_t used = 0;
-  double value = std::stod(text, &used);
-  std::string unit = text.substr(used);
-  double scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : -1;
-  if (scale < 0 || value <= 0) throw std::invalid_argument("bad duration: " + text);
-  return int64_t(value * scale);
+// A positive number with an optional unit, all of `text`: "64M", "1.5G".
+bool parse_scaled(const std::string& text, const std::map<std::string, double>& units, double& out) {
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.')) return false;
+  errno = 0;
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end == text.c_str() || !std::isfinite(value) || value <= 0) return false;
+  auto unit = units.find(std::string(end));
+  if (unit == units.end()) return false;
+  out = value * unit->second;
+  return out >= 1 && out < 9.2e18;
+}
+
+uint64_t parse_size(const std::string& option, const std::string& text) {
+  static const std::map<std::string, double> kUnits = {
+      {"", 1},           {"B", 1},          {"K", 1024.0},           {"KiB", 1024.0},
+      {"M", 1048576.0},  {"MiB", 1048576.0}, {"G", 1073741824.0},   {"GiB", 1073741824.0}};
+  double value = 0;
+  if (!parse_scaled(text, kUnits, value)) bad_value(option, text, "a size like 64M");
+  return uint64_t(value);
+}
+
+int64_t parse_duration(const std::string& option, const std::string& text) {
+  static const std::map<std::string, double> kUnits = {{"", 1}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+  double value = 0;
+  if (!parse_scaled(text, kUnits, value)) bad_value(option, text, "a duration like 30m or 24h");
+  return int64_t(value);
+}
+
+int parse_count(const std::string& option, const std::string& text) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < 1)
+    bad_value(option, text, "a whole number of at least 1");
+  return value;
+}
+
+// Whether `dir` is the mount point of a mounted filesystem, as
+// mountpoint(1) -q decides: /proc/self/mountinfo's fifth field, with the
+// kernel's octal escapes (\040 for a space) undone.
+bool is_mount_point(const std::filesystem::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    if (!(fields >> id >> parent >> dev >> root >> point)) continue;
+    std::string plain;
+    for (size_t i = 0; i < point.size(); ++i) {
+      if (point[i] == '\\' && i + 3 < point.size() && std::isdigit(static_cast<unsigned char>(point[i + 1]))) {
+        plain += char(std::stoi(point.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        plain += point[i];
+      }
+    }
+    if (plain == dir.string()) return true;
+  }
+  return false;
+}
+
+// Refuses a mount point that is not a directory or that something is
+// already mounted on (a second daemon stacked on the first would hide it),
+// before anything is created. Returns the exit status, 0 if fine.
+int check_mount_point(const std::filesystem::path& mountpoint) {
+  struct stat st {};
+  if (stat(mountpoint.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOTCONN) {
+      std::cerr << "itemfs: " << mountpoint.string()
+                << " is already mounted, by a daemon that no longer answers; unmount it first (fusermount3 -u "
+                << mountpoint.string() << ")\n";
+    } else {
+      std::cerr << "itemfs: cannot mount on " << mountpoint.string() << ": " << std::strerror(err) << "\n";
+    }
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    std::cerr << "itemfs: cannot mount on " << mountpoint.string() << ": not a directory\n";
+    return 1;
+  }
+  std::error_code ec;
+  std::filesystem::path real = std::filesystem::canonical(mountpoint, ec);
+  if (is_mount_point(ec ? mountpoint : real)) {
+    std::cerr << "itemfs: " << mountpoint.string()
+              << " is already mounted; unmount it first (fusermount3 -u " << mountpoint.string() << ")\n";
+    return 1;
+  }
+  return 0;
+}
+
+// Whether the store in `dir` cannot be written: its filesystem is mounted
+// read-only, or its database or directory is not writable by this user.
+bool store_read_only(const std::filesystem::path& dir) {
+  struct statvfs fs {};
+  if (statvfs(dir.c_str(), &fs) == 0 && (fs.f_flag & ST_RDONLY)) return true;
+  return access(dir.c_str(), W_OK) != 0 || access((dir / "store.db").c_str(), W_OK) != 0;
 }
 
 // A group name or a numeric gid.
-int64_t parse_group(const std::string& text) {
+int64_t parse_group(const std::string& option, const std::string& text) {
   if (const struct group* g = ::getgrnam(text.c_str())) return int64_t(g->gr_gid);
-  size_t used = 0;
-  unsigned long gid = text.empty() || text[0] == '-' ? 0 : std::stoul(text, &used);
-  if (text.empty() || used != text.size() || gid >= 0xffffffffUL) {
-    throw std::invalid_argument("backup_group=" + text + ": not a group name or gid");
-  }
+  uint32_t gid = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), gid);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || gid == 0xffffffffu)
+    bad_value(option, text, "a group name or gid");
   return int64_t(gid);
 }
 
 int mount_command(const std::vector<std::string>& args) {
   itemfs::fs::MountConfig config;
   std::vector<std::string> positional;
+  bool read_only = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "-f") {
       config.foreground = true;
-    } else if (a == "-o" && i + 1 < args.size()) {
-      std::string list = args[++i];
+    } else if (a == "-o" || (a.starts_with("-o") && a.size() > 2)) {
+      if (a == "-o" && i + 1 >= args.size()) throw UsageError("-o needs a list of options");
+      std::string list = a == "-o" ? args[++i] : a.substr(2);
       size_t start = 0;
       while (start <= list.size()) {
         size_t comma = list.find(',', start);
@@ -91,18 +193,21 @@ int mount_command(const std::vector<std::string>& args) {
         auto eq = opt.find('=');
         std::string key = opt.substr(0, eq);
         std::string value = eq == std::string::npos ? "" : opt.substr(eq + 1);
-        if (key == "max_item_size") config.store_options.max_item_size = parse_size(value);
+        if (key == "max_item_size") config.store_options.max_item_size = parse_size(key, value);
         else if (key == "sync") {
-          if (value != "full" && value != "normal") throw std::invalid_argument("sync= takes full or normal");
+          if (value != "full" && value != "normal") bad_value(key, value, "full or normal");
           config.store_options.sync_full = value == "full";
-        } else if (key == "backup_dir") config.backup_dir = value;
-        else if (key == "backup_key") config.backup_key_file = value;
-        else if (key == "backup_every") config.backup_every_seconds = parse_duration(value);
-        else if (key == "backup_keep_last") config.backup_keep_last = std::stoi(value);
-        else if (key == "backup_chain") config.backup_chain_max = std::stoi(value);
-        else if (key == "backup_group") config.backup_group = parse_group(value);
-        else if (key == "log_file") config.log_file = std::filesystem::absolute(value);
-        else if (key == "log_max_size") config.log_max_bytes = parse_size(value);
+        } else if (key == "backup_dir" || key == "backup_key" || key == "log_file") {
+          if (value.empty()) bad_value(key, value, key == "backup_dir" ? "a directory" : "a file");
+          if (key == "backup_dir") config.backup_dir = value;
+          else if (key == "backup_key") config.backup_key_file = value;
+          else config.log_file = std::filesystem::absolute(value);
+        } else if (key == "backup_every") config.backup_every_seconds = parse_duration(key, value);
+        else if (key == "backup_keep_last") config.backup_keep_last = parse_count(key, value);
+        else if (key == "backup_chain") config.backup_chain_max = parse_count(key, value);
+        else if (key == "log_max_size") config.log_max_bytes = parse_size(key, value);
+        else if (key == "backup_group") config.backup_group = parse_group(key, value);
+        else if (key == "ro") read_only = true;
         else if (key == "rw" || key == "dev" || key == "suid" || key == "nodev" || key == "nosuid" || key == "exec" ||
                  key == "noexec" || key == "auto" || key == "noauto" || key == "_netdev" || key == "user" ||
                  key == "nouser" || key == "nofail" || key == "defaults") {
@@ -112,6 +217,8 @@ int mount_command(const std::vector<std::string>& args) {
     } else if (a == "-h" || a == "--help") {
       std::cout << kUsage;
       return 0;
+    } else if (a.size() > 1 && a[0] == '-') {
+      throw UsageError("unknown option '" + a + "'");
     } else {
       positional.push_back(a);
     }
@@ -120,8 +227,32 @@ int mount_command(const std::vector<std::string>& args) {
     std::cerr << kUsage;
     return 2;
   }
-  config.store_dir = std::filesystem::absolute(positional[0]).lexically_normal();
-  config.mountpoint = std::filesystem::absolute(positional[1]).lexically_normal();
+  // Absolute, without "." or ".." or a trailing slash.
+  auto clean = [](const std::string& word) {
+    std::filesystem::path p = std::filesystem::absolute(word).lexically_normal();
+    return p.has_relative_path() && p.filename().empty() ? p.parent_path() : p;
+  };
+  config.store_dir = clean(positional[0]);
+  config.mountpoint = clean(positional[1]);
+  if (int rc = check_mount_point(config.mountpoint)) return rc;
+  if (!itemfs::fs::store_exists(config.store_dir)) {
+    if (read_only) return itemfs::fs::no_store(config.store_dir);
+    try {
+      itemfs::store::Store::open(config.store_dir, config.store_options).reset();
+    } catch (const std::exception& e) {
+      std::cerr << "itemfs: cannot create a store at " << config.store_dir.string() << ": " << e.what() << "\n";
+      return 1;
+    }
+    itemfs::fs::say_created(config.store_dir);
+  } else if (!read_only && store_read_only(config.store_dir)) {
+    read_only = true;
+    config.read_only_reason = "store is on a read-only filesystem (or not writable by this user): mounted read-only";
+    std::cerr << "itemfs: warning: " << config.read_only_reason << "\n";
+  }
+  if (read_only) {
+    config.store_options.read_only = true;
+    config.fuse_options.push_back("ro");
+  }
   return itemfs::fs::run_mount(config);
 }
 
@@ -152,6 +283,9 @@ int main(int argc, char** argv) {
                              (stat(command.c_str(), &st) == 0 && S_ISDIR(st.st_mode))))
       return mount_command(args);
     std::cerr << "itemfs: unknown command '" << command << "'\n" << kUsage;
+    return 2;
+  } catch (const UsageError& e) {
+    std::cerr << "itemfs: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "itemfs " << command << ": " << e.what() << "\n";

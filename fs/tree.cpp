@@ -109,7 +109,8 @@ void Tree::attach_services(const MountConfig& config) {
   backups_ = std::make_unique<backup::Manager>(store(), options);
   backups_->on_restore([this](const std::vector<std::string>& ids) { restored(ids); });
   backups_->on_log([this](std::string_view line) { log().add(std::string(line)); });
-  if (config.backup_every_seconds > 0)
+  // A read-only mount takes no backups (it could not record them).
+  if (config.backup_every_seconds > 0 && !store().options().read_only)
     backups_->start_schedule(std::chrono::seconds(config.backup_every_seconds), config.backup_keep_last);
 }
 

@@ -57,6 +57,7 @@ struct Handle {
   std::vector<std::pair<std::string, struct stat>> entries;  // a directory listing, made at opendir
   std::optional<std::string> unlisted_dir;  // an items/ directory whose listing is made at the first readdir
   std::string pending_command;                               // backups/ctl
+  bool command_refused = false;  // backups/ctl: a write was refused; the rest of this open fails too
   uint64_t cached_reader_of = 0;  // reads through the page cache: 1 + the node's commit count at open
 };
 

@@ -754,7 +754,7 @@ class StoreImpl final : public Store {
     return stats;
   }
 
-  FsckReport fsck(bool repair) override;
+  FsckReport fsck(bool repair, const FsckProgress& progress) override;
 
   // The bytes of one chunk of item `id` (the `seq`th of `count`) into
   // `out`, decoded and checked against the hash they must have. kGone if
@@ -2104,16 +2104,26 @@ std::unique_ptr<Snapshot> StoreImpl::snapshot() { return std::make_unique<Snapsh
 
 // ---- fsck ----------------------------------------------------------------
 
-FsckReport StoreImpl::fsck(bool repair) {
+FsckReport StoreImpl::fsck(bool repair, const FsckProgress& progress) {
   FsckReport report;
   auto reader = acquire();
   auto& db = *reader;
+  uint64_t total = 0;
+  auto checked = [&] {
+    const uint64_t done = report.blobs_checked + report.items_checked;
+    if (progress && done % 1024 == 0) progress(done, total);
+  };
   {
     Stmt s(db.handle(), "PRAGMA quick_check");
     while (s.step())
       if (s.text(0) != "ok") report.problems.push_back("sqlite: " + std::string(s.text(0)));
   }
   db.exec("BEGIN");
+  if (progress) {
+    Stmt s(db.handle(), "SELECT (SELECT count(*) FROM blobs) + (SELECT count(*) FROM items)");
+    if (s.step()) total = uint64_t(s.int64(0));
+    progress(0, total);
+  }
   // The dictionaries new blobs are compressed with exist.
   {
     Stmt s(db.handle(), "SELECT key, value FROM meta WHERE key IN ('current_dict', 'dict_set')");
@@ -2150,6 +2160,7 @@ FsckReport StoreImpl::fsck(bool repair) {
     Stmt s(db.handle(), "SELECT id, sha256, raw_size, codec, dict_id, refs, data, stored_size FROM blobs");
     while (s.step()) {
       ++report.blobs_checked;
+      checked();
       int64_t id = s.int64(0);
       BlobRow row;
       std::string digest(s.blob(1));
@@ -2223,6 +2234,7 @@ FsckReport StoreImpl::fsck(bool repair) {
     Stmt s(db.handle(), "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns, shard FROM items");
     while (s.step()) {
       ++report.items_checked;
+      checked();
       ItemInfo item = item_from(s);
       std::string shard(s.text(9));
       if (shard != shard_of(item.id)) report.problems.push_back("item " + item.id + ": recorded in the wrong shard");
@@ -2261,6 +2273,7 @@ FsckReport StoreImpl::fsck(bool repair) {
     }
   }
   db.exec("COMMIT");
+  if (progress) progress(report.blobs_checked + report.items_checked, total);
   if (repair && (!ref_fixes.empty() || !missing_dirs.empty())) {
     // Counted again inside the write transaction: the mount may have
     // committed since the read above, and a blob it now uses must not go.

@@ -331,7 +331,10 @@ class Store {
   // Whether another process (an `itemfs import`, a second mount) committed
   // to the store since the last call. The first call only takes note.
   virtual bool changed_by_others() = 0;
-  virtual FsckReport fsck(bool repair) = 0;
+  // `progress`, if given, is called now and then with the blobs and items
+  // checked so far and their total.
+  using FsckProgress = std::function<void(uint64_t done, uint64_t total)>;
+  virtual FsckReport fsck(bool repair, const FsckProgress& progress = {}) = 0;
   // Every item of `snap`, in no particular order (store/backup_scan.cpp).
   static void scan_items(Snapshot& snap, const std::function<void(const ItemInfo&)>& fn);
 };

@@ -188,7 +188,10 @@ expect_fail "$ITEMFS" backup "$STORE" delete "$F4" >/dev/null
 O1=$(jq -r .id "$T/other.json")
 [ -f "$T/otherdisk/$O1/$O1.tar.gz" ] || fail "--dir did not put the backup there"
 assert_eq "$O1" "$("$ITEMFS" backup "$STORE" --dir "$T/otherdisk" list | cut -f1)" "list --dir"
-# Restore into an empty store, then export it: the items at D.
+# Restore into an empty store (made by importing nothing: only mount and
+# import create a store), then export it: the items at D.
+mkdir "$T/nothing"
+"$ITEMFS" import "$T/empty" "$T/nothing" 2>/dev/null || fail "import of nothing to make an empty store"
 "$ITEMFS" backup "$T/empty" --dir "$STORE/backups" restore "$I4" >/dev/null || fail "restore into an empty store"
 "$ITEMFS" export "$T/empty" "$T/exp" 2>/dev/null
 diff -r "$T/at_D" "$T/exp" || fail "restore into an empty store differs"

@@ -167,8 +167,9 @@ PY
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died: $(tail -n 5 "$T/problems")"
 tail -n 1 "$T/problems" | grep -q '^done 0$' || fail "$(head -n 40 "$T/problems")"
 diff -r "$T/src" "$MNT/items" >"$T/diff" 2>&1 || fail "diff -r after the checks: $(head -10 "$T/diff")"
-grep -q 'refused to create items/aa/a*\.json: an item id is at most 250 bytes' "$MNT/log" ||
-  fail "the log does not say why a long name was refused: $(grep -m1 'refused to create items/aa' "$MNT/log")"
+# (An id of 251 bytes makes a name of 256, past NAME_MAX: the kernel's
+# lookup of it fails with ENAMETOOLONG before any create reaches itemfs,
+# so there is no refusal to log; the errno says why.)
 grep -q 'refused to create items/cd/abc.json: an item belongs in the shard of its first two characters (ab)' "$MNT/log" ||
   fail "the log does not name the right shard"
 

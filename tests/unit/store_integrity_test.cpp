@@ -212,3 +212,29 @@ TEST(StoreIntegrityTest, RepairBlobsHealsOneChunkOfALargeItem) {
 
 }  // namespace
 }  // namespace itemfs::store
+
+namespace itemfs::store {
+namespace {
+
+// fsck tells how far it is: from 0 to the number of blobs and items, never
+// past it, ending there.
+TEST(StoreIntegrityTest, FsckReportsProgressUpToItsTotal) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(put(*store, "p" + std::to_string(i), text_item(i, 3)).ok());
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  FsckReport report = store->fsck(false, [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); });
+  ASSERT_TRUE(report.clean());
+  const uint64_t total = report.blobs_checked + report.items_checked;
+  ASSERT_GE(calls.size(), 3u);
+  EXPECT_EQ(calls.front(), std::make_pair(uint64_t(0), total));
+  EXPECT_EQ(calls.back(), std::make_pair(total, total));
+  for (size_t i = 1; i < calls.size(); ++i) {
+    EXPECT_GE(calls[i].first, calls[i - 1].first);
+    EXPECT_LE(calls[i].first, total);
+    EXPECT_EQ(calls[i].second, total);
+  }
+}
+
+}  // namespace
+}  // namespace itemfs::store
