@@ -715,7 +715,12 @@ TarWriter::TarWriter(ByteSink& sink, int gzip_level, GzipSink::Mode mode)
 TarWriter::~TarWriter() {
   Utf8Scope utf8;
   archive_entry_free(entry_);
-  if (!closed_) archive_write_fail(a_);
+  if (!closed_) {
+    // Abandoned (a job failed): closed with whatever it would still write
+    // dropped. archive_write_fail would leave the filter's state unfreed.
+    discard_ = true;
+    archive_write_close(a_);
+  }
   archive_write_free(a_);
 }
 
