@@ -91,6 +91,12 @@ struct Command {
   int keep_days = 0;         // prune; 0 = not by age
 };
 
+// What Manager::repair did, item by item.
+struct RepairReport {
+  std::vector<std::string> repaired;      // ids whose stored content reads right again
+  std::vector<std::string> not_repaired;  // "id: why", one line each
+};
+
 // Parses one command line (one trailing "\n" or "\r\n" allowed):
 //   full | incremental | verify ID | verify all | restore ID [clear]
 //   | prune [keep_last=N] [keep_days=D] (at least one) | delete ID
@@ -113,10 +119,28 @@ class Manager {
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
+  // Cancels the running job and every later one (they fail with
+  // ECANCELED within moments: every loop of a job checks for it) and stops
+  // the schedule. For shutting down: the daemon calls it when it is asked
+  // to unmount, so that a job never holds the exit up. Thread-safe; does
+  // not wait.
+  void cancel();
+
   // Runs one ctl command line synchronously. EINVAL bad command, EBUSY while
   // another job runs (here or in another process), ENOENT unknown backup,
   // EIO on failure; status_json() says why.
   store::Status run(std::string_view command_line);
+
+  // Repairs the stored content of items `ids` (damaged: their stored bytes
+  // do not match their recorded sha256, as store::FsckReport::damaged_items
+  // lists them) from backup `backup_id` and its chain: an item whose
+  // recorded sha256 the backup holds is rewritten from the archive's bytes
+  // (store::WriteBatch::repair_blobs), after the archives it reads from were
+  // verified. The others are listed with why: not in the backup, or the
+  // backup holds another version of it (going back to that version is a
+  // restore, the user's choice). A job like run()'s (EBUSY, status_json);
+  // ENOENT unknown backup, EACCES an encrypted one without the key, EIO.
+  store::Status repair(std::string_view backup_id, const std::vector<std::string>& ids, RepairReport& out);
 
   // {"state":"running", "job":..., "items_done":..,"items_total":..,
   //  "bytes_done":..,"bytes_total":..} while a job runs, else

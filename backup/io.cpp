@@ -24,7 +24,7 @@ namespace itemfs::backup {
 // ---------------------------------------------------------------- files
 
 FileSink::FileSink(const std::filesystem::path& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode);
   if (fd_ < 0) throw_errno("cannot create", path, errno);
   buf_.reserve(256 * 1024);
 }
@@ -61,9 +61,9 @@ void FileSink::finish() {
   digest_ = hasher_.finish();
 }
 
-FileSource::FileSource(const std::filesystem::path& path, bool hash) : path_(path), hash_(hash) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw_errno("cannot open", path, errno);
+FileSource::FileSource(const std::filesystem::path& path, bool hash, const std::atomic<bool>* cancel)
+    : path_(path), hash_(hash), cancel_(cancel) {
+  fd_ = open_regular(path, &size_);
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
 }
 
@@ -72,6 +72,11 @@ FileSource::~FileSource() {
 }
 
 size_t FileSource::read(void* buf, size_t cap) {
+  if (cancel_ && cancel_->load(std::memory_order_relaxed)) {
+    throw JobError(ECANCELED, "cancelled: itemfs is shutting down");
+  }
+  cap = static_cast<size_t>(std::min<uint64_t>(cap, size_ - std::min(size_, bytes_)));
+  if (cap == 0) return 0;
   for (;;) {
     ssize_t n = ::read(fd_, buf, cap);
     if (n < 0 && errno == EINTR) continue;
@@ -325,9 +330,33 @@ size_t DecryptSource::read(void* buf, size_t cap) {
   return n;
 }
 
+std::string archive_key_id(const std::filesystem::path& path) {
+  int fd = -1;
+  try {
+    fd = open_regular(path);
+  } catch (const JobError&) {
+    return "";
+  }
+  std::array<uint8_t, kEncHeader> header{};
+  size_t got = 0;
+  while (got < header.size()) {
+    ssize_t n = ::read(fd, header.data() + got, header.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got != header.size() || std::memcmp(header.data(), kEncMagic, 8) != 0) return "";
+  return hex(header.data() + 16, 8);
+}
+
 bool looks_encrypted(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  int fd = -1;
+  try {
+    fd = open_regular(path);
+  } catch (const JobError&) {
+    return false;
+  }
   char magic[8];
   bool yes = ::read(fd, magic, 8) == 8 && std::memcmp(magic, kEncMagic, 8) == 0;
   ::close(fd);
@@ -686,7 +715,12 @@ TarWriter::TarWriter(ByteSink& sink, int gzip_level, GzipSink::Mode mode)
 TarWriter::~TarWriter() {
   Utf8Scope utf8;
   archive_entry_free(entry_);
-  if (!closed_) archive_write_fail(a_);
+  if (!closed_) {
+    // Abandoned (a job failed): closed with whatever it would still write
+    // dropped. archive_write_fail would leave the filter's state unfreed.
+    discard_ = true;
+    archive_write_close(a_);
+  }
   archive_write_free(a_);
 }
 

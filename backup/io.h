@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
@@ -55,11 +56,15 @@ class FileSink : public ByteSink {
   uint64_t bytes_ = 0;
 };
 
-// Reads a file, hashing every byte read (unless `hash` is false). drain()
-// reads (and hashes) the rest.
+// Reads a regular file (anything else is refused: see open_regular),
+// hashing every byte read (unless `hash` is false). drain() reads (and
+// hashes) the rest. It reads no more than the file's size when it was
+// opened, and each read throws JobError(ECANCELED) once `*cancel` is set:
+// whatever reads through it ends.
 class FileSource : public ByteSource {
  public:
-  explicit FileSource(const std::filesystem::path& path, bool hash = true);
+  explicit FileSource(const std::filesystem::path& path, bool hash = true,
+                      const std::atomic<bool>* cancel = nullptr);
   ~FileSource() override;
   size_t read(void* buf, size_t cap) override;
   void drain();
@@ -71,8 +76,10 @@ class FileSource : public ByteSource {
   std::filesystem::path path_;
   int fd_ = -1;
   bool hash_ = true;
+  const std::atomic<bool>* cancel_ = nullptr;
   Sha256Hasher hasher_;
   uint64_t bytes_ = 0;
+  uint64_t size_ = 0;  // at open: the most read() gives
 };
 
 // --- encryption (format in docs/FORMAT.md §3) ---
@@ -130,6 +137,9 @@ class DecryptSource : public ByteSource {
 
 // Reads the encrypted header of a file only: is it one of ours?
 bool looks_encrypted(const std::filesystem::path& path);
+// The key id (hex) in the header of an encrypted archive; "" if it has none
+// (not one of ours, unreadable, not a regular file).
+std::string archive_key_id(const std::filesystem::path& path);
 
 // --- gzip ---
 

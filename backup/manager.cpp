@@ -52,6 +52,10 @@ constexpr int kItemsLevelIncremental = 1;
 constexpr size_t kSegmentInMemory = 8 << 20;
 // MANIFEST.json and manifest.json are written in pieces of this size.
 constexpr size_t kManifestPiece = 1 << 20;
+// The largest MANIFEST.json read from an archive (a map entry takes about
+// 115 bytes: some 9 million items). It is read into memory whole, so a
+// header declaring more is refused before anything is allocated.
+constexpr uint64_t kMaxManifest = uint64_t(1) << 30;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
@@ -61,24 +65,41 @@ struct FileCloser {
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
 File open_write(const fs::path& path) {
-  File f(std::fopen(path.c_str(), "wbx"));
-  if (!f) throw_errno("cannot create", path, errno);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode);
+  if (fd < 0) throw_errno("cannot create", path, errno);
+  File f(::fdopen(fd, "wb"));
+  if (!f) {
+    int err = errno;
+    ::close(fd);
+    throw_errno("cannot create", path, err);
+  }
   return f;
 }
 
+// A directory only the owner may enter: fs::create_directory leaves it to
+// the umask.
+void make_private_dir(const fs::path& path, std::error_code& ec) {
+  if (::mkdir(path.c_str(), kPrivateDirMode) != 0) {
+    ec.assign(errno, std::generic_category());
+    return;
+  }
+  ::chmod(path.c_str(), kPrivateDirMode);
+  ec.clear();
+}
+
 std::string read_whole_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno("cannot open", path, errno);
+  uint64_t size = 0;
+  int fd = open_regular(path, &size);
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw_errno("cannot stat", path, errno);
-  std::string text(static_cast<size_t>(st.st_size) + 1, '\0');
+  // Its size at open, and what it holds then: a file that grows meanwhile
+  // is not followed.
+  std::string text(static_cast<size_t>(size), '\0');
   size_t got = 0;
   for (;;) {
-    if (got == text.size()) text.resize(text.size() * 2);  // it grew meanwhile
+    if (got == text.size()) break;
     ssize_t n = ::read(fd, text.data() + got, text.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("cannot read", path, errno);
@@ -101,15 +122,9 @@ void close_synced(File& f, const fs::path& path) {
 class MappedFile {
  public:
   explicit MappedFile(const fs::path& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw_errno("cannot open", path, errno);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      throw_errno("cannot stat", path, err);
-    }
-    size_ = static_cast<size_t>(st.st_size);
+    uint64_t size = 0;
+    int fd = open_regular(path, &size);
+    size_ = static_cast<size_t>(size);
     if (size_ > 0) {
       void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
       if (p == MAP_FAILED) {
@@ -138,7 +153,7 @@ class MappedFile {
 class ManFile {
  public:
   explicit ManFile(const fs::path& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kPrivateFileMode);
     if (fd_ < 0) throw_errno("cannot create", path, errno);
   }
   ~ManFile() {
@@ -326,6 +341,9 @@ struct Manager::Impl {
       else ++more;
     }
     std::string first() const { return problems.empty() ? "" : problems.front(); }
+    // Encrypted and no key: only the archive file was checked (its .sha256,
+    // its header), not what it holds.
+    bool contents_checked = true;
   };
 
   Impl(store::Store& s, Options o) : store(s), opt(std::move(o)) {
@@ -441,6 +459,16 @@ struct Manager::Impl {
     return out;
   }
 
+  // The key id of a backup's archive (hex), "" for a plain one. Older
+  // manifests do not record it: the archive's header does. An encrypted
+  // archive whose header cannot be read gives "?", which matches no key.
+  std::string key_id_of(const Found& f) {
+    if (!f.summary.encrypted) return "";
+    if (!f.summary.key_id.empty()) return f.summary.key_id;
+    std::string id = archive_key_id(dir / f.summary.id / f.archive_name);
+    return id.empty() ? "?" : id;
+  }
+
   static const Found* find(const std::vector<Found>& all, const std::string& id) {
     for (const auto& f : all) {
       if (f.summary.id == id) return &f;
@@ -450,7 +478,7 @@ struct Manager::Impl {
 
   OpenArchive open_archive(const Found& f, const Key* key) {
     OpenArchive a;
-    a.raw = std::make_unique<FileSource>(dir / f.summary.id / f.archive_name);
+    a.raw = std::make_unique<FileSource>(dir / f.summary.id / f.archive_name, true, &cancel);
     ByteSource* src = a.raw.get();
     if (f.summary.encrypted) {
       if (!key) throw JobError(EACCES, "backup " + f.summary.id + " is encrypted and needs the backup key");
@@ -486,10 +514,13 @@ struct Manager::Impl {
 
   void lock_dir(DirLock& lock) {
     std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) throw_errno("cannot create the backup directory", dir, ec.value());
+    if (!fs::is_directory(dir, ec)) {
+      fs::create_directories(dir.parent_path(), ec);
+      make_private_dir(dir, ec);
+      if (ec && ec.value() != EEXIST) throw_errno("cannot create the backup directory", dir, ec.value());
+    }
     fs::path p = dir / ".lock";
-    lock.fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    lock.fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, kPrivateFileMode);
     if (lock.fd < 0) throw_errno("cannot open", p, errno);
     if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) throw JobError(EBUSY, "another process is running a backup job in " + dir.string());
@@ -533,7 +564,6 @@ struct Manager::Impl {
     // layout itemfs writes only its header is parsed: the lines of the
     // unchanged items are compared with the store's and copied as they are.
     const Found* parent = nullptr;
-    std::unique_ptr<Key> parent_key;
     Manifest parent_header;
     std::unique_ptr<MappedFile> parent_file;
     LayoutCursor cursor;
@@ -547,13 +577,24 @@ struct Manager::Impl {
         if (t.joinable()) t.join();
       }
     } join_parent{parent_reader};
-    bool incr = incremental && !all.empty();
+    // An incremental holds only what changed: it chains onto a backup
+    // encrypted with the same key, or onto a plain one when there is no
+    // key, never across (the unchanged items would stay in clear, or under
+    // another key). Anything else starts a new full backup.
+    const std::string key_id = key ? hex(key->id.data(), key->id.size()) : "";
+    std::string why_full;
+    if (incremental && !all.empty()) {
+      const std::string parent_key_id = key_id_of(all.back());
+      if (parent_key_id != key_id) {
+        why_full = parent_key_id.empty() ? "the newest backup is not encrypted and a backup key is given"
+                   : key_id.empty()      ? "the newest backup is encrypted and no backup key is given"
+                                         : "the backup key is not the one the newest backup was encrypted with";
+      }
+    }
+    bool incr = incremental && !all.empty() && why_full.empty();
     if (incr) {
       parent = &all.back();
-      if (parent->summary.encrypted && !key) {
-        parent_key = need_key("an incremental on top of encrypted backup " + parent->summary.id);
-      }
-      const Key* k = key ? key.get() : parent_key.get();
+      const Key* k = key.get();
       parent_reader = std::thread([&, k] {
         try {
           if (!parent->summary.encrypted) {
@@ -635,7 +676,7 @@ struct Manager::Impl {
     }
 
     fs::path tmp = dir / (".tmp-" + id);
-    fs::create_directory(tmp, ec);
+    make_private_dir(tmp, ec);
     if (ec) throw_errno("cannot create", tmp, ec.value());
     struct Cleanup {
       fs::path p;
@@ -653,6 +694,7 @@ struct Manager::Impl {
     m.parent = incr ? parent->summary.id : "";
     m.created_ns = created;
     m.encrypted = key != nullptr;
+    m.key_id = key_id;
     m.chain = incr ? parent->summary.chain : std::vector<std::string>{};
     m.chain.push_back(id);
     const auto self = static_cast<uint32_t>(m.chain.size() - 1);
@@ -823,14 +865,17 @@ struct Manager::Impl {
             const store::ItemInfo info = item_of(r);
             segment->begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
                            info.attrs.mtime_ns);
-            snap->read_item(info, [&](std::string_view chunk) {
-              h.update(chunk);
-              segment->data(chunk.data(), chunk.size());
-              bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
-            });
-            if (h.finish() != info.sha256) {
-              throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+            try {
+              snap->read_item(info, [&](std::string_view chunk) {
+                h.update(chunk);
+                segment->data(chunk.data(), chunk.size());
+                bytes_done.fetch_add(chunk.size(), std::memory_order_relaxed);
+              });
+            } catch (const store::StoreError& e) {
+              if (e.code() == EIO) throw damaged_item(info.id, e.what());
+              throw;
             }
+            if (h.finish() != info.sha256) throw damaged_item(info.id, "its bytes do not match its sha256");
             segment->end();
             items_done.fetch_add(1, std::memory_order_relaxed);
           }
@@ -850,16 +895,19 @@ struct Manager::Impl {
           Piece begin;
           begin.info = info;
           queue.push(std::move(begin));
-          snap->read_item(info, [&](std::string_view chunk) {
-            h.update(chunk);
-            Piece data;
-            data.kind = Piece::kData;
-            data.data.assign(chunk);
-            queue.push(std::move(data));
-          });
-          if (h.finish() != info.sha256) {
-            throw JobError(EIO, "store item " + info.id + ": its bytes do not match its sha256 (run itemfs fsck)");
+          try {
+            snap->read_item(info, [&](std::string_view chunk) {
+              h.update(chunk);
+              Piece data;
+              data.kind = Piece::kData;
+              data.data.assign(chunk);
+              queue.push(std::move(data));
+            });
+          } catch (const store::StoreError& e) {
+            if (e.code() == EIO) throw damaged_item(info.id, e.what());
+            throw;
           }
+          if (h.finish() != info.sha256) throw damaged_item(info.id, "its bytes do not match its sha256");
           Piece end;
           end.kind = Piece::kEnd;
           queue.push(std::move(end));
@@ -983,7 +1031,7 @@ struct Manager::Impl {
         << " of " << m.item_count << " items, " << human_bytes(m.archived_bytes) << " of items in a "
         << human_bytes(file.bytes()) << " archive";
     if (incr) msg << ", " << m.deleted.size() << " deleted";
-    if (incremental && !incr) msg << "; no earlier backup, so a full one";
+    if (incremental && !incr) msg << (all.empty() ? "; no earlier backup, so a full one" : "; a full one: " + why_full);
     message = msg.str();
     return id;
   }
@@ -1019,25 +1067,36 @@ struct Manager::Impl {
 
     std::unique_ptr<FileSource> raw;
     try {
-      raw = std::make_unique<FileSource>(bdir / f.archive_name);
+      raw = std::make_unique<FileSource>(bdir / f.archive_name, true, &cancel);
     } catch (const JobError& e) {
       r.add(e.what());
     }
+    if (raw && f.summary.encrypted && !key) {
+      // Without the key: what the file itself shows. Its header names the
+      // key it was encrypted with; its bytes must match the sidecar.
+      r.contents_checked = false;
+      std::string header_key = archive_key_id(bdir / f.archive_name);
+      if (header_key.empty()) {
+        r.add(f.archive_name + ": not an itemfs encrypted archive (bad header)");
+      } else if (!f.summary.key_id.empty() && header_key != f.summary.key_id) {
+        r.add(f.archive_name + ": encrypted with key " + header_key + ", manifest.json says " + f.summary.key_id);
+      }
+    }
     if (raw) {
-      try {
-        std::unique_ptr<DecryptSource> dec;
-        if (f.summary.encrypted) {
-          if (!key) throw JobError(EACCES, "backup " + id + " is encrypted and needs the backup key");
-          dec = std::make_unique<DecryptSource>(*raw, *key, f.archive_name);
+      if (r.contents_checked) {
+        try {
+          std::unique_ptr<DecryptSource> dec;
+          if (f.summary.encrypted) dec = std::make_unique<DecryptSource>(*raw, *key, f.archive_name);
+          GunzipSource gunzip(dec ? static_cast<ByteSource&>(*dec) : *raw);
+          TarReader tar(gunzip, TarReader::Input::kPlainTar);
+          verify_contents(tar, f, r);
+          gunzip.finish();
+        } catch (const JobError& e) {
+          if (e.code() == ECANCELED) throw;
+          r.add(e.what());
+        } catch (const store::StoreError& e) {
+          r.add(e.what());
         }
-        GunzipSource gunzip(dec ? static_cast<ByteSource&>(*dec) : *raw);
-        TarReader tar(gunzip, TarReader::Input::kPlainTar);
-        verify_contents(tar, f, r);
-        gunzip.finish();
-      } catch (const JobError& e) {
-        r.add(e.what());
-      } catch (const store::StoreError& e) {
-        r.add(e.what());
       }
       try {
         raw->drain();
@@ -1050,13 +1109,18 @@ struct Manager::Impl {
                     "...)");
           for (auto& p : r.problems) first.add(std::move(p));
           first.more += r.more;
+          first.contents_checked = r.contents_checked;
           r = std::move(first);
         }
       } catch (const JobError& e) {
+        if (e.code() == ECANCELED) throw;
         r.add(e.what());
       }
     }
 
+    // A check without the key records nothing when it found nothing wrong:
+    // verify.json says what a whole verify found.
+    if (!r.contents_checked && r.ok) return r;
     json v = {{"id", id},
               {"verified", iso_time(now_ns())},
               {"verified_ns", now_ns()},
@@ -1073,21 +1137,28 @@ struct Manager::Impl {
     return r;
   }
 
-  // MANIFEST.json, the first entry of an open archive, whole.
-  static std::string read_manifest_entry(TarReader& tar, const std::string& what) {
+  // MANIFEST.json, the first entry of an open archive, whole. Memory follows
+  // the bytes really read, never the size the tar header declares, and
+  // stops at `limit` (a manifest.json beside the archive must be the same
+  // bytes; else kMaxManifest).
+  static std::string read_manifest_entry(TarReader& tar, const std::string& what, uint64_t limit = kMaxManifest) {
     TarEntry e;
     if (!tar.next(e)) throw JobError(EIO, what + ": archive is empty");
     if (e.path != "MANIFEST.json" || !e.regular) {
       throw JobError(EIO, what + ": first entry is " + e.path + ", expected MANIFEST.json");
     }
-    // A map entry takes about 115 bytes; far beyond any store is damage, not
-    // something to allocate.
-    constexpr uint64_t kMaxManifest = uint64_t(1) << 36;
-    if (e.size > kMaxManifest) throw JobError(EIO, what + ": MANIFEST.json is implausibly large");
-    std::string text(e.size, '\0');
-    size_t got = 0;
-    for (size_t n; got < text.size() && (n = tar.read(text.data() + got, text.size() - got)) > 0;) got += n;
-    if (got != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
+    limit = std::min(limit, kMaxManifest);
+    if (e.size > limit) {
+      throw JobError(EIO, what + ": MANIFEST.json declares " + std::to_string(e.size) + " bytes, more than the " +
+                              std::to_string(limit) + " a manifest may have here; refusing it");
+    }
+    std::string text;
+    std::vector<char> buf(64 * 1024);
+    for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
+      if (text.size() + n > e.size) throw JobError(EIO, what + ": MANIFEST.json is longer than its tar header says");
+      text.append(buf.data(), n);
+    }
+    if (text.size() != e.size) throw JobError(EIO, what + ": MANIFEST.json is shorter than its tar header says");
     return text;
   }
 
@@ -1098,7 +1169,9 @@ struct Manager::Impl {
     std::vector<MapEntry> items;
     store::Sha256 inner{};
     {
-      std::string text = read_manifest_entry(tar, id);
+      uint64_t limit = kMaxManifest;
+      if (!f.summary.encrypted) ::close(open_regular(dir / id / kManifestFile, &limit));
+      std::string text = read_manifest_entry(tar, id, limit);
       inner = store::sha256_of(text);
       read_manifest_sorted(text, m, items, id + ": MANIFEST.json");
     }
@@ -1112,11 +1185,12 @@ struct Manager::Impl {
       return &it->meta;
     };
     if (m.id != id || m.kind != f.summary.kind || m.parent != f.summary.parent ||
-        m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted) {
+        m.created_ns != f.summary.created_ns || m.chain != f.summary.chain || m.encrypted != f.summary.encrypted ||
+        m.key_id != f.summary.key_id) {
       r.add("MANIFEST.json in the archive disagrees with manifest.json beside it");
     }
     if (!f.summary.encrypted) {
-      FileSource outer(dir / id / kManifestFile);
+      FileSource outer(dir / id / kManifestFile, true, &cancel);
       outer.drain();
       if (outer.sha256() != inner) r.add("manifest.json differs from MANIFEST.json in the archive");
     }
@@ -1244,9 +1318,12 @@ struct Manager::Impl {
       if (!f) throw JobError(ENOENT, "no backup " + id);
       targets.push_back(f);
     }
-    auto key = key_if_needed(targets, "verifying encrypted backup");
+    // Without the key, an encrypted backup is checked as far as it can be
+    // (see verify_one) and the job says what was not.
+    std::unique_ptr<Key> key;
+    if (opt.key_file) key = load_key(*opt.key_file);
     set_phase("verifying", total_items(targets), total_bytes(targets));
-    std::vector<std::string> bad;
+    std::vector<std::string> bad, unchecked;
     json results = json::array();
     for (const Found* f : targets) {
       {
@@ -1254,14 +1331,27 @@ struct Manager::Impl {
         job_id = f->summary.id;
       }
       VerifyResult r = verify_one(*f, all, key.get());
-      results.push_back({{"id", f->summary.id}, {"ok", r.ok}, {"problems", r.problems}});
+      results.push_back(
+          {{"id", f->summary.id}, {"ok", r.ok}, {"problems", r.problems}, {"contents_checked", r.contents_checked}});
       if (!r.ok) bad.push_back(verify_message(f->summary.id, r));
+      else if (!r.contents_checked) unchecked.push_back(f->summary.id);
     }
     detail["verified"] = results;
     if (!bad.empty()) {
       std::string s = bad.front();
       if (bad.size() > 1) s += "; " + std::to_string(bad.size() - 1) + " more damaged backups";
       throw JobError(EIO, s);
+    }
+    if (!unchecked.empty()) {
+      std::string s = unchecked.size() == 1 ? "backup " + unchecked.front() + " is encrypted"
+                                            : std::to_string(unchecked.size()) + " backups are encrypted (" +
+                                                  unchecked.front() + ", ...)";
+      s += " and no backup key is given (backup_key=FILE): checked only that the archive matches its .sha256 and "
+           "names its key; its contents (manifest, items, their sha256) were not checked";
+      if (targets.size() > unchecked.size()) {
+        s += "; the other " + std::to_string(targets.size() - unchecked.size()) + " verified ok";
+      }
+      throw JobError(EACCES, s);
     }
     message = every ? "all " + std::to_string(targets.size()) + " backups verified ok" : "backup " + id + " verified ok";
   }
@@ -1286,7 +1376,7 @@ struct Manager::Impl {
       return std::make_unique<std::istringstream>(std::move(data));
     }
     std::error_code ec;
-    fs::create_directories(spool_dir, ec);
+    if (!fs::is_directory(spool_dir, ec)) make_private_dir(spool_dir, ec);
     fs::path p = spool_dir / "item";
     fs::remove(p, ec);
     {
@@ -1302,6 +1392,146 @@ struct Manager::Impl {
     if (!*in) throw_errno("cannot open", p, errno);
     fs::remove(p, ec);  // the open stream keeps it readable
     return in;
+  }
+
+  // A backup cannot hold an item whose stored content is damaged: it says
+  // which, and how to repair it.
+  JobError damaged_item(const std::string& iid, const std::string& why) {
+    return JobError(EIO, "store item " + iid + " is damaged (" + why + "); run `itemfs fsck " + store.dir().string() +
+                             " --repair --from-backup ID` with a backup that holds it, or remove the item");
+  }
+
+  // Whether the stored bytes of `info` are the ones its sha256 names. A
+  // store that finds a chunk damaged says so with StoreError(EIO); bytes of
+  // another hash are damage too.
+  bool reads_right(store::Snapshot& snap, const store::ItemInfo& info) {
+    try {
+      Sha256Hasher h;
+      uint64_t n = 0;
+      snap.read_item(info, [&](std::string_view chunk) {
+        h.update(chunk);
+        n += chunk.size();
+      });
+      return n == info.size && h.finish() == info.sha256;
+    } catch (const store::StoreError& e) {
+      if (e.code() == EIO) return false;
+      throw;
+    }
+  }
+
+  // The current tar entry's bytes, which must be item `im`'s (checked), in
+  // memory: at most the store's largest item.
+  std::string read_entry(TarReader& tar, const ItemMeta& im, const std::string& what) {
+    if (im.size > store.options().max_item_size) {
+      throw JobError(EIO, what + ": " + std::to_string(im.size) + " bytes, more than the store's largest item");
+    }
+    std::string bytes;
+    std::vector<char> buf(64 * 1024);
+    for (size_t n; (n = tar.read(buf.data(), buf.size())) > 0;) {
+      if (bytes.size() + n > im.size) throw JobError(EIO, what + " is longer than the manifest says");
+      bytes.append(buf.data(), n);
+    }
+    if (bytes.size() != im.size || store::sha256_of(bytes) != im.sha256) {
+      throw JobError(EIO, what + " does not match the manifest");
+    }
+    return bytes;
+  }
+
+  // Rewrites the stored content of the damaged items `ids` from backup
+  // `id` (Manager::repair).
+  void do_repair(const std::string& id, const std::vector<std::string>& ids, RepairReport& report,
+                 std::string& message) {
+    auto all = scan();
+    const Found* target = find(all, id);
+    if (!target) throw JobError(ENOENT, "no backup " + id);
+    std::vector<const Found*> chain;
+    for (const auto& cid : target->summary.chain) {
+      const Found* f = find(all, cid);
+      if (!f) throw JobError(EIO, "cannot repair from " + id + ": backup " + cid + " of its chain is missing");
+      chain.push_back(f);
+    }
+    auto key = key_if_needed(chain, "repairing from encrypted backup");
+    Manifest m = full_manifest(*target, key.get());
+    // What the backup can repair: the version each item's recorded sha256
+    // names, nothing else.
+    std::map<std::string, const ItemMeta*> wanted;
+    {
+      auto snap = store.snapshot();
+      for (const auto& iid : ids) {
+        auto cur = snap->item(iid);
+        auto it = m.items.find(iid);
+        if (!cur) {
+          report.not_repaired.push_back(iid + ": no longer in the store");
+        } else if (it == m.items.end()) {
+          report.not_repaired.push_back(iid + ": not in backup " + id);
+        } else if (it->second.sha256 != cur->sha256 || it->second.size != cur->size) {
+          report.not_repaired.push_back(
+              iid + ": backup " + id + " holds another version of it (sha256 " +
+              hex(it->second.sha256.data(), 32).substr(0, 16) + "..., the store records " +
+              hex(cur->sha256.data(), 32).substr(0, 16) +
+              "...); going back to that version is your choice: restore the backup, or remove the item");
+        } else {
+          wanted[iid] = &it->second;
+        }
+      }
+    }
+    uint64_t wanted_bytes = 0;
+    for (const auto& [iid, im] : wanted) wanted_bytes += im->size;
+    // Verify only the archives that hold wanted bytes.
+    std::vector<bool> needed(chain.size(), false);
+    for (const auto& [iid, im] : wanted) needed[im->archive] = true;
+    std::vector<const Found*> to_verify;
+    for (size_t ci = 0; ci < chain.size(); ++ci) {
+      if (needed[ci]) to_verify.push_back(chain[ci]);
+    }
+    set_phase("verifying", total_items(to_verify), total_bytes(to_verify));
+    for (const Found* f : to_verify) {
+      VerifyResult r = verify_one(*f, all, key.get());
+      if (!r.ok) throw JobError(EIO, "refusing to repair from " + id + ": " + verify_message(f->summary.id, r));
+    }
+    set_phase("repairing", wanted.size(), wanted_bytes);
+    std::set<std::string> rewritten;
+    if (!wanted.empty()) {
+      store.write([&](store::WriteBatch& batch) {
+        rewritten.clear();
+        for (uint32_t ci = 0; ci < chain.size(); ++ci) {
+          if (!needed[ci]) continue;
+          const Found& f = *chain[ci];
+          OpenArchive a = open_archive(f, key.get());
+          TarEntry e;
+          while (a.tar->next(e)) {
+            check_cancel();
+            std::string iid = id_from_item_path(e.path);
+            auto it = wanted.find(iid);
+            if (iid.empty() || !e.regular || it == wanted.end() || it->second->archive != ci) continue;
+            std::string bytes = read_entry(*a.tar, *it->second, f.summary.id + ": " + e.path);
+            uint64_t blobs = 0;
+            store::Status st = batch.repair_blobs(bytes, &blobs);
+            if (!st.ok()) throw JobError(EIO, "repairing " + iid + ": " + st.message);
+            rewritten.insert(iid);
+            items_done.fetch_add(1, std::memory_order_relaxed);
+            bytes_done.fetch_add(bytes.size(), std::memory_order_relaxed);
+          }
+        }
+      });
+    }
+    auto after = store.snapshot();
+    for (const auto& [iid, im] : wanted) {
+      auto cur = after->item(iid);
+      if (!rewritten.count(iid)) {
+        report.not_repaired.push_back(iid + ": missing from archive " + m.chain[im->archive]);
+      } else if (!cur || !reads_right(*after, *cur)) {
+        report.not_repaired.push_back(iid + ": still does not read right after the repair");
+      } else {
+        report.repaired.push_back(iid);
+      }
+    }
+    message = "repaired " + std::to_string(report.repaired.size()) + " of " + std::to_string(ids.size()) +
+              " damaged items from backup " + id;
+    if (!report.not_repaired.empty()) {
+      message += "; not repaired: " + report.not_repaired.front();
+      if (report.not_repaired.size() > 1) message += " (and " + std::to_string(report.not_repaired.size() - 1) + " more)";
+    }
   }
 
   std::vector<std::string> do_restore(const std::string& id, bool clear, std::string& message) {
@@ -1342,10 +1572,10 @@ struct Manager::Impl {
     } cleanup{spool_dir};
 
     std::vector<std::string> changed;
-    uint64_t put_count = 0, attr_count = 0, removed = 0, unchanged = 0;
+    uint64_t put_count = 0, attr_count = 0, removed = 0, unchanged = 0, repaired = 0;
     store.write([&](store::WriteBatch& batch) {
       changed.clear();
-      put_count = attr_count = removed = unchanged = 0;
+      put_count = attr_count = removed = unchanged = repaired = 0;
       for (auto& [iid, im] : m.items) im.seen = false;
       // Writers are serialised, so this sees exactly the state the batch starts from.
       auto current = store.snapshot();
@@ -1366,7 +1596,22 @@ struct Manager::Impl {
           im.seen = true;
           store::Attrs attrs{im.mode, im.uid, im.gid, im.mtime_ns};
           auto cur = current->item(iid);
-          if (cur && cur->sha256 == im.sha256 && cur->size == im.size) {
+          // The same version as the backup's, by its recorded hash: still
+          // rewritten when its stored bytes are damaged.
+          const bool same = cur && cur->sha256 == im.sha256 && cur->size == im.size;
+          if (same && !reads_right(*current, *cur)) {
+            std::string bytes = read_entry(*a.tar, im, f.summary.id + ": " + e.path);
+            uint64_t blobs = 0;
+            store::Status st = batch.repair_blobs(bytes, &blobs);
+            if (!st.ok()) throw JobError(EIO, "repairing " + iid + ": " + st.message);
+            if (cur->attrs.mode != im.mode || cur->attrs.uid != im.uid || cur->attrs.gid != im.gid ||
+                cur->attrs.mtime_ns != im.mtime_ns) {
+              st = batch.set_attrs(iid, attrs);
+              if (!st.ok()) throw JobError(EIO, "restoring attributes of " + iid + ": " + st.message);
+            }
+            changed.push_back(iid);
+            ++repaired;
+          } else if (same) {
             if (cur->attrs.mode != im.mode || cur->attrs.uid != im.uid || cur->attrs.gid != im.gid ||
                 cur->attrs.mtime_ns != im.mtime_ns) {
               store::Status st = batch.set_attrs(iid, attrs);
@@ -1412,6 +1657,7 @@ struct Manager::Impl {
     std::ostringstream msg;
     msg << "restored " << id << " (chain of " << chain.size() << "): " << put_count << " items written, "
         << attr_count << " attributes reset, " << unchanged << " unchanged";
+    if (repaired) msg << ", " << repaired << " repaired (their stored content did not match its sha256)";
     if (clear) msg << ", " << removed << " removed";
     message = msg.str();
     return changed;
@@ -1553,6 +1799,40 @@ struct Manager::Impl {
     return st;
   }
 
+  // Manager::repair: a job like run()'s, under the same locks.
+  store::Status repair(const std::string& id, const std::vector<std::string>& ids, RepairReport& report) {
+    std::string text = "repair from " + id;
+    std::unique_lock job(job_mu, std::try_to_lock);
+    if (!job.owns_lock()) return store::Status::error(EBUSY, "a backup job is running");
+    int64_t started = now_ns();
+    {
+      std::lock_guard lk(state_mu);
+      running = true;
+      job_name = "repair";
+      job_id = id;
+      phase = "starting";
+      job_started = started;
+      items_done = items_total = bytes_done = bytes_total = 0;
+    }
+    store::Status st;
+    std::string message;
+    try {
+      DirLock lock;
+      lock_dir(lock);
+      do_repair(id, ids, report, message);
+    } catch (const JobError& e) {
+      st = store::Status::error(e.code() == ENOENT || e.code() == EBUSY || e.code() == EACCES ? e.code() : EIO,
+                                e.what());
+    } catch (const store::StoreError& e) {
+      st = store::Status::error(EIO, std::string("store: ") + e.what());
+    } catch (const std::exception& e) {
+      st = store::Status::error(EIO, e.what());
+    }
+    if (st.ok()) st.message = message;
+    finish(text, "repair", id, started, st, json::object());
+    return st;
+  }
+
   void finish(const std::string& command, const std::string& name, const std::string& id, int64_t started,
               const store::Status& st, const json& detail) {
     int64_t end = now_ns();
@@ -1607,6 +1887,16 @@ struct Manager::Impl {
   }
 
   // ------------------------------------------------------------ schedule
+
+  // Wakes the schedule's thread so that it ends (cancel is set); the
+  // destructor joins it.
+  void stop_schedule_async() {
+    {
+      std::lock_guard lk(sched_mu);
+      sched_stop = true;
+    }
+    sched_cv.notify_all();
+  }
 
   void stop_schedule() {
     {
@@ -1670,11 +1960,26 @@ Manager::~Manager() {
   std::lock_guard wait(impl_->job_mu);  // a job run by another thread ends (cancelled) first
 }
 
+void Manager::cancel() {
+  impl_->cancel = true;
+  impl_->stop_schedule_async();
+}
+
 store::Status Manager::run(std::string_view command_line) {
   try {
     return impl_->run(command_line);
   } catch (...) {
     return store::Status::error(EIO, "backup job failed unexpectedly");
+  }
+}
+
+store::Status Manager::repair(std::string_view backup_id, const std::vector<std::string>& ids, RepairReport& out) {
+  out = RepairReport{};
+  if (!valid_backup_id(backup_id)) return store::Status::error(EINVAL, "not a backup id: " + std::string(backup_id));
+  try {
+    return impl_->repair(std::string(backup_id), ids, out);
+  } catch (...) {
+    return store::Status::error(EIO, "repair failed unexpectedly");
   }
 }
 
@@ -1735,7 +2040,12 @@ std::filesystem::path Manager::path_of(std::string_view id, std::string_view fil
   if (!known) return {};
   fs::path bdir = impl_->dir / sid;
   std::error_code ec;
-  if (!fs::is_regular_file(bdir / kManifestFile, ec) || !fs::is_regular_file(bdir / name, ec)) return {};
+  // Regular files only, not through a link: a link to a device or a FIFO
+  // would hang its reader, a link elsewhere would serve another file.
+  if (!fs::is_regular_file(fs::symlink_status(bdir / kManifestFile, ec)) ||
+      !fs::is_regular_file(fs::symlink_status(bdir / name, ec))) {
+    return {};
+  }
   return bdir / name;
 }
 

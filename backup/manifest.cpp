@@ -3,6 +3,8 @@
 #include "backup/backup.h"
 #include "store/utf8.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -55,6 +57,10 @@ void ManifestWriter::begin(const Manifest& m, bool with_items) {
   s += ",\n  \"created\": \"" + iso_time(m.created_ns) + "\",\n  \"created_ns\": " + std::to_string(m.created_ns);
   s += ",\n  \"encrypted\": ";
   s += m.encrypted ? "true" : "false";
+  if (m.encrypted && !m.key_id.empty()) {
+    s += ",\n  \"key_id\": ";
+    append_json_string(s, m.key_id);
+  }
   s += ",\n  \"store_format_version\": " + std::to_string(store::kFormatVersion);
   s += ",\n  \"item_count\": " + std::to_string(m.item_count) + ",\n  \"item_bytes\": " + std::to_string(m.item_bytes);
   s += ",\n  \"archived_count\": " + std::to_string(m.archived_count) +
@@ -269,6 +275,7 @@ class ManifestSax {
       else if (top_ == "parent" && s) m_.parent = *s;
       else if (top_ == "created_ns" && is_int) m_.created_ns = i;
       else if (top_ == "encrypted" && t == "bool") m_.encrypted = b;
+      else if (top_ == "key_id" && s) m_.key_id = *s;
       else if (top_ == "item_count" && t == "uint") m_.item_count = u;
       else if (top_ == "item_bytes" && t == "uint") m_.item_bytes = u;
       else if (top_ == "archived_count" && t == "uint") m_.archived_count = u;
@@ -385,9 +392,44 @@ void read_manifest(std::istream& in, bool summary_only, Manifest& out, const std
   }
 }
 
+namespace {
+// Reads a descriptor (open_regular's) through an istream, no further than
+// the size the file had when it was opened.
+class FdBuf : public std::streambuf {
+ public:
+  FdBuf(int fd, uint64_t size, std::filesystem::path path) : fd_(fd), left_(size), path_(std::move(path)) {}
+  ~FdBuf() override { ::close(fd_); }
+  FdBuf(const FdBuf&) = delete;
+  FdBuf& operator=(const FdBuf&) = delete;
+
+ protected:
+  int_type underflow() override {
+    if (left_ == 0) return traits_type::eof();
+    for (;;) {
+      ssize_t n = ::read(fd_, buf_, static_cast<size_t>(std::min<uint64_t>(sizeof buf_, left_)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("cannot read", path_, errno);
+      if (n == 0) return traits_type::eof();
+      left_ -= static_cast<uint64_t>(n);
+      setg(buf_, buf_, buf_ + n);
+      return traits_type::to_int_type(buf_[0]);
+    }
+  }
+
+ private:
+  int fd_;
+  uint64_t left_;
+  std::filesystem::path path_;
+  char buf_[64 * 1024];
+};
+}  // namespace
+
 void read_manifest_file(const std::filesystem::path& path, bool summary_only, Manifest& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_errno("cannot open", path, errno);
+  uint64_t size = 0;
+  int fd = open_regular(path, &size);
+  FdBuf buf(fd, size, path);
+  std::istream in(&buf);
+  in.exceptions(std::ios::badbit);
   read_manifest(in, summary_only, out, path.string());
 }
 

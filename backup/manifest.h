@@ -34,6 +34,11 @@ struct Manifest {
   std::string parent;
   int64_t created_ns = 0;
   bool encrypted = false;
+  // Encrypted: the id of the key (Key::id in hex, as the archive's header
+  // has it), so that an incremental chains only onto a backup made with
+  // the same key. "" for plain backups and older encrypted ones (their
+  // archive's header says).
+  std::string key_id;
   uint64_t item_count = 0, item_bytes = 0;
   uint64_t archived_count = 0, archived_bytes = 0;
   std::vector<std::string> chain;  // the full backup first, this one last

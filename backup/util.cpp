@@ -1,6 +1,7 @@
 #include "backup/util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -148,8 +149,9 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   tmp_name += path.filename().string();
   tmp_name += ".tmp";
   std::filesystem::path tmp = path.parent_path() / tmp_name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, kPrivateFileMode);
   if (fd < 0) throw_errno("cannot create", tmp, errno);
+  ::fchmod(fd, kPrivateFileMode);  // a leftover of an earlier attempt keeps its mode otherwise
   if (int err = write_all(fd, content.data(), content.size())) {
     ::close(fd);
     throw_errno("cannot write", tmp, err);
@@ -161,9 +163,34 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   fsync_path(path.parent_path());
 }
 
+int open_regular(const std::filesystem::path& path, uint64_t* size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ELOOP) throw JobError(EIO, "refusing to read " + path.string() + ": it is a symbolic link, not a regular file");
+    throw_errno("cannot open", path, errno);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw_errno("cannot stat", path, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw JobError(EIO, "refusing to read " + path.string() + ": not a regular file");
+  }
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw_errno("cannot open", path, err);
+  }
+  if (size) *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
 std::string read_small_file(const std::filesystem::path& path, size_t limit) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno("cannot open", path, errno);
+  int fd = open_regular(path);
   std::string out;
   char buf[8192];
   for (;;) {

@@ -52,5 +52,16 @@ void fsync_path(const std::filesystem::path& path);  // file or directory
 int write_all(int fd, const void* data, size_t size);
 void write_file_atomic(const std::filesystem::path& path, std::string_view content);
 std::string read_small_file(const std::filesystem::path& path, size_t limit = 1 << 20);
+// Opens `path` for reading if it is a regular file, and nothing else: not
+// through a symbolic link (O_NOFOLLOW), and never blocking on a FIFO or a
+// device (opened O_NONBLOCK, checked with fstat, then made blocking again).
+// A backup directory is ordinary files; anything else there (a link to
+// /dev/zero, a FIFO) would make a reader spin or wait for ever. Throws
+// JobError(EIO) naming the path; *size (if not null) is the size at open.
+int open_regular(const std::filesystem::path& path, uint64_t* size = nullptr);
+// Modes of what backups write to disk: the archives hold every item,
+// private ones included, so only the owner may read them.
+inline constexpr unsigned kPrivateFileMode = 0600;
+inline constexpr unsigned kPrivateDirMode = 0700;
 
 }  // namespace itemfs::backup

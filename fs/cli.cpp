@@ -212,12 +212,41 @@ int cli_stats(const std::vector<std::string>& all) {
   return 0;
 }
 
+// fsck --repair --from-backup ID: the items whose stored content fsck found
+// damaged are rewritten from backup ID; the store is checked again. False
+// if anything is left damaged or the backup could not be used.
+bool fsck_from_backup(store::Store& store, const std::string& dir, const std::string& id, const std::string& key,
+                      store::FsckReport& report) {
+  if (report.damaged_items.empty()) {
+    std::cout << "no damaged items: nothing to repair from backup " << id << "\n";
+    return true;
+  }
+  backup::Options options;
+  options.dir = stdfs::path(dir) / "backups";
+  if (!key.empty()) options.key_file = stdfs::path(key);
+  backup::Manager manager(store, options);
+  backup::RepairReport repaired;
+  store::Status st = manager.repair(id, report.damaged_items, repaired);
+  for (const auto& item : repaired.repaired) std::cout << "repaired from backup " << id << ": " << item << "\n";
+  for (const auto& line : repaired.not_repaired) std::cout << "not repaired: " << line << "\n";
+  if (!st.ok()) {
+    std::cerr << "itemfs fsck: cannot repair from backup " << id << ": " << st.message << "\n";
+    return false;
+  }
+  report = store.fsck(false);
+  std::cout << "after the repair: " << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems")
+            << "\n";
+  for (const auto& line : report.problems) std::cout << "problem: " << line << "\n";
+  return repaired.not_repaired.empty();
+}
+
 int cli_fsck(const std::vector<std::string>& args) {
-  const char* usage = "usage: itemfs fsck STORE [--repair]\n";
+  const char* usage = "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]]\n";
   Words words;
-  if (int rc = parse_words("fsck", args, {"--repair"}, {}, usage, words); rc >= 0) return rc;
+  if (int rc = parse_words("fsck", args, {"--repair"}, {"--from-backup", "--key"}, usage, words); rc >= 0) return rc;
   bool repair = words.has("--repair");
-  if (words.positional.size() != 1) {
+  const std::string from_backup = words.value("--from-backup"), key = words.value("--key");
+  if (words.positional.size() != 1 || (words.has("--from-backup") && (!repair || from_backup.empty()))) {
     std::cerr << usage;
     return 2;
   }
@@ -230,6 +259,7 @@ int cli_fsck(const std::vector<std::string>& args) {
             << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems");
   if (repair) std::cout << ", " << report.repaired << " repaired";
   std::cout << "\n";
+  const bool backup_ok = from_backup.empty() || fsck_from_backup(*store, dir, from_backup, key, report);
   // The search index: out of step with the items is a problem; --repair
   // rebuilds it from them.
   search::Index index(*store);
@@ -244,7 +274,7 @@ int cli_fsck(const std::vector<std::string>& args) {
     std::cout << "search index: " << (index_clean ? "clean" : std::to_string(index_problems.size()) + " problems")
               << "\n";
   }
-  return report.clean() && index_clean ? 0 : 1;
+  return report.clean() && index_clean && backup_ok ? 0 : 1;
 }
 
 int cli_search(const std::vector<std::string>& args) {

@@ -373,10 +373,13 @@ class Filesystem : public Tree {
     uint32_t mode = S_IFREG | 0444;
     if (ino == kRootIno || ino == kSearchIno || ino == kBackupsIno) mode = S_IFDIR | 0755;
     if (ino == kCtlIno) mode = S_IFREG | 0600;  // reads as empty, so `rsync -a MNT/backups/` works
-    if (ino == kLogIno || ino == kStatusIno) mode = S_IFREG | 0400;
+    if (ino == kLogIno) mode = S_IFREG | 0400;
+    if (ino == kBackupsIno) mode = S_IFDIR | backup_perm(true);
+    if (ino == kStatusIno) mode = S_IFREG | backup_perm(false);
+    gid_t gid = ino == kBackupsIno || ino == kStatusIno ? backup_gid() : getgid();
     // The log's size is its file's, so that `tail -f` sees it grow.
     uint64_t size = ino == kLogIno ? log_.size() : 0;
-    return stat_of(ino, mode, size, getuid(), getgid(), mount_time_, mount_time_);
+    return stat_of(ino, mode, size, getuid(), gid, mount_time_, mount_time_);
   }
 
   // Attributes of a node; ENOENT when what it names is gone.
@@ -2196,7 +2199,22 @@ int run_mount(const MountConfig& config) {
     fuse_loop_cfg_set_idle_threads(loop, 8);
     // libfuse reports an exit by signal as the signal's number: SIGTERM and
     // SIGINT are how a daemon is asked to unmount, so they are success.
+    // Asked to exit (SIGTERM, SIGINT, unmount), the loop waits for every
+    // request in progress, and a backups/ctl write waits for its job: the
+    // job is cancelled as soon as the session is asked to exit.
+    std::atomic<bool> loop_done{false};
+    std::thread canceller([&] {
+      while (!loop_done.load()) {
+        if (fuse_session_exited(se)) {
+          fs->cancel_jobs();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
     int res = fuse_session_loop_mt(se, loop);
+    loop_done = true;
+    canceller.join();
     rc = res == 0 || res == SIGTERM || res == SIGINT || res == SIGHUP ? 0 : 1;
     fuse_loop_cfg_destroy(loop);
     fs->detach_services();

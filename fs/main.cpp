@@ -1,4 +1,5 @@
 // itemfs: mount a store of JSON items, or work on one offline.
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@ const char* const kUsage = R"(usage:
                 | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)
   itemfs fsck STORE [--repair]                      check every blob, count and the search index;
                                                     --repair also rebuilds an index out of step
+    [--from-backup ID [--key FILE]]                 with --repair: rewrite damaged items from backup ID
   itemfs --version                                  this itemfs and the libraries it runs with
   itemfs COMMAND --help                             one command's usage
 
@@ -53,6 +55,7 @@ mount options (-o, comma separated; others go to FUSE, e.g. allow_other):
   backup_every=DURATION take a backup every DURATION (e.g. 30m, 24h)
   backup_keep_last=N    after a scheduled backup, prune to the N newest
   backup_chain=N        a full backup when an incremental chain would exceed N
+  backup_group=GROUP    the group (name or gid) that may read backups/ too (default: the owner only)
   log_file=PATH         append every event to PATH (default STORE/log; MNT/log reads it)
   log_max_size=BYTES    move the log to PATH.1 past this size (default 4M)
   ro                    read-only (also chosen, with a warning, when the store cannot be written)
@@ -169,6 +172,16 @@ bool store_read_only(const std::filesystem::path& dir) {
   return access(dir.c_str(), W_OK) != 0 || access((dir / "store.db").c_str(), W_OK) != 0;
 }
 
+// A group name or a numeric gid.
+int64_t parse_group(const std::string& option, const std::string& text) {
+  if (const struct group* g = ::getgrnam(text.c_str())) return int64_t(g->gr_gid);
+  uint32_t gid = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), gid);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || gid == 0xffffffffu)
+    bad_value(option, text, "a group name or gid");
+  return int64_t(gid);
+}
+
 int mount_command(const std::vector<std::string>& args) {
   itemfs::fs::MountConfig config;
   std::vector<std::string> positional;
@@ -202,6 +215,7 @@ int mount_command(const std::vector<std::string>& args) {
         else if (key == "backup_keep_last") config.backup_keep_last = parse_count(key, value);
         else if (key == "backup_chain") config.backup_chain_max = parse_count(key, value);
         else if (key == "log_max_size") config.log_max_bytes = parse_size(key, value);
+        else if (key == "backup_group") config.backup_group = parse_group(key, value);
         else if (key == "ro") read_only = true;
         else if (key == "rw" || key == "dev" || key == "suid" || key == "nodev" || key == "nosuid" || key == "exec" ||
                  key == "noexec" || key == "auto" || key == "noauto" || key == "_netdev" || key == "user" ||

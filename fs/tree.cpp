@@ -155,6 +155,7 @@ Tree::~Tree() = default;
 
 void Tree::attach_services(const MountConfig& config) {
   tree_time_ns_ = now_ns();
+  backup_group_ = config.backup_group;
   index_ = std::make_unique<search::Index>(store());
   store().add_hook(index_.get());
   backup::Options options;
@@ -167,6 +168,10 @@ void Tree::attach_services(const MountConfig& config) {
   // A read-only mount takes no backups (it could not record them).
   if (config.backup_every_seconds > 0 && !store().options().read_only)
     backups_->start_schedule(std::chrono::seconds(config.backup_every_seconds), config.backup_keep_last);
+}
+
+void Tree::cancel_jobs() {
+  if (backups_) backups_->cancel();
 }
 
 void Tree::detach_services() {
@@ -460,8 +465,9 @@ int Tree::stat_backup(const std::string& id, const std::string& file, struct sta
   struct stat real {};
   if (::stat(path.c_str(), &real) != 0) return ENOENT;
   int64_t mtime = int64_t(real.st_mtim.tv_sec) * 1000000000 + real.st_mtim.tv_nsec;
-  st = make_stat(0, file.empty() ? S_IFDIR | 0755 : S_IFREG | 0444, file.empty() ? 0 : uint64_t(real.st_size),
-                 mtime);
+  st = make_stat(0, file.empty() ? S_IFDIR | backup_perm(true) : S_IFREG | backup_perm(false),
+                 file.empty() ? 0 : uint64_t(real.st_size), mtime);
+  st.st_gid = backup_gid();
   st.st_ctim = real.st_ctim;
   return 0;
 }
@@ -636,7 +642,7 @@ int Tree::extra_open(fuse_ino_t ino, bool writing, Handle& handle, fuse_file_inf
   if (!backups_) return ENOENT;
   auto path = backups_->path_of(a, b);
   if (path.empty()) return ENOENT;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);  // never a link, FIFO or device
   if (fd < 0) return errno;
   handle.reader = std::make_unique<FileReader>(fd);
   fi->keep_cache = 0;

@@ -3,6 +3,8 @@
 // fixed files; Tree (tree.cpp) serves what search/ and backup/ provide.
 #pragma once
 
+#include <unistd.h>
+
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
@@ -77,6 +79,9 @@ class Tree {
   void attach_services(const MountConfig& config);
   // Stops scheduled backups, waits for a running job, drops the index.
   void detach_services();
+  // Cancels a running backup job (and later ones) without waiting: the
+  // mount is going away. Call before detach_services, from any thread.
+  void cancel_jobs();
 
   // Nodes below search/ and backups/ (other than ctl and status). Search
   // answers the caller of `req` (its uid, gid and groups) with the items it
@@ -98,6 +103,12 @@ class Tree {
   // kernel serialises writes to one inode, so a second writer would otherwise
   // wait for the running job instead of being told.
   int control_open();
+  // Modes and group of backups/ and the nodes below it (not ctl): the
+  // owner's only, or the backup_group's too.
+  uint32_t backup_perm(bool dir) const {
+    return (dir ? 0500 : 0400) | (backup_group_ >= 0 ? (dir ? 0050 : 0040) : 0);
+  }
+  gid_t backup_gid() const { return backup_group_ >= 0 ? gid_t(backup_group_) : getgid(); }
 
  protected:
   struct TreeNode {
@@ -138,6 +149,7 @@ class Tree {
   uint64_t next_tree_ = 1;
   std::atomic<uint64_t> search_seq_{0};
   int64_t tree_time_ns_ = 0;
+  int64_t backup_group_ = -1;
 
   std::unique_ptr<search::Index> index_;
   std::unique_ptr<backup::Manager> backups_;

@@ -1318,9 +1318,17 @@ struct Index::Impl {
     if (!old || sha8(old->sha256) != sha) return std::nullopt;
     auto snap = store.snapshot();
     Extractor x;
-    snap->read_item(*old, [&](std::string_view bytes) {
-      if (!x.done()) x.feed(bytes);
-    });
+    try {
+      snap->read_item(*old, [&](std::string_view bytes) {
+        if (!x.done()) x.feed(bytes);
+      });
+    } catch (const store::StoreError& e) {
+      // Damaged content (it fails its hash): its row cannot be rebuilt, and
+      // must not keep the item from being replaced (a restore, a repair) or
+      // removed. Its tokens stay behind as a dead row.
+      if (e.code() != EIO) throw;
+      return std::nullopt;
+    }
     return make_row(x.result(), write_tok);
   }
 
