@@ -241,10 +241,12 @@ bool fsck_from_backup(store::Store& store, const std::string& dir, const std::st
 }
 
 int cli_fsck(const std::vector<std::string>& args) {
-  const char* usage = "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]]\n";
+  const char* usage = "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]] [--json]\n";
   Words words;
-  if (int rc = parse_words("fsck", args, {"--repair"}, {"--from-backup", "--key"}, usage, words); rc >= 0) return rc;
+  if (int rc = parse_words("fsck", args, {"--repair", "--json"}, {"--from-backup", "--key"}, usage, words); rc >= 0)
+    return rc;
   bool repair = words.has("--repair");
+  const bool json = words.has("--json");
   const std::string from_backup = words.value("--from-backup"), key = words.value("--key");
   if (words.positional.size() != 1 || (words.has("--from-backup") && (!repair || from_backup.empty()))) {
     std::cerr << usage;
@@ -253,7 +255,22 @@ int cli_fsck(const std::vector<std::string>& args) {
   const std::string& dir = words.positional[0];
   if (!store_exists(dir)) return no_store(dir);
   auto store = open_store(dir);
-  store::FsckReport report = store->fsck(repair);
+  // With --json the report's lines go to stderr and one JSON document to stdout.
+  std::streambuf* const stdout_buf = std::cout.rdbuf();
+  if (json) std::cout.rdbuf(std::cerr.rdbuf());
+  struct Restore {
+    std::streambuf* buf;
+    ~Restore() { std::cout.rdbuf(buf); }
+  } restore{stdout_buf};
+  store::FsckReport report;
+  {
+    Progress progress("fsck", Progress::Unit::kItems, 0);
+    progress.set_noun("blobs and items");
+    report = store->fsck(repair, [&](uint64_t done, uint64_t total) {
+      progress.set_total(total);
+      progress.update(done);
+    });
+  }
   for (const auto& line : report.problems) std::cout << "problem: " << line << "\n";
   std::cout << "checked " << report.items_checked << " items and " << report.blobs_checked << " blobs: "
             << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems");
@@ -274,7 +291,19 @@ int cli_fsck(const std::vector<std::string>& args) {
     std::cout << "search index: " << (index_clean ? "clean" : std::to_string(index_problems.size()) + " problems")
               << "\n";
   }
-  return report.clean() && index_clean && backup_ok ? 0 : 1;
+  const bool clean = report.clean() && index_clean && backup_ok;
+  if (json) {
+    std::cout.rdbuf(stdout_buf);
+    nlohmann::json out = {{"clean", clean},
+                          {"items_checked", report.items_checked},
+                          {"blobs_checked", report.blobs_checked},
+                          {"problems", report.problems},
+                          {"damaged_items", report.damaged_items},
+                          {"repaired", report.repaired},
+                          {"search_index_problems", index_problems}};
+    std::cout << out.dump() << "\n";
+  }
+  return clean ? 0 : 1;
 }
 
 int cli_search(const std::vector<std::string>& args) {

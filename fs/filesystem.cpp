@@ -1867,9 +1867,10 @@ class Filesystem : public Tree {
       if (plus) {
         fuse_entry_param e{};
         bool dot = name == "." || name == "..";
-        if (!dot)
+        if (!dot) {
           e = entry_for(st.st_ino, st, is_tree_ino(st.st_ino) ? 0 : kItemTimeout);
-        else
+          if (st.st_ino == kLogIno) e.attr_timeout = 0;  // it grows: tail -f asks for its size
+        } else
           e.attr = st;
         n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, off_t(i + 1));
         if (n > size - used) break;

@@ -12,7 +12,6 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <unordered_map>
 
 #include "fs/progress.h"
 #include "store/hash.h"
@@ -24,8 +23,8 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-// A load that finds the item stored already, bytes and attributes alike:
-// not written again, counted unchanged.
+// What put_prepared() says of an item stored already, bytes and attributes
+// alike (PreparedItem::skip_if_unchanged()): not written again, counted unchanged.
 constexpr int kUnchanged = EALREADY;
 
 int64_t mtime_ns_of(const struct stat& st) { return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec; }
@@ -68,10 +67,11 @@ store::Status read_whole(const std::string& path, uint64_t limit, std::string& o
     out.append(buffer, size_t(n));
     if (out.size() > limit) break;
   }
-  int err = 0;
-  std::string why = n < 0 ? gzerror(gz, &err) : "";
+  int err = Z_OK;
+  std::string why = gzerror(gz, &err);
   gzclose(gz);
   if (n < 0) return store::Status::error(EIO, "cannot read it: " + why);
+  if (err == Z_BUF_ERROR) return store::Status::error(EIO, "cannot read it: the gzip data is cut short");
   return store::Status::success();
 }
 
@@ -135,21 +135,11 @@ class LineReader {
 // The counts and reasons of one import.
 class Tally {
  public:
-  void expect(const std::string& origin, bool existed) {
-    std::lock_guard lock(mutex_);
-    existed_[origin] = existed;
-  }
-  void report(const std::string& origin, const store::Status& status, uint64_t size) {
-    bool existed = false;
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = existed_.find(origin); it != existed_.end()) {
-        existed = it->second;
-        existed_.erase(it);
-      }
-    }
+  // The pipeline's report of one item (the store decides, in the write,
+  // whether it was there and whether it was unchanged).
+  void report(const std::string& origin, const store::Status& status, uint64_t size, bool replaced) {
     if (status.ok()) {
-      ++(existed ? changed : added);
+      ++(replaced ? changed : added);
       bytes += size;
     } else if (status.code == kUnchanged) {
       ++unchanged;
@@ -187,22 +177,20 @@ class Tally {
     return m.substr(0, m.find(':'));
   }
 
-  std::mutex mutex_;
-  std::unordered_map<std::string, bool> existed_;
+  std::mutex mutex_;  // misnamed_: added to by the workers
   std::vector<std::pair<std::string, std::string>> misnamed_;
 };
 
 class Importer {
  public:
   Importer(store::Store& store, const ImportOptions& options, uint64_t total_bytes)
-      : store_(store),
-        options_(options),
+      : options_(options),
         limit_(store.options().max_item_size),
         progress_("import", Progress::Unit::kBytes, total_bytes),
         pipeline_(
-            store, {},
-            [this](const std::string& origin, const store::Status& status, uint64_t size) {
-              tally_.report(origin, status, size);
+            store, pipeline_options(),
+            [this](const std::string& origin, const store::Status& status, uint64_t size, bool replaced) {
+              tally_.report(origin, status, size, replaced);
             },
             [this] { draw(); }) {}
 
@@ -220,7 +208,7 @@ class Importer {
         auto doc = nlohmann::json::parse(bytes, nullptr, false);
         if (std::string named = id_field_of(doc, "id"); !named.empty() && named != id) tally_.misnamed(path, named);
       }
-      return classify(path, id, bytes, attrs, true);
+      return store::Status::success();
     });
     draw();
   }
@@ -243,8 +231,9 @@ class Importer {
         continue;
       }
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      pipeline_.add(origin, [this, origin, line = std::move(line), uid, gid](std::string& id, std::string& bytes,
-                                                                             store::Attrs& attrs) {
+      const uint64_t line_size = line.size();
+      pipeline_.add(origin, [this, line = std::move(line), uid, gid](std::string& id, std::string& bytes,
+                                                                     store::Attrs& attrs) {
         auto doc = nlohmann::json::parse(line, nullptr, false);
         if (doc.is_discarded()) return store::Status::error(EINVAL, "invalid JSON");
         if (!options_.id_from_url.empty()) {
@@ -258,16 +247,17 @@ class Importer {
         }
         bytes = line;
         attrs = store::Attrs{S_IFREG | 0644, uid, gid, store::kMtimeNow};
-        return classify(origin, id, bytes, attrs, false);
-      });
+        return store::Status::success();
+      }, line_size);
       line = std::string();
       if (in.path != "-") read_ = base + uint64_t(std::max<z_off_t>(gzoffset(gz), 0));
       draw();
     }
-    if (reader.failed()) {
-      int err = 0;
-      tally_.skip(name, store::Status::error(EIO, std::string("reading stopped: ") + gzerror(gz, &err)));
-    }
+    int err = Z_OK;
+    const char* why = gzerror(gz, &err);
+    if (reader.failed() || err == Z_BUF_ERROR)  // Z_BUF_ERROR: a gzip stream cut short
+      tally_.skip(name, store::Status::error(EIO, std::string("reading stopped: ") +
+                                                      (err == Z_BUF_ERROR ? "the gzip data is cut short" : why)));
     gzclose(gz);
     read_ = base + in.size;
   }
@@ -309,23 +299,19 @@ class Importer {
   }
 
  private:
-  // Runs on a worker: added, changed, or unchanged (kUnchanged: not written).
-  store::Status classify(const std::string& origin, const std::string& id, const std::string& bytes,
-                         const store::Attrs& attrs, bool attrs_matter) {
-    auto existing = store_.item(id);
-    if (existing && existing->size == bytes.size() && existing->sha256 == store::sha256_of(bytes) &&
-        (!attrs_matter || (existing->attrs.mode == attrs.mode && existing->attrs.mtime_ns == attrs.mtime_ns &&
-                           existing->attrs.uid == attrs.uid && existing->attrs.gid == attrs.gid)))
-      return store::Status::error(kUnchanged, "unchanged");
-    tally_.expect(origin, existing.has_value());
-    return store::Status::success();
+  // Unchanged items (same bytes and attributes; a JSON line's mtime is
+  // "now" and not compared) are decided by the store inside the write, so
+  // an earlier line of the same id in this run counts.
+  static store::PutPipeline::Options pipeline_options() {
+    store::PutPipeline::Options o;
+    o.skip_unchanged = true;
+    return o;
   }
 
   void draw() {
     progress_.update(read_, std::to_string(tally_.added + tally_.changed + tally_.unchanged) + " items");
   }
 
-  store::Store& store_;
   const ImportOptions& options_;
   const uint64_t limit_;
   uint64_t read_ = 0;  // input bytes handed to the pipeline

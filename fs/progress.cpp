@@ -43,9 +43,9 @@ double Progress::seconds() const {
 }
 
 std::string Progress::line(const std::string& what, Unit unit, uint64_t done, uint64_t total, double seconds,
-                           const std::string& note) {
+                           const std::string& note, const std::string& noun) {
   std::string out = what;
-  const char* per = unit == Unit::kBytes ? "/s" : " items/s";
+  const std::string per = unit == Unit::kBytes ? "/s" : " " + noun + "/s";
   if (total > 0) {
     char pct[16];
     std::snprintf(pct, sizeof pct, " %3d%%", int(done >= total ? 100 : 100.0 * double(done) / double(total)));
@@ -54,7 +54,7 @@ std::string Progress::line(const std::string& what, Unit unit, uint64_t done, ui
   } else {
     out += " " + amount(unit, done);
   }
-  if (unit == Unit::kItems) out += " items";
+  if (unit == Unit::kItems) out += " " + noun;
   if (!note.empty()) out += ", " + note;
   if (seconds > 0.2 && done > 0) {
     const double rate = double(done) / seconds;
@@ -71,7 +71,7 @@ void Progress::update(uint64_t done, const std::string& note) {
   last_ = now;
   drawn_ = true;
   // \r to the start, the line, then clear what a longer earlier line left.
-  std::cerr << "\r" << line(what_, unit_, done, total_, seconds(), note) << "\x1b[K" << std::flush;
+  std::cerr << "\r" << line(what_, unit_, done, total_, seconds(), note, noun_) << "\x1b[K" << std::flush;
 }
 
 void Progress::finish() {

@@ -572,6 +572,10 @@ constexpr const char* kAllEntries = "SELECT gen FROM search_doc";
 constexpr const char* kShardItems =
     "SELECT d.gen FROM items i CROSS JOIN search_doc d ON d.ino = i.ino"
     " WHERE i.id >= ?1 AND i.id < ?2 AND i.shard = ?1";
+// Shard 00 also holds the ids of one character, which no range of ids
+// starting "00" covers: its items by their shard (the store's index of them).
+constexpr const char* kShard00Items =
+    "SELECT d.gen FROM items i CROSS JOIN search_doc d ON d.ino = i.ino WHERE i.shard = '00'";
 
 // The generations of the indexed items `who` may not read, sorted and
 // distinct: empty for root and when every item and directory is readable
@@ -592,8 +596,8 @@ std::vector<int64_t> unreadable_gens(sqlite3* db, const Reader& who) {
       shut.emplace_back(dirs.text(0));
     }
     for (const auto& shard : shut) {
-      Stmt items(db, kShardItems);
-      items.bind(1, shard).bind(2, shard + "\xF4\x90");  // above every character
+      Stmt items(db, shard == "00" ? kShard00Items : kShardItems);
+      if (shard != "00") items.bind(1, shard).bind(2, shard + "\xF4\x90");  // above every character
       while (items.step()) out.push_back(items.int64(0));
     }
   }

@@ -19,6 +19,7 @@ struct PutPipeline::Impl {
     PreparedItem item;
     std::exception_ptr error;
     uint64_t bytes = 0;
+    uint64_t hint = 0;  // what add() was told its load holds, until a worker takes it
     bool done = false;
     bool recompress = false;  // done, but to be compressed again (see write_batch)
   };
@@ -36,6 +37,7 @@ struct PutPipeline::Impl {
   std::deque<std::unique_ptr<Slot>> window;
   size_t claimed = 0;
   uint64_t loaded_bytes = 0;  // of done slots in the window and the batch
+  uint64_t hinted_bytes = 0;  // size hints of the slots no worker has taken yet
   std::deque<Slot*> recompress;  // done slots of the window to compress again, first come first
   bool stopping = false;
   std::vector<std::thread> workers;
@@ -96,6 +98,8 @@ struct PutPipeline::Impl {
         continue;
       }
       Slot* slot = window[claimed++].get();
+      hinted_bytes -= slot->hint;
+      slot->hint = 0;
       lock.unlock();
       prepare(*slot);
       lock.lock();
@@ -114,19 +118,26 @@ struct PutPipeline::Impl {
       if (!slot.loaded.ok()) return;
       slot.bytes = bytes.size();
       slot.item = store.prepare(std::move(id), std::move(bytes), attrs);
+      if (options.skip_unchanged) slot.item.skip_if_unchanged();
     } catch (...) {
       slot.error = std::current_exception();
     }
   }
 
-  void add(std::string origin, Load load) {
+  void add(std::string origin, Load load, uint64_t size_hint) {
     auto slot = std::make_unique<Slot>();
     slot->origin = std::move(origin);
     slot->load = std::move(load);
+    slot->hint = size_hint;
     for (;;) {
       {
         std::lock_guard lock(mu);
-        if (window.size() < options.window_items) {
+        // Loads that hold their bytes already (a JSON line) count against
+        // the window's bytes too, or long lines would queue without bound.
+        const bool room = window.size() < options.window_items &&
+                          (window.empty() || hinted_bytes + loaded_bytes + size_hint <= options.window_bytes);
+        if (room) {
+          hinted_bytes += size_hint;
           window.push_back(std::move(slot));
           break;
         }
@@ -150,7 +161,7 @@ struct PutPipeline::Impl {
     work_cv.notify_all();  // the window has room again
     if (slot->error) std::rethrow_exception(slot->error);
     if (!slot->loaded.ok()) {
-      report(slot->origin, slot->loaded, 0);
+      report(slot->origin, slot->loaded, 0, false);
       return;
     }
     batch_bytes += slot->bytes;
@@ -166,7 +177,7 @@ struct PutPipeline::Impl {
         // (the workers have done so for the slots that were ready then).
         store.recompress_if_stale(slot->item);
         Status status = b.put_prepared(slot->item);
-        report(slot->origin, status, slot->bytes);
+        report(slot->origin, status, slot->bytes, slot->item.replaced());
       }
     });
     // The store trains its dictionary once, after a commit: the items
@@ -211,7 +222,9 @@ PutPipeline::PutPipeline(Store& store, Options options, Report report, std::func
 
 PutPipeline::~PutPipeline() = default;
 
-void PutPipeline::add(std::string origin, Load load) { impl_->add(std::move(origin), std::move(load)); }
+void PutPipeline::add(std::string origin, Load load, uint64_t size_hint) {
+  impl_->add(std::move(origin), std::move(load), size_hint);
+}
 
 void PutPipeline::finish() { impl_->finish(); }
 

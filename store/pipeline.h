@@ -24,13 +24,17 @@ class PutPipeline {
     uint64_t batch_bytes = 64u << 20;  // or this many bytes
     size_t window_items = 2000;        // items added but not written yet, at most
     uint64_t window_bytes = 128u << 20;  // bytes loaded but not written yet, about
+    // Items stored already with the same bytes and attributes are not written
+    // again: reported with EALREADY (PreparedItem::skip_if_unchanged()).
+    bool skip_unchanged = false;
   };
   // Runs on a worker: fills in the item's id, bytes and attributes, or
   // returns why it cannot (the item is then skipped with that reason).
   using Load = std::function<Status(std::string& id, std::string& bytes, Attrs& attrs)>;
   // Runs on the adding thread, once for each item in the order added: ok
-  // with its size when stored, else why it was skipped.
-  using Report = std::function<void(const std::string& origin, const Status& status, uint64_t size)>;
+  // with its size when stored, else why it was skipped; `replaced` (with
+  // skip_unchanged only): an item of its id was there.
+  using Report = std::function<void(const std::string& origin, const Status& status, uint64_t size, bool replaced)>;
 
   PutPipeline(Store& store, Options options, Report report, std::function<void()> after_batch = {});
   // Stops the workers; what was added but not finished is not stored.
@@ -38,9 +42,11 @@ class PutPipeline {
   PutPipeline(const PutPipeline&) = delete;
   PutPipeline& operator=(const PutPipeline&) = delete;
 
-  // Queues one item; writes earlier ones when the window is full. Throws
-  // what a load, prepare or write threw (StoreError, ...).
-  void add(std::string origin, Load load);
+  // Queues one item; writes earlier ones when the window is full (by items,
+  // or by bytes: `size_hint` is what `load` holds already, e.g. a JSON line,
+  // counted until a worker runs it). Throws what a load, prepare or write
+  // threw (StoreError, ...).
+  void add(std::string origin, Load load, uint64_t size_hint = 0);
   // Writes everything added, the last batch included.
   void finish();
 

@@ -60,6 +60,8 @@ struct PreparedItem::Parts {
   std::vector<Chunk> chunks;
   int64_t dict_id = 0;  // the generation of the dictionary set it was compressed with
   std::vector<std::unique_ptr<PreparedPut>> hooks;  // by hook, in add_hook() order
+  bool skip_unchanged = false;  // skip_if_unchanged()
+  bool replaced = false;        // put_prepared() found an item of this id
 };
 
 PreparedItem::PreparedItem() : parts_(std::make_unique<Parts>()) {}
@@ -70,6 +72,8 @@ const std::string& PreparedItem::id() const { return parts_->id; }
 uint64_t PreparedItem::size() const { return parts_->bytes.size(); }
 Status PreparedItem::status() const { return parts_->early.ok() ? parts_->invalid : parts_->early; }
 int64_t PreparedItem::dictionary_id() const { return parts_->dict_id; }
+void PreparedItem::skip_if_unchanged() { parts_->skip_unchanged = true; }
+bool PreparedItem::replaced() const { return parts_->replaced; }
 
 namespace {
 
@@ -294,7 +298,9 @@ class WriteBatchImpl final : public WriteBatch {
   int64_t store_chunk(std::string_view raw, bool whole);
   int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, bool whole);
   // The blob of `digest`, with one reference more; 0 if there is none.
-  int64_t reuse_blob(const Sha256& digest);
+  // The blob of this content with one more user, or 0. `whole`: the
+  // content is a one-chunk item's.
+  int64_t reuse_blob(const Sha256& digest, bool whole);
   // Gives a blob whose one-chunk items are gone its hash back (see
   // released_).
   void restore_blob_hashes();
@@ -788,6 +794,8 @@ class StoreImpl final : public Store {
   }
 
   // Blob bytes, decompressed and checked against raw size; nullopt if gone.
+  void count_damaged_read() { damaged_reads_.fetch_add(1, std::memory_order_relaxed); }
+
   std::optional<std::string> load_blob(Db& db, int64_t blob_id, std::string* problem = nullptr) {
     auto row = blob_row(db, blob_id);
     if (!row) return std::nullopt;
@@ -1383,7 +1391,7 @@ Status WriteBatchImpl::guarded(const std::function<Status()>& fn) {
 
 std::optional<ItemInfo> WriteBatchImpl::find(std::string_view id) { return StoreImpl::find_item(db_, id); }
 
-int64_t WriteBatchImpl::reuse_blob(const Sha256& digest) {
+int64_t WriteBatchImpl::reuse_blob(const Sha256& digest, bool whole) {
   {
     auto s = db_.cached(
         "UPDATE blobs SET refs=refs+1 WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1 AND "
@@ -1393,18 +1401,21 @@ int64_t WriteBatchImpl::reuse_blob(const Sha256& digest) {
   }
   if (!store_.elide_blob_hashes()) return 0;
   // A blob stored without its hash: the one chunk of an item of that hash.
+  // Shared by a chunk of a larger item, it gets its hash back, since that
+  // item's readers check each chunk by its blob's hash (format 3 allows a
+  // one-chunk item's blob to have one).
   auto s = db_.cached(
-      "UPDATE blobs SET refs=refs+1 WHERE length(sha256) = 0 AND id = (SELECT c.blob FROM items i JOIN chunks c "
-      "ON c.ino = i.ino AND c.seq = 0 WHERE substr(i.sha256, 1, 4) = substr(?1, 1, 4) AND i.sha256 = ?1 AND "
-      "i.size <= ?2 LIMIT 1) RETURNING id");
-  s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(kChunkSize));
+      "UPDATE blobs SET refs=refs+1, sha256 = CASE WHEN ?3 THEN sha256 ELSE ?1 END WHERE length(sha256) = 0 AND "
+      "id = (SELECT c.blob FROM items i JOIN chunks c ON c.ino = i.ino AND c.seq = 0 WHERE substr(i.sha256, 1, 4) "
+      "= substr(?1, 1, 4) AND i.sha256 = ?1 AND i.size <= ?2 LIMIT 1) RETURNING id");
+  s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(kChunkSize)).bind(3, int64_t(whole ? 1 : 0));
   if (s->step()) return s->int64(0);
   return 0;
 }
 
 int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
   Sha256 digest = sha256_of(raw);
-  if (int64_t id = reuse_blob(digest)) return id;
+  if (int64_t id = reuse_blob(digest, whole)) return id;
   int64_t dict_id = 0;
   Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
   std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
@@ -1425,7 +1436,7 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
 // store_chunk() for a chunk compressed ahead.
 int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw,
                                              bool whole) {
-  if (int64_t id = reuse_blob(chunk.sha256)) return id;
+  if (int64_t id = reuse_blob(chunk.sha256, whole)) return id;
   std::string_view stored = chunk.codec == Codec::kRaw ? raw : std::string_view(chunk.stored);
   note_new_blob();
   auto s = db_.cached(
@@ -1602,6 +1613,14 @@ Status WriteBatchImpl::put_prepared(PreparedItem& item) {
   if (!p.early.ok()) return p.early;
   if (Status room = store_.check_room(p.bytes.size()); !room.ok()) return room;
   if (!p.invalid.ok()) return p.invalid;
+  if (p.skip_unchanged) {
+    auto existing = find(p.id);
+    p.replaced = existing.has_value();
+    const Attrs& a = existing ? existing->attrs : p.attrs;
+    if (existing && existing->size == p.bytes.size() && existing->sha256 == p.sha256 && a.mode == p.attrs.mode &&
+        a.uid == p.attrs.uid && a.gid == p.attrs.gid && (p.attrs.mtime_ns == kMtimeNow || a.mtime_ns == p.attrs.mtime_ns))
+      return Status::error(EALREADY, "unchanged");
+  }
   return guarded([&] {
     std::vector<ChunkRef> chunks;
     for (const auto& chunk : p.chunks) {
@@ -1842,17 +1861,26 @@ Status WriteBatchImpl::repair_blobs(std::string_view bytes, uint64_t* rewritten)
 // ---- reading -------------------------------------------------------------
 
 // The chunks of the item whose ino is `item.ino`, each with the hash its
-// bytes must have (the item's own row gives it for a blob stored without
-// one, so a caller's ItemInfo need hold no more than the ino).
-std::vector<ReadChunk> chunk_list(Db& db, const ItemInfo& item) {
+// bytes must have (the item's own row is read here, so a caller's ItemInfo
+// need hold no more than the ino). The list itself is checked: a chunk
+// whose blob is missing, or chunks that do not add up to the item's size,
+// make *problem a sentence (the item is damaged). A one-chunk item's chunk
+// must hash to the item's SHA-256, so a chunk row that points at another
+// blob is found too.
+std::vector<ReadChunk> chunk_list(Db& db, const ItemInfo& item, std::string* problem) {
   auto s = db.cached(
-      "SELECT chunks.blob, blobs.raw_size, blobs.sha256, items.sha256, items.size FROM chunks JOIN blobs ON "
-      "blobs.id=chunks.blob JOIN items ON items.ino=chunks.ino WHERE chunks.ino=? ORDER BY chunks.seq");
+      "SELECT c.blob, b.raw_size, b.sha256, i.sha256, i.size, b.id IS NULL FROM chunks c JOIN items i ON "
+      "i.ino = c.ino LEFT JOIN blobs b ON b.id = c.blob WHERE c.ino = ? ORDER BY c.seq");
   s->bind(1, item.ino);
   std::vector<ReadChunk> chunks;
   Sha256 item_digest{};
-  bool one_chunk_item = false;
+  uint64_t item_size = 0, total = 0;
+  bool missing = false;
   while (s->step()) {
+    if (s->int64(5)) {
+      missing = true;
+      continue;
+    }
     ReadChunk chunk{s->int64(0), uint64_t(s->int64(1))};
     std::string_view digest = s->blob(2);
     if (digest.size() == chunk.digest.size()) {
@@ -1861,15 +1889,38 @@ std::vector<ReadChunk> chunk_list(Db& db, const ItemInfo& item) {
     }
     if (chunks.empty()) {
       std::string_view whole = s->blob(3);
-      one_chunk_item = whole.size() == item_digest.size() && uint64_t(s->int64(4)) <= kChunkSize;
-      if (one_chunk_item) std::copy(whole.begin(), whole.end(), item_digest.begin());
+      if (whole.size() == item_digest.size()) std::copy(whole.begin(), whole.end(), item_digest.begin());
+      item_size = uint64_t(s->int64(4));
     }
+    total += chunk.raw_size;
     chunks.push_back(chunk);
   }
-  // A blob stored without its hash is a one-chunk item's: the item's hash.
-  if (chunks.size() == 1 && !chunks[0].has_digest && one_chunk_item) {
+  if (missing) {
+    *problem = "a blob it uses is missing";
+  } else if (total != item_size) {
+    *problem = "chunks hold " + std::to_string(total) + " bytes, size says " + std::to_string(item_size);
+  } else if (chunks.size() == 1 && item_size <= kChunkSize) {
+    // One chunk: its bytes are the item's.
     chunks[0].digest = item_digest;
     chunks[0].has_digest = true;
+  } else {
+    // A chunk of a larger item may share the blob of a one-chunk item that
+    // was stored without its hash (stores written before such blobs were
+    // given theirs): the hash is that item's.
+    for (ReadChunk& chunk : chunks) {
+      if (chunk.has_digest) continue;
+      auto h = db.cached(
+          "SELECT i.sha256 FROM chunks c JOIN items i ON i.ino = c.ino WHERE c.blob = ? AND c.seq = 0 AND "
+          "i.size <= ? AND length(i.sha256) = 32 AND NOT EXISTS (SELECT 1 FROM chunks d WHERE d.ino = c.ino AND "
+          "d.seq = 1) LIMIT 1");
+      h->bind(1, chunk.blob).bind(2, int64_t(kChunkSize));
+      if (h->step()) {
+        std::string_view d = h->blob(0);
+        std::copy(d.begin(), d.end(), chunk.digest.begin());
+        chunk.has_digest = true;
+      }
+      h->reset();
+    }
   }
   return chunks;
 }
@@ -1903,10 +1954,17 @@ class ItemReaderImpl final : public ItemReader {
       reader.exec("BEGIN");
       auto current = StoreImpl::find_item(reader, lazy_item_->id);
       bool same = current && current->ino == lazy_item_->ino && current->sha256 == lazy_item_->sha256;
-      if (same) chunks_ = chunk_list(reader, *current);
       if (!same) return Status::error(ESTALE, "this version of the item is gone");
+      std::string problem;
+      chunks_ = chunk_list(reader, *current, &problem);
       lazy_item_.reset();
+      if (!problem.empty()) {
+        store_.count_damaged_read();
+        first_damage_ = "item " + id_ + " is damaged: " + problem;
+        chunks_.clear();
+      }
     }
+    if (!first_damage_.empty() && chunks_.empty()) return Status::error(EIO, first_damage_);
     uint64_t chunk_start = 0;
     for (size_t i = 0; i < chunks_.size() && out.size() < size; ++i) {
       uint64_t chunk_end = chunk_start + chunks_[i].raw_size;
@@ -1958,12 +2016,19 @@ std::unique_ptr<ItemReader> StoreImpl::open_item(const ItemInfo& item, bool lazy
   std::vector<ReadChunk> chunks;
   std::string first, damage;
   bool same = current && current->ino == item.ino && current->sha256 == item.sha256;
-  if (same) chunks = chunk_list(*reader, *current);
+  std::string problem;
+  if (same) chunks = chunk_list(*reader, *current, &problem);
   // Loading the first chunk in the same read transaction means an item of one
   // chunk (nearly all of them) can be read to the end whatever writers do.
   // Damaged content opens; reading it is EIO, as a disk's bad sector is.
   ChunkRead first_read = ChunkRead::kOk;
-  if (!chunks.empty()) first_read = load_chunk(*reader, chunks[0], item.id, 0, chunks.size(), first, &damage);
+  if (!problem.empty()) {
+    count_damaged_read();
+    damage = "item " + item.id + " is damaged: " + problem;
+    chunks.clear();
+  } else if (!chunks.empty()) {
+    first_read = load_chunk(*reader, chunks[0], item.id, 0, chunks.size(), first, &damage);
+  }
   reader->exec("COMMIT");
   if (!same || first_read == ChunkRead::kGone) return nullptr;
   return std::make_unique<ItemReaderImpl>(*this, item.id, std::move(chunks), std::move(first), std::move(damage));
@@ -1990,8 +2055,12 @@ class SnapshotImpl final : public Snapshot {
   }
 
   void read_item(const ItemInfo& item, const std::function<void(std::string_view)>& sink) override {
-    auto chunks = chunk_list(*lease_, item);
-    std::string bytes, error;
+    std::string bytes, error, problem;
+    auto chunks = chunk_list(*lease_, item, &problem);
+    if (!problem.empty()) {
+      store_.count_damaged_read();
+      throw StoreError(EIO, "item " + item.id + " is damaged: " + problem);
+    }
     for (size_t i = 0; i < chunks.size(); ++i) {
       switch (store_.load_chunk(*lease_, chunks[i], item.id, i, chunks.size(), bytes, &error)) {
         case ChunkRead::kOk:
@@ -2246,7 +2315,14 @@ FsckReport StoreImpl::fsck(bool repair, const FsckProgress& progress) {
       Sha256Hasher hasher;
       uint64_t size = 0;
       bool readable = true;
-      for (const ReadChunk& chunk : chunk_list(db, item)) {
+      std::string list_problem;
+      const std::vector<ReadChunk> chunks = chunk_list(db, item, &list_problem);
+      if (!list_problem.empty()) {
+        report.problems.push_back("item " + item.id + ": " + list_problem);
+        report.damaged_items.push_back(item.id);
+        continue;
+      }
+      for (const ReadChunk& chunk : chunks) {
         if (bad_blobs.count(chunk.blob)) {
           readable = false;
           continue;

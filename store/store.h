@@ -170,6 +170,14 @@ class PreparedItem {
   // The dictionaries its chunks were compressed with: what
   // Store::current_dictionary_id() was then (0: none).
   int64_t dictionary_id() const;
+  // Makes put_prepared() store nothing, and return EALREADY ("unchanged"),
+  // when the item of this id has these bytes and these attributes already
+  // (mode, owner, and the mtime unless it is kMtimeNow). Decided inside the
+  // write, so an earlier put of the same batch or run counts.
+  void skip_if_unchanged();
+  // After put_prepared() of an item marked so: whether an item of its id
+  // was there (and was replaced, or was found unchanged).
+  bool replaced() const;
   struct Parts;  // defined by the store
   Parts& parts() { return *parts_; }
 

@@ -20,7 +20,9 @@ wait_for_line first-refusal "$MNT/log"
 grep -q "refused items/fi/first-refusal.json" "$MNT/log" || fail "no event for the refusal: $(cat "$MNT/log")"
 assert_eq "$(cat "$MNT/log" | wc -c)" "$(stat -c %s "$MNT/log")" "the size of log is the bytes it reads"
 
-# tail -f follows.
+# tail -f follows, also after a listing of the mount root (readdirplus gives
+# the kernel attributes of log, which must not be cached).
+ls -l "$MNT" >/dev/null
 tail -n 0 -f "$MNT/log" >"$T/tail.out" 2>"$T/tail.err" &
 tail_pid=$!
 CLEANUP_EXTRA='kill $tail_pid 2>/dev/null || true'

@@ -129,7 +129,7 @@ void import_one_by_one(Store& store, const std::vector<Source>& items, size_t ba
 
 void import_pipelined(Store& store, const std::vector<Source>& items, PutPipeline::Options options, Report& report) {
   PutPipeline pipeline(store, options,
-                       [&](const std::string& origin, const Status& status, uint64_t size) {
+                       [&](const std::string& origin, const Status& status, uint64_t size, bool) {
                          report.add(origin, status, size);
                        });
   for (const auto& s : items) {

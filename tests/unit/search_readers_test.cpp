@@ -271,10 +271,17 @@ TEST(SearchReaders, ItemsInADirectoryTheReaderMayNotEnterAreClosed) {
   EXPECT_EQ(x.ids("quokka", kUser), (V{"hdn", "pub"}));  // its group may enter
   x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("hd", dir(0744, 0, 0)).ok()); });
   EXPECT_EQ(x.ids("quokka", kUser), (V{"pub"}));  // r without x is not enough
+  // Shard 00 holds the ids of one character too: shut, they are closed.
+  x.put("q", {{"title", "One letter"}, {"content", "a quokka named q"}}, attrs(0644, 0, 0));
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"pub", "q"}));
+  x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("00", dir(0700, 0, 0)).ok()); });
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"pub"}));
+  x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("00", dir(0755, 0, 0)).ok()); });
+  EXPECT_EQ(x.ids("quokka", kUser), (V{"pub", "q"}));
   // items/ itself shut: nothing at all.
   x.store->write([&](WriteBatch& b) { ASSERT_TRUE(b.set_dir_attrs("", dir(0700, 0, 0)).ok()); });
   EXPECT_EQ(x.ids("quokka", kUser), V{});
   EXPECT_EQ(x.run("quokka", kUser).total, 0u);
   EXPECT_EQ(x.suggest("quo", kUser)["terms"], json::array());
-  EXPECT_EQ(x.run("quokka", kRoot).total, 5u);
+  EXPECT_EQ(x.run("quokka", kRoot).total, 6u);
 }

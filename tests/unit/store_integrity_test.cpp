@@ -238,3 +238,69 @@ TEST(StoreIntegrityTest, FsckReportsProgressUpToItsTotal) {
 
 }  // namespace
 }  // namespace itemfs::store
+
+namespace itemfs::store {
+namespace {
+
+std::string exactly_one_chunk() {
+  std::string s = "[\"";
+  while (s.size() < kChunkSize - 2) s += "x";
+  return s + "\"]";
+}
+
+// A chunk of a larger item may be the very bytes of a one-chunk item, whose
+// blob is stored without its hash: reading the larger item checks that
+// chunk against the right hash, in a store written now and in one written
+// before such blobs got their hash back.
+TEST(StoreIntegrityTest, AChunkSharedWithAOneChunkItemReadsRight) {
+  TempDir dir;
+  const std::string one = exactly_one_chunk();
+  ASSERT_EQ(one.size(), kChunkSize);
+  const std::string two = one + "  ";  // its first chunk is one's bytes
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "one", one).ok());
+    ASSERT_TRUE(put(*store, "two", two).ok());
+  }
+  for (bool old_store : {false, true}) {
+    // A store of before: the shared blob without its hash.
+    if (old_store) exec(dir.path() / "store.db", "UPDATE blobs SET sha256=x'' WHERE id=" + blob_of("one"));
+    auto store = Store::open(dir.path());
+    std::string out;
+    ASSERT_TRUE(read_all(*store, "two", out).ok()) << old_store;
+    EXPECT_EQ(out, two);
+    ASSERT_TRUE(read_all(*store, "one", out).ok()) << old_store;
+    EXPECT_EQ(out, one);
+    EXPECT_EQ(store->stats().damaged_reads, 0u);
+    EXPECT_TRUE(store->fsck(false).clean());
+  }
+}
+
+// The chunk list itself is checked: a missing blob, or a chunk row that
+// points at another item's blob (as damage or a bug might leave it), is
+// EIO, never another item's bytes or a short read.
+TEST(StoreIntegrityTest, AChunkListThatIsWrongIsEio) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "a", "{\"v\":\"aaaa\"}").ok());
+    ASSERT_TRUE(put(*store, "b", "{\"v\":\"bbbb\"}").ok());  // the same size as a
+    ASSERT_TRUE(put(*store, "c", text_item(9, 30)).ok());
+  }
+  exec(dir.path() / "store.db",
+       "UPDATE chunks SET blob=" + blob_of("b") + " WHERE ino=(SELECT ino FROM items WHERE id='a')");
+  exec(dir.path() / "store.db", "DELETE FROM blobs WHERE id=" + blob_of("c"));
+  auto store = Store::open(dir.path());
+  std::string out;
+  Status s = read_all(*store, "a", out);
+  EXPECT_EQ(s.code, EIO) << s.message;
+  EXPECT_TRUE(out.empty()) << "handed out another item's bytes: " << out;
+  s = read_all(*store, "c", out);
+  EXPECT_EQ(s.code, EIO) << s.message;
+  EXPECT_NE(s.message.find("missing"), std::string::npos) << s.message;
+  ASSERT_TRUE(read_all(*store, "b", out).ok());
+  EXPECT_EQ(out, "{\"v\":\"bbbb\"}");
+}
+
+}  // namespace
+}  // namespace itemfs::store

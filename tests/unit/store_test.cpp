@@ -1102,23 +1102,26 @@ TEST(StoreFormatTest, AOneChunkItemsBlobIsFoundByTheItemsHash) {
   EXPECT_EQ(hash_length(blob), 0);
   EXPECT_EQ(scalar(db, "SELECT refs FROM blobs WHERE id=" + std::to_string(blob)), 2);
   EXPECT_EQ(to_hex(store->item("one")->sha256), to_hex(whole_sha));
-  // An item of two chunks shares it as its first.
+  // An item of two chunks shares it as its first, and gives it its hash
+  // back: that item's readers check each chunk by its blob's hash.
   ASSERT_TRUE(put(*store, "two", longer).ok());
   EXPECT_EQ(blob_of("two", 0), blob);
+  EXPECT_EQ(hash_length(blob), 32);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs"), 2);
+  EXPECT_EQ(read_all(*store, "two"), longer);
   clean();
   // The same content again in one batch, over itself, renamed over: the
-  // blob stays without its hash while a one-chunk item has it.
+  // blob keeps its hash.
   store->write([&](WriteBatch& b) {
     std::istringstream a(whole), c("[1]");
     ASSERT_TRUE(b.put("one", a, {}).ok());
     ASSERT_TRUE(b.put("other", c, {}).ok());
     ASSERT_TRUE(b.rename("one", "one-again").ok());
   });
-  EXPECT_EQ(hash_length(blob), 0);
+  EXPECT_EQ(hash_length(blob), 32);
   EXPECT_EQ(scalar(db, "SELECT refs FROM blobs WHERE id=" + std::to_string(blob)), 2);
   clean();
-  // The last one-chunk item goes: the blob, still in "two", gets its hash.
+  // The last one-chunk item goes: the blob, still in "two", keeps its hash.
   store->write([&](WriteBatch& b) { ASSERT_TRUE(b.remove("one-again").ok()); });
   EXPECT_EQ(hash_length(blob), 32);
   EXPECT_EQ(scalar(db, "SELECT refs FROM blobs WHERE id=" + std::to_string(blob)), 1);
