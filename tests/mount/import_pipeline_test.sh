@@ -56,3 +56,18 @@ script -qec "$ITEMFS import $T/store2 $T/many" /dev/null </dev/null >"$T/tty" 2>
 tr '\r' '\n' <"$T/tty" | grep -q "^import *[0-9]*% .* of .*MB.*items" || fail "no progress line on a terminal: $(cat -A "$T/tty" | head)"
 "$ITEMFS" import "$T/store3" "$T/many" 2>"$T/err" >/dev/null
 if grep -q "%" "$T/err"; then fail "progress drawn when stderr is not a terminal: $(cat "$T/err")"; fi
+
+# One id twice in a run: the later line wins, on a new store and again, and
+# the counts say what the store did.
+printf '{"id":"dup","v":1}\n{"id":"dup","v":2}\n' >"$T/dup.jsonl"
+summary "$T/dup.jsonl" >"$T/out" || fail "dup: $(cat "$T/err")"
+assert_eq '1 1 0' "$(jq -r '"\(.added) \(.changed) \(.unchanged)"' "$T/out")" "first import of a repeated id"
+summary "$T/dup.jsonl" >"$T/out" || fail "dup again: $(cat "$T/err")"
+assert_eq '0 2 0' "$(jq -r '"\(.added) \(.changed) \(.unchanged)"' "$T/out")" "second import of a repeated id"
+"$ITEMFS" export "$S" "$T/x4" >/dev/null
+assert_eq '{"id":"dup","v":2}' "$(cat "$T/x4/du/dup.json")" "the later line is stored"
+# A gzip stream cut short is reported, not taken for the whole.
+seq 1 3000 | sed 's/.*/{"id":"cut&","v":&}/' | gzip >"$T/whole.jsonl.gz"
+head -c 4000 "$T/whole.jsonl.gz" >"$T/cut.jsonl.gz"
+if "$ITEMFS" import "$S" "$T/cut.jsonl.gz" 2>"$T/err" >/dev/null; then fail "a cut gzip stream was imported without a word"; fi
+grep -q "cut short" "$T/err" || fail "the cut is not reported: $(cat "$T/err")"
