@@ -266,9 +266,9 @@ class Filesystem : public Tree {
   // queued so far, so that a command such as a restore returns only once
   // what the kernel caches is true again. Never called from the thread
   // that sends them, nor while handling a request on an invalidated inode.
-  void wait_for_invalidations() {
+  void wait_for_invalidations(std::chrono::milliseconds at_most = std::chrono::seconds(10)) {
     std::unique_lock lock(inval_mutex_);
-    inval_drained_.wait_for(lock, std::chrono::seconds(10),
+    inval_drained_.wait_for(lock, at_most,
                             [&] { return inval_stop_ || (inval_queue_.empty() && !inval_busy_); });
   }
   void stop_invalidator() {
@@ -1518,7 +1518,11 @@ class Filesystem : public Tree {
         }
       }
     }
-    if (open) wait_for_invalidations();
+    // Briefly: an entry invalidation queued before these (a shard's, while
+    // an import runs) waits for the directory this unlink or rename holds,
+    // so a long wait here would stall it and every namespace change behind
+    // it. The queue drains in microseconds otherwise.
+    if (open) wait_for_invalidations(std::chrono::milliseconds(200));
   }
 
   // A change made through the flat name items/<id>.json: the kernel may
