@@ -215,14 +215,14 @@ int cli_stats(const std::vector<std::string>& all) {
 // fsck --repair --from-backup ID: the items whose stored content fsck found
 // damaged are rewritten from backup ID; the store is checked again. False
 // if anything is left damaged or the backup could not be used.
-bool fsck_from_backup(store::Store& store, const std::string& dir, const std::string& id, const std::string& key,
-                      store::FsckReport& report) {
+bool fsck_from_backup(store::Store& store, const std::string& dir, const std::string& backup_dir,
+                      const std::string& id, const std::string& key, store::FsckReport& report) {
   if (report.damaged_items.empty()) {
     std::cout << "no damaged items: nothing to repair from backup " << id << "\n";
     return true;
   }
   backup::Options options;
-  options.dir = stdfs::path(dir) / "backups";
+  options.dir = backup_dir.empty() ? stdfs::path(dir) / "backups" : stdfs::path(backup_dir);
   if (!key.empty()) options.key_file = stdfs::path(key);
   backup::Manager manager(store, options);
   backup::RepairReport repaired;
@@ -241,9 +241,9 @@ bool fsck_from_backup(store::Store& store, const std::string& dir, const std::st
 }
 
 int cli_fsck(const std::vector<std::string>& args) {
-  const char* usage = "usage: itemfs fsck STORE [--repair [--from-backup ID [--key FILE]]] [--json]\n";
+  const char* usage = "usage: itemfs fsck STORE [--repair [--from-backup ID [--dir DIR] [--key FILE]]] [--json]\n";
   Words words;
-  if (int rc = parse_words("fsck", args, {"--repair", "--json"}, {"--from-backup", "--key"}, usage, words); rc >= 0)
+  if (int rc = parse_words("fsck", args, {"--repair", "--json"}, {"--from-backup", "--dir", "--key"}, usage, words); rc >= 0)
     return rc;
   bool repair = words.has("--repair");
   const bool json = words.has("--json");
@@ -276,7 +276,8 @@ int cli_fsck(const std::vector<std::string>& args) {
             << (report.clean() ? "clean" : std::to_string(report.problems.size()) + " problems");
   if (repair) std::cout << ", " << report.repaired << " repaired";
   std::cout << "\n";
-  const bool backup_ok = from_backup.empty() || fsck_from_backup(*store, dir, from_backup, key, report);
+  const bool backup_ok =
+      from_backup.empty() || fsck_from_backup(*store, dir, words.value("--dir"), from_backup, key, report);
   // The search index: out of step with the items is a problem; --repair
   // rebuilds it from them.
   search::Index index(*store);

@@ -769,7 +769,7 @@ class StoreImpl final : public Store {
   // decode or are not the bytes the hash names. Every damaged read is
   // counted (Stats::damaged_reads).
   ChunkRead load_chunk(Db& db, const ReadChunk& chunk, std::string_view id, size_t seq, size_t count,
-                       std::string& out, std::string* error) {
+                       std::string& out, std::string* error, bool count_damage = true) {
     auto row = blob_row(db, chunk.blob);
     if (!row) return ChunkRead::kGone;
     std::string problem;
@@ -784,7 +784,7 @@ class StoreImpl final : public Store {
       out = std::move(*bytes);
       return ChunkRead::kOk;
     }
-    damaged_reads_.fetch_add(1, std::memory_order_relaxed);
+    if (count_damage) damaged_reads_.fetch_add(1, std::memory_order_relaxed);
     if (error) {
       *error = "item " + std::string(id) + " is damaged: ";
       if (count > 1) *error += "chunk " + std::to_string(seq + 1) + " of " + std::to_string(count) + ": ";
@@ -1816,6 +1816,7 @@ Status WriteBatchImpl::repair_blobs(std::string_view bytes, uint64_t* rewritten)
   return guarded([&] {
     // Cut as put() cuts: one chunk up to kChunkSize, else kChunkSize pieces.
     const bool whole = bytes.size() <= kChunkSize;
+    const Sha256 whole_digest = sha256_of(bytes);
     for (uint64_t offset = 0; offset == 0 || offset < bytes.size(); offset += kChunkSize) {
       std::string_view raw = bytes.substr(size_t(offset), size_t(kChunkSize));
       const Sha256 digest = sha256_of(raw);
@@ -1837,19 +1838,36 @@ Status WriteBatchImpl::repair_blobs(std::string_view bytes, uint64_t* rewritten)
         s->bind_blob(1, digest.data(), digest.size()).bind(2, int64_t(kChunkSize));
         while (s->step()) blobs.push_back(s->int64(0));
       }
+      // And whatever blob stands at this place in the items of this content,
+      // whatever its own hash column says (damage may have reached it).
+      {
+        auto s = db_.cached(
+            "SELECT DISTINCT c.blob FROM items i JOIN chunks c ON c.ino = i.ino AND c.seq = ?3 WHERE "
+            "substr(i.sha256, 1, 4) = substr(?1, 1, 4) AND i.sha256 = ?1 AND i.size = ?2");
+        s->bind_blob(1, whole_digest.data(), whole_digest.size()).bind(2, int64_t(bytes.size()));
+        s->bind(3, int64_t(offset / kChunkSize));
+        while (s->step()) blobs.push_back(s->int64(0));
+      }
+      std::sort(blobs.begin(), blobs.end());
+      blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
       for (int64_t blob : blobs) {
         std::string held;
         ReadChunk chunk{blob, raw.size(), digest, true};
-        if (store_.load_chunk(db_, chunk, "", 0, 1, held, nullptr) != ChunkRead::kDamaged) continue;
+        // A probe of the repair, not a reader's read: not counted.
+        if (store_.load_chunk(db_, chunk, "", 0, 1, held, nullptr, false) != ChunkRead::kDamaged) continue;
         int64_t dict_id = 0;
         Codec codec =
             StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
         std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
-        auto u = db_.cached("UPDATE blobs SET raw_size=?, stored_size=?, codec=?, dict_id=?, data=? WHERE id=?");
+        // A hash column that is not empty gets the right hash too.
+        auto u = db_.cached(
+            "UPDATE blobs SET raw_size=?1, stored_size=?2, codec=?3, dict_id=?4, data=?5, sha256 = CASE WHEN "
+            "length(sha256) = 0 THEN sha256 ELSE ?7 END WHERE id=?6");
         u->bind(1, int64_t(raw.size())).bind(2, int64_t(stored.size())).bind(3, int64_t(codec));
         if (dict_id) u->bind(4, dict_id);
         else u->bind_null(4);
-        u->bind_blob(5, stored.data(), stored.size()).bind(6, blob).run();
+        u->bind_blob(5, stored.data(), stored.size()).bind(6, blob);
+        u->bind_blob(7, digest.data(), digest.size()).run();
         if (rewritten) ++*rewritten;
       }
       if (whole) break;

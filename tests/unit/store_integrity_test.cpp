@@ -276,6 +276,30 @@ TEST(StoreIntegrityTest, AChunkSharedWithAOneChunkItemReadsRight) {
   }
 }
 
+// repair_blobs() finds a damaged blob by its place in the items of the good
+// copy's content too, whatever the blob's own hash column says.
+TEST(StoreIntegrityTest, RepairFindsABlobByItsPlaceInTheItem) {
+  TempDir dir;
+  const std::string big = exactly_one_chunk() + "   ";
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "big", big).ok());
+  }
+  exec(dir.path() / "store.db", "UPDATE blobs SET data=zeroblob(length(data)), sha256=zeroblob(32) WHERE id=" +
+                                    blob_of("big", 1));
+  auto store = Store::open(dir.path());
+  std::string out;
+  EXPECT_EQ(read_all(*store, "big", out).code, EIO);
+  uint64_t rewritten = 0;
+  Status s;
+  store->write([&](WriteBatch& batch) { s = batch.repair_blobs(big, &rewritten); });
+  ASSERT_TRUE(s.ok()) << s.message;
+  EXPECT_EQ(rewritten, 1u);
+  ASSERT_TRUE(read_all(*store, "big", out).ok());
+  EXPECT_EQ(out, big);
+  EXPECT_TRUE(store->fsck(false).clean());
+}
+
 // The chunk list itself is checked: a missing blob, or a chunk row that
 // points at another item's blob (as damage or a bug might leave it), is
 // EIO, never another item's bytes or a short read.
