@@ -298,9 +298,11 @@ class WriteBatchImpl final : public WriteBatch {
   int64_t store_chunk(std::string_view raw, bool whole);
   int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, bool whole);
   // The blob of `digest`, with one reference more; 0 if there is none.
-  // The blob of this content with one more user, or 0. `whole`: the
-  // content is a one-chunk item's.
+  // `whole`: the content is a one-chunk item's.
   int64_t reuse_blob(const Sha256& digest, bool whole);
+  int64_t reuse_checked(const Sha256& digest, std::string_view raw, bool whole);
+  bool blob_damaged(int64_t blob, std::string_view raw, const Sha256& digest);
+  void rewrite_blob(int64_t blob, std::string_view raw, const Sha256& digest);
   // Gives a blob whose one-chunk items are gone its hash back (see
   // released_).
   void restore_blob_hashes();
@@ -1413,9 +1415,43 @@ int64_t WriteBatchImpl::reuse_blob(const Sha256& digest, bool whole) {
   return 0;
 }
 
+// Rewrites blob `blob` from `raw`, the bytes it must hold (its hash column
+// too, unless it is stored without one).
+void WriteBatchImpl::rewrite_blob(int64_t blob, std::string_view raw, const Sha256& digest) {
+  int64_t dict_id = 0;
+  Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
+  std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
+  auto u = db_.cached(
+      "UPDATE blobs SET raw_size=?1, stored_size=?2, codec=?3, dict_id=?4, data=?5, sha256 = CASE WHEN "
+      "length(sha256) = 0 THEN sha256 ELSE ?7 END WHERE id=?6");
+  u->bind(1, int64_t(raw.size())).bind(2, int64_t(stored.size())).bind(3, int64_t(codec));
+  if (dict_id) u->bind(4, dict_id);
+  else u->bind_null(4);
+  u->bind_blob(5, stored.data(), stored.size()).bind(6, blob);
+  u->bind_blob(7, digest.data(), digest.size()).run();
+}
+
+// Whether blob `blob` fails its check for content `raw` (a probe, not
+// counted as a damaged read).
+bool WriteBatchImpl::blob_damaged(int64_t blob, std::string_view raw, const Sha256& digest) {
+  std::string held;
+  ReadChunk chunk{blob, raw.size(), digest, true};
+  return store_.load_chunk(db_, chunk, "", 0, 1, held, nullptr, false) == ChunkRead::kDamaged;
+}
+
+// A blob found for new content is checked before it is shared: damaged, it
+// is rewritten from the content at hand, so writing good bytes over a
+// damaged item (or another item of the same content) heals it instead of
+// sharing the damage.
+int64_t WriteBatchImpl::reuse_checked(const Sha256& digest, std::string_view raw, bool whole) {
+  int64_t id = reuse_blob(digest, whole);
+  if (id && blob_damaged(id, raw, digest)) rewrite_blob(id, raw, digest);
+  return id;
+}
+
 int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
   Sha256 digest = sha256_of(raw);
-  if (int64_t id = reuse_blob(digest, whole)) return id;
+  if (int64_t id = reuse_checked(digest, raw, whole)) return id;
   int64_t dict_id = 0;
   Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
   std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
@@ -1436,7 +1472,7 @@ int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
 // store_chunk() for a chunk compressed ahead.
 int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw,
                                              bool whole) {
-  if (int64_t id = reuse_blob(chunk.sha256, whole)) return id;
+  if (int64_t id = reuse_checked(chunk.sha256, raw, whole)) return id;
   std::string_view stored = chunk.codec == Codec::kRaw ? raw : std::string_view(chunk.stored);
   note_new_blob();
   auto s = db_.cached(
@@ -1851,23 +1887,8 @@ Status WriteBatchImpl::repair_blobs(std::string_view bytes, uint64_t* rewritten)
       std::sort(blobs.begin(), blobs.end());
       blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
       for (int64_t blob : blobs) {
-        std::string held;
-        ReadChunk chunk{blob, raw.size(), digest, true};
-        // A probe of the repair, not a reader's read: not counted.
-        if (store_.load_chunk(db_, chunk, "", 0, 1, held, nullptr, false) != ChunkRead::kDamaged) continue;
-        int64_t dict_id = 0;
-        Codec codec =
-            StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
-        std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
-        // A hash column that is not empty gets the right hash too.
-        auto u = db_.cached(
-            "UPDATE blobs SET raw_size=?1, stored_size=?2, codec=?3, dict_id=?4, data=?5, sha256 = CASE WHEN "
-            "length(sha256) = 0 THEN sha256 ELSE ?7 END WHERE id=?6");
-        u->bind(1, int64_t(raw.size())).bind(2, int64_t(stored.size())).bind(3, int64_t(codec));
-        if (dict_id) u->bind(4, dict_id);
-        else u->bind_null(4);
-        u->bind_blob(5, stored.data(), stored.size()).bind(6, blob);
-        u->bind_blob(7, digest.data(), digest.size()).run();
+        if (!blob_damaged(blob, raw, digest)) continue;
+        rewrite_blob(blob, raw, digest);
         if (rewritten) ++*rewritten;
       }
       if (whole) break;

@@ -64,3 +64,10 @@ for id in "$zid" "$sid"; do
 done
 [ ! -e "$T/exported/$zeroed" ] && [ ! -e "$T/exported/$swapped" ] || fail "export wrote a damaged item"
 assert_eq 18 "$(find "$T/exported" -name '*.json' | wc -l)" "items exported"
+
+# A damaged item can still be removed, and a new version written over one.
+start_mount
+rm "$MNT/items/$zeroed" || fail "rm of a damaged item failed"
+[ ! -e "$MNT/items/$zeroed" ] || fail "the damaged item is still there"
+cp "$T/src/$swapped" "$MNT/items/$swapped" || fail "writing over a damaged item failed"
+cmp -s "$T/src/$swapped" "$MNT/items/$swapped" || fail "the item written over the damaged one reads wrong"

@@ -300,6 +300,27 @@ TEST(StoreIntegrityTest, RepairFindsABlobByItsPlaceInTheItem) {
   EXPECT_TRUE(store->fsck(false).clean());
 }
 
+// Good bytes written over a damaged item, or as another item of the same
+// content, heal the blob they would share instead of sharing the damage.
+TEST(StoreIntegrityTest, WritingTheGoodBytesAgainHealsTheSharedBlob) {
+  TempDir dir;
+  const std::string good = text_item(7, 50);
+  {
+    auto store = Store::open(dir.path());
+    ASSERT_TRUE(put(*store, "a", good).ok());
+  }
+  exec(dir.path() / "store.db", swap_bytes_sql("a"));
+  auto store = Store::open(dir.path());
+  std::string out;
+  ASSERT_EQ(read_all(*store, "a", out).code, EIO);
+  ASSERT_TRUE(put(*store, "b", good).ok());
+  ASSERT_TRUE(read_all(*store, "b", out).ok());
+  EXPECT_EQ(out, good);
+  ASSERT_TRUE(read_all(*store, "a", out).ok());
+  EXPECT_EQ(out, good);
+  EXPECT_TRUE(store->fsck(false).clean());
+}
+
 // The chunk list itself is checked: a missing blob, or a chunk row that
 // points at another item's blob (as damage or a bug might leave it), is
 // EIO, never another item's bytes or a short read.
