@@ -321,6 +321,10 @@ class WriteBatchImpl final : public WriteBatch {
   Db& db_;
   std::vector<std::string> changed_;
   std::string compressed_;
+  // Blobs reuse_checked() has checked in this batch: one that repeats (the
+  // same chunk many times in a large item, the same page in an import) is
+  // decoded and hashed once.
+  std::unordered_set<int64_t> checked_blobs_;
   int64_t first_new_blob_ = 0;  // the smallest id a blob new in this batch can have (0: none yet)
   std::vector<std::pair<int64_t, int64_t>> new_chunks_;  // (ino, seq) of chunk rows naming a new blob
   // (blob, hash) of the one-chunk items whose chunks this call released:
@@ -1380,12 +1384,14 @@ Status WriteBatchImpl::guarded(const std::function<Status()>& fn) {
       restore_blob_hashes();
     } else {
       released_.clear();
+      checked_blobs_.clear();  // a blob rewritten in this call is as it was
       db_.cached("ROLLBACK TO call")->run();
     }
     db_.cached("RELEASE call")->run();
     return status;
   } catch (...) {
     released_.clear();
+    checked_blobs_.clear();
     sqlite3_exec(db_.handle(), "ROLLBACK TO call; RELEASE call", nullptr, nullptr, nullptr);
     throw;
   }
@@ -1445,7 +1451,7 @@ bool WriteBatchImpl::blob_damaged(int64_t blob, std::string_view raw, const Sha2
 // sharing the damage.
 int64_t WriteBatchImpl::reuse_checked(const Sha256& digest, std::string_view raw, bool whole) {
   int64_t id = reuse_blob(digest, whole);
-  if (id && blob_damaged(id, raw, digest)) rewrite_blob(id, raw, digest);
+  if (id && checked_blobs_.insert(id).second && blob_damaged(id, raw, digest)) rewrite_blob(id, raw, digest);
   return id;
 }
 
