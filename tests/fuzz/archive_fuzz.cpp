@@ -1,5 +1,5 @@
 // libFuzzer target: a backup archive from arbitrary bytes, through the code
-// that verify and restore use (issue 6 point 6: path traversal, huge sizes,
+// that verify and restore use (path traversal, huge sizes,
 // truncated streams).
 //
 // Input: one mode byte, then the archive. Mode bit 1 set: the bytes are a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 through the mount: backups/ctl jobs, status, ls and rsync of
+# Through the mount: backups/ctl jobs, status, ls and rsync of
 # backups/, plain-tar restore of a full backup and of a chain compared with
 # `rsync -a MNT/items/`, verify and damaged archives, restore (clear), prune and
 # delete, offline `itemfs backup`, encrypted backups, EBUSY while a job runs.

@@ -74,7 +74,7 @@ for k in keys:
         v = row.get(rk)
         need((v is not None and v > 0) if both else v is None, f"{k}.{rk} = {v!r}")
 
-# itemfs's core (issue 2) must carry the basic workloads.
+# itemfs's core must carry the basic workloads.
 if os.access(itemfs, os.X_OK):
     for k in ("cp_in", "cat_warm", "ls_warm", "rsync_in", "rsync_noop"):
         s = w.get(k, {}).get("itemfs", {})

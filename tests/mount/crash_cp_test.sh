@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2: SIGKILL the daemon in the middle of `cp -r` of 2,000 items; after a
+# SIGKILL the daemon in the middle of `cp -r` of 2,000 items; after a
 # remount fsck is clean and every item is absent or complete and valid.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 2000

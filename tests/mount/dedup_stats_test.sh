@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 6: the same content under 1,000 ids is one blob; stats.json is true.
+# The same content under 1,000 ids is one blob; stats.json is true.
 source "$(dirname "$0")/lib.sh"
 start_mount
 doc='{"title":"same","content":"identical content for every id, repeated repeated repeated repeated"}'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 4: sed -i, vim -es (swap file on), truncate-and-rewrite, python.
+# sed -i, vim -es (swap file on), truncate-and-rewrite, python.
 source "$(dirname "$0")/lib.sh"
 start_mount
 I=$MNT/items

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 3: 8 writers, 8 readers, searches and backups at once for a
+# 8 writers, 8 readers, searches and backups at once for a
 # fixed time (60 s; 600 s with ITEMFS_LONG=1, ITEMFS_CONCURRENCY_SECONDS to
 # choose). Writers own disjoint ids and write them by open/write/close, by
 # scratch file + rename, and delete them; every version's sha256 is recorded

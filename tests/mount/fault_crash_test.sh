@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 1: SIGKILL of the daemon at random moments while several
+# SIGKILL of the daemon at random moments while several
 # writers copy, rename (scratch -> item, as rsync does) and delete items.
 # 20 cycles (200 with ITEMFS_LONG=1). After each kill `itemfs fsck` is clean
 # and every item is byte-equal to one of the versions written to it (all

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 2: disk full. The store lives on a 20 MiB tmpfs the test
+# disk full. The store lives on a 20 MiB tmpfs the test
 # mounts; it is filled through the mount with incompressible items.
 #  - writes fail with ENOSPC (at write() when the staging file cannot grow,
 #    at close() when the commit cannot), never EIO, and never a half item;

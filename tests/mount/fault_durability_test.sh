@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 8: durability. With -o sync=full (and with the default), data
+# durability. With -o sync=full (and with the default), data
 # from a successful fsync() survives a SIGKILL of the daemon right after it:
 # a writer fsyncs new items and an overwrite, keeps the files open (so no
 # close() commits anything later), and the daemon is killed as soon as the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 4: JSON edge cases through the mount. The corpus is
+# JSON edge cases through the mount. The corpus is
 # tests/data/json/{valid,invalid,impl} plus big cases generated here:
 #  - valid ones are stored byte-exact (cmp through the mount);
 #  - invalid ones fail at close() with EINVAL (python sees the errno), a new

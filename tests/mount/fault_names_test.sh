@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 5: names. 255-byte names (a 250-byte id + ".json") work and
+# names. 255-byte names (a 250-byte id + ".json") work and
 # 256-byte ones fail with ENAMETOOLONG; unicode, right-to-left, spaces,
 # quotes, newlines, leading dots and dashes round-trip through cp, ls, mv,
 # a backup archive, a remount and `itemfs export`; names differing only in

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 7: permissions, with an unprivileged user (uid/gid 65534 via
+# permissions, with an unprivileged user (uid/gid 65534 via
 # setpriv). default_permissions is always on, so the kernel checks modes:
 #  - without allow_other, the user cannot even enter the mount;
 #  - with allow_other, the user cannot read a 0600 item of root's, write

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 point 9: scratch files (names not ending in .json) under an fsx-like
+# scratch files (names not ending in .json) under an fsx-like
 # load. Random pwrite/pread/ftruncate/reopen with a fixed seed against an
 # in-memory model, on rsync-, vim- and backup-style names in a shard and in
 # items/ itself; every read must equal the model. Then: the scratch files

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 5: invalid JSON fails at close/rename with EINVAL, the old
+# invalid JSON fails at close/rename with EINVAL, the old
 # version stays, and the log says which file and where.
 source "$(dirname "$0")/lib.sh"
 start_mount

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 1: ls, ls -l, cat, jq, grep -r, find -newer, sha256sum, df.
+# ls, ls -l, cat, jq, grep -r, find -newer, sha256sum, df.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 50
 start_mount

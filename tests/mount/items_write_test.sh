@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 2: cp, cp -r dir/*, mv, rm, touch -d, chmod; flat names.
+# cp, cp -r dir/*, mv, rm, touch -d, chmod; flat names.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 30
 start_mount

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2: a 1 GiB item (limit raised) stages on disk, not in memory: the
+# a 1 GiB item (limit raised) stages on disk, not in memory: the
 # daemon grows by a few MiB at most. The default limit refuses with EFBIG.
 source "$(dirname "$0")/lib.sh"
 start_mount

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 8: import (dir, JSON Lines), export, stats, fsck finding damage.
+# import (dir, JSON Lines), export, stats, fsck finding damage.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 300
 printf '{"id":"jl1","v":1}\n{"id":"jl2","v":2}\n\n{"no":"id"}\n{"id":"jl3",\n' >"$T/lines.jsonl"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 7: unmount (fusermount3 -u and SIGTERM) and remount keep
+# unmount (fusermount3 -u and SIGTERM) and remount keep
 # bytes, sizes, modes and mtimes.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 100

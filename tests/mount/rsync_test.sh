@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 point 3: rsync in (sharded and flat), a no-op second run, rsync out.
+# rsync in (sharded and flat), a no-op second run, rsync out.
 source "$(dirname "$0")/lib.sh"
 make_items "$T/src" 200
 chmod 600 "$T/src/$(first_of "$T/src" "*/*.json")"

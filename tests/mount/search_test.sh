@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3 through the mount: ranked entries under search/<q>/, search/<q>.json,
+# Through the mount: ranked entries under search/<q>/, search/<q>.json,
 # writes visible at once, bad queries, CJK, and `itemfs search` agreeing.
 source "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is needed"

@@ -1,4 +1,4 @@
-// Item ids found awkward by the fault tests (issue 6).
+// Item ids found awkward by the fault tests: odd Unicode, lengths, dots.
 #include <gtest/gtest.h>
 
 #include <cerrno>

@@ -1,4 +1,4 @@
-// Regression tests for JSON validation found by the fault tests (issue 6).
+// Regression tests for JSON validation: inputs the fault tests found.
 #include <gtest/gtest.h>
 
 #include <cerrno>
