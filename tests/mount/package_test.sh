@@ -16,14 +16,14 @@ CLEANUP_EXTRA='umount "$MNT" 2>/dev/null || true; apt-get remove -y -qq itemfs >
 
 deb=$("$ROOT/scripts/package") || fail "scripts/package failed"
 [ -f "$ROOT/$deb" ] || fail "scripts/package printed no package: $deb"
-dpkg-deb -I "$ROOT/$deb" | grep -q "^ Package: itemfs" || fail "not an itemfs package"
+dpkg-deb -I "$ROOT/$deb" | grep "^ Package: itemfs" >/dev/null || fail "not an itemfs package"
 apt-get install -y -qq "$ROOT/$deb" >"$T/apt.log" 2>&1 || fail "apt-get install failed: $(tail -5 "$T/apt.log")"
 
 # What it installed.
 assert_eq /usr/bin/itemfs "$(command -v itemfs)" "itemfs on PATH"
 assert_eq /usr/share/man/man1/itemfs.1.gz "$(man -w itemfs)" "man -w itemfs"
-zcat /usr/share/man/man1/itemfs.1.gz | grep -q "^\.TH ITEMFS 1" || fail "the man page is not a man page"
-if zcat /usr/share/man/man1/itemfs.1.gz | grep -q "@ITEMFS_VERSION@"; then fail "the man page has no version"; fi
+zcat /usr/share/man/man1/itemfs.1.gz | grep "^\.TH ITEMFS 1" >/dev/null || fail "the man page is not a man page"
+if zcat /usr/share/man/man1/itemfs.1.gz | grep "@ITEMFS_VERSION@" >/dev/null; then fail "the man page has no version"; fi
 for f in examples/fstab examples/mnt-crawl.mount copyright; do
   [ -s "/usr/share/doc/itemfs/$f" ] || fail "missing /usr/share/doc/itemfs/$f"
 done
