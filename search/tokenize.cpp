@@ -2,9 +2,8 @@
 
 #include <sqlite3.h>
 
-
+#include "base/status.h"
 #include "search/fold.h"
-#include "store/store.h"
 
 namespace itemfs::search::detail {
 
@@ -16,7 +15,7 @@ struct Fts5Library::Unicode61 {
 Fts5Library::Fts5Library() {
   if (sqlite3_open_v2(":memory:", &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     sqlite3_close(db_);
-    throw store::StoreError(EIO, "search: cannot open an in-memory SQLite database");
+    throw base::Error(EIO, "search: cannot open an in-memory SQLite database");
   }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
@@ -28,7 +27,7 @@ Fts5Library::Fts5Library() {
   if (api_ == nullptr || api_->xFindTokenizer(api_, "unicode61", &unicode61_->context, &unicode61_->methods) != SQLITE_OK) {
     delete unicode61_;
     sqlite3_close(db_);
-    throw store::StoreError(EIO, "search: this SQLite has no FTS5 unicode61 tokenizer");
+    throw base::Error(EIO, "search: this SQLite has no FTS5 unicode61 tokenizer");
   }
 }
 
@@ -40,7 +39,7 @@ Fts5Library::~Fts5Library() {
 Tokenizer::Tokenizer(const Fts5Library& lib) : module_(lib.unicode61()) {
   const char* args[] = {"remove_diacritics", "2"};
   if (module_.methods.xCreate(module_.context, args, 2, &tok_) != SQLITE_OK) {
-    throw store::StoreError(EIO, "search: cannot create the unicode61 tokenizer");
+    throw base::Error(EIO, "search: cannot create the unicode61 tokenizer");
   }
 }
 
