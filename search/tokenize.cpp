@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "base/sqlite_stmt.h"
 #include "base/status.h"
 #include "search/fold.h"
 
@@ -17,12 +18,12 @@ Fts5Library::Fts5Library() {
     sqlite3_close(db_);
     throw base::Error(EIO, "search: cannot open an in-memory SQLite database");
   }
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
-    sqlite3_bind_pointer(stmt, 1, &api_, "fts5_api_ptr", nullptr);
-    sqlite3_step(stmt);
+  try {
+    base::Stmt get_api(db_, "SELECT fts5(?1)");
+    get_api.bind_pointer(1, &api_, "fts5_api_ptr").step();
+  } catch (const base::Error&) {
+    // No FTS5: api_ stays null, refused just below.
   }
-  sqlite3_finalize(stmt);
   unicode61_ = new Unicode61;
   if (api_ == nullptr || api_->xFindTokenizer(api_, "unicode61", &unicode61_->context, &unicode61_->methods) != SQLITE_OK) {
     delete unicode61_;
