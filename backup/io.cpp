@@ -93,7 +93,7 @@ void FileSource::drain() {
   }
 }
 
-store::Sha256 FileSource::sha256() { return hasher_.finish(); }
+base::Sha256 FileSource::sha256() { return hasher_.finish(); }
 
 // ---------------------------------------------------------------- keys
 
@@ -138,7 +138,7 @@ std::unique_ptr<Key> load_key(const std::filesystem::path& key_file) {
   static const char label[] = "itemfs backup key id";
   h.update(label, sizeof label);  // including the NUL
   h.update(key->bytes.data(), key->bytes.size());
-  store::Sha256 d = h.finish();
+  base::Sha256 d = h.finish();
   std::memcpy(key->id.data(), d.data(), key->id.size());
   return key;
 }

@@ -43,7 +43,7 @@ class FileSink : public ByteSink {
   ~FileSink() override;
   void write(const void* data, size_t size) override;
   void finish() override;
-  store::Sha256 sha256() const { return digest_; }
+  base::Sha256 sha256() const { return digest_; }
   uint64_t bytes() const { return bytes_; }
 
  private:
@@ -52,7 +52,7 @@ class FileSink : public ByteSink {
   int fd_ = -1;
   std::vector<char> buf_;
   Sha256Hasher hasher_;
-  store::Sha256 digest_{};
+  base::Sha256 digest_{};
   uint64_t bytes_ = 0;
 };
 
@@ -68,7 +68,7 @@ class FileSource : public ByteSource {
   ~FileSource() override;
   size_t read(void* buf, size_t cap) override;
   void drain();
-  store::Sha256 sha256();  // after drain()
+  base::Sha256 sha256();  // after drain()
   uint64_t bytes() const { return bytes_; }
   const std::filesystem::path& path() const { return path_; }
 

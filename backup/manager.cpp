@@ -28,6 +28,7 @@
 #include "backup/io.h"
 #include "backup/manifest.h"
 #include "backup/util.h"
+#include "store/hash.h"
 
 namespace itemfs::backup {
 

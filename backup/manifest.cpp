@@ -1,7 +1,7 @@
 #include "backup/manifest.h"
 
 #include "backup/backup.h"
-#include "store/utf8.h"
+#include "base/utf8.h"
 
 #include <unistd.h>
 
@@ -466,7 +466,7 @@ class LayoutReader {
         ++p_;
         continue;
       }
-      const size_t n = store::utf8_length(t_, p_);
+      const size_t n = base::utf8_length(t_, p_);
       if (n == 0) return false;
       p_ += n;
     }
@@ -489,7 +489,7 @@ class LayoutReader {
     return r.ec == std::errc() && r.ptr == t_.data() + p_;
   }
 
-  bool sha256(store::Sha256& out) {
+  bool sha256(base::Sha256& out) {
     if (!parse_sha256_hex(t_.substr(p_, 64), out)) return false;
     p_ += 64;
     return true;
@@ -676,7 +676,7 @@ std::string id_from_item_path(std::string_view path) {
   return id;
 }
 
-std::string sha256sums_line(const store::Sha256& sha, const std::string& path) {
+std::string sha256sums_line(const base::Sha256& sha, const std::string& path) {
   bool escape = path.find_first_of("\\\n\r") != std::string::npos;
   std::string line;
   if (escape) line += '\\';

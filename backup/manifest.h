@@ -17,7 +17,7 @@
 namespace itemfs::backup {
 
 struct ItemMeta {
-  store::Sha256 sha256{};
+  base::Sha256 sha256{};
   uint64_t size = 0;
   uint32_t mode = 0;
   uint32_t uid = 0;
@@ -132,6 +132,6 @@ std::string item_path(const std::string& id);
 // items/<shard_of(id)>/<id>.json with a valid id; else "" .
 std::string id_from_item_path(std::string_view path);
 // One SHA256SUMS line in `sha256sum -c` form (escaping \, \n, \r in names).
-std::string sha256sums_line(const store::Sha256& sha, const std::string& path);
+std::string sha256sums_line(const base::Sha256& sha, const std::string& path);
 
 }  // namespace itemfs::backup

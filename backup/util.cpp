@@ -4,59 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <ctime>
 
 namespace itemfs::backup {
-
-void append_hex(std::string& out, const uint8_t* data, size_t size) {
-  static const char* digits = "0123456789abcdef";
-  const size_t at = out.size();
-  out.resize(at + size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    out[at + 2 * i] = digits[data[i] >> 4];
-    out[at + 2 * i + 1] = digits[data[i] & 15];
-  }
-}
-
-std::string hex(const uint8_t* data, size_t size) {
-  std::string out;
-  append_hex(out, data, size);
-  return out;
-}
-
-namespace {
-// 0..15 for a hex digit, 0xff for anything else.
-constexpr std::array<uint8_t, 256> kHexValue = [] {
-  std::array<uint8_t, 256> t{};
-  for (auto& v : t) v = 0xff;
-  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<uint8_t>(c - '0');
-  for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<uint8_t>(c - 'a' + 10);
-  for (int c = 'A'; c <= 'F'; ++c) t[c] = static_cast<uint8_t>(c - 'A' + 10);
-  return t;
-}();
-}  // namespace
-
-bool parse_sha256_hex(std::string_view text, store::Sha256& out) {
-  if (text.size() != 64) return false;
-  uint8_t bad = 0;
-  for (size_t i = 0; i < 32; ++i) {
-    uint8_t hi = kHexValue[static_cast<unsigned char>(text[2 * i])];
-    uint8_t lo = kHexValue[static_cast<unsigned char>(text[2 * i + 1])];
-    bad |= hi | lo;
-    out[i] = static_cast<uint8_t>(hi << 4 | (lo & 15));
-  }
-  return (bad & 0xf0) == 0;
-}
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 static std::tm utc(int64_t ns) {
   time_t secs = static_cast<time_t>(ns / 1000000000);
@@ -81,40 +33,6 @@ std::string compact_time(int64_t ns) {
   std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec);
   return buf;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  bool plain = std::all_of(s.begin(), s.end(), [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c >= 0x20 && c != 0x7f && c != '"' && c != '\\';
-  });
-  if (plain) {
-    out.append(s);
-    out.push_back('"');
-    return;
-  }
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
 }
 
 void throw_errno(const std::string& what, const std::filesystem::path& path, int err) {

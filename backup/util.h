@@ -1,5 +1,6 @@
-// Small helpers shared by backup/*.cpp: SHA-256 through OpenSSL EVP, hex,
-// times, JSON string escaping and durable file operations.
+// Small helpers shared by backup/*.cpp: times as backups write them, the
+// job error, and durable file operations. SHA-256, hex, the clock and the
+// JSON string writer are base's, named here as backup's own for brevity.
 #pragma once
 
 #include <cstdint>
@@ -8,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-#include "store/hash.h"
-#include "store/store.h"
-
+#include "base/clock.h"
+#include "base/json_string.h"
+#include "base/sha256.h"
 
 namespace itemfs::backup {
 
@@ -25,23 +26,17 @@ class JobError : public std::runtime_error {
   int code_;
 };
 
-// SHA-256 is the store's own (store/hash.h).
-using Sha256Hasher = store::Sha256Hasher;
+using base::append_hex;
+using base::append_json_string;
+using base::hex;
+using base::now_ns;
+using base::parse_sha256_hex;
+using base::Sha256Hasher;
 
-std::string hex(const uint8_t* data, size_t size);
-// The same, appended: the manifest writer encodes a digest per item.
-void append_hex(std::string& out, const uint8_t* data, size_t size);
-// Parses exactly 64 hex digits.
-bool parse_sha256_hex(std::string_view text, store::Sha256& out);
-
-int64_t now_ns();
 // 2026-11-21T06:30:00.123456789Z
 std::string iso_time(int64_t ns);
 // 20261121T063000Z
 std::string compact_time(int64_t ns);
-
-// Appends `s` as a JSON string literal (quotes included).
-void append_json_string(std::string& out, std::string_view s);
 
 // Throws JobError(EIO or the errno) with "what: path: strerror".
 [[noreturn]] void throw_errno(const std::string& what, const std::filesystem::path& path, int err);

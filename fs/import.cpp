@@ -13,8 +13,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "base/sha256.h"
 #include "fs/progress.h"
-#include "store/hash.h"
 #include "store/pipeline.h"
 
 namespace itemfs::fs {
@@ -322,7 +322,7 @@ class Importer {
 
 }  // namespace
 
-std::string id_from_url(std::string_view url) { return store::to_hex(store::sha256_of(url)).substr(0, 16); }
+std::string id_from_url(std::string_view url) { return base::to_hex(base::sha256_of(url)).substr(0, 16); }
 
 int run_import(store::Store& store, const std::vector<std::string>& paths, const ImportOptions& options) {
   // Every input first, so that progress knows the total.

@@ -13,9 +13,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <ctime>
+
+#include "base/clock.h"
 
 namespace itemfs::fs {
 
@@ -60,10 +61,7 @@ inline bool is_items_dir(fuse_ino_t ino) { return ino == kItemsIno || is_shard_i
 // lookup; backups come and go and verify.json changes).
 inline bool is_uncached_ino(fuse_ino_t ino) { return ino >= kSearchBase; }
 
-inline int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using base::now_ns;
 inline timespec to_timespec(int64_t ns) { return timespec{time_t(ns / 1000000000), long(ns % 1000000000)}; }
 inline int64_t from_timespec(const timespec& ts) { return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
 

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/utf8.h"
+
 namespace itemfs::search::detail {
 
 // 2: detail=column, field words as marker+word tokens; 3: no field tokens for
@@ -154,11 +156,11 @@ std::string cjk_index_text(std::string_view text);
 // the word ends in a one-character run (search it as a prefix).
 std::string cjk_query_text(std::string_view word, bool* last_is_single);
 
-// Decodes one UTF-8 code point at s[i] (advancing i); invalid bytes give U+FFFD.
-uint32_t next_code_point(std::string_view s, size_t& i);
-void append_utf8(std::string& out, uint32_t cp);
-// Longest prefix of s, at most n bytes, that does not cut a UTF-8 sequence.
-std::string_view utf8_prefix(std::string_view s, size_t n);
+// Text is decoded and cut with base's UTF-8 decoder (base/utf8.h): an
+// invalid byte is U+FFFD.
+using base::append_utf8;
+using base::next_code_point;
+using base::utf8_prefix;
 
 // ISO 8601 date or date-time ("2024-03-01", "2024-03-01T12:00:00+02:00",
 // also "2024" and "2024-03") or a number of seconds (milliseconds above 1e11)

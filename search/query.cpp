@@ -11,7 +11,7 @@ namespace {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-store::Status bad(std::string message) { return store::Status::error(EINVAL, std::move(message)); }
+base::Status bad(std::string message) { return base::Status::error(EINVAL, std::move(message)); }
 
 // "character N" of `text` for the byte at `byte`: N counts code points from
 // 1, so the position a message names is the one a person counts.
@@ -280,7 +280,7 @@ std::string decode_slashes(std::string_view text, std::vector<size_t>& origin) {
   return out;
 }
 
-store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
+base::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
   out = Query{};
   // Positions in messages are the typed text's, before %2F is decoded.
   const std::string_view typed = text;
@@ -329,7 +329,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       ++pos;
     }
     // A phrase, possibly as the value of field:"...".
-    auto read_phrase = [&](std::string& phrase, bool& prefix) -> store::Status {
+    auto read_phrase = [&](std::string& phrase, bool& prefix) -> base::Status {
       const size_t open = pos;
       const size_t close = text.find('"', pos + 1);
       if (close == std::string_view::npos) {
@@ -340,7 +340,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
       pos = close + 1;
       prefix = pos < n && text[pos] == '*';
       if (prefix) ++pos;
-      return store::Status::success();
+      return base::Status::success();
     };
     if (text[pos] == '"') {
       std::string phrase;
@@ -536,7 +536,7 @@ store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out) {
     if (!any_searchable) return bad("the query has no words to search for");
     return bad("the query has nothing to search for");
   }
-  return store::Status::success();
+  return base::Status::success();
 }
 
 }  // namespace itemfs::search::detail

@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "search/tokenize.h"
-#include "store/store.h"
 
 namespace itemfs::search::detail {
 
@@ -72,7 +72,7 @@ struct Query {
   bool matches(const ColumnTokens& columns) const;
 };
 
-store::Status parse_query(std::string_view text, Tokenizer& tok, Query& out);
+base::Status parse_query(std::string_view text, Tokenizer& tok, Query& out);
 
 // Filter names the query language answers some other way (a column, a marker,
 // an option): title, content, author, tag, host, lang, limit, ... A field at

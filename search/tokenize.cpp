@@ -2,9 +2,9 @@
 
 #include <sqlite3.h>
 
-
+#include "base/sqlite_stmt.h"
+#include "base/status.h"
 #include "search/fold.h"
-#include "store/store.h"
 
 namespace itemfs::search::detail {
 
@@ -16,19 +16,19 @@ struct Fts5Library::Unicode61 {
 Fts5Library::Fts5Library() {
   if (sqlite3_open_v2(":memory:", &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     sqlite3_close(db_);
-    throw store::StoreError(EIO, "search: cannot open an in-memory SQLite database");
+    throw base::Error(EIO, "search: cannot open an in-memory SQLite database");
   }
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT fts5(?1)", -1, &stmt, nullptr) == SQLITE_OK) {
-    sqlite3_bind_pointer(stmt, 1, &api_, "fts5_api_ptr", nullptr);
-    sqlite3_step(stmt);
+  try {
+    base::Stmt get_api(db_, "SELECT fts5(?1)");
+    get_api.bind_pointer(1, &api_, "fts5_api_ptr").step();
+  } catch (const base::Error&) {
+    // No FTS5: api_ stays null, refused just below.
   }
-  sqlite3_finalize(stmt);
   unicode61_ = new Unicode61;
   if (api_ == nullptr || api_->xFindTokenizer(api_, "unicode61", &unicode61_->context, &unicode61_->methods) != SQLITE_OK) {
     delete unicode61_;
     sqlite3_close(db_);
-    throw store::StoreError(EIO, "search: this SQLite has no FTS5 unicode61 tokenizer");
+    throw base::Error(EIO, "search: this SQLite has no FTS5 unicode61 tokenizer");
   }
 }
 
@@ -40,7 +40,7 @@ Fts5Library::~Fts5Library() {
 Tokenizer::Tokenizer(const Fts5Library& lib) : module_(lib.unicode61()) {
   const char* args[] = {"remove_diacritics", "2"};
   if (module_.methods.xCreate(module_.context, args, 2, &tok_) != SQLITE_OK) {
-    throw store::StoreError(EIO, "search: cannot create the unicode61 tokenizer");
+    throw base::Error(EIO, "search: cannot create the unicode61 tokenizer");
   }
 }
 

@@ -6,14 +6,14 @@
 #include <cerrno>
 #include <unordered_map>
 
-#include "store/store.h"
+#include "base/status.h"
 
 namespace itemfs::store {
 
 Compressor::Compressor(int level) : stream_(new z_stream{}) {
   if (deflateInit(stream_, level) != Z_OK) {
     delete stream_;
-    throw StoreError(ENOMEM, "zlib deflateInit failed");
+    throw base::Error(ENOMEM, "zlib deflateInit failed");
   }
 }
 
@@ -23,10 +23,10 @@ Compressor::~Compressor() {
 }
 
 Codec Compressor::compress(std::string_view raw, std::string_view dictionary, std::string& out) {
-  if (deflateReset(stream_) != Z_OK) throw StoreError(EIO, "zlib deflateReset failed");
+  if (deflateReset(stream_) != Z_OK) throw base::Error(EIO, "zlib deflateReset failed");
   if (!dictionary.empty() &&
       deflateSetDictionary(stream_, reinterpret_cast<const Bytef*>(dictionary.data()), uInt(dictionary.size())) != Z_OK)
-    throw StoreError(EIO, "zlib deflateSetDictionary failed");
+    throw base::Error(EIO, "zlib deflateSetDictionary failed");
   // Only worth keeping if it shrinks: never let the output reach raw size.
   if (raw.size() < 16) return Codec::kRaw;
   out.resize(raw.size() - 1);
@@ -47,7 +47,7 @@ namespace {
 class Inflater {
  public:
   Inflater() {
-    if (inflateInit2(&z_, -15) != Z_OK) throw StoreError(ENOMEM, "zlib inflateInit failed");
+    if (inflateInit2(&z_, -15) != Z_OK) throw base::Error(ENOMEM, "zlib inflateInit failed");
   }
   ~Inflater() { inflateEnd(&z_); }
   Inflater(const Inflater&) = delete;
@@ -111,7 +111,7 @@ bool decompress_pieces(std::string_view stored, std::string_view dictionary, siz
     header += 4;
   }
   z_stream& z = inflater.z();
-  if (inflateReset(&z) != Z_OK) throw StoreError(EIO, "zlib inflateReset failed");
+  if (inflateReset(&z) != Z_OK) throw base::Error(EIO, "zlib inflateReset failed");
   if (fdict && inflateSetDictionary(&z, reinterpret_cast<const Bytef*>(dictionary.data()), uInt(dictionary.size())) !=
                    Z_OK)
     return false;

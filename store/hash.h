@@ -1,30 +1,11 @@
-// Incremental SHA-256 through OpenSSL EVP.
+// The store's names for SHA-256, which is base's (base/sha256.h).
 #pragma once
 
-#include <cstddef>
-#include <memory>
-#include <string_view>
-
-#include "store/store.h"
-
-typedef struct evp_md_ctx_st EVP_MD_CTX;
+#include "base/sha256.h"
 
 namespace itemfs::store {
 
-class Sha256Hasher {
- public:
-  Sha256Hasher();
-  ~Sha256Hasher();
-  Sha256Hasher(const Sha256Hasher&) = delete;
-  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
-  void update(std::string_view bytes);
-  void update(const void* data, size_t size) { update(std::string_view(static_cast<const char*>(data), size)); }
-  Sha256 finish();  // also resets for the next use
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
-Sha256 sha256_of(std::string_view bytes);
+using base::Sha256Hasher;
+using base::sha256_of;
 
 }  // namespace itemfs::store

@@ -1,7 +1,7 @@
 #include <cerrno>
 
+#include "base/utf8.h"
 #include "store/store.h"
-#include "store/utf8.h"
 
 namespace itemfs::store {
 
@@ -9,7 +9,7 @@ std::string shard_of(std::string_view id) {
   size_t end = 0;
   int points = 0;
   while (end < id.size() && points < 2) {
-    size_t n = utf8_length(id, end);
+    size_t n = base::utf8_length(id, end);
     end += n ? n : 1;
     ++points;
   }
@@ -22,7 +22,7 @@ Status check_id(std::string_view id) {
   for (size_t i = 0; i < id.size();) {
     char c = id[i];
     if (c == '/' || c == '\0') return Status::error(EINVAL, "an item id must not contain '/' or NUL");
-    size_t n = utf8_length(id, i);
+    size_t n = base::utf8_length(id, i);
     if (n == 0) return Status::error(EINVAL, "an item id must be valid UTF-8");
     i += n;
   }

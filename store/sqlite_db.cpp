@@ -10,20 +10,6 @@ namespace itemfs::store {
 
 namespace {
 
-int errno_for(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_FULL: return ENOSPC;
-    case SQLITE_READONLY: return EROFS;
-    case SQLITE_TOOBIG: return EFBIG;
-    case SQLITE_NOMEM: return ENOMEM;
-    case SQLITE_CONSTRAINT: return EEXIST;
-    case SQLITE_CANTOPEN: return EACCES;
-    case SQLITE_PERM:
-    case SQLITE_AUTH: return EACCES;
-    default: return EIO;
-  }
-}
-
 // Waits as long as it takes: a writer holds the lock only for one commit, and
 // "database is locked" must never reach a user. Backs off up to 10 ms a try.
 int wait_when_busy(void*, int attempts) {
@@ -32,71 +18,6 @@ int wait_when_busy(void*, int attempts) {
 }
 
 }  // namespace
-
-void throw_sqlite(sqlite3* db, int rc, std::string_view what) {
-  std::string message(what);
-  message += ": ";
-  message += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  throw StoreError(errno_for(rc), message);
-}
-
-Stmt::Stmt(sqlite3* db, std::string_view sql) : db_(db) {
-  int rc = sqlite3_prepare_v3(db, sql.data(), int(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
-  if (rc != SQLITE_OK) throw_sqlite(db, rc, "prepare " + std::string(sql.substr(0, 60)));
-}
-
-Stmt::~Stmt() { sqlite3_finalize(stmt_); }
-
-Stmt& Stmt::bind(int index, int64_t value) {
-  sqlite3_bind_int64(stmt_, index, value);
-  return *this;
-}
-
-Stmt& Stmt::bind(int index, std::string_view text) {
-  sqlite3_bind_text(stmt_, index, text.data(), int(text.size()), SQLITE_TRANSIENT);
-  return *this;
-}
-
-Stmt& Stmt::bind_blob(int index, const void* data, size_t size) {
-  // An empty blob must still be a blob, not NULL.
-  static const char empty = 0;
-  sqlite3_bind_blob64(stmt_, index, size ? data : &empty, size, SQLITE_TRANSIENT);
-  return *this;
-}
-
-Stmt& Stmt::bind_null(int index) {
-  sqlite3_bind_null(stmt_, index);
-  return *this;
-}
-
-bool Stmt::step() {
-  int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  sqlite3_reset(stmt_);
-  throw_sqlite(db_, rc, "step");
-}
-
-void Stmt::run() {
-  while (step()) {
-  }
-  reset();
-}
-
-void Stmt::reset() {
-  sqlite3_reset(stmt_);
-  sqlite3_clear_bindings(stmt_);
-}
-
-std::string_view Stmt::text(int column) const {
-  auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-  return p ? std::string_view(p, size_t(sqlite3_column_bytes(stmt_, column))) : std::string_view();
-}
-
-std::string_view Stmt::blob(int column) const {
-  auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
-  return p ? std::string_view(p, size_t(sqlite3_column_bytes(stmt_, column))) : std::string_view();
-}
 
 Db::Db(const std::filesystem::path& file, bool read_only, bool sync_full) {
   int flags = SQLITE_OPEN_NOMUTEX | (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -141,7 +62,7 @@ void Db::exec(std::string_view sql) {
   if (rc != SQLITE_OK) {
     std::string message = "exec " + owned.substr(0, 60) + ": " + (error ? error : "");
     sqlite3_free(error);
-    throw StoreError(errno_for(rc), message);
+    throw StoreError(base::sqlite_errno(rc), message);
   }
 }
 

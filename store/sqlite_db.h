@@ -1,5 +1,7 @@
-// Thin RAII wrappers over one SQLite connection and its prepared statements.
-// A Db is used by one thread at a time; the store pools them.
+// The store's SQLite connection: a Db opens store.db with the store's
+// settings (WAL, busy waits that never give up) and caches its prepared
+// statements. A Db is used by one thread at a time; the store pools them.
+// The statement wrapper itself is base's (base/sqlite_stmt.h).
 #pragma once
 
 #include <sqlite3.h>
@@ -11,50 +13,13 @@
 #include <string>
 #include <string_view>
 
+#include "base/sqlite_stmt.h"
+
 namespace itemfs::store {
 
-// Throws StoreError with an errno that fits the SQLite result code.
-[[noreturn]] void throw_sqlite(sqlite3* db, int rc, std::string_view what);
-
-class Stmt {
- public:
-  Stmt(sqlite3* db, std::string_view sql);
-  ~Stmt();
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& bind(int index, int64_t value);
-  Stmt& bind(int index, std::string_view text);
-  Stmt& bind_blob(int index, const void* data, size_t size);
-  Stmt& bind_null(int index);
-  // True when a row is ready; false when done. Throws on error.
-  bool step();
-  void run();  // step() until done, then reset()
-  void reset();
-
-  int64_t int64(int column) const { return sqlite3_column_int64(stmt_, column); }
-  double real(int column) const { return sqlite3_column_double(stmt_, column); }
-  bool is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
-  std::string_view text(int column) const;
-  std::string_view blob(int column) const;
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-// Resets a statement when the scope ends, so cached statements never hold a
-// read transaction open by accident.
-class StmtScope {
- public:
-  explicit StmtScope(Stmt& stmt) : stmt_(stmt) {}
-  ~StmtScope() { stmt_.reset(); }
-  Stmt* operator->() { return &stmt_; }
-  Stmt& operator*() { return stmt_; }
-
- private:
-  Stmt& stmt_;
-};
+using base::Stmt;
+using base::StmtScope;
+using base::throw_sqlite;
 
 struct ItemInfo;
 

@@ -20,7 +20,6 @@
 //    sentence). Unexpected SQLite or I/O failures throw StoreError.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -28,10 +27,12 @@
 #include <limits>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "base/sha256.h"
+#include "base/status.h"
 
 struct sqlite3;
 
@@ -40,25 +41,12 @@ namespace itemfs::store {
 inline constexpr uint64_t kChunkSize = 1 << 20;
 inline constexpr int kFormatVersion = 3;
 
-using Sha256 = std::array<uint8_t, 32>;
-std::string to_hex(const Sha256& digest);
-
-// An errno plus a human sentence. ok() when code == 0.
-struct Status {
-  int code = 0;
-  std::string message;
-  bool ok() const { return code == 0; }
-  static Status success() { return {}; }
-  static Status error(int code, std::string message) { return {code, std::move(message)}; }
-};
-
-class StoreError : public std::runtime_error {
- public:
-  StoreError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  int code() const { return code_; }  // an errno value (EIO, ENOSPC, ...)
- private:
-  int code_;
-};
+// Status, errors and SHA-256 are base's (base/status.h, base/sha256.h); the
+// store's names for them stay, so callers say store::Status as before.
+using Status = base::Status;
+using StoreError = base::Error;
+using Sha256 = base::Sha256;
+using base::to_hex;
 
 // An mtime that means "the time of the write". Not 0: the epoch is a real
 // mtime (tar archives and rsync carry it) that a restore must give back.

@@ -21,11 +21,11 @@ flags=(-std=c++20 -O1 -g1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,unde
        -I. -DNDEBUG)
 
 declare -A sources=(
-  [json]="tests/fuzz/json_fuzz.cpp store/json_check.cpp store/ids.cpp store/utf8.cpp"
+  [json]="tests/fuzz/json_fuzz.cpp store/json_check.cpp store/ids.cpp base/utf8.cpp"
   [ctl]="tests/fuzz/ctl_fuzz.cpp backup/command.cpp"
-  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/fold.cpp search/query.cpp search/tokenize.cpp store/ids.cpp store/utf8.cpp"
-  [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp store/utf8.cpp store/hash.cpp"
-  [archive]="tests/fuzz/archive_fuzz.cpp $(echo backup/*.cpp store/*.cpp)"
+  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/fold.cpp search/query.cpp search/tokenize.cpp store/ids.cpp base/utf8.cpp base/sqlite_stmt.cpp"
+  [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/util.cpp store/ids.cpp base/utf8.cpp base/sha256.cpp base/clock.cpp base/json_string.cpp"
+  [archive]="tests/fuzz/archive_fuzz.cpp $(echo backup/*.cpp store/*.cpp base/*.cpp)"
 )
 declare -A libs=([json]="" [ctl]="" [search]="-lsqlite3" [manifest]="-lcrypto"
                  [archive]="-larchive -lsqlite3 -lz -lcrypto -lpthread")
@@ -86,7 +86,7 @@ throttle() { while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true
 build_one() {
   local t=$1 bin=$B/${1}_fuzz srcs
   read -ra srcs <<<"${sources[$t]}"
-  if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" store/*.h search/*.h backup/*.h -newer "$bin" 2>/dev/null | head -n 1)" ]; then
+  if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" base/*.h store/*.h search/*.h backup/*.h -newer "$bin" 2>/dev/null | head -n 1)" ]; then
     # shellcheck disable=SC2086
     if ! "$CXX" "${flags[@]}" "${srcs[@]}" -o "$bin.new" ${libs[$t]} >"$B/$t.build.log" 2>&1; then
       echo "tests/fuzz/run.sh: building $t FAILED:" >"$B/$t.result"

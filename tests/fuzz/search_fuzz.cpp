@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // anything.
   (void)extract(text, 4096);
   Query query;
-  itemfs::store::Status status = parse_query(text.substr(0, 5000), tokenizer, query);
+  itemfs::base::Status status = parse_query(text.substr(0, 5000), tokenizer, query);
   if (!status.ok() && status.code != EINVAL) std::abort();
   return 0;
 }

@@ -52,7 +52,7 @@ std::string write(const Manifest& m, const std::vector<MapEntry>& items) {
   return out;
 }
 
-void append_hex(std::string& out, const store::Sha256& sha) {
+void append_hex(std::string& out, const base::Sha256& sha) {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (uint8_t b : sha) {
     out += kDigits[b >> 4];
