@@ -87,6 +87,10 @@ struct Command {
   Kind kind = Kind::kFull;
   std::string id;            // verify / restore / delete
   bool clear = false;        // restore ID clear
+  // restore ID PATTERN...: only the items whose path in the archive
+  // (items/<shard>/<id>.json) or one of its directories matches one of these
+  // globs (fnmatch, '*' does not cross '/'); empty: every item.
+  std::vector<std::string> include;
   int keep_last = 0;         // prune; 0 = not by count
   int keep_days = 0;         // prune; 0 = not by age
 };
@@ -98,7 +102,8 @@ struct RepairReport {
 };
 
 // Parses one command line (one trailing "\n" or "\r\n" allowed):
-//   full | incremental | verify ID | verify all | restore ID [clear]
+//   full | incremental | verify ID | verify all
+//   | restore ID [clear | PATTERN...] (patterns start with "items")
 //   | prune [keep_last=N] [keep_days=D] (at least one) | delete ID
 // EINVAL with a sentence on anything else. Pure; never throws.
 store::Status parse_command(std::string_view line, Command& out);
@@ -142,9 +147,15 @@ class Manager {
   // ENOENT unknown backup, EACCES an encrypted one without the key, EIO.
   store::Status repair(std::string_view backup_id, const std::vector<std::string>& ids, RepairReport& out);
 
-  // {"state":"running", "job":..., "items_done":..,"items_total":..,
-  //  "bytes_done":..,"bytes_total":..} while a job runs, else
-  // {"state":"idle","last":{...}} with the last result. Ends in "\n".
+  // Whether a job runs now (in this process).
+  bool job_running();
+
+  // {"state":"running", "job":..., "phase":..., "items_done":..,
+  //  "items_total":.., "bytes_done":..,"bytes_total":..} while a job runs, else
+  // {"state":"idle"}; both with "last" (the last job's result, when one
+  // ended), "last_backup" (the last full or incremental, taken or skipped)
+  // and "last_prune" (the last prune), so a prune that follows a backup
+  // does not hide what the backup did. Ends in "\n".
   std::string status_json();
 
   // Complete backups only, oldest first.
@@ -162,9 +173,11 @@ class Manager {
 
   // Starts a background thread that takes a backup whenever the newest one is
   // older than `every` (an incremental; a full when there is none or the chain
-  // would exceed chain_max), then prunes to keep_last (0: no pruning). A job
-  // that finds another running retries a minute later. Replaces an earlier
-  // schedule.
+  // would exceed chain_max), then prunes to keep_last (0: no pruning). An
+  // incremental that would hold nothing (no item added, changed or removed
+  // since its parent) is skipped: no archive, a log line saying so, and the
+  // next try `every` later. A job that finds another running retries a
+  // minute later. Replaces an earlier schedule.
   void start_schedule(std::chrono::seconds every, int keep_last);
 
   const std::filesystem::path& dir() const;

@@ -1,5 +1,6 @@
 // Manager: runs backup jobs (backup.h has the contract).
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -362,6 +363,7 @@ struct Manager::Impl {
   std::string job_name, job_id, phase;
   int64_t job_started = 0;
   json last;  // null until a job finished
+  json last_backup, last_prune;  // the last full or incremental, the last prune
   std::function<void(const std::vector<std::string>&)> restore_fn;
   std::function<void(std::string_view)> log_fn;
   std::map<std::string, Manifest> summary_cache;
@@ -554,7 +556,10 @@ struct Manager::Impl {
     if (header.id != f.summary.id) throw JobError(EIO, f.summary.id + ": manifest names another backup " + header.id);
   }
 
-  std::string do_backup(bool incremental, std::string& message) {
+  // Takes a backup and returns its id; with skip_unchanged, an incremental
+  // that would hold nothing (no item added, changed or removed since its
+  // parent) is not written: "" is returned and `message` says so.
+  std::string do_backup(bool incremental, bool skip_unchanged, std::string& message) {
     auto all = scan();
     std::unique_ptr<Key> key;
     if (opt.key_file) key = load_key(*opt.key_file);
@@ -835,6 +840,11 @@ struct Manager::Impl {
         ++m.archived_count;
         m.archived_bytes += r.meta.size;
       }
+    }
+    if (incr && skip_unchanged && m.archived_count == 0 && m.deleted.empty()) {
+      message = "skipped: nothing changed since " + m.parent + " (" + std::to_string(m.item_count) +
+                " items); no backup taken";
+      return "";
     }
 
     // Reading the store (SQLite, zlib, SHA-256) runs in a producer thread
@@ -1534,7 +1544,34 @@ struct Manager::Impl {
     }
   }
 
-  std::vector<std::string> do_restore(const std::string& id, bool clear, std::string& message) {
+  // Keeps in `m.items` only the items that `include` chooses (see
+  // Command::include); ENOENT naming a pattern that chooses nothing.
+  static void choose_items(Manifest& m, const std::vector<std::string>& include) {
+    std::vector<uint64_t> hits(include.size(), 0);
+    for (auto it = m.items.begin(); it != m.items.end();) {
+      const std::string path = item_path(it->first);
+      bool chosen = false;
+      for (size_t k = 0; k < include.size(); ++k) {
+        // The item's path or one of its directories, as restic's --include.
+        std::string pattern = include[k];
+        while (pattern.size() > 1 && pattern.back() == '/') pattern.pop_back();
+        for (size_t end = path.size(); end != std::string::npos && end > 0; end = path.rfind('/', end - 1)) {
+          if (::fnmatch(pattern.c_str(), path.substr(0, end).c_str(), FNM_PATHNAME) == 0) {
+            ++hits[k];
+            chosen = true;
+            break;
+          }
+        }
+      }
+      it = chosen ? std::next(it) : m.items.erase(it);
+    }
+    for (size_t k = 0; k < include.size(); ++k) {
+      if (hits[k] == 0) throw JobError(ENOENT, include[k] + " matches nothing in backup " + m.id + "; nothing restored");
+    }
+  }
+
+  std::vector<std::string> do_restore(const std::string& id, bool clear, const std::vector<std::string>& include,
+                                      std::string& message) {
     auto all = scan();
     const Found* target = find(all, id);
     if (!target) throw JobError(ENOENT, "no backup " + id);
@@ -1560,6 +1597,12 @@ struct Manager::Impl {
       job_id = id;
     }
     Manifest m = full_manifest(*target, key.get());
+    if (!include.empty()) {
+      choose_items(m, include);
+      m.item_count = m.items.size();
+      m.item_bytes = 0;
+      for (const auto& [iid, im] : m.items) m.item_bytes += im.size;
+    }
     set_phase("restoring", m.item_count, m.item_bytes);
 
     fs::path spool_dir = dir / (".tmp-restore-" + std::to_string(::getpid()));
@@ -1655,7 +1698,12 @@ struct Manager::Impl {
       }
     });
     std::ostringstream msg;
-    msg << "restored " << id << " (chain of " << chain.size() << "): " << put_count << " items written, "
+    msg << "restored " << id << " (chain of " << chain.size() << ")";
+    if (!include.empty()) {
+      msg << ", the " << m.items.size() << (m.items.size() == 1 ? " item " : " items ") << "chosen by "
+          << include.size() << (include.size() == 1 ? " pattern" : " patterns");
+    }
+    msg << ": " << put_count << " items written, "
         << attr_count << " attributes reset, " << unchanged << " unchanged";
     if (repaired) msg << ", " << repaired << " repaired (their stored content did not match its sha256)";
     if (clear) msg << ", " << removed << " removed";
@@ -1688,33 +1736,59 @@ struct Manager::Impl {
     message = "deleted backup " + id;
   }
 
-  void do_prune(int keep_last, int keep_days, std::string& message) {
+  void do_prune(int keep_last, int keep_days, std::string& message, json& detail) {
     auto all = scan();
-    std::set<std::string> keep;
+    // Why each is kept: the newest keep_last, those of the last keep_days
+    // days, and every parent a kept backup's chain needs.
+    std::set<std::string> newest, recent, keep;
     int64_t cutoff = now_ns() - int64_t(keep_days) * 86400 * 1000000000;
     for (size_t i = 0; i < all.size(); ++i) {
       const Manifest& s = all[i].summary;
       bool by_count = keep_last > 0 && i + size_t(keep_last) >= all.size();
       bool by_age = keep_days > 0 && s.created_ns >= cutoff;
+      if (by_count) newest.insert(s.id);
+      else if (by_age) recent.insert(s.id);
       if (by_count || by_age) keep.insert(s.chain.begin(), s.chain.end());  // with every parent it needs
     }
-    std::vector<std::string> gone;
+    std::vector<std::string> gone, kept;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {  // children before parents
       if (!keep.count(it->summary.id)) {
         remove_backup(it->summary.id);
         gone.push_back(it->summary.id);
       }
     }
-    message = "pruned " + std::to_string(gone.size()) + " backups, kept " + std::to_string(all.size() - gone.size());
-    if (!gone.empty()) {
-      message += ":";
-      for (const auto& g : gone) message += " " + g;
+    std::reverse(gone.begin(), gone.end());
+    for (const auto& f : all) {
+      if (keep.count(f.summary.id)) kept.push_back(f.summary.id);
     }
+    message = prune_message(gone, kept.size(), newest.size(), recent.size(), keep_days);
+    detail["deleted"] = gone;
+    detail["kept"] = kept;
+  }
+
+  // "deleted 3: A, B, C; kept 6: the 2 newest and the 4 their chains need".
+  static std::string prune_message(const std::vector<std::string>& gone, size_t kept, size_t newest, size_t recent,
+                                   int keep_days) {
+    std::string s = "deleted " + std::to_string(gone.size());
+    for (size_t i = 0; i < gone.size(); ++i) s += (i == 0 ? ": " : ", ") + gone[i];
+    s += "; kept " + std::to_string(kept);
+    std::vector<std::string> why;
+    if (newest) why.push_back("the " + std::to_string(newest) + " newest");
+    if (recent) {
+      why.push_back((newest ? "" : "the ") + std::to_string(recent) + (newest ? " more" : "") + " of the last " +
+                    std::to_string(keep_days) + (keep_days == 1 ? " day" : " days"));
+    }
+    if (size_t needed = kept - newest - recent) {
+      why.push_back("the " + std::to_string(needed) + " their " + (needed == 1 ? "chain needs" : "chains need"));
+    }
+    for (size_t i = 0; i < why.size(); ++i) s += (i == 0 ? ": " : i + 1 == why.size() ? " and " : ", ") + why[i];
+    return s;
   }
 
   // ------------------------------------------------------------ run
 
-  store::Status run(std::string_view line) {
+  // `scheduled`: an incremental that would hold nothing is skipped.
+  store::Status run(std::string_view line, bool scheduled = false) {
     Command cmd;
     store::Status st = parse_command(line, cmd);
     std::string text(line.substr(0, std::min<size_t>(line.size(), 200)));
@@ -1746,21 +1820,24 @@ struct Manager::Impl {
     }
     std::string message, id = cmd.id;
     std::vector<std::string> changed;
-    bool restored = false;
+    bool restored = false, skipped = false;
     json detail = json::object();
     try {
       DirLock lock;
       lock_dir(lock);
       switch (cmd.kind) {
-        case Command::Kind::kFull: id = do_backup(false, message); break;
-        case Command::Kind::kIncremental: id = do_backup(true, message); break;
+        case Command::Kind::kFull: id = do_backup(false, false, message); break;
+        case Command::Kind::kIncremental:
+          id = do_backup(true, scheduled, message);
+          skipped = id.empty();
+          break;
         case Command::Kind::kVerify: do_verify(cmd.id, false, message, detail); break;
         case Command::Kind::kVerifyAll: do_verify("", true, message, detail); break;
         case Command::Kind::kRestore:
-          changed = do_restore(cmd.id, cmd.clear, message);
+          changed = do_restore(cmd.id, cmd.clear, cmd.include, message);
           restored = true;
           break;
-        case Command::Kind::kPrune: do_prune(cmd.keep_last, cmd.keep_days, message); break;
+        case Command::Kind::kPrune: do_prune(cmd.keep_last, cmd.keep_days, message, detail); break;
         case Command::Kind::kDelete: do_delete(cmd.id, message); break;
       }
     } catch (const JobError& e) {
@@ -1781,6 +1858,7 @@ struct Manager::Impl {
       st = store::Status::error(EIO, "unknown failure");
     }
     if (st.ok()) st.message = message;
+    if (skipped) detail["skipped"] = true;
     finish(text, name, id, started, st, detail);
     job.unlock();
     if (st.ok() && restored) {
@@ -1844,6 +1922,7 @@ struct Manager::Impl {
               {"finished", iso_time(end)},
               {"duration_ms", started ? (end - started) / 1000000 : 0}};
     if (!id.empty()) r["id"] = id;
+    const bool skipped = detail.value("skipped", false);
     if (started) {
       r["items_done"] = items_done.load();
       r["bytes_done"] = bytes_done.load();
@@ -1853,12 +1932,15 @@ struct Manager::Impl {
     {
       std::lock_guard lk(state_mu);
       running = false;
+      if (name == "full" || name == "incremental") last_backup = r;
+      else if (name == "prune") last_prune = r;
       last = std::move(r);
       log = log_fn;
     }
     if (log) {
       try {
-        log("backup: " + command + ": " + (st.ok() ? "ok: " : errno_name(st.code) + ": ") + st.message);
+        // A skipped backup's message starts with "skipped: ".
+        log("backup: " + command + ": " + (skipped ? "" : st.ok() ? "ok: " : errno_name(st.code) + ": ") + st.message);
       } catch (...) {
       }
     }
@@ -1882,6 +1964,8 @@ struct Manager::Impl {
     } else {
       j = {{"state", "idle"}, {"last", last}};
     }
+    if (!last_backup.is_null()) j["last_backup"] = last_backup;
+    if (!last_prune.is_null()) j["last_prune"] = last_prune;
     if (sched_every_s > 0) j["schedule"] = {{"every_s", sched_every_s}, {"next", iso_time(sched_next_ns)}};
     return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   }
@@ -1912,7 +1996,7 @@ struct Manager::Impl {
   void schedule_loop(std::chrono::seconds every, int keep_last) {
     int64_t every_ns = int64_t(every.count()) * 1000000000;
     int64_t retry_ns = std::min<int64_t>(every_ns, int64_t(600) * 1000000000);
-    int64_t last_attempt = 0;
+    int64_t last_attempt = 0, last_skip = 0;
     for (;;) {
       std::vector<Found> all;
       try {
@@ -1921,6 +2005,7 @@ struct Manager::Impl {
       }
       int64_t due = all.empty() ? now_ns() : all.back().summary.created_ns + every_ns;
       if (last_attempt) due = std::max(due, last_attempt + retry_ns);
+      if (last_skip) due = std::max(due, last_skip + every_ns);
       {
         std::lock_guard lk(state_mu);
         sched_next_ns = due;
@@ -1937,16 +2022,23 @@ struct Manager::Impl {
       } catch (...) {
       }
       if (!all.empty() && all.back().summary.created_ns + every_ns > now_ns()) continue;
+      if (last_skip && last_skip + every_ns > now_ns()) continue;
       bool full = all.empty() || int(all.back().summary.chain.size()) + 1 > opt.chain_max;
       last_attempt = now_ns();
-      store::Status st = run(full ? "full" : "incremental");
+      store::Status st = run(full ? "full" : "incremental", true);
       if (st.code == EBUSY) {
         last_attempt = now_ns() - retry_ns + int64_t(60) * 1000000000;  // try again in a minute
         continue;
       }
       if (st.ok()) {
         last_attempt = 0;
-        if (keep_last > 0) run("prune keep_last=" + std::to_string(keep_last));
+        bool skipped = false;
+        {
+          std::lock_guard lk(state_mu);
+          skipped = last.is_object() && last.value("skipped", false);
+        }
+        last_skip = skipped ? now_ns() : 0;
+        if (!skipped && keep_last > 0) run("prune keep_last=" + std::to_string(keep_last));
       }
     }
   }
@@ -1981,6 +2073,11 @@ store::Status Manager::repair(std::string_view backup_id, const std::vector<std:
   } catch (...) {
     return store::Status::error(EIO, "repair failed unexpectedly");
   }
+}
+
+bool Manager::job_running() {
+  std::lock_guard lk(impl_->state_mu);
+  return impl_->running;
 }
 
 std::string Manager::status_json() {

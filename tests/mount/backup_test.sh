@@ -251,22 +251,31 @@ assert_eq 0 "$(cat "$T/bg.rc")" "the backup that ran during the EBUSY check"
 jq -e '.state == "idle" and .last.ok == true and .last.job == "full"' "$B/status" >/dev/null ||
   fail "status after the held backup: $(cat "$B/status")"
 
-# 9. Scheduled backups: an incremental each time, a full when the chain would
-# get longer than backup_chain.
+# 9. Scheduled backups: an incremental each time something changed, a full
+# when the chain would get longer than backup_chain.
 stop_mount
 rm -rf "$STORE/backups"
 start_mount -o backup_every=1s,backup_chain=2,backup_keep_last=1
 # Pruning to one backup leaves two fulls side by side only for a moment:
 # count the jobs in this mount's log instead (full, incremental, full).
 scheduled() { grep -c "backup: $1: ok" "$MNT/log" || true; }
-for _ in $(seq 1 600); do
+for i in $(seq 1 600); do
   [ "$(scheduled full)" -ge 2 ] && [ "$(scheduled incremental)" -ge 1 ] && break
+  item sc-1 "tick" "$i"
   sleep 0.1
 done
 [ "$(scheduled full)" -ge 2 ] && [ "$(scheduled incremental)" -ge 1 ] ||
   fail "scheduled backups in 60 s: $(scheduled full) full, $(scheduled incremental) incremental"
 jq -e '.schedule.every_s == 1' "$B/status" >/dev/null || fail "status does not show the schedule"
 grep -q "backup: prune keep_last=1: ok" "$MNT/log" || fail "scheduled prune did not run"
+# Nothing changes now: a scheduled incremental is skipped, and says so.
+for _ in $(seq 1 600); do
+  grep -q "backup: incremental: skipped: nothing changed since" "$MNT/log" && break
+  sleep 0.1
+done
+grep -q "backup: incremental: skipped: nothing changed since" "$MNT/log" ||
+  fail "no skipped incremental in the log: $(grep backup: "$MNT/log" | tail -3)"
+jq -e '.last_backup.skipped == true' "$B/status" >/dev/null || fail "status after a skip: $(cat "$B/status")"
 # The schedule keeps taking and pruning backups while mounted: look at what
 # it left once it has stopped, or a listed backup may be pruned under jq.
 stop_mount
