@@ -47,6 +47,26 @@ namespace itemfs::backup {
 // object per item) are still read: verified, restored and used as parents.
 inline constexpr int kFormatVersion = 2;
 
+// Where a running job is. A phase has its own counters (they start again at
+// 0); percent and eta_s are for the phase, from its bytes when it counts
+// bytes, else its items; -1 when unknown.
+struct JobProgress {
+  std::string job;    // "full", "incremental", "verify", "restore", "prune", ...
+  std::string phase;  // "scanning", "writing archive", "verifying", "restoring", ...
+  std::string id;     // the backup it is about, once known
+  int phase_number = 0;  // 1, 2, ...: a new one with each new set of counters
+  uint64_t items_done = 0, items_total = 0, bytes_done = 0, bytes_total = 0;
+  double elapsed_s = 0;        // since the job started
+  double phase_elapsed_s = 0;  // since the phase started
+  int percent = -1;
+  double eta_s = -1;
+};
+
+// Sets p.percent and p.eta_s from its counters and phase_elapsed_s: the
+// phase's bytes when it counts them, else its items; the time left at the
+// rate so far, once the phase has run 0.2 s and done something. Pure.
+void estimate(JobProgress& p);
+
 struct Options {
   // Where backups live; empty means STORE/backups.
   std::filesystem::path dir;
@@ -59,6 +79,15 @@ struct Options {
   // zlib level of the gzip layer (1 fastest .. 9 smallest). 4 is about twice
   // as fast as 6 for ~10% larger archives of JSON.
   int gzip_level = 4;
+  // Progress of a running job (see JobProgress): called at the start of each
+  // phase and about ten times a second while it runs, one call at a time,
+  // from the job's thread or a reporter thread; never after run() returned.
+  // Must not call back into the Manager.
+  std::function<void(const JobProgress&)> progress;
+  // Called on the job's thread at the start of each phase, with its name,
+  // before its work. May block (the job waits); for tests that look at a
+  // running job. Empty in the product.
+  std::function<void(std::string_view phase)> phase_hook;
 };
 
 struct FileEntry {
@@ -151,7 +180,8 @@ class Manager {
   bool job_running();
 
   // {"state":"running", "job":..., "phase":..., "items_done":..,
-  //  "items_total":.., "bytes_done":..,"bytes_total":..} while a job runs, else
+  //  "items_total":.., "bytes_done":..,"bytes_total":.., "percent":..,
+  //  "eta_s":..} while a job runs (percent and eta_s once known), else
   // {"state":"idle"}; both with "last" (the last job's result, when one
   // ended), "last_backup" (the last full or incremental, taken or skipped)
   // and "last_prune" (the last prune), so a prune that follows a backup

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -355,13 +356,15 @@ struct Manager::Impl {
   Options opt;
   fs::path dir;
 
-  std::mutex job_mu;  // held while a job runs
+  std::mutex job_mu;       // held while a job runs
+  std::mutex progress_mu;  // one call of Options::progress at a time
 
   // Guarded by state_mu:
   std::mutex state_mu;
   bool running = false;
   std::string job_name, job_id, phase;
-  int64_t job_started = 0;
+  int64_t job_started = 0, phase_started = 0;
+  int phase_number = 0;
   json last;  // null until a job finished
   json last_backup, last_prune;  // the last full or incremental, the last prune
   std::function<void(const std::vector<std::string>&)> restore_fn;
@@ -385,13 +388,80 @@ struct Manager::Impl {
     {
       std::lock_guard lk(state_mu);
       phase = p;
+      phase_started = now_ns();
+      ++phase_number;
       items_done = 0;
       bytes_done = 0;
       items_total = total_items;
       bytes_total = total_bytes;
     }
     hold_for_tests();
+    if (opt.phase_hook) opt.phase_hook(p);
+    report_progress();
   }
+
+  // The running job's progress (state_mu held).
+  JobProgress progress_locked() const {
+    JobProgress j;
+    j.job = job_name;
+    j.phase = phase;
+    j.phase_number = phase_number;
+    j.id = job_id;
+    j.items_done = items_done.load();
+    j.items_total = items_total.load();
+    j.bytes_done = bytes_done.load();
+    j.bytes_total = bytes_total.load();
+    const int64_t now = now_ns();
+    j.elapsed_s = double(now - job_started) / 1e9;
+    j.phase_elapsed_s = phase_started ? double(now - phase_started) / 1e9 : 0;
+    estimate(j);
+    return j;
+  }
+
+  // Hands the running job's progress to Options::progress, one call at a
+  // time.
+  void report_progress() {
+    if (!opt.progress) return;
+    std::lock_guard one(progress_mu);
+    JobProgress j;
+    {
+      std::lock_guard lk(state_mu);
+      if (!running) return;
+      j = progress_locked();
+    }
+    try {
+      opt.progress(j);
+    } catch (...) {
+    }
+  }
+
+  // While a job runs: report_progress about ten times a second.
+  struct Reporter {
+    Impl& impl;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;
+    std::thread t;
+    explicit Reporter(Impl& i) : impl(i) {
+      if (!impl.opt.progress) return;
+      t = std::thread([this] {
+        std::unique_lock lk(mu);
+        while (!cv.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop; })) {
+          lk.unlock();
+          impl.report_progress();
+          lk.lock();
+        }
+      });
+    }
+    ~Reporter() {
+      {
+        std::lock_guard lk(mu);
+        stop = true;
+      }
+      cv.notify_all();
+      if (t.joinable()) t.join();
+    }
+  };
 
   // The mount tests look at a running job (its status, EBUSY for a second
   // one) without racing its end: while the file named by ITEMFS_TEST_HOLD_JOBS
@@ -408,8 +478,11 @@ struct Manager::Impl {
   // The same work under another name: the counters go on (and are what the
   // job's result reports when it ends).
   void rename_phase(const std::string& p) {
-    std::lock_guard lk(state_mu);
-    phase = p;
+    {
+      std::lock_guard lk(state_mu);
+      phase = p;
+    }
+    report_progress();
   }
 
   void check_cancel() {
@@ -1815,7 +1888,8 @@ struct Manager::Impl {
       job_name = name;
       job_id = cmd.id;
       phase = "starting";
-      job_started = started;
+      job_started = phase_started = started;
+      phase_number = 0;
       items_done = items_total = bytes_done = bytes_total = 0;
     }
     std::string message, id = cmd.id;
@@ -1823,6 +1897,7 @@ struct Manager::Impl {
     bool restored = false, skipped = false;
     json detail = json::object();
     try {
+      Reporter reporter(*this);
       DirLock lock;
       lock_dir(lock);
       switch (cmd.kind) {
@@ -1889,12 +1964,14 @@ struct Manager::Impl {
       job_name = "repair";
       job_id = id;
       phase = "starting";
-      job_started = started;
+      job_started = phase_started = started;
+      phase_number = 0;
       items_done = items_total = bytes_done = bytes_total = 0;
     }
     store::Status st;
     std::string message;
     try {
+      Reporter reporter(*this);
       DirLock lock;
       lock_dir(lock);
       do_repair(id, ids, report, message);
@@ -1950,16 +2027,18 @@ struct Manager::Impl {
     std::lock_guard lk(state_mu);
     json j;
     if (running) {
-      int64_t now = now_ns();
+      const JobProgress p = progress_locked();
       j = {{"state", "running"},
-           {"job", job_name},
-           {"phase", phase},
-           {"items_done", items_done.load()},
-           {"items_total", items_total.load()},
-           {"bytes_done", bytes_done.load()},
-           {"bytes_total", bytes_total.load()},
+           {"job", p.job},
+           {"phase", p.phase},
+           {"items_done", p.items_done},
+           {"items_total", p.items_total},
+           {"bytes_done", p.bytes_done},
+           {"bytes_total", p.bytes_total},
            {"started", iso_time(job_started)},
-           {"elapsed_s", double(now - job_started) / 1e9}};
+           {"elapsed_s", p.elapsed_s}};
+      if (p.percent >= 0) j["percent"] = p.percent;
+      if (p.eta_s >= 0) j["eta_s"] = std::round(p.eta_s * 10) / 10;
       if (!job_id.empty()) j["id"] = job_id;
     } else {
       j = {{"state", "idle"}, {"last", last}};
@@ -2073,6 +2152,18 @@ store::Status Manager::repair(std::string_view backup_id, const std::vector<std:
   } catch (...) {
     return store::Status::error(EIO, "repair failed unexpectedly");
   }
+}
+
+void estimate(JobProgress& p) {
+  // The phase's share done, by bytes when it counts them, and the time left
+  // at the rate so far (once there is a rate to go by).
+  const bool by_bytes = p.bytes_total > 0;
+  const uint64_t done = by_bytes ? p.bytes_done : p.items_done, total = by_bytes ? p.bytes_total : p.items_total;
+  p.percent = -1;
+  p.eta_s = -1;
+  if (total == 0) return;
+  p.percent = done >= total ? 100 : int(100.0 * double(done) / double(total));
+  if (done > 0 && p.phase_elapsed_s > 0.2) p.eta_s = double(total - std::min(done, total)) * p.phase_elapsed_s / double(done);
 }
 
 bool Manager::job_running() {
