@@ -2,7 +2,7 @@
 # Through the mount: backups/ctl jobs, status, ls and rsync of
 # backups/, plain-tar restore of a full backup and of a chain compared with
 # `rsync -a MNT/items/`, verify and damaged archives, restore (clear), prune and
-# delete, offline `itemfs backup`, encrypted backups, EBUSY while a job runs.
+# delete, offline `itemfs backup`, encrypted backups, scheduled backups.
 source "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || fail "jq is needed"
 
@@ -223,33 +223,8 @@ flip_byte "$STORE/backups/$E1/$E1.tar.gz.enc" 100
 expect_fail "$ITEMFS" backup "$STORE" --key "$T/key" verify "$E1" >/dev/null
 expect_fail "$ITEMFS" backup "$STORE" decrypt "$STORE/backups/$E1/$E1.tar.gz.enc" --key "$T/key" >/dev/null
 
-# 1, 2. While a job runs: status shows progress, a second job gets EBUSY.
-# The daemon holds each job phase while $T/hold exists (ITEMFS_TEST_HOLD_JOBS),
-# so the checks below see the job running however loaded the machine is.
-touch "$T/hold"
-ITEMFS_TEST_HOLD_JOBS=$T/hold start_mount
-(ctl full; echo $? >"$T/bg.rc") &
-job=$!
-saw_running=
-for _ in $(seq 1 1000); do
-  if jq -e '.state == "running" and .job == "full" and (.items_total | type == "number")' "$B/status" >/dev/null 2>&1; then
-    saw_running=1
-    break
-  fi
-  sleep 0.01
-done
-[ -n "$saw_running" ] || fail "status never showed the running job: $(cat "$B/status")"
-out=$(ctl incremental 2>&1) && fail "a second job did not get EBUSY"
-grep -q "busy" <<<"$out" || fail "second job: $out"
-# Also across processes (the backup directory's lock).
-expect_fail "$ITEMFS" backup "$STORE" incremental >/dev/null
-grep -qi "busy\|running" "$T/last.err" || fail "offline job during a mount job: $(cat "$T/last.err")"
-jq -e '.state == "running"' "$B/status" >/dev/null || fail "the held job ended early: $(cat "$B/status")"
-rm "$T/hold"
-wait "$job"
-assert_eq 0 "$(cat "$T/bg.rc")" "the backup that ran during the EBUSY check"
-jq -e '.state == "idle" and .last.ok == true and .last.job == "full"' "$B/status" >/dev/null ||
-  fail "status after the held backup: $(cat "$B/status")"
+# 1, 2. A running job (status, EBUSY for a second one here or in another
+# process) is held and looked at in tests/unit/backup_progress_test.cpp.
 
 # 9. Scheduled backups: an incremental each time something changed, a full
 # when the chain would get longer than backup_chain.
