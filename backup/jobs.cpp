@@ -25,6 +25,18 @@ std::string errno_name(int code) {
 
 }  // namespace
 
+void estimate(JobProgress& p) {
+  // The phase's share done, by bytes when it counts them, and the time left
+  // at the rate so far (once there is a rate to go by).
+  const bool by_bytes = p.bytes_total > 0;
+  const uint64_t done = by_bytes ? p.bytes_done : p.items_done, total = by_bytes ? p.bytes_total : p.items_total;
+  p.percent = -1;
+  p.eta_s = -1;
+  if (total == 0) return;
+  p.percent = done >= total ? 100 : int(100.0 * double(done) / double(total));
+  if (done > 0 && p.phase_elapsed_s > 0.2) p.eta_s = double(total - std::min(done, total)) * p.phase_elapsed_s / double(done);
+}
+
 void Manager::Impl::set_phase(const std::string& p, uint64_t total_items, uint64_t total_bytes) {
   {
     std::lock_guard lk(state_mu);

@@ -38,18 +38,6 @@ store::Status Manager::repair(std::string_view backup_id, const std::vector<std:
   }
 }
 
-void estimate(JobProgress& p) {
-  // The phase's share done, by bytes when it counts them, and the time left
-  // at the rate so far (once there is a rate to go by).
-  const bool by_bytes = p.bytes_total > 0;
-  const uint64_t done = by_bytes ? p.bytes_done : p.items_done, total = by_bytes ? p.bytes_total : p.items_total;
-  p.percent = -1;
-  p.eta_s = -1;
-  if (total == 0) return;
-  p.percent = done >= total ? 100 : int(100.0 * double(done) / double(total));
-  if (done > 0 && p.phase_elapsed_s > 0.2) p.eta_s = double(total - std::min(done, total)) * p.phase_elapsed_s / double(done);
-}
-
 bool Manager::job_running() {
   std::lock_guard lk(impl_->state_mu);
   return impl_->running;
