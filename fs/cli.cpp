@@ -370,10 +370,11 @@ int cli_reindex(const std::vector<std::string>& all) {
 // backups/ctl, plus list and decrypt, run by the same engine as the mount.
 int cli_backup(const std::vector<std::string>& args) {
   const char* usage =
-      "usage: itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all\n"
-      "       | restore ID [clear | PATH|GLOB...] | prune [keep_last=N] [keep_days=D] | delete ID\n"
-      "       | decrypt ARCHIVE\n"
-      "  restore ID items/ab/abc.json 'items/cd/*' restores only the items that match (quote a glob)\n";
+      "usage: itemfs backup STORE [--dir DIR] [--key FILE] [--json] full | incremental | list | verify ID\n"
+      "       | verify all | restore ID [clear | PATH|GLOB...] | prune [keep_last=N] [keep_days=D]\n"
+      "       | delete ID | decrypt ARCHIVE\n"
+      "  restore ID items/ab/abc.json 'items/cd/*' restores only the items that match (quote a glob)\n"
+      "  on a terminal, a progress line on stderr; the job's result as JSON on stdout (--json or not)\n";
   Words parsed;
   if (int rc = parse_words("backup", args, {"--json"}, {"--dir", "--key"}, usage, parsed); rc >= 0) return rc;
   const bool json = parsed.has("--json");
