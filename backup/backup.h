@@ -47,6 +47,26 @@ namespace itemfs::backup {
 // object per item) are still read: verified, restored and used as parents.
 inline constexpr int kFormatVersion = 2;
 
+// Where a running job is. A phase has its own counters (they start again at
+// 0); percent and eta_s are for the phase, from its bytes when it counts
+// bytes, else its items; -1 when unknown.
+struct JobProgress {
+  std::string job;    // "full", "incremental", "verify", "restore", "prune", ...
+  std::string phase;  // "scanning", "writing archive", "verifying", "restoring", ...
+  std::string id;     // the backup it is about, once known
+  int phase_number = 0;  // 1, 2, ...: a new one with each new set of counters
+  uint64_t items_done = 0, items_total = 0, bytes_done = 0, bytes_total = 0;
+  double elapsed_s = 0;        // since the job started
+  double phase_elapsed_s = 0;  // since the phase started
+  int percent = -1;
+  double eta_s = -1;
+};
+
+// Sets p.percent and p.eta_s from its counters and phase_elapsed_s: the
+// phase's bytes when it counts them, else its items; the time left at the
+// rate so far, once the phase has run 0.2 s and done something. Pure.
+void estimate(JobProgress& p);
+
 struct Options {
   // Where backups live; empty means STORE/backups.
   std::filesystem::path dir;
@@ -59,6 +79,15 @@ struct Options {
   // zlib level of the gzip layer (1 fastest .. 9 smallest). 4 is about twice
   // as fast as 6 for ~10% larger archives of JSON.
   int gzip_level = 4;
+  // Progress of a running job (see JobProgress): called at the start of each
+  // phase and about ten times a second while it runs, one call at a time,
+  // from the job's thread or a reporter thread; never after run() returned.
+  // Must not call back into the Manager.
+  std::function<void(const JobProgress&)> progress;
+  // Called on the job's thread at the start of each phase, with its name,
+  // before its work. May block (the job waits); for tests that look at a
+  // running job. Empty in the product.
+  std::function<void(std::string_view phase)> phase_hook;
 };
 
 struct FileEntry {
@@ -87,6 +116,10 @@ struct Command {
   Kind kind = Kind::kFull;
   std::string id;            // verify / restore / delete
   bool clear = false;        // restore ID clear
+  // restore ID PATTERN...: only the items whose path in the archive
+  // (items/<shard>/<id>.json) or one of its directories matches one of these
+  // globs (fnmatch, '*' does not cross '/'); empty: every item.
+  std::vector<std::string> include;
   int keep_last = 0;         // prune; 0 = not by count
   int keep_days = 0;         // prune; 0 = not by age
 };
@@ -98,7 +131,8 @@ struct RepairReport {
 };
 
 // Parses one command line (one trailing "\n" or "\r\n" allowed):
-//   full | incremental | verify ID | verify all | restore ID [clear]
+//   full | incremental | verify ID | verify all
+//   | restore ID [clear | PATTERN...] (patterns start with "items")
 //   | prune [keep_last=N] [keep_days=D] (at least one) | delete ID
 // EINVAL with a sentence on anything else. Pure; never throws.
 store::Status parse_command(std::string_view line, Command& out);
@@ -142,9 +176,16 @@ class Manager {
   // ENOENT unknown backup, EACCES an encrypted one without the key, EIO.
   store::Status repair(std::string_view backup_id, const std::vector<std::string>& ids, RepairReport& out);
 
-  // {"state":"running", "job":..., "items_done":..,"items_total":..,
-  //  "bytes_done":..,"bytes_total":..} while a job runs, else
-  // {"state":"idle","last":{...}} with the last result. Ends in "\n".
+  // Whether a job runs now (in this process).
+  bool job_running();
+
+  // {"state":"running", "job":..., "phase":..., "items_done":..,
+  //  "items_total":.., "bytes_done":..,"bytes_total":.., "percent":..,
+  //  "eta_s":..} while a job runs (percent and eta_s once known), else
+  // {"state":"idle"}; both with "last" (the last job's result, when one
+  // ended), "last_backup" (the last full or incremental, taken or skipped)
+  // and "last_prune" (the last prune), so a prune that follows a backup
+  // does not hide what the backup did. Ends in "\n".
   std::string status_json();
 
   // Complete backups only, oldest first.
@@ -162,9 +203,11 @@ class Manager {
 
   // Starts a background thread that takes a backup whenever the newest one is
   // older than `every` (an incremental; a full when there is none or the chain
-  // would exceed chain_max), then prunes to keep_last (0: no pruning). A job
-  // that finds another running retries a minute later. Replaces an earlier
-  // schedule.
+  // would exceed chain_max), then prunes to keep_last (0: no pruning). An
+  // incremental that would hold nothing (no item added, changed or removed
+  // since its parent) is skipped: no archive, a log line saying so, and the
+  // next try `every` later. A job that finds another running retries a
+  // minute later. Replaces an earlier schedule.
   void start_schedule(std::chrono::seconds every, int keep_last);
 
   const std::filesystem::path& dir() const;

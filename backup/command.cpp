@@ -23,7 +23,7 @@ namespace {
 store::Status bad(std::string why) { return store::Status::error(EINVAL, std::move(why)); }
 
 constexpr const char* kUsage =
-    "commands: full | incremental | verify ID | verify all | restore ID [clear] | "
+    "commands: full | incremental | verify ID | verify all | restore ID [clear | PATTERN...] | "
     "prune keep_last=N keep_days=D | delete ID";
 
 bool parse_count(std::string_view text, int& out) {
@@ -85,10 +85,22 @@ store::Status parse_command(std::string_view line, Command& out) {
     return need_id("verify");
   }
   if (verb == "restore") {
-    if (n < 2 || n > 3) return bad("usage: restore ID [clear]");
-    if (n == 3) {
-      if (words[2] != "clear") return bad("usage: restore ID [clear]; unknown option " + std::string(words[2]));
+    // restore ID [clear] | restore ID PATTERN...: chosen items by their
+    // path in the archive, or a glob of it.
+    const char* usage = "usage: restore ID [clear] | restore ID items/SHARD/ID.json|GLOB...";
+    if (n < 2) return bad(usage);
+    if (n == 3 && words[2] == "clear") {
       out.clear = true;
+    } else {
+      for (size_t k = 2; k < n; ++k) {
+        std::string_view w = words[k];
+        if (w == "clear") return bad("restore: clear restores the whole backup; it cannot be combined with chosen items");
+        if (w != "items" && !w.starts_with("items/")) {
+          return bad(std::string(usage) + "; not an item path or glob: " + std::string(w) +
+                     " (e.g. items/ab/abc.json or 'items/ab/*')");
+        }
+        out.include.emplace_back(w);
+      }
     }
     out.kind = Command::Kind::kRestore;
     return need_id("restore");

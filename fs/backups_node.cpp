@@ -237,7 +237,7 @@ std::string BackupsNode::status_field(const char* name) {
   return doc.is_object() && doc.contains(name) && doc[name].is_string() ? doc[name].get<std::string>() : "";
 }
 
-bool BackupsNode::job_running() { return manager_ && status_field("state") == "running"; }
+bool BackupsNode::job_running() { return manager_ && manager_->job_running(); }
 
 // Opening backups/ctl for writing while a job runs fails with EBUSY: the
 // kernel serialises writes to one inode, so a second writer would otherwise

@@ -370,8 +370,11 @@ int cli_reindex(const std::vector<std::string>& all) {
 // backups/ctl, plus list and decrypt, run by the same engine as the mount.
 int cli_backup(const std::vector<std::string>& args) {
   const char* usage =
-      "usage: itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all\n"
-      "       | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID | decrypt ARCHIVE\n";
+      "usage: itemfs backup STORE [--dir DIR] [--key FILE] [--json] full | incremental | list | verify ID\n"
+      "       | verify all | restore ID [clear | PATH|GLOB...] | prune [keep_last=N] [keep_days=D]\n"
+      "       | delete ID | decrypt ARCHIVE\n"
+      "  restore ID items/ab/abc.json 'items/cd/*' restores only the items that match (quote a glob)\n"
+      "  on a terminal, a progress line on stderr; the job's result as JSON on stdout (--json or not)\n";
   Words parsed;
   if (int rc = parse_words("backup", args, {"--json"}, {"--dir", "--key"}, usage, parsed); rc >= 0) return rc;
   const bool json = parsed.has("--json");
@@ -408,6 +411,21 @@ int cli_backup(const std::vector<std::string>& args) {
   backup::Options options;
   options.dir = dir.empty() ? stdfs::path(store_dir) / "backups" : stdfs::path(dir);
   if (!key.empty()) options.key_file = stdfs::path(key);
+  // On a terminal, one updating line for the job: a fresh one (rate and
+  // time left from its start) with each phase that counts anew.
+  std::unique_ptr<Progress> line;
+  int line_phase = -1;
+  options.progress = [&](const backup::JobProgress& p) {
+    if (p.items_total == 0 && p.bytes_total == 0 && p.items_done == 0) return;  // nothing to show yet
+    const bool bytes = p.bytes_total > 0;
+    if (!line || p.phase_number != line_phase) {
+      if (line) line->finish();
+      line = std::make_unique<Progress>("backup " + p.job, bytes ? Progress::Unit::kBytes : Progress::Unit::kItems,
+                                        bytes ? p.bytes_total : p.items_total);
+      line_phase = p.phase_number;
+    }
+    line->update(bytes ? p.bytes_done : p.items_done, p.phase);
+  };
   backup::Manager manager(*store, options);
   if (words[0] == "list") {
     if (words.size() != 1) {
@@ -430,15 +448,16 @@ int cli_backup(const std::vector<std::string>& args) {
     if (json) std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::string line;
-  for (const auto& w : words) line += (line.empty() ? "" : " ") + w;
-  store::Status st = manager.run(line);
+  std::string command;
+  for (const auto& w : words) command += (command.empty() ? "" : " ") + w;
+  store::Status st = manager.run(command);
+  if (line) line->finish();
   // The job's result as JSON (its "id" names the backup written), as
-  // backups/status shows it.
+  // backups/status shows it: the one summary, with or without --json.
   auto status = nlohmann::json::parse(manager.status_json(), nullptr, false);
   if (!status.is_discarded() && status.contains("last")) std::cout << status["last"].dump(2) << "\n";
   if (!st.ok()) {
-    std::cerr << "itemfs backup: " << line << ": " << st.message << "\n";
+    std::cerr << "itemfs backup: " << command << ": " << st.message << "\n";
     return 1;
   }
   return 0;

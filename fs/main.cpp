@@ -39,7 +39,7 @@ const char* const kUsage = R"(usage:
   itemfs search STORE QUERY [--json]                the engine of MNT/search/: rank, score, path, snippet
   itemfs reindex STORE                              rebuild the search index from the items
   itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all
-                | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID
+                | restore ID [clear | PATH|GLOB...] | prune [keep_last=N] [keep_days=D] | delete ID
                 | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)
   itemfs fsck STORE [--repair]                      check every blob, count and the search index;
                                                     --repair also rebuilds an index out of step

@@ -31,6 +31,10 @@ TEST(BackupCommand, AcceptsEveryCommand) {
   EXPECT_FALSE(r.clear);
   Command rc = parse_ok("restore\t20261121T063000Z-full clear\n");
   EXPECT_TRUE(rc.clear);
+  EXPECT_TRUE(rc.include.empty());
+  Command ri = parse_ok("restore 20261121T063000Z-full items/ab/abc.json items/c?/* items");
+  EXPECT_FALSE(ri.clear);
+  EXPECT_EQ(ri.include, (std::vector<std::string>{"items/ab/abc.json", "items/c?/*", "items"}));
   Command p = parse_ok("prune keep_last=7 keep_days=30");
   EXPECT_EQ(p.kind, Kind::kPrune);
   EXPECT_EQ(p.keep_last, 7);
@@ -45,7 +49,7 @@ TEST(BackupCommand, RejectsEverythingElse) {
   for (std::string_view line : std::initializer_list<std::string_view>{
         "", "\n", "   ", "ful", "FULL", "full now", "full\nfull\n", "full\n\n", "verify", "verify a b",
         "verify ../etc", "verify .hidden", "verify a/b", "restore", "restore x clr", "restore x clear y",
-        "restore all", "prune", "prune keep_last", "prune keep_last=", "prune keep_last=-1", "prune keep_last=x",
+        "restore all", "restore x items clear", "restore x ab/abc.json", "restore x items/a clear", "prune", "prune keep_last", "prune keep_last=", "prune keep_last=-1", "prune keep_last=x",
         "prune keep_last=1 keep_last=2", "prune keep_forever=1", "prune keep_last=0", "prune keep_last=0 keep_days=0",
         "prune keep_last=99999999", "delete", "delete a b", "delete all", std::string_view("full\0", 5),
         "incremental\tx"}) {
