@@ -252,6 +252,15 @@ int Items::open_for_writing(fuse_ino_t ino, bool truncate, ItemHandle& h) {
   return 0;
 }
 
+// Undoes what open() counted for a cached reader that could not be opened:
+// a count left behind would keep every later reader off the page cache.
+void Items::forget_reader(fuse_ino_t ino, const ItemHandle& h) {
+  if (h.cached_reader_of == 0) return;
+  std::lock_guard lock(ctx_.table.mutex);
+  auto it = ctx_.table.nodes.find(ino);
+  if (it != ctx_.table.nodes.end() && h.cached_reader_of == it->second.commits + 1) --it->second.current_readers;
+}
+
 int Items::open(fuse_ino_t ino, const Node& node, fuse_file_info* fi) {
   bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
   ItemHandle handle;
@@ -292,8 +301,16 @@ int Items::open(fuse_ino_t ino, const Node& node, fuse_file_info* fi) {
     // The first chunk is read now even when the kernel holds the pages:
     // should it drop some and ask again, they must come from the version
     // it cached, whatever a writer commits meanwhile.
-    handle.reader = ctx_.store.open_item(*item);
-    if (!handle.reader) return ESTALE;
+    try {
+      handle.reader = ctx_.store.open_item(*item);
+    } catch (...) {
+      forget_reader(ino, handle);
+      throw;
+    }
+    if (!handle.reader) {
+      forget_reader(ino, handle);
+      return ESTALE;
+    }
     fi->noflush = 1;
   }
   {

@@ -84,6 +84,7 @@ class Items {
   static uint64_t generation_of(FileState& state);
   static bool superseded(const ItemHandle& h);
   int open_for_writing(fuse_ino_t ino, bool truncate, ItemHandle& h);
+  void forget_reader(fuse_ino_t ino, const ItemHandle& h);
   int rename_node(fuse_ino_t source, const std::string& from, const std::string& to, bool pending);
 
   Context& ctx_;
