@@ -985,7 +985,8 @@ class Filesystem : public Tree {
     FdStreamBuf buf(state->fd, size);
     std::istream in(&buf);
     std::string message;
-    int err = write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs); }, &message);
+    store::ItemInfo stored;
+    int err = write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs, &stored); }, &message);
     if (err) {
       {
         std::lock_guard state_lock(state->mutex);
@@ -998,7 +999,7 @@ class Filesystem : public Tree {
       return err;
     }
     ++counters_.commits;
-    auto committed = store_.item(id);
+    std::optional<store::ItemInfo> committed = stored;
     if (pending) invalidate_shard(store::shard_of(id));
     {
       std::lock_guard state_lock(state->mutex);
@@ -1748,6 +1749,7 @@ class Filesystem : public Tree {
     }
     std::string message;
     int err;
+    store::ItemInfo stored;
     {
       std::lock_guard body(state->body);
       uint64_t size;
@@ -1759,7 +1761,7 @@ class Filesystem : public Tree {
       }
       FdStreamBuf buf(state->fd, size);
       std::istream in(&buf);
-      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs); }, &message);
+      err = write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs, &stored); }, &message);
     }
     if (err) {
       ++counters_.commits_refused;
@@ -1768,7 +1770,7 @@ class Filesystem : public Tree {
       return err;
     }
     ++counters_.commits;
-    auto committed = store_.item(id);
+    std::optional<store::ItemInfo> committed = stored;
     std::lock_guard lock(mutex_);
     if (auto p = pending_.find(id); p != pending_.end()) {
       nodes_[p->second].unlinked = true;

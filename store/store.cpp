@@ -21,6 +21,7 @@
 
 #include "store/codec.h"
 #include "store/dictionary.h"
+#include "store/feed.h"
 #include "store/hash.h"
 #include "store/json_check.h"
 #include "store/parallel.h"
@@ -118,6 +119,12 @@ const char* const kBlobsBySha =
 // Format 3: a one-chunk item, and so its blob, is found by the first 4 bytes
 // of its SHA-256.
 const char* const kItemsBySha = "CREATE INDEX IF NOT EXISTS items_by_sha ON items(substr(sha256, 1, 4))";
+// Format 4: the search index of formats 1 to 3 (its tables and its partial
+// index of the items) is no longer in store.db.
+const char* const kDropOldSearchIndex =
+    "DROP INDEX IF EXISTS search_items_closed; DROP TABLE IF EXISTS search_vocab; DROP TABLE IF EXISTS search_fts;"
+    "DROP TABLE IF EXISTS search_doc; DROP TABLE IF EXISTS search_value; DROP TABLE IF EXISTS search_dead;"
+    "DROP TABLE IF EXISTS search_meta;";
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -276,7 +283,7 @@ class WriteBatchImpl final : public WriteBatch {
  public:
   WriteBatchImpl(StoreImpl& store, Db& db) : store_(store), db_(db) {}
   sqlite3* db() override { return db_.handle(); }
-  Status put(std::string_view id, std::istream& content, const Attrs& attrs) override;
+  Status put(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored) override;
   Status put_prepared(PreparedItem& item) override;
   Status remove(std::string_view id) override;
   Status rename(std::string_view from, std::string_view to) override;
@@ -289,6 +296,9 @@ class WriteBatchImpl final : public WriteBatch {
   // Stores the blobs this batch added again, in packing_order(): called once,
   // after the batch's last change.
   void pack_new_blobs();
+  // Saves the feed's last sequence number (and trims it): after the last
+  // change. Returns the batch's last sequence number, 0 if it made none.
+  uint64_t finish_feed() { return feed_.recorded() ? feed_.finish() : 0; }
 
  private:
   // Runs `fn` inside a savepoint so a failed call leaves the batch as it was.
@@ -319,6 +329,8 @@ class WriteBatchImpl final : public WriteBatch {
 
   StoreImpl& store_;
   Db& db_;
+  feed::Recorder feed_{db_};
+  ItemInfo* stored_ = nullptr;  // where finish_put() reports the item it stored
   std::vector<std::string> changed_;
   std::string compressed_;
   // Blobs reuse_checked() has checked in this batch: one that repeats (the
@@ -386,8 +398,9 @@ class StoreImpl final : public Store {
 
   void write(const std::function<void(WriteBatch&)>& fn) override {
     if (options_.read_only) throw StoreError(EROFS, "the store is open read-only");
-    std::lock_guard lock(write_mutex_);
+    std::unique_lock lock(write_mutex_);
     size_t puts = 0;
+    uint64_t seq = 0;
     writer_->exec("BEGIN IMMEDIATE");
     try {
       WriteBatchImpl batch(*this, *writer_);
@@ -395,6 +408,7 @@ class StoreImpl final : public Store {
       batch.pack_new_blobs();
       for (CommitHook* hook : hooks_) hook->before_commit(batch);
       puts = batch.changed_ids().size();
+      seq = batch.finish_feed();
       commit_or_use_reserve();
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
@@ -412,7 +426,65 @@ class StoreImpl final : public Store {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "itemfs: training a compression dictionary failed: %s\n", e.what());
     }
+    lock.unlock();
+    if (seq) {
+      for (const auto& listener : listeners_) listener(seq);
+    }
   }
+
+  uint64_t last_seq() override {
+    auto reader = acquire();
+    return feed::last_seq(*reader);
+  }
+  void add_commit_listener(CommitListener fn) override { listeners_.push_back(std::move(fn)); }
+
+  // One short write transaction for a follower's cursor.
+  void feed_write(const std::function<void()>& fn) {
+    std::lock_guard lock(write_mutex_);
+    writer_->exec("BEGIN IMMEDIATE");
+    try {
+      fn();
+      writer_->exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+  uint64_t follow(std::string_view name) override {
+    if (options_.read_only) return last_seq();
+    uint64_t at = 0;
+    feed_write([&] {
+      auto s = writer_->cached("SELECT seq FROM followers WHERE name=?");
+      s->bind(1, name);
+      if (s->step()) {
+        at = uint64_t(s->int64(0));
+        return;
+      }
+      s->reset();
+      at = feed::last_seq(*writer_);
+      feed::set_cursor(*writer_, name, at, true);
+    });
+    return at;
+  }
+  void advance(std::string_view name, uint64_t seq) override {
+    if (options_.read_only) return;
+    auto now = cursor(name);
+    if (!now || *now >= seq) return;
+    feed_write([&] { feed::set_cursor(*writer_, name, seq, false); });
+  }
+  void unfollow(std::string_view name) override {
+    if (options_.read_only) return;
+    feed_write([&] { feed::remove_follower(*writer_, name); });
+  }
+  std::optional<uint64_t> cursor(std::string_view name) override {
+    if (!has_feed_) return std::nullopt;
+    auto reader = acquire();
+    auto s = reader->cached("SELECT seq FROM followers WHERE name=?");
+    s->bind(1, name);
+    if (!s->step()) return std::nullopt;
+    return uint64_t(s->int64(0));
+  }
+  bool has_feed() const { return has_feed_; }
 
   // Disk full. SQLite grows store.db only at a checkpoint, by copying WAL
   // pages into it, and never shrinks the WAL file by itself. On a disk that
@@ -999,18 +1071,23 @@ class StoreImpl final : public Store {
         writer_->exec("ALTER TABLE dicts ADD COLUMN raw_size INTEGER");
         if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
       }
-      if (found == 1 || found == 2) {
+      if (found == 1 || found == 2 || found == 3) {
         writer_->exec(kSchema);
         writer_->exec(kItemsBySha);
+        // 3 to 4: the search index moves to search.db (its own database).
+        writer_->exec(kDropOldSearchIndex);
+        feed::create_tables(*writer_);
         auto set = writer_->cached("UPDATE meta SET value=? WHERE key='format_version'");
         set->bind(1, int64_t(kFormatVersion)).run();
       } else if (found == kFormatVersion) {
         writer_->exec(kSchema);
         if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
         writer_->exec(kItemsBySha);
+        feed::create_tables(*writer_);
       }
       if (!found) {
         writer_->exec(kSchema);
+        feed::create_tables(*writer_);
         writer_->exec(kBlobsBySha);
         writer_->exec(kItemsBySha);
         auto set = writer_->cached("INSERT INTO meta(key, value) VALUES('format_version', ?)");
@@ -1340,8 +1417,10 @@ class StoreImpl final : public Store {
     auto s = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
     if (!s->step()) throw StoreError(EINVAL, dir_.string() + " is not an itemfs store (no format_version)");
     int64_t version = s->int64(0);
-    // A read-only store of format 1 or 2 is read as it is (see init_schema()).
-    if (version != kFormatVersion && !((version == 1 || version == 2) && options_.read_only))
+    // A read-only store of format 1 to 3 is read as it is (see init_schema()),
+    // with no change feed.
+    has_feed_ = version == kFormatVersion;
+    if (version != kFormatVersion && !(version >= 1 && version <= 3 && options_.read_only))
       throw StoreError(EINVAL, "store format " + std::to_string(version) + " is not supported (this build reads " +
                                    std::to_string(kFormatVersion) + ")");
   }
@@ -1352,6 +1431,8 @@ class StoreImpl final : public Store {
   fs::path dir_;
   Options options_;
   std::vector<CommitHook*> hooks_;
+  std::vector<CommitListener> listeners_;
+  bool has_feed_ = true;  // false: a read-only store of format 1 to 3
   std::mutex write_mutex_;
   std::unique_ptr<Db> writer_;
   Compressor compressor_;
@@ -1620,7 +1701,12 @@ void WriteBatchImpl::touch_dir(const std::string& shard, int64_t now) {
   s->bind(1, now).bind(2, shard).run();
 }
 
-Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs) {
+Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored) {
+  stored_ = stored;
+  struct Clear {
+    ItemInfo*& p;
+    ~Clear() { p = nullptr; }
+  } clear{stored_};
   if (Status status = check_id(id); !status.ok()) return status;
   content.clear();
   content.seekg(0, std::ios::end);
@@ -1743,6 +1829,8 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   info.attrs.mtime_ns = mtime;
   info.ctime_ns = now;
   info.sha256 = digest;
+  feed_.record(ChangeKind::kPut, ino, id);
+  if (stored_) *stored_ = info;
   const auto& hooks = store_.hooks();
   for (size_t i = 0; i < hooks.size(); ++i) {
     content.clear();
@@ -1762,6 +1850,7 @@ Status WriteBatchImpl::remove(std::string_view id) {
     release_chunks(*existing);
     auto s = db_.cached("DELETE FROM items WHERE ino=?");
     s->bind(1, existing->ino).run();
+    feed_.record(ChangeKind::kRemove, existing->ino, id);
     touch_dir(shard_of(id), now_ns());
     changed_.emplace_back(id);
     return Status::success();
@@ -1779,12 +1868,14 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
       release_chunks(*target);
       auto s = db_.cached("DELETE FROM items WHERE ino=?");
       s->bind(1, target->ino).run();
+      feed_.record(ChangeKind::kRemove, target->ino, to);
     }
     int64_t now = now_ns();
     std::string shard = shard_of(to);
     ensure_dir(shard, source->attrs, now);
     auto s = db_.cached("UPDATE items SET id=?, shard=?, ctime_ns=? WHERE ino=?");
     s->bind(1, to).bind(2, shard).bind(3, now).bind(4, source->ino).run();
+    feed_.record(ChangeKind::kRename, source->ino, to, from);
     touch_dir(shard_of(from), now);
     touch_dir(shard, now);
     ItemInfo moved = *source;
@@ -1799,11 +1890,14 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
 
 Status WriteBatchImpl::set_attrs(std::string_view id, const Attrs& attrs) {
   return guarded([&] {
-    auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=?");
+    auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=? RETURNING ino");
     s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
     int64_t now = now_ns();
-    s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, id).run();
-    if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no item " + std::string(id));
+    s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, id);
+    if (!s->step()) return Status::error(ENOENT, "no item " + std::string(id));
+    const int64_t ino = s->int64(0);
+    s->reset();
+    feed_.record(ChangeKind::kAttrs, ino, id);
     return Status::success();
   });
 }
@@ -2091,6 +2185,21 @@ class SnapshotImpl final : public Snapshot {
 
   sqlite3* db() override { return lease_->handle(); }
   std::optional<ItemInfo> item(std::string_view id) override { return StoreImpl::find_item(*lease_, id); }
+  std::optional<ItemInfo> item_by_ino(int64_t ino) override {
+    auto s = lease_->cached("SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE ino=?");
+    s->bind(1, ino);
+    if (!s->step()) return std::nullopt;
+    return item_from(*s);
+  }
+  uint64_t seq() override { return feed::last_seq(*lease_); }
+  ChangeList changes_since(uint64_t after, size_t limit) override {
+    if (!store_.has_feed()) {
+      ChangeList none;
+      none.complete = false;
+      return none;
+    }
+    return feed::changes_since(*lease_, after, limit);
+  }
 
   void for_each_item(const std::function<void(const ItemInfo&)>& fn) override {
     // Its own statement: `fn` may use the cached ones (read_item) meanwhile.

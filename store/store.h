@@ -38,7 +38,7 @@ struct sqlite3;
 namespace itemfs::store {
 
 inline constexpr uint64_t kChunkSize = 1 << 20;
-inline constexpr int kFormatVersion = 3;
+inline constexpr int kFormatVersion = 4;
 
 using Sha256 = std::array<uint8_t, 32>;
 std::string to_hex(const Sha256& digest);
@@ -115,6 +115,32 @@ Status validate_json(std::istream& in);
 // store.db open to group or others, who could read every item from the
 // database), as one sentence; "" when nothing. Stores are created 0700.
 std::string permissions_warning(const std::filesystem::path& dir);
+
+// The change feed (docs/FORMAT.md, "The change feed"): every change of an
+// item gets a sequence number, 1, 2, ..., in the transaction that makes it.
+enum class ChangeKind : uint8_t {
+  kPut = 1,     // created or replaced (new bytes or attributes)
+  kRemove = 2,  // gone (removed, or renamed over)
+  kRename = 3,  // id changed (to `id` from `old_id`); bytes and attributes kept
+  kAttrs = 4,   // mode, owner or mtime changed; bytes kept
+};
+
+struct Change {
+  uint64_t seq = 0;
+  ChangeKind kind = ChangeKind::kPut;
+  int64_t ino = 0;     // the item (ItemInfo::ino), kept across rename
+  std::string id;      // its id after the change
+  std::string old_id;  // kRename: its id before
+};
+
+struct ChangeList {
+  std::vector<Change> changes;  // oldest first
+  // False when changes after the asked sequence are no longer kept (the
+  // asker is not a registered follower, or fell behind what the feed
+  // keeps): it must start again from the items.
+  bool complete = true;
+  uint64_t last_seq = 0;  // the newest sequence number in this view
+};
 
 class Transaction;
 
@@ -198,7 +224,9 @@ class WriteBatch : public Transaction {
  public:
   // Stores `content` as item `id` (creating or replacing it), validating it
   // first. attrs.mtime_ns == kMtimeNow means now.
-  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs) = 0;
+  // `stored`, if given, gets the item as stored (ino, size, hash, times).
+  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs,
+                     ItemInfo* stored = nullptr) = 0;
   // The same for an item made by Store::prepare() (of this store): the same
   // rows, blobs and hook calls as put() of its bytes, with the same Status.
   // New blobs keep the compression (and dictionary id) it was prepared with.
@@ -226,6 +254,11 @@ class Snapshot {
   virtual ~Snapshot() = default;
   virtual sqlite3* db() = 0;
   virtual std::optional<ItemInfo> item(std::string_view id) = 0;
+  virtual std::optional<ItemInfo> item_by_ino(int64_t ino) = 0;
+  // The sequence number of the last change this view holds (0: none yet).
+  virtual uint64_t seq() = 0;
+  // The changes after `after` in this view, oldest first, at most `limit`.
+  virtual ChangeList changes_since(uint64_t after, size_t limit) = 0;
   // All items in id order.
   virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
   // Streams the item's bytes to `sink` in order (at most kChunkSize at a
@@ -311,6 +344,26 @@ class Store {
   // Runs `fn` in one write transaction and commits it, retrying on busy.
   // If `fn` throws, nothing is applied and the exception propagates.
   virtual void write(const std::function<void(WriteBatch&)>& fn) = 0;
+
+  // The change feed. last_seq(): the newest sequence number committed (by
+  // any process). A commit listener is called after each commit of this
+  // process that recorded changes, outside the transaction and the store's
+  // locks, with the batch's last sequence number: it must be quick (wake a
+  // thread). Add listeners before use; `fn` lives as long as the store.
+  virtual uint64_t last_seq() = 0;
+  using CommitListener = std::function<void(uint64_t seq)>;
+  virtual void add_commit_listener(CommitListener fn) = 0;
+  // Followers: a name and the last sequence it applied. The feed keeps every
+  // change after the slowest follower's cursor and drops the rest, so a
+  // store whose followers keep up holds no feed. follow() registers `name`
+  // (at last_seq(), if new) and returns its cursor; advance() moves it on
+  // (never back: a smaller seq is ignored); unfollow() forgets it. On a
+  // read-only store nothing is recorded and follow() returns last_seq().
+  virtual uint64_t follow(std::string_view name) = 0;
+  virtual void advance(std::string_view name, uint64_t seq) = 0;
+  virtual void unfollow(std::string_view name) = 0;
+  // The cursor of follower `name`, if registered.
+  virtual std::optional<uint64_t> cursor(std::string_view name) = 0;
 
   // Point reads, each its own read transaction.
   virtual std::optional<ItemInfo> item(std::string_view id) = 0;
