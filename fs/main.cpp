@@ -37,7 +37,7 @@ const char* const kUsage = R"(usage:
   itemfs export STORE DIR                           write every item as DIR/<shard>/<id>.json
   itemfs stats STORE                                item count, sizes, dedup and compression
   itemfs search STORE QUERY [--json]                the engine of MNT/search/: rank, score, path, snippet
-  itemfs reindex STORE                              rebuild the search index from the items
+  itemfs reindex STORE [--json]                     rebuild the search index from the items
   itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all
                 | restore ID [clear] | prune [keep_last=N] [keep_days=D] | delete ID
                 | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)

@@ -156,8 +156,8 @@ Tree::~Tree() = default;
 void Tree::attach_services(const MountConfig& config) {
   tree_time_ns_ = now_ns();
   backup_group_ = config.backup_group;
-  index_ = std::make_unique<search::Index>(store());
-  store().add_hook(index_.get());
+  // A search waits up to 200 ms for the index to apply the writes before it.
+  index_ = std::make_unique<search::Index>(store(), search::IndexOptions{std::chrono::milliseconds(200), {}});
   backup::Options options;
   options.dir = config.backup_dir.empty() ? config.store_dir / "backups" : config.backup_dir;
   if (!config.backup_key_file.empty()) options.key_file = std::filesystem::path(config.backup_key_file);
@@ -277,6 +277,7 @@ int Tree::search_document(const std::string& kind, const std::string& query, std
       search::Results r;
       st = index_->run(query, r, who);
       if (st.ok()) out = search::Index::to_json(r);
+      if (st.ok() && r.pending) log().add("search: '" + query + "' answered with " + std::to_string(r.pending) + " changes not yet indexed");
     }
   } catch (const std::exception& ex) {
     st = Status::error(EIO, ex.what());
@@ -669,6 +670,7 @@ void Tree::extend_stats(nlohmann::json& stats) {
     stats["backups"] = list.size();
     if (!list.empty()) stats["newest_backup"] = list.back().id;
   }
+  if (index_) stats["index_lag"] = index_->lag();
   std::lock_guard lock(tree_mutex_);
   stats["tree_nodes"] = tree_nodes_.size();
 }

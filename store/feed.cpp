@@ -26,6 +26,8 @@ void create_tables(Db& db) {
       "CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, ino INTEGER NOT NULL,"
       " id TEXT NOT NULL, old_id TEXT);"
       "CREATE TABLE IF NOT EXISTS followers(name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE IF NOT EXISTS changes_old(seq INTEGER NOT NULL, part INTEGER NOT NULL, codec INTEGER NOT NULL,"
+      " dict_id INTEGER, raw_size INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(seq, part));"
       "INSERT OR IGNORE INTO meta(key, value) VALUES('last_seq', 0);"
       "INSERT OR IGNORE INTO meta(key, value) VALUES('feed_trimmed', 0);");
 }
@@ -38,6 +40,36 @@ uint64_t Recorder::record(ChangeKind kind, int64_t ino, std::string_view id, std
   else s->bind_null(5);
   s->run();
   return next_++;
+}
+
+void Recorder::keep_old(const ItemInfo& old) {
+  if (old.size > kKeepOldBytes) return;
+  if (followed_ < 0) {
+    auto s = db_.cached("SELECT 1 FROM followers LIMIT 1");
+    followed_ = s->step() ? 1 : 0;
+  }
+  if (!followed_) return;
+  if (next_ == 0) next_ = last_seq(db_) + 1;
+  auto copy = db_.cached(
+      "INSERT INTO changes_old(seq, part, codec, dict_id, raw_size, data) "
+      "SELECT ?1, c.seq, b.codec, b.dict_id, b.raw_size, b.data FROM chunks c JOIN blobs b ON b.id = c.blob "
+      "WHERE c.ino = ?2");
+  copy->bind(1, int64_t(next_)).bind(2, old.ino).run();
+}
+
+std::vector<OldPart> old_parts(Db& db, uint64_t seq) {
+  std::vector<OldPart> out;
+  auto s = db.cached("SELECT codec, dict_id, raw_size, data FROM changes_old WHERE seq=? ORDER BY part");
+  s->bind(1, int64_t(seq));
+  while (s->step()) {
+    OldPart p;
+    p.codec = int(s->int64(0));
+    p.dict_id = s->is_null(1) ? 0 : s->int64(1);
+    p.raw_size = uint64_t(s->int64(2));
+    p.data = std::string(s->blob(3));
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 uint64_t Recorder::finish() {
@@ -90,6 +122,8 @@ void trim(Db& db) {
   if (upto <= meta_number(db, "feed_trimmed")) return;
   auto s = db.cached("DELETE FROM changes WHERE seq <= ?");
   s->bind(1, int64_t(upto)).run();
+  auto old = db.cached("DELETE FROM changes_old WHERE seq <= ?");
+  old->bind(1, int64_t(upto)).run();
   set_meta_number(db, "feed_trimmed", upto);
 }
 

@@ -12,10 +12,16 @@
 //    deleted at the end of the batch that passes them, so a store whose
 //    followers keep up holds no feed at rest. meta.feed_trimmed says up to
 //    which sequence rows may be gone.
+//  - While a follower is registered, a put that replaces an item's content
+//    and a remove keep the bytes they take away (the old blobs' stored
+//    bytes, copied into `changes_old` under the change's sequence number,
+//    for items up to kKeepOldBytes), so that a follower can undo what it
+//    derived from them; they go when the change is trimmed.
 //  - Only store/ calls these; they speak SQL to the batch's own connection.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -38,11 +44,27 @@ class Recorder {
   // Returns the batch's last sequence number (the store's, if it made none).
   uint64_t finish();
   bool recorded() const { return next_ != 0; }
+  // Keeps the stored bytes of `old` (as it is now, before the change) under
+  // the sequence number the next record() gives.
+  void keep_old(const ItemInfo& old);
 
  private:
   Db& db_;
   uint64_t next_ = 0;  // the next sequence number (0: not read yet)
+  int followed_ = -1;  // whether a follower is registered (-1: not looked yet)
 };
+
+inline constexpr uint64_t kKeepOldBytes = 4u << 20;
+
+// One stored piece of the bytes a change took away, in order.
+struct OldPart {
+  int codec = 0;
+  int64_t dict_id = 0;
+  uint64_t raw_size = 0;
+  std::string data;
+};
+// The pieces kept for change `seq` (none: not kept).
+std::vector<OldPart> old_parts(Db& db, uint64_t seq);
 
 uint64_t last_seq(Db& db);
 // The changes after `after`, oldest first, at most `limit`, read on `db` (in

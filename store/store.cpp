@@ -1796,6 +1796,7 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   int64_t ino;
   if (existing) {
     ino = existing->ino;
+    if (existing->sha256 != digest) feed_.keep_old(*existing);
     release_chunks(*existing);
     auto s = db_.cached(
         "UPDATE items SET size=?, sha256=?, mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE ino=?");
@@ -1847,6 +1848,7 @@ Status WriteBatchImpl::remove(std::string_view id) {
     auto existing = find(id);
     if (!existing) return Status::error(ENOENT, "no item " + std::string(id));
     for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *existing);
+    feed_.keep_old(*existing);
     release_chunks(*existing);
     auto s = db_.cached("DELETE FROM items WHERE ino=?");
     s->bind(1, existing->ino).run();
@@ -1865,6 +1867,7 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
     if (from == to) return Status::success();
     if (auto target = find(to)) {
       for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *target);
+      feed_.keep_old(*target);
       release_chunks(*target);
       auto s = db_.cached("DELETE FROM items WHERE ino=?");
       s->bind(1, target->ino).run();
@@ -2192,6 +2195,24 @@ class SnapshotImpl final : public Snapshot {
     return item_from(*s);
   }
   uint64_t seq() override { return feed::last_seq(*lease_); }
+  bool read_replaced(uint64_t seq, std::string& out) override {
+    out.clear();
+    if (!store_.has_feed()) return false;
+    auto parts = feed::old_parts(*lease_, seq);
+    if (parts.empty()) return false;
+    for (auto& part : parts) {
+      BlobRow row;
+      row.data = std::move(part.data);
+      row.raw_size = part.raw_size;
+      row.codec = part.codec;
+      row.dict_id = part.dict_id;
+      std::string problem;
+      auto bytes = store_.decode(*lease_, row, &problem);
+      if (!bytes || bytes->size() != part.raw_size) return false;
+      out += *bytes;
+    }
+    return true;
+  }
   ChangeList changes_since(uint64_t after, size_t limit) override {
     if (!store_.has_feed()) {
       ChangeList none;

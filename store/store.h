@@ -259,6 +259,12 @@ class Snapshot {
   virtual uint64_t seq() = 0;
   // The changes after `after` in this view, oldest first, at most `limit`.
   virtual ChangeList changes_since(uint64_t after, size_t limit) = 0;
+  // The bytes change `seq` took away (a put that replaced an item's
+  // content, a remove), into `out`, if the feed kept them: it does while a
+  // follower is registered, for items of up to 4 MiB, until the change is
+  // trimmed. For a follower that must undo what it derived from them.
+  // Not checked against a hash (the caller knows the hash it expects).
+  virtual bool read_replaced(uint64_t seq, std::string& out) = 0;
   // All items in id order.
   virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
   // Streams the item's bytes to `sink` in order (at most kChunkSize at a
