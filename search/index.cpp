@@ -1879,6 +1879,11 @@ Index::Index(store::Store& store, IndexOptions options) : impl_(std::make_unique
       impl.rebuilt_when_opened = true;
     }
   }
+  // What the store committed while no index followed it (a crash, a
+  // command that ran without one) is applied now: an opened index is
+  // current.
+  while (impl.apply_batch().more) {
+  }
   impl.follower = std::make_unique<Follower>(impl.applied, [&impl] { return impl.apply_batch(); });
   store.add_commit_listener([wake = impl.follower->waker()](uint64_t) { wake(); });
   impl.follower->wake();
