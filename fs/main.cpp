@@ -22,11 +22,11 @@
 #include <archive.h>
 #include <fuse_lowlevel.h>
 #include <openssl/crypto.h>
-#include <sqlite3.h>
 #include <zlib.h>
 
 #include "fs/cli.h"
 #include "fs/filesystem.h"
+#include "store/store.h"
 
 namespace {
 
@@ -270,8 +270,8 @@ int mount_command(const std::vector<std::string>& args) {
 // What --version prints: itemfs's version and the libraries it runs with,
 // as rclone and restic show theirs.
 std::string version_text() {
-  return std::string("itemfs ") + ITEMFS_VERSION + "\n" + "libfuse " + fuse_pkgversion() + ", SQLite " +
-         sqlite3_libversion() + ", zlib " + zlibVersion() + ", " + OpenSSL_version(OPENSSL_VERSION) + ", " +
+  return std::string("itemfs ") + ITEMFS_VERSION + "\n" + "libfuse " + fuse_pkgversion() + ", " +
+         itemfs::store::Store::engine_version() + ", zlib " + zlibVersion() + ", " + OpenSSL_version(OPENSSL_VERSION) + ", " +
          archive_version_string() + "\n";
 }
 

@@ -60,7 +60,6 @@ struct PreparedItem::Parts {
   Sha256 sha256{};
   std::vector<Chunk> chunks;
   int64_t dict_id = 0;  // the generation of the dictionary set it was compressed with
-  std::vector<std::unique_ptr<PreparedPut>> hooks;  // by hook, in add_hook() order
   bool skip_unchanged = false;  // skip_if_unchanged()
   bool replaced = false;        // put_prepared() found an item of this id
 };
@@ -149,7 +148,7 @@ DirInfo dir_from(Stmt& s) {
   return info;
 }
 
-// A seekable istream over bytes already in memory, for hooks.
+// A seekable istream over bytes already in memory.
 class MemoryBuf : public std::streambuf {
  public:
   explicit MemoryBuf(std::string_view bytes) {
@@ -282,7 +281,6 @@ struct BlobRow {
 class WriteBatchImpl final : public WriteBatch {
  public:
   WriteBatchImpl(StoreImpl& store, Db& db) : store_(store), db_(db) {}
-  sqlite3* db() override { return db_.handle(); }
   Status put(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored) override;
   Status put_prepared(PreparedItem& item) override;
   Status remove(std::string_view id) override;
@@ -324,8 +322,7 @@ class WriteBatchImpl final : public WriteBatch {
   Status put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs);
   Status put_stream(std::string_view id, std::istream& content, uint64_t size, const Attrs& attrs);
   Status finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest, uint64_t size,
-                    const Attrs& attrs, std::istream& content,
-                    std::vector<std::unique_ptr<PreparedPut>>* prepared = nullptr);
+                    const Attrs& attrs);
 
   StoreImpl& store_;
   Db& db_;
@@ -389,9 +386,6 @@ class StoreImpl final : public Store {
 
   const fs::path& dir() const override { return dir_; }
   const Options& options() const override { return options_; }
-  void add_hook(CommitHook* hook) override { hooks_.push_back(hook); }
-
-  const std::vector<CommitHook*>& hooks() const { return hooks_; }
   Compressor& compressor() { return compressor_; }
   bool elide_blob_hashes() const { return elide_blob_hashes_; }
   size_t page_size() const { return page_size_; }
@@ -406,7 +400,6 @@ class StoreImpl final : public Store {
       WriteBatchImpl batch(*this, *writer_);
       fn(batch);
       batch.pack_new_blobs();
-      for (CommitHook* hook : hooks_) hook->before_commit(batch);
       puts = batch.changed_ids().size();
       seq = batch.finish_feed();
       commit_or_use_reserve();
@@ -710,7 +703,6 @@ class StoreImpl final : public Store {
       p.sha256 = whole.finish();
     }
     compress_prepared(p, *current_dictionaries());
-    for (CommitHook* hook : hooks_) p.hooks.push_back(hook->prepare_put(p.bytes));
     return item;
   }
 
@@ -795,10 +787,6 @@ class StoreImpl final : public Store {
   std::unique_ptr<ItemReader> open_item(const ItemInfo& item, bool lazy) override;
   std::unique_ptr<Snapshot> snapshot() override;
 
-  void with_reader(const std::function<void(sqlite3*)>& fn) override {
-    auto reader = acquire();
-    fn(reader->handle());
-  }
 
   bool changed_by_others() override {
     std::lock_guard lock(write_mutex_);
@@ -1430,7 +1418,6 @@ class StoreImpl final : public Store {
   std::atomic<bool> reserve_held_ = false;  // changed under write_mutex_ (or construction)
   fs::path dir_;
   Options options_;
-  std::vector<CommitHook*> hooks_;
   std::vector<CommitListener> listeners_;
   bool has_feed_ = true;  // false: a read-only store of format 1 to 3
   std::mutex write_mutex_;
@@ -1730,9 +1717,7 @@ Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, co
   if (Status status = validate_json_bytes(bytes); !status.ok()) return status;
   return guarded([&] {
     std::vector<ChunkRef> chunks{{store_chunk(bytes, true), bytes.size()}};
-    MemoryBuf buf(bytes);
-    std::istream in(&buf);
-    return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs, in);
+    return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs);
   });
 }
 
@@ -1755,9 +1740,7 @@ Status WriteBatchImpl::put_prepared(PreparedItem& item) {
       std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
       chunks.push_back({store_prepared_chunk(chunk, raw, p.chunks.size() == 1), raw.size()});
     }
-    MemoryBuf buf(p.bytes);
-    std::istream in(&buf);
-    return finish_put(p.id, chunks, p.sha256, p.bytes.size(), p.attrs, in, &p.hooks);
+    return finish_put(p.id, chunks, p.sha256, p.bytes.size(), p.attrs);
   });
 }
 
@@ -1780,15 +1763,12 @@ Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, ui
       chunks.push_back({store_chunk(piece, false), piece.size()});
       total += uint64_t(want);
     }
-    content.clear();
-    content.seekg(0);
-    return finish_put(id, chunks, whole.finish(), size, attrs, content);
+    return finish_put(id, chunks, whole.finish(), size, attrs);
   });
 }
 
 Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest,
-                                  uint64_t size, const Attrs& attrs, std::istream& content,
-                                  std::vector<std::unique_ptr<PreparedPut>>* prepared) {
+                                  uint64_t size, const Attrs& attrs) {
   int64_t now = now_ns();
   int64_t mtime = attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns;
   std::string shard = shard_of(id);
@@ -1832,13 +1812,6 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   info.sha256 = digest;
   feed_.record(ChangeKind::kPut, ino, id);
   if (stored_) *stored_ = info;
-  const auto& hooks = store_.hooks();
-  for (size_t i = 0; i < hooks.size(); ++i) {
-    content.clear();
-    content.seekg(0);
-    if (prepared && i < prepared->size()) hooks[i]->on_put_prepared(*this, info, content, (*prepared)[i].get());
-    else hooks[i]->on_put(*this, info, content);
-  }
   changed_.emplace_back(id);
   return Status::success();
 }
@@ -1847,7 +1820,6 @@ Status WriteBatchImpl::remove(std::string_view id) {
   return guarded([&] {
     auto existing = find(id);
     if (!existing) return Status::error(ENOENT, "no item " + std::string(id));
-    for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *existing);
     feed_.keep_old(*existing);
     release_chunks(*existing);
     auto s = db_.cached("DELETE FROM items WHERE ino=?");
@@ -1866,7 +1838,6 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
     if (!source) return Status::error(ENOENT, "no item " + std::string(from));
     if (from == to) return Status::success();
     if (auto target = find(to)) {
-      for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *target);
       feed_.keep_old(*target);
       release_chunks(*target);
       auto s = db_.cached("DELETE FROM items WHERE ino=?");
@@ -1881,10 +1852,6 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
     feed_.record(ChangeKind::kRename, source->ino, to, from);
     touch_dir(shard_of(from), now);
     touch_dir(shard, now);
-    ItemInfo moved = *source;
-    moved.id = std::string(to);
-    moved.ctime_ns = now;
-    for (CommitHook* hook : store_.hooks()) hook->on_rename(*this, moved, from);
     changed_.emplace_back(from);
     changed_.emplace_back(to);
     return Status::success();
@@ -2186,7 +2153,6 @@ class SnapshotImpl final : public Snapshot {
   }
   ~SnapshotImpl() override { sqlite3_exec(lease_->handle(), "COMMIT", nullptr, nullptr, nullptr); }
 
-  sqlite3* db() override { return lease_->handle(); }
   std::optional<ItemInfo> item(std::string_view id) override { return StoreImpl::find_item(*lease_, id); }
   std::optional<ItemInfo> item_by_ino(int64_t ino) override {
     auto s = lease_->cached("SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE ino=?");
@@ -2220,6 +2186,17 @@ class SnapshotImpl final : public Snapshot {
       return none;
     }
     return feed::changes_since(*lease_, after, limit);
+  }
+
+  void scan_items(const std::function<void(const ItemInfo&)>& fn) override {
+    // Table (rowid) order reads the table's pages once, front to back; id
+    // order would walk the id index and look each row up in the table.
+    Stmt s(lease_->handle(), "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items");
+    ItemInfo info;  // reused: the id keeps its buffer from row to row
+    while (s.step()) {
+      fill_item(s, info);
+      fn(info);
+    }
   }
 
   void for_each_item(const std::function<void(const ItemInfo&)>& fn) override {
@@ -2562,6 +2539,8 @@ std::string permissions_warning(const std::filesystem::path& dir) {
   return warning + ": any local user who can read it can read every item, private ones included, from the "
                    "database (chmod 700 " + dir.string() + " to keep them out)";
 }
+
+std::string Store::engine_version() { return std::string("SQLite ") + sqlite3_libversion(); }
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Options& options) {
   return std::make_unique<StoreImpl>(dir, options);
