@@ -1598,6 +1598,9 @@ struct Index::Impl {
   // later state early, leaves the index as it would be anyway.
   Follower::Step apply_batch() {
     std::lock_guard lock(write_mu);
+    // Another process's index (an itemfs command beside a mount) may have
+    // applied more of the feed meanwhile.
+    applied = std::max(applied, uint64_t(meta_value(sdb.writer(), "applied").value_or(0)));
     auto snap = store.snapshot();
     store::ChangeList list = snap->changes_since(applied, kFeedBatch);
     if (!list.complete || applied > list.last_seq) {
@@ -1882,7 +1885,11 @@ Index::Index(store::Store& store, IndexOptions options) : impl_(std::make_unique
   // What the store committed while no index followed it (a crash, a
   // command that ran without one) is applied now: an opened index is
   // current.
-  while (impl.apply_batch().more) {
+  try {
+    while (impl.apply_batch().more) {
+    }
+  } catch (const std::exception&) {
+    // (A full disk, say.) The follower tries again; check() says why it is behind.
   }
   impl.follower = std::make_unique<Follower>(impl.applied, [&impl] { return impl.apply_batch(); });
   store.add_commit_listener([wake = impl.follower->waker()](uint64_t) { wake(); });
