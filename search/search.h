@@ -117,7 +117,8 @@ struct IndexOptions {
 class Index {
  public:
   // Opens STORE/search.db (building it from the items if it is missing or
-  // of another version) and starts following the store's change feed.
+  // of another version), applies what the store committed while no index
+  // followed it, and starts following the store's change feed.
   // Throws store::StoreError if the index was written by a newer itemfs.
   explicit Index(store::Store& store, IndexOptions options = {});
   ~Index();
