@@ -136,10 +136,12 @@ int cli_import(const std::vector<std::string>& all) {
   bool fresh = !store_exists(args[0]);
   auto store = open_store(args[0]);
   if (fresh) say_created(args[0]);
-  // Items are indexed in the transactions that import them.
+  // The index follows the import on its own thread; the import is done
+  // when the index has applied it too.
   search::Index index(*store);
-  store->add_hook(&index);
-  return run_import(*store, std::vector<std::string>(args.begin() + 1, args.end()), options);
+  const int rc = run_import(*store, std::vector<std::string>(args.begin() + 1, args.end()), options);
+  index.catch_up();
+  return rc;
 }
 
 int cli_export(const std::vector<std::string>& all) {
@@ -348,9 +350,9 @@ int cli_search(const std::vector<std::string>& args) {
 }
 
 int cli_reindex(const std::vector<std::string>& all) {
-  const char* usage = "usage: itemfs reindex STORE\n";
+  const char* usage = "usage: itemfs reindex STORE [--json]\n";
   Words words;
-  if (int rc = parse_words("reindex", all, {}, {}, usage, words); rc >= 0) return rc;
+  if (int rc = parse_words("reindex", all, {"--json"}, {}, usage, words); rc >= 0) return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() != 1) {
     std::cerr << usage;
@@ -359,10 +361,23 @@ int cli_reindex(const std::vector<std::string>& all) {
   if (!store_exists(args[0])) return no_store(args[0]);
   auto store = open_store(args[0]);
   auto started = std::chrono::steady_clock::now();
-  search::Index index(*store);
+  Progress progress("reindex", Progress::Unit::kItems, 0);
+  uint64_t items = 0;
+  search::IndexOptions options;
+  options.progress = [&](uint64_t done, uint64_t total) {
+    progress.set_total(total);
+    progress.update(done);
+    items = total;
+  };
+  search::Index index(*store, options);
   if (!index.rebuilt_when_opened()) index.reindex();  // (an index of an older version was rebuilt just now)
+  progress.finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cerr << "reindexed " << store->stats().items << " items in " << seconds << " s\n";
+  if (words.has("--json")) {
+    std::cout << nlohmann::json{{"items", items}, {"seconds", seconds}}.dump(2) << "\n";
+  } else {
+    std::cerr << "reindexed " << items << " items in " << seconds << " s\n";
+  }
   return 0;
 }
 
@@ -405,9 +420,13 @@ int cli_backup(const std::vector<std::string>& args) {
   }
   if (!store_exists(store_dir)) return no_store(store_dir);
   auto store = open_store(store_dir);
-  // A restore writes items: the index follows in the same transaction.
+  // A restore writes items: the index follows them, and has applied them
+  // when the command returns.
   search::Index index(*store);
-  store->add_hook(&index);
+  struct CatchUp {
+    search::Index& index;
+    ~CatchUp() { index.catch_up(); }
+  } catch_up{index};
   backup::Options options;
   options.dir = dir.empty() ? stdfs::path(store_dir) / "backups" : stdfs::path(dir);
   if (!key.empty()) options.key_file = stdfs::path(key);

@@ -65,7 +65,8 @@ int Items::commit_locked(fuse_ino_t ino, bool final) {
   FdStreamBuf buf(state->fd, size);
   std::istream in(&buf);
   std::string message;
-  int err = ctx_.write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs); }, &message);
+  store::ItemInfo stored;
+  int err = ctx_.write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs, &stored); }, &message);
   if (err) {
     {
       std::lock_guard state_lock(state->mutex);
@@ -79,7 +80,7 @@ int Items::commit_locked(fuse_ino_t ino, bool final) {
     return err;
   }
   ++ctx_.counters.commits;
-  auto committed = ctx_.store.item(id);
+  std::optional<store::ItemInfo> committed = stored;
   if (pending) ctx_.invalidate_shard(store::shard_of(id));
   {
     std::lock_guard state_lock(state->mutex);

@@ -22,11 +22,11 @@
 #include <archive.h>
 #include <fuse_lowlevel.h>
 #include <openssl/crypto.h>
-#include <sqlite3.h>
 #include <zlib.h>
 
 #include "fs/cli.h"
 #include "fs/filesystem.h"
+#include "store/store.h"
 
 namespace {
 
@@ -37,7 +37,7 @@ const char* const kUsage = R"(usage:
   itemfs export STORE DIR                           write every item as DIR/<shard>/<id>.json
   itemfs stats STORE                                item count, sizes, dedup and compression
   itemfs search STORE QUERY [--json]                the engine of MNT/search/: rank, score, path, snippet
-  itemfs reindex STORE                              rebuild the search index from the items
+  itemfs reindex STORE [--json]                     rebuild the search index from the items
   itemfs backup STORE [--dir DIR] [--key FILE] full | incremental | list | verify ID | verify all
                 | restore ID [clear | PATH|GLOB...] | prune [keep_last=N] [keep_days=D] | delete ID
                 | decrypt ARCHIVE > plain.tar.gz    backups without mounting (as MNT/backups/ctl)
@@ -270,8 +270,8 @@ int mount_command(const std::vector<std::string>& args) {
 // What --version prints: itemfs's version and the libraries it runs with,
 // as rclone and restic show theirs.
 std::string version_text() {
-  return std::string("itemfs ") + ITEMFS_VERSION + "\n" + "libfuse " + fuse_pkgversion() + ", SQLite " +
-         sqlite3_libversion() + ", zlib " + zlibVersion() + ", " + OpenSSL_version(OPENSSL_VERSION) + ", " +
+  return std::string("itemfs ") + ITEMFS_VERSION + "\n" + "libfuse " + fuse_pkgversion() + ", " +
+         itemfs::store::Store::engine_version() + ", zlib " + zlibVersion() + ", " + OpenSSL_version(OPENSSL_VERSION) + ", " +
          archive_version_string() + "\n";
 }
 

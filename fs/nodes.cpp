@@ -11,6 +11,7 @@ Filesystem::Filesystem(store::Store& store, const MountConfig& config)
           ctx, [this](fuse_ino_t ino, struct stat& st) { return stat(ino, st); },
           [this](nlohmann::json& stats) {
             backups.extend_stats(stats);
+            stats["index_lag"] = search.index_lag();
             stats["tree_nodes"] = search.size() + backups.size();
           }) {}
 

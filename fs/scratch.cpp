@@ -183,6 +183,7 @@ int Scratch::to_item(const std::string& dir, const std::string& name, const std:
   }
   std::string message;
   int err;
+  store::ItemInfo stored;
   {
     std::lock_guard body(state->body);
     uint64_t size;
@@ -194,7 +195,7 @@ int Scratch::to_item(const std::string& dir, const std::string& name, const std:
     }
     FdStreamBuf buf(state->fd, size);
     std::istream in(&buf);
-    err = ctx_.write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs); }, &message);
+    err = ctx_.write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs, &stored); }, &message);
   }
   if (err) {
     ++ctx_.counters.commits_refused;
@@ -203,7 +204,7 @@ int Scratch::to_item(const std::string& dir, const std::string& name, const std:
     return err;
   }
   ++ctx_.counters.commits;
-  auto committed = ctx_.store.item(id);
+  std::optional<store::ItemInfo> committed = stored;
   {
     std::lock_guard lock(ctx_.table.mutex);
     ctx_.table.replace_pending(id);

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <set>
 
 namespace itemfs::fs {
@@ -124,9 +125,11 @@ query each get their own answer.
 }  // namespace
 
 void SearchNode::attach() {
-  index_ = std::make_unique<search::Index>(ctx_.store);
-  ctx_.store.add_hook(index_.get());
+  // A search waits up to 200 ms for the index to apply the writes before it.
+  index_ = std::make_unique<search::Index>(ctx_.store, search::IndexOptions{std::chrono::milliseconds(200), {}});
 }
+
+uint64_t SearchNode::index_lag() const { return index_ ? index_->lag() : 0; }
 
 void SearchNode::detach() { index_.reset(); }
 
@@ -169,6 +172,9 @@ int SearchNode::search_document(const std::string& kind, const std::string& quer
       search::Results r;
       st = index_->run(query, r, who);
       if (st.ok()) out = search::Index::to_json(r);
+      if (st.ok() && r.pending)
+        ctx_.log.add("search: '" + query + "' answered with " + std::to_string(r.pending) +
+                     " changes not yet indexed");
     }
   } catch (const std::exception& ex) {
     st = Status::error(EIO, ex.what());

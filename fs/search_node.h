@@ -32,6 +32,8 @@ class SearchNode {
   // Creates the search index; it must exist before the first write of the mount.
   void attach();
   void detach();
+  // Changes the store committed that the index has not applied yet.
+  uint64_t index_lag() const;
 
   int stat(fuse_ino_t ino, struct stat& st);
   // Search answers the caller of `req` (its uid, gid and groups) with the items it may read.

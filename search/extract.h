@@ -26,7 +26,7 @@ namespace itemfs::search::detail {
 // search_doc without the id, host/author/lang by id, search_dead; 7:
 // identifiers indexed by their buckets (kBucketMark, kBucketEndMark); 8: ß,
 // ẞ and the Latin ligatures indexed by their full case folding (fold.h).
-inline constexpr int kIndexVersion = 8;
+inline constexpr int kIndexVersion = 9;
 
 // The index's own tokens start with a character of Unicode's private use area
 // (unicode61 takes them for letters), so that no word of a text can be one:

@@ -36,6 +36,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -46,9 +47,12 @@
 #include <unordered_set>
 
 #include "search/extract.h"
+#include "search/follower.h"
 #include "search/query.h"
 #include "search/search.h"
+#include "search/search_db.h"
 #include "search/tokenize.h"
+#include "store/hash.h"
 #include "store/parallel.h"
 #include "store/utf8.h"
 
@@ -81,12 +85,25 @@ constexpr const char* kSchema =
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(text, content='', detail=none, columnsize=0,"
     " tokenize='unicode61 remove_diacritics 2');"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_fts, 'row');"
-    "INSERT OR IGNORE INTO search_meta(key, value) VALUES('next_seq', 1);";
+    // The items some non-root reader may not read (a read bit missing), as
+    // the feed last said: who may read them is decided from these.
+    "CREATE TABLE IF NOT EXISTS search_closed(ino INTEGER PRIMARY KEY, mode INTEGER NOT NULL, uid INTEGER NOT NULL,"
+    " gid INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO search_meta(key, value) VALUES('next_seq', 1);"
+    // The last sequence number of the store's change feed applied.
+    "INSERT OR IGNORE INTO search_meta(key, value) VALUES('applied', 0);";
 
 constexpr const char* kDrop =
     "DROP TABLE IF EXISTS search_vocab; DROP TABLE IF EXISTS search_fts; DROP TABLE IF EXISTS search_doc;"
-    "DROP TABLE IF EXISTS search_value; DROP TABLE IF EXISTS search_dead;"
+    "DROP TABLE IF EXISTS search_value; DROP TABLE IF EXISTS search_dead; DROP TABLE IF EXISTS search_closed;"
     "DROP TABLE IF EXISTS search_meta;";
+// The name of the index in the store's list of feed followers.
+constexpr const char* kFollowerName = "search";
+// Changes applied in one transaction of search.db.
+constexpr size_t kFeedBatch = 2000;
+// Items whose text is extracted at once (on worker threads) when the index
+// is built from all the items.
+constexpr size_t kRebuildBatch = 512;
 
 constexpr int kLengthClasses = 16;
 
@@ -493,24 +510,24 @@ Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info) {
   return std::move(x.result());
 }
 
-// The item indexed under generation gen in snap (ino and id only, which is
-// what reading it takes).
-std::optional<store::ItemInfo> item_of(Stmt& lookup, int64_t gen) {
-  ResetOnExit r{lookup};
-  lookup.bind(1, gen);
-  if (!lookup.step()) return std::nullopt;
-  store::ItemInfo info;
-  info.ino = lookup.int64(0);
-  info.id = std::string(lookup.text(1));
-  return info;
+// The item indexed under generation gen, as snap has it (none if it is gone).
+std::optional<store::ItemInfo> item_of(store::Snapshot& snap, Stmt& lookup, int64_t gen) {
+  int64_t ino = 0;
+  {
+    ResetOnExit r{lookup};
+    lookup.bind(1, gen);
+    if (!lookup.step()) return std::nullopt;
+    ino = lookup.int64(0);
+  }
+  return snap.item_by_ino(ino);
 }
 
-constexpr const char* kItemOfGen = "SELECT d.ino, i.id FROM search_doc d JOIN items i ON i.ino = d.ino WHERE d.gen = ?";
+constexpr const char* kItemOfGen = "SELECT ino FROM search_doc WHERE gen = ?";
 
 // Whether the item of generation gen matches q word for word (the index found
 // it with phrases loosened to their words).
 bool exact_match(store::Snapshot& snap, Stmt& lookup, Tokenizer& tok, const Query& q, int64_t gen) {
-  auto info = item_of(lookup, gen);
+  auto info = item_of(snap, lookup, gen);
   if (!info) return false;
   return q.matches(column_tokens(read_extracted(snap, *info), tok, q));
 }
@@ -546,59 +563,49 @@ std::vector<int64_t> dead_gens(sqlite3* db) {
 bool contains(const std::vector<int64_t>& sorted, int64_t v) { return std::binary_search(sorted.begin(), sorted.end(), v); }
 
 // Who may read what (Reader, search.h). An item some non-root reader may not
-// read has a read bit missing: (mode & 0444) != 0444. The store's items are
-// indexed by that (a partial index, search_items_closed, covering what the
-// check needs), so finding them costs in proportion to their number, and
-// next to nothing when every item is readable by everyone (one look at the
-// partial index, one at the shards). The modes are the items' own, read in
-// the query's snapshot: chmod and chown need no hook.
+// read has a read bit missing: (mode & 0444) != 0444. The index keeps those
+// items' modes and owners (search_closed, from the change feed), so finding
+// them costs in proportion to their number, and next to nothing when every
+// item is readable by everyone.
 constexpr int kAllRead = 0444;
-constexpr const char* kClosedItemsIndex =
-    "CREATE INDEX IF NOT EXISTS search_items_closed ON items(ino, mode, uid, gid) WHERE (mode & 292) != 292";
-// items first, through the partial index, then each one's entry by ino.
 constexpr const char* kClosedItems =
-    "SELECT d.gen, i.mode, i.uid, i.gid FROM items i CROSS JOIN search_doc d ON d.ino = i.ino"
-    " WHERE (i.mode & 292) != 292";
-static_assert(kAllRead == 292);
+    "SELECT d.gen, c.mode, c.uid, c.gid FROM search_closed c CROSS JOIN search_doc d ON d.ino = c.ino";
+bool closed_mode(uint32_t mode) { return (mode & kAllRead) != kAllRead; }
 
 // Reading an item also takes search (x) permission on items/ and on its
 // shard, as the kernel checks on the way to it: the directories with an x
-// bit missing (a handful, if any) are read whole, and the items of those
-// `who` may not enter are closed to it as well.
-constexpr const char* kClosedDirs = "SELECT name, mode, uid, gid FROM dirs WHERE (mode & 73) != 73";
+// bit missing (a handful, if any; read from the store as they are now) are
+// looked at, and the items of those `who` may not enter are closed to it
+// as well.
 constexpr const char* kAllEntries = "SELECT gen FROM search_doc";
-// A shard's items, through the index of ids (a shard is the first two
-// characters of its items' ids).
-constexpr const char* kShardItems =
-    "SELECT d.gen FROM items i CROSS JOIN search_doc d ON d.ino = i.ino"
-    " WHERE i.id >= ?1 AND i.id < ?2 AND i.shard = ?1";
-// Shard 00 also holds the ids of one character, which no range of ids
-// starting "00" covers: its items by their shard (the store's index of them).
-constexpr const char* kShard00Items =
-    "SELECT d.gen FROM items i CROSS JOIN search_doc d ON d.ino = i.ino WHERE i.shard = '00'";
+constexpr uint32_t kAllSearch = 0111;
 
 // The generations of the indexed items `who` may not read, sorted and
 // distinct: empty for root and when every item and directory is readable
 // and searchable by all.
-std::vector<int64_t> unreadable_gens(sqlite3* db, const Reader& who) {
+std::vector<int64_t> unreadable_gens(sqlite3* db, store::Store& store, const Reader& who) {
   std::vector<int64_t> out;
   if (who.root()) return out;
   {
-    Stmt dirs(db, kClosedDirs);
+    std::vector<store::DirInfo> dirs = store.list_dirs();
+    if (auto top = store.dir_info("")) dirs.insert(dirs.begin(), *top);
     std::vector<std::string> shut;
-    while (dirs.step()) {
-      if (who.may_search(uint32_t(dirs.int64(1)), uint32_t(dirs.int64(2)), uint32_t(dirs.int64(3)))) continue;
-      if (dirs.text(0).empty()) {  // items/ itself: nothing is readable
+    for (const auto& dir : dirs) {
+      const store::Attrs& a = dir.attrs;
+      if ((a.mode & kAllSearch) == kAllSearch || who.may_search(a.mode, a.uid, a.gid)) continue;
+      if (dir.name.empty()) {  // items/ itself: nothing is readable
         Stmt all(db, kAllEntries);
         while (all.step()) out.push_back(all.int64(0));
         return out;  // in gen order (the table's rowid)
       }
-      shut.emplace_back(dirs.text(0));
+      shut.push_back(dir.name);
     }
+    Stmt by_ino(db, "SELECT gen FROM search_doc WHERE ino=?");
     for (const auto& shard : shut) {
-      Stmt items(db, shard == "00" ? kShard00Items : kShardItems);
-      if (shard != "00") items.bind(1, shard).bind(2, shard + "\xF4\x90");  // above every character
-      while (items.step()) out.push_back(items.int64(0));
+      for (const auto& item : store.list_shard(shard)) {
+        ResetOnExit r{by_ino};
+        if (by_ino.bind(1, item.ino).step()) out.push_back(by_ino.int64(0));
+      }
     }
   }
   Stmt s(db, kClosedItems);
@@ -1188,7 +1195,8 @@ void append_json_string(std::string& out, std::string_view s) {
 // ---------------------------------------------------------------------------
 
 struct Index::Impl {
-  explicit Impl(store::Store& s) : store(s), write_tok(lib) {}
+  Impl(store::Store& s, IndexOptions o)
+      : store(s), options(std::move(o)), sdb(s.dir() / "search.db", s.options().read_only), write_tok(lib) {}
 
   // Statements on a writer connection, prepared once.
   struct WriterStmts {
@@ -1204,9 +1212,12 @@ struct Index::Impl {
           doc_insert(db,
                      "INSERT INTO search_doc(gen, ino, sha, date, len, host, author, lang, tags) "
                      "VALUES(?,?,?,?,?,?,?,?,?)"),
-          doc_delete(db, "DELETE FROM search_doc WHERE gen=?") {}
+          doc_delete(db, "DELETE FROM search_doc WHERE gen=?"),
+          closed_set(db, "INSERT OR REPLACE INTO search_closed(ino, mode, uid, gid) VALUES(?,?,?,?)"),
+          closed_delete(db, "DELETE FROM search_closed WHERE ino=?") {}
     sqlite3* db;
     Stmt by_ino, next_seq, add_dead, doc_exists, value_find, value_add, fts_delete, doc_insert, doc_delete;
+    Stmt closed_set, closed_delete;
   };
 
   struct Recent {
@@ -1215,11 +1226,16 @@ struct Index::Impl {
   };
 
   store::Store& store;
+  IndexOptions options;
+  SearchDb sdb;
   Fts5Library lib;
+  std::unique_ptr<Follower> follower;  // none when the index is read-only
   std::mutex write_mu;  // guards everything below
+  uint64_t applied = 0;  // the feed's last change in search.db
   Tokenizer write_tok;
   std::map<sqlite3*, std::unique_ptr<WriterStmts>> writer_stmts;
   std::unordered_map<int64_t, Recent> recent;  // by generation
+  std::unordered_map<int64_t, Recent> recalled;  // rows made again for this batch's drops (see recall_row)
   std::unordered_map<int64_t, Row> pending;    // deferred deletes by generation (see drop())
   size_t pending_bytes = 0;
   std::map<int64_t, Row> queued;  // rows of this transaction's puts, written by before_commit
@@ -1314,26 +1330,13 @@ struct Index::Impl {
     return PooledTokenizer(*this, std::make_unique<Tokenizer>(lib));
   }
 
-  // The row that was inserted for generation `gen` (item `ino`, hash `sha`),
-  // if it can be rebuilt.
-  std::optional<Row> old_row(int64_t gen, int64_t ino, int64_t sha) {
+  // The row that was inserted for generation `gen` (hash `sha`), if this
+  // index still has it: the item's earlier version is gone from the store
+  // by the time the feed tells of the change.
+  std::optional<Row> old_row(int64_t gen, int64_t sha) {
     if (auto it = recent.find(gen); it != recent.end() && it->second.sha == sha) return it->second.row;
-    auto old = store.item_by_ino(ino);
-    if (!old || sha8(old->sha256) != sha) return std::nullopt;
-    auto snap = store.snapshot();
-    Extractor x;
-    try {
-      snap->read_item(*old, [&](std::string_view bytes) {
-        if (!x.done()) x.feed(bytes);
-      });
-    } catch (const store::StoreError& e) {
-      // Damaged content (it fails its hash): its row cannot be rebuilt, and
-      // must not keep the item from being replaced (a restore, a repair) or
-      // removed. Its tokens stay behind as a dead row.
-      if (e.code() != EIO) throw;
-      return std::nullopt;
-    }
-    return make_row(x.result(), write_tok);
+    if (auto it = recalled.find(gen); it != recalled.end() && it->second.sha == sha) return it->second.row;
+    return std::nullopt;
   }
 
   // Removes generation `gen` from the index.
@@ -1351,7 +1354,8 @@ struct Index::Impl {
       st.doc_delete.bind(1, gen).run();
       return;
     }
-    if (auto row = old_row(gen, ino, sha)) {
+    (void)ino;
+    if (auto row = old_row(gen, sha)) {
       if (defer) {
         st.add_dead.bind(1, gen).run();
         add_pending(gen, std::move(*row));
@@ -1497,10 +1501,60 @@ struct Index::Impl {
          "DELETE FROM temp.search_added;");
   }
 
-  // Rebuilds everything inside the caller's write transaction on `db`.
-  void rebuild(sqlite3* db) {
-    exec(db, "DELETE FROM search_doc; DELETE FROM search_value; DELETE FROM search_dead;"
-             "INSERT INTO search_fts(search_fts) VALUES('delete-all');");
+  // What a batch does to one item: its new row (made on a worker thread).
+  struct Work {
+    store::ItemInfo info;
+    std::string bytes;
+    Extracted x;
+    Row row;
+  };
+
+  // Extracts the text of every item of `work` (from its bytes, which it
+  // frees) on up to a few threads, each with a tokenizer of its own.
+  void extract_all(std::vector<Work>& work) {
+    const size_t threads = std::min<size_t>({work.size(), std::max<size_t>(store::usable_cpus(), 1), 4});
+    std::atomic<size_t> next{0};
+    store::run_on_threads(threads, [&](size_t) {
+      auto tok = pooled_tokenizer();
+      for (size_t k = next++; k < work.size(); k = next++) {
+        Work& w = work[k];
+        w.x = extract_bytes(w.bytes);
+        w.row = make_row(w.x, *tok);
+        w.x.body = std::string();  // insert() needs the facets, not the text
+        std::string().swap(w.bytes);
+      }
+    });
+  }
+
+  // The item's bytes from snap, or false when they cannot be read back
+  // (damaged content: it is left out of the index, as it cannot be searched).
+  static bool read_bytes(store::Snapshot& snap, const store::ItemInfo& info, std::string& out) {
+    out.clear();
+    try {
+      snap.read_item(info, [&](std::string_view bytes) { out.append(bytes); });
+    } catch (const store::StoreError& e) {
+      if (e.code() != EIO) throw;
+      return false;
+    }
+    return true;
+  }
+
+  void set_closed(WriterStmts& st, const store::ItemInfo& item) {
+    if (closed_mode(item.attrs.mode)) {
+      st.closed_set.bind(1, item.ino).bind(2, int64_t(item.attrs.mode)).bind(3, int64_t(item.attrs.uid));
+      st.closed_set.bind(4, int64_t(item.attrs.gid)).run();
+    } else {
+      st.closed_delete.bind(1, item.ino).run();
+    }
+  }
+
+  void set_applied(sqlite3* w, uint64_t seq) {
+    Stmt(w, "UPDATE search_meta SET value=? WHERE key='applied'").bind(1, int64_t(seq)).run();
+  }
+
+  // Forgets what this index keeps in memory of rows not yet (or no longer)
+  // in search.db: after a transaction of search.db that did not commit.
+  void forget_unwritten() {
     pending.clear();
     pending_bytes = 0;
     queued.clear();
@@ -1508,23 +1562,190 @@ struct Index::Impl {
     recent.clear();
     recent_order.clear();
     recent_bytes = 0;
-    WriterStmts& st = stmts(db);
+  }
+
+  // Runs fn in one write transaction of search.db.
+  void in_transaction(const std::function<void(sqlite3*)>& fn) {
+    sqlite3* w = sdb.writer();
+    exec_sql(w, "BEGIN IMMEDIATE");
+    try {
+      fn(w);
+      exec_sql(w, "COMMIT");
+    } catch (...) {
+      sqlite3_exec(w, "ROLLBACK", nullptr, nullptr, nullptr);
+      forget_unwritten();
+      throw;
+    }
+  }
+
+  // Makes sure the row of generation `gen` (hash `sha`) can be deleted:
+  // from the recent rows, else from the bytes one of the changes `seqs`
+  // took away (the store keeps them for its followers). If neither has
+  // them, the row will stay behind as a dead row.
+  void recall_row(store::Snapshot& snap, int64_t gen, int64_t sha, const std::vector<uint64_t>& seqs) {
+    if (auto it = recent.find(gen); it != recent.end() && it->second.sha == sha) return;
+    std::string old;
+    for (uint64_t seq : seqs) {
+      if (!snap.read_replaced(seq, old) || sha8(store::sha256_of(old)) != sha) continue;
+      recalled.emplace(gen, Recent{sha, make_row(extract_bytes(old), write_tok)});
+      return;
+    }
+  }
+
+  // Applies the next batch of the store's change feed (the follower's
+  // step). Each changed item is indexed as the batch's snapshot has it, a
+  // state at least as new as its changes, so applying a change twice, or a
+  // later state early, leaves the index as it would be anyway.
+  Follower::Step apply_batch() {
+    std::lock_guard lock(write_mu);
+    // Another process's index (an itemfs command beside a mount) may have
+    // applied more of the feed meanwhile.
+    applied = std::max(applied, uint64_t(meta_value(sdb.writer(), "applied").value_or(0)));
     auto snap = store.snapshot();
+    store::ChangeList list = snap->changes_since(applied, kFeedBatch);
+    if (!list.complete || applied > list.last_seq) {
+      // Behind what the feed keeps, or ahead of the store (another store
+      // put in its place): start again from the items.
+      rebuild_locked({});
+      return {applied, false};
+    }
+    if (list.changes.empty()) return {applied, false};
+    std::vector<int64_t> gone;
+    std::vector<store::ItemInfo> attrs_only;
+    std::vector<Work> work;
+    std::unordered_set<int64_t> seen;
+    uint64_t through = applied;
+    size_t bytes = 0;
+    auto& st = stmts(sdb.writer());
+    // The changes of this batch that took content away, by item: where the
+    // bytes of the version the index has may be found, to delete its row.
+    std::unordered_map<int64_t, std::vector<uint64_t>> took;
+    for (const store::Change& c : list.changes) {
+      if (c.kind == store::ChangeKind::kPut || c.kind == store::ChangeKind::kRemove) took[c.ino].push_back(c.seq);
+    }
+    for (const store::Change& c : list.changes) {
+      if (bytes >= kMaxQueuedBytes * 4) break;  // the rest in the next batch
+      through = c.seq;
+      if (!seen.insert(c.ino).second) continue;
+      auto info = snap->item_by_ino(c.ino);
+      std::optional<int64_t> indexed_sha, indexed_gen;
+      {
+        ResetOnExit r{st.by_ino};
+        if (st.by_ino.bind(1, c.ino).step()) indexed_gen = st.by_ino.int64(0), indexed_sha = st.by_ino.int64(1);
+      }
+      if (indexed_gen && (!info || *indexed_sha != sha8(info->sha256))) recall_row(*snap, *indexed_gen, *indexed_sha, took[c.ino]);
+      if (!info) {
+        gone.push_back(c.ino);
+        continue;
+      }
+      if (indexed_sha == sha8(info->sha256)) {
+        attrs_only.push_back(std::move(*info));
+        continue;
+      }
+      Work w;
+      w.info = std::move(*info);
+      if (!read_bytes(*snap, w.info, w.bytes)) {
+        gone.push_back(c.ino);
+        continue;
+      }
+      bytes += w.bytes.size();
+      work.push_back(std::move(w));
+    }
+    snap.reset();
+    extract_all(work);
+    struct Forget {
+      std::unordered_map<int64_t, Recent>& rows;
+      ~Forget() { rows.clear(); }
+    } forget_recalled{recalled};
+    in_transaction([&](sqlite3* w) {
+      for (int64_t ino : gone) {
+        drop_ino(st, ino, /*defer=*/true);
+        st.closed_delete.bind(1, ino).run();
+      }
+      for (const auto& info : attrs_only) set_closed(st, info);
+      for (auto& one : work) {
+        drop_ino(st, one.info.ino);
+        insert(st, one.info, one.x, std::move(one.row));
+        set_closed(st, one.info);
+      }
+      if (!work.empty()) {
+        flush_pending(st);
+        flush_queued(st);
+      }
+      set_applied(w, through);
+    });
+    applied = through;
+    store.advance(kFollowerName, applied);
+    return {applied, through < list.last_seq};
+  }
+
+  // Builds the whole index anew from the items, in one transaction of
+  // search.db, and follows the feed from the snapshot it read them in.
+  void rebuild_locked(const IndexOptions::Progress& progress) {
+    // Registered afresh first, so the feed keeps every change after the
+    // snapshot below.
+    store.unfollow(kFollowerName);
+    store.follow(kFollowerName);
+    auto snap = store.snapshot();
+    const uint64_t seq = snap->seq();
     std::vector<store::ItemInfo> items;
     snap->for_each_item([&](const store::ItemInfo& info) { items.push_back(info); });
-    for (const auto& info : items) {
-      Extractor x;
-      snap->read_item(info, [&](std::string_view bytes) {
-        if (!x.done()) x.feed(bytes);
-      });
-      insert(st, info, x.result());
-    }
-    flush_queued(st);
-    recent.clear();
-    recent_order.clear();
-    recent_bytes = 0;
-    exec(db, "INSERT INTO search_fts(search_fts) VALUES('optimize');");
+    in_transaction([&](sqlite3* w) {
+      exec_sql(w, "DELETE FROM search_doc; DELETE FROM search_value; DELETE FROM search_dead; DELETE FROM search_closed;"
+                  "INSERT INTO search_fts(search_fts) VALUES('delete-all');");
+      forget_unwritten();
+      WriterStmts& st = stmts(w);
+      uint64_t done = 0;
+      if (progress) progress(0, items.size());
+      for (size_t from = 0; from < items.size(); from += kRebuildBatch) {
+        std::vector<Work> work;
+        for (size_t k = from; k < std::min(items.size(), from + kRebuildBatch); ++k) {
+          Work one;
+          one.info = items[k];
+          if (read_bytes(*snap, one.info, one.bytes)) work.push_back(std::move(one));
+        }
+        extract_all(work);
+        for (auto& one : work) {
+          insert(st, one.info, one.x, std::move(one.row));
+          set_closed(st, one.info);
+        }
+        done = std::min<uint64_t>(items.size(), from + kRebuildBatch);
+        if (progress) progress(done, items.size());
+      }
+      flush_queued(st);
+      recent.clear();
+      recent_order.clear();
+      recent_bytes = 0;
+      exec_sql(w, "INSERT INTO search_fts(search_fts) VALUES('optimize');");
+      set_applied(w, seq);
+    });
     inserted = 0;
+    applied = seq;
+    snap.reset();
+    store.advance(kFollowerName, seq);
+    if (follower) follower->set_applied(seq);
+  }
+
+  // A read view of the index for a query, once the index has applied every
+  // change committed before the query began (waiting up to
+  // options.max_wait); *pending: the changes it has still not applied.
+  // None if there is no index.
+  std::optional<SearchDb::View> query_view(uint64_t* pending_out) {
+    const uint64_t target = store.last_seq();
+    if (follower) follower->wait_for(target, options.max_wait);
+    std::optional<SearchDb::View> view(sdb.read());
+    if (!view->db() || !snapshot_has_table(view->db(), "search_doc")) return std::nullopt;
+    const auto got = uint64_t(meta_value(view->db(), "applied").value_or(0));
+    if (pending_out) *pending_out = target > got ? target - got : 0;
+    return view;
+  }
+
+  // The changes committed before now that the index has not applied, after
+  // waiting for them as long as the options say.
+  uint64_t wait_for_feed(std::optional<std::chrono::milliseconds> wait) {
+    const uint64_t target = store.last_seq();
+    const uint64_t got = follower ? follower->wait_for(target, wait) : 0;
+    return got >= target ? 0 : target - got;
   }
 
   struct Candidate {
@@ -1625,121 +1846,105 @@ struct Index::Impl {
   }
 };
 
-Index::Index(store::Store& store) : impl_(std::make_unique<Impl>(store)) {
-  if (store.options().read_only) return;  // queries report a missing index
-  bool have = false, closed_index = false;
-  std::optional<int64_t> version;
-  store.with_reader([&](sqlite3* db) {
-    have = table_exists(db, "search_meta");
-    if (have) version = meta_value(db, "version");
-    closed_index = table_exists(db, "search_items_closed");
-  });
-  if (!closed_index && !(have && version && *version > kIndexVersion)) {
-    // Added to a store of any index version: the answers do not depend on
-    // it, only the cost of finding the items some reader may not read.
-    store.write([&](store::WriteBatch& batch) { exec(batch.db(), kClosedItemsIndex); });
+Index::Index(store::Store& store, IndexOptions options) : impl_(std::make_unique<Impl>(store, std::move(options))) {
+  Impl& impl = *impl_;
+  if (!impl.sdb.exists()) return;  // read-only, and never built: queries say so
+  sqlite3* w = impl.sdb.writer();
+  if (!w) {  // a read-only store: the index is read as it is
+    auto view = impl.sdb.read();
+    if (!table_exists(view.db(), "search_meta")) return;
+    const auto version = meta_value(view.db(), "version");
+    if (version && *version != kIndexVersion) {
+      throw StoreError(EPROTO, "search: the index has version " + std::to_string(*version) + ", this itemfs reads " +
+                                   std::to_string(kIndexVersion) + " (open the store to write to rebuild it)");
+    }
+    impl.applied = uint64_t(meta_value(view.db(), "applied").value_or(0));
+    return;
   }
-  if (have && version && *version > kIndexVersion) {
+  std::optional<int64_t> version;
+  if (table_exists(w, "search_meta")) version = meta_value(w, "version");
+  if (version && *version > kIndexVersion) {
     throw StoreError(EPROTO, "search: the index was written by a newer itemfs (index version " +
                                  std::to_string(*version) + ", this one knows " + std::to_string(kIndexVersion) + ")");
   }
-  if (have && version && *version == kIndexVersion) return;
-  store.write([&](store::WriteBatch& batch) {
-    sqlite3* db = batch.db();
-    std::lock_guard lock(impl_->write_mu);
-    exec(db, kDrop);
-    exec(db, kSchema);
-    Stmt(db, "INSERT OR REPLACE INTO search_meta(key, value) VALUES('version', ?)").bind(1, int64_t(kIndexVersion)).run();
-    impl_->rebuild(db);
-  });
-  impl_->rebuilt_when_opened = true;
+  {
+    std::lock_guard lock(impl.write_mu);
+    if (version == kIndexVersion) {
+      impl.applied = uint64_t(meta_value(w, "applied").value_or(0));
+    } else {
+      impl.in_transaction([&](sqlite3* db) {
+        exec_sql(db, kDrop);
+        exec_sql(db, kSchema);
+        Stmt(db, "INSERT OR REPLACE INTO search_meta(key, value) VALUES('version', ?)").bind(1, int64_t(kIndexVersion)).run();
+      });
+      impl.writer_stmts.clear();
+      impl.rebuild_locked(impl.options.progress);
+      impl.rebuilt_when_opened = true;
+    }
+  }
+  // What the store committed while no index followed it (a crash, a
+  // command that ran without one) is applied now: an opened index is
+  // current.
+  try {
+    while (impl.apply_batch().more) {
+    }
+  } catch (const std::exception&) {
+    // (A full disk, say.) The follower tries again; check() says why it is behind.
+  }
+  impl.follower = std::make_unique<Follower>(impl.applied, [&impl] { return impl.apply_batch(); });
+  store.add_commit_listener([wake = impl.follower->waker()](uint64_t) { wake(); });
+  impl.follower->wake();
 }
 
 bool Index::rebuilt_when_opened() const { return impl_->rebuilt_when_opened; }
 
+void Index::catch_up() {
+  if (impl_->follower) impl_->wait_for_feed(std::nullopt);
+}
+
+uint64_t Index::lag() {
+  const uint64_t last = impl_->store.last_seq();
+  uint64_t applied = 0;
+  if (impl_->follower) {
+    applied = impl_->follower->applied();
+  } else {
+    auto view = impl_->sdb.read();
+    if (view.db() && table_exists(view.db(), "search_meta")) applied = uint64_t(meta_value(view.db(), "applied").value_or(0));
+  }
+  return last > applied ? last - applied : 0;
+}
+
 Index::~Index() {
+  // The follower stops after the batch under way; what it has not applied
+  // is applied when the store is next opened with an index.
+  impl_->follower.reset();
   // Deferred deletes not written now stay as dead rows until a reindex. After
   // a session that added a good part of the rows (an import, a restore, a
   // large copy into the mount), FTS5's segments are merged into one, which
   // makes the index about a tenth smaller than the merges FTS5 does as it
   // goes leave it.
-  if (impl_->store.options().read_only) return;
+  if (!impl_->sdb.writer()) return;
   const bool merge = impl_->inserted >= kMergeAfterRows;
   if (impl_->pending.empty() && !merge && impl_->dropped == 0) return;
   try {
-    impl_->store.write([&](store::WriteBatch& batch) {
-      std::lock_guard lock(impl_->write_mu);
-      impl_->flush_pending(impl_->stmts(batch.db()));
-      if (impl_->dropped) impl_->sweep_values(batch.db());
+    std::lock_guard lock(impl_->write_mu);
+    impl_->in_transaction([&](sqlite3* db) {
+      impl_->flush_pending(impl_->stmts(db));
+      if (impl_->dropped) impl_->sweep_values(db);
       if (!merge) return;
-      Stmt rows(batch.db(), "SELECT count(*) FROM search_doc");
+      Stmt rows(db, "SELECT count(*) FROM search_doc");
       if (rows.step() && impl_->inserted * kMergeFraction >= uint64_t(rows.int64(0))) {
-        exec(batch.db(), "INSERT INTO search_fts(search_fts) VALUES('optimize')");
+        exec(db, "INSERT INTO search_fts(search_fts) VALUES('optimize')");
       }
     });
   } catch (const std::exception&) {
   }
 }
 
-void Index::on_put(store::Transaction& txn, const store::ItemInfo& item, std::istream& content) {
-  Extracted x = Impl::extract_stream(content);
-  std::lock_guard lock(impl_->write_mu);
-  auto& st = impl_->stmts(txn.db());
-  impl_->drop_ino(st, item.ino);
-  impl_->insert(st, item, x);
-}
-
-namespace {
-// What prepare_put() works out: the extracted fields and the full-text row.
-struct PreparedRow final : store::PreparedPut {
-  Extracted x;  // without its body, which is in the row
-  Row row;
-  bool used = false;  // the row has gone to the index
-};
-}  // namespace
-
-std::unique_ptr<store::PreparedPut> Index::prepare_put(std::string_view content) {
-  auto prepared = std::make_unique<PreparedRow>();
-  prepared->x = Impl::extract_bytes(content);
-  prepared->row = make_row(prepared->x, *impl_->pooled_tokenizer());
-  prepared->x.body = std::string();  // insert() needs the facets, not the text
-  return prepared;
-}
-
-void Index::on_put_prepared(store::Transaction& txn, const store::ItemInfo& item, std::istream& content,
-                            store::PreparedPut* prepared) {
-  auto* mine = dynamic_cast<PreparedRow*>(prepared);
-  if (!mine || mine->used) return on_put(txn, item, content);
-  std::lock_guard lock(impl_->write_mu);
-  auto& st = impl_->stmts(txn.db());
-  impl_->drop_ino(st, item.ino);
-  mine->used = true;
-  impl_->insert(st, item, mine->x, std::move(mine->row));
-}
-
-void Index::before_commit(store::Transaction& txn) {
-  std::lock_guard lock(impl_->write_mu);
-  if (impl_->queued.empty()) return;  // removes alone leave their deletes pending
-  auto& st = impl_->stmts(txn.db());
-  impl_->flush_pending(st);
-  impl_->flush_queued(st);
-}
-
-void Index::on_remove(store::Transaction& txn, const store::ItemInfo& item) {
-  std::lock_guard lock(impl_->write_mu);
-  auto& st = impl_->stmts(txn.db());
-  impl_->drop_ino(st, item.ino, /*defer=*/true);
-}
-
-// The index knows an item by its ino, which a rename keeps; its id is read
-// from items when a query needs it.
-void Index::on_rename(store::Transaction&, const store::ItemInfo&, std::string_view /*old_id*/) {}
-
 void Index::reindex() {
-  impl_->store.write([&](store::WriteBatch& batch) {
-    std::lock_guard lock(impl_->write_mu);
-    impl_->rebuild(batch.db());
-  });
+  if (!impl_->sdb.writer()) throw StoreError(EROFS, "search: the store is open read-only");
+  std::lock_guard lock(impl_->write_mu);
+  impl_->rebuild_locked(impl_->options.progress);
 }
 
 Status Index::Impl::run(std::string_view text, Results& out, bool snippets, const Reader& who) {
@@ -1749,15 +1954,14 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets, cons
   Tokenizer& tok = *pooled;
   Query q;
   if (Status st = parse_query(text, tok, q); !st.ok()) return st;
+  auto view = query_view(&out.pending);
+  if (!view) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  sqlite3* db = view->db();
   auto snap = store.snapshot();
-  sqlite3* db = snap->db();
-  if (!snapshot_has_table(db, "search_doc")) {
-    return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  }
   const std::vector<int64_t> dead = dead_gens(db);
   // Rows of items `who` may not read are skipped like dead ones, before
   // ranking and limit:, so hits and counts are the reader's own.
-  const std::vector<int64_t> closed = unreadable_gens(db, who);
+  const std::vector<int64_t> closed = unreadable_gens(db, store, who);
   const CheckPlan check(db, q);
   // Only dates need search_doc; everything else comes from the full-text index.
   const bool dates = q.sort_date || q.after || q.before || q.positive.empty();
@@ -1861,7 +2065,7 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets, cons
   const size_t top = found.size();
   std::vector<store::ItemInfo> items;
   for (size_t k = 0; k < top; ++k) {
-    if (auto info = item_of(lookup, found[k].gen)) {
+    if (auto info = item_of(*snap, lookup, found[k].gen)) {
       out.hits.push_back(Hit{info->id, found[k].score == 0 ? 0.0 : found[k].score, {}});
       items.push_back(std::move(*info));
     } else if (total > 0) {
@@ -1910,7 +2114,9 @@ std::string Index::to_json(const Results& r) {
     out += "\n    }";
   }
   if (rank > 0) out += "\n  ";
-  out += "],\n  \"query\": ";
+  out += "],\n  ";
+  if (r.pending > 0) out += "\"pending\": " + std::to_string(r.pending) + ",\n  ";
+  out += "\"query\": ";
   append_json_string(out, r.query);
   out += ",\n  \"total\": ";
   out += std::to_string(r.total);
@@ -1925,11 +2131,9 @@ Status Index::suggest_json(std::string_view prefix, std::string& out, const Read
   auto tokens = query_tokens(tok, prefix, &single);
   if (tokens.empty()) return Status::error(EINVAL, "the prefix has no letters or digits to complete");
   const std::string& t = tokens.back();
-  auto snap = impl_->store.snapshot();
-  sqlite3* db = snap->db();
-  if (!snapshot_has_table(db, "search_vocab")) {
-    return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  }
+  auto view = impl_->query_view(nullptr);
+  if (!view) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  sqlite3* db = view->db();
   Stmt s(db, "SELECT term, doc FROM search_vocab WHERE term >= ?1 AND term < ?2");
   s.bind(1, t).bind(2, t + "\xF4\x90");
   std::vector<std::pair<std::string, int64_t>> terms;
@@ -1940,7 +2144,7 @@ Status Index::suggest_json(std::string_view prefix, std::string& out, const Read
   }
   auto before = [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; };
   std::sort(terms.begin(), terms.end(), before);
-  if (const std::vector<int64_t> closed = unreadable_gens(db, who); !closed.empty()) {
+  if (const std::vector<int64_t> closed = unreadable_gens(db, impl_->store, who); !closed.empty()) {
     // The index counts every item's words; this reader's counts leave out
     // the items it may not read, which needs each word's rows. A word's
     // count can only shrink, so words are taken most frequent first until
@@ -1975,16 +2179,15 @@ Status Index::facets_json(std::string_view query, std::string& out, const Reader
   Tokenizer tok(impl_->lib);
   Query q;
   if (Status st = parse_query(query, tok, q); !st.ok()) return st;
+  auto view = impl_->query_view(nullptr);
+  if (!view) return Status::error(EIO, "the search index is missing; run itemfs reindex");
+  sqlite3* db = view->db();
   auto snap = impl_->store.snapshot();
-  sqlite3* db = snap->db();
-  if (!snapshot_has_table(db, "search_doc")) {
-    return Status::error(EIO, "the search index is missing; run itemfs reindex");
-  }
   Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
   bind_match(s, q);
   Stmt lookup(db, kItemOfGen);
   const CheckPlan check(db, q);
-  const std::vector<int64_t> closed = unreadable_gens(db, who);  // not counted
+  const std::vector<int64_t> closed = unreadable_gens(db, impl_->store, who);  // not counted
   // Host, author and lang are counted by search_value id; the values of the
   // largest are read at the end.
   std::unordered_map<int64_t, uint64_t> host, author, lang, tag_list;
@@ -2063,11 +2266,32 @@ std::vector<std::string> Index::check() {
       ++more;
     }
   };
+  catch_up();
+  // The follower waits meanwhile, so that the index and the store are read
+  // at the same point of the feed.
+  std::unique_lock writing(impl_->write_mu);
   {
-    auto snap = impl_->store.snapshot();
-    sqlite3* db = snap->db();
-    for (const char* table : {"search_meta", "search_doc", "search_value", "search_dead", "search_fts"}) {
+    auto view = impl_->sdb.read();
+    sqlite3* db = view.db();
+    if (!db) return {"search: the index is missing (itemfs reindex builds it)"};
+    for (const char* table : {"search_meta", "search_doc", "search_value", "search_dead", "search_fts", "search_closed"}) {
       if (!table_exists(db, table)) return {"search: the index tables are missing (itemfs reindex rebuilds them)"};
+    }
+    auto snap = impl_->store.snapshot();
+    const auto applied = uint64_t(meta_value(db, "applied").value_or(0));
+    if (applied != snap->seq()) {
+      return {"search: the index has applied the store's changes up to " + std::to_string(applied) +
+              ", but the store is at " + std::to_string(snap->seq()) +
+              (impl_->follower ? " (" + impl_->follower->last_error() + ")" : std::string(" (read-only)"))};
+    }
+    if (auto cursor = impl_->store.cursor(kFollowerName); cursor && *cursor > applied) {
+      problem("the store's feed keeps changes after " + std::to_string(*cursor) + " only, but the index applied up to " +
+              std::to_string(applied));
+    }
+    std::unordered_map<int64_t, std::array<int64_t, 3>> closed;  // by ino: mode, uid, gid
+    {
+      Stmt s(db, "SELECT ino, mode, uid, gid FROM search_closed");
+      while (s.step()) closed[s.int64(0)] = {s.int64(1), s.int64(2), s.int64(3)};
     }
     if (meta_value(db, "version").value_or(0) != kIndexVersion) {
       problem("the index has version " + std::to_string(meta_value(db, "version").value_or(0)) + ", expected " +
@@ -2105,7 +2329,11 @@ std::vector<std::string> Index::check() {
     }
     // Every row holds one length token, so these are all the rows.
     std::vector<int64_t> rows = rows_matching(db, fts_phrase({std::string(kLengthMark)}) + " *");
+    uint64_t wrong_modes = 0;
     snap->for_each_item([&](const store::ItemInfo& item) {
+      const auto c = closed.find(item.ino);
+      const std::array<int64_t, 3> attrs{item.attrs.mode, item.attrs.uid, item.attrs.gid};
+      if (closed_mode(item.attrs.mode) ? c == closed.end() || c->second != attrs : c != closed.end()) ++wrong_modes;
       auto it = docs.find(item.ino);
       if (it == docs.end()) {
         problem("item " + item.id + " is not in the index");
@@ -2115,6 +2343,7 @@ std::vector<std::string> Index::check() {
       if (it->second.sha != sha8(item.sha256)) problem("the index has an older version of item " + item.id);
       if (!contains(rows, it->second.gen)) problem("the full-text row of item " + item.id + " is missing");
     });
+    if (wrong_modes) problem("the index has the wrong modes or owners of " + std::to_string(wrong_modes) + " items");
     std::unordered_set<int64_t> live;
     for (const auto& [ino, doc] : docs) {
       live.insert(doc.gen);
@@ -2132,15 +2361,16 @@ std::vector<std::string> Index::check() {
     for (int64_t g : dead) live_dead += live.count(g);
     if (live_dead) problem(std::to_string(live_dead) + " entries of items are listed as dead rows");
   }
-  if (!impl_->store.options().read_only) {
+  if (sqlite3* w = impl_->sdb.writer()) {
     // FTS5's own structure check; it writes nothing but needs a write transaction.
     std::string damage;
-    impl_->store.write([&](store::WriteBatch& batch) {
-      if (sqlite3_exec(batch.db(), "INSERT INTO search_fts(search_fts) VALUES('integrity-check')", nullptr, nullptr,
-                       nullptr) != SQLITE_OK) {
-        damage = sqlite3_errmsg(batch.db());
+    impl_->in_transaction([&](sqlite3* db) {
+      if (sqlite3_exec(db, "INSERT INTO search_fts(search_fts) VALUES('integrity-check')", nullptr, nullptr, nullptr) !=
+          SQLITE_OK) {
+        damage = sqlite3_errmsg(db);
       }
     });
+    (void)w;
     if (!damage.empty()) problem("the full-text index is damaged: " + damage);
   }
   if (more) problems.push_back("search: ... and " + std::to_string(more) + " more problems");

@@ -1,11 +1,26 @@
-// itemfs search: a full-text index of the store's items, kept in the store's
-// own SQLite database, and the query language that reads it.
+// itemfs search: a full-text index of the store's items, kept in its own
+// SQLite database beside the store (STORE/search.db), and the query language
+// that reads it.
 //
 // The contract:
-//  - The index lives in tables named search_* inside store.db. It is updated
-//    by the CommitHook calls, which the store runs inside its write
-//    transaction, so a search sees exactly the items of one committed state:
-//    after Store::write() returns, the next run() reflects the change.
+//  - The index follows the store's change feed (store.h, Store::last_seq,
+//    Snapshot::changes_since): a thread of its own applies the feed in
+//    batches, woken by the store's commit listener, reading each changed
+//    item through a store Snapshot, and records in search.db the last
+//    sequence number it applied, in the same transaction as the rows. It
+//    never runs inside the store's transactions and never decides what the
+//    store holds: it can be rebuilt, or caught up, at any time. A crash
+//    anywhere is repaired by catching up when the index is next opened.
+//  - A query first waits until the index has applied every change committed
+//    before the query began (at most IndexOptions::max_wait; by default
+//    until then), so a search reflects every write at once. If it is still
+//    behind, it answers from what is indexed and says how many changes are
+//    pending (Results::pending, "pending": N in to_json()).
+//  - A missing search.db, or one of another index version, is built from
+//    the items when the Index is made (IndexOptions::progress tells how far
+//    it is); a newer version is refused. A store opened read-only has its
+//    index read as it is, never written: a missing one makes queries EIO,
+//    one behind answers with "pending".
 //  - Text comes from the string values of each item (capped per item, see
 //    README). Well-known fields feed filters and facets: title, url (and its
 //    host), author, tags, lang / metadata.lang, published_at, crawled_at. Any
@@ -20,33 +35,34 @@
 //    may read, decided from each item's owner, group and mode as the
 //    kernel's default_permissions decides (Reader::may_read; and, as on
 //    the way to the item, search permission on items/ and its shard,
-//    Reader::may_search). Unreadable
-//    items are left out before ranking and limit:, so the hits are the
-//    reader's best ones and every count (total, facets, a suggested word's
-//    docs) counts only readable items; no id, snippet, facet value or word
-//    of an unreadable item reaches the answer. The check reads the items'
-//    modes in the same snapshot as the index (so chmod and chown count at
-//    once, with nothing to keep in step), and only of the items that some
-//    non-root reader may not read (a read bit missing: a partial index of
-//    the store's items, search_items_closed): for root, and for a store
-//    whose items are all readable by everyone (0644, 0444), a query costs
-//    what it did without the check. The default Reader is root: `itemfs
+//    Reader::may_search). Unreadable items are left out before ranking and
+//    limit:, so the hits are the reader's best ones and every count (total,
+//    facets, a suggested word's docs) counts only readable items; no id,
+//    snippet, facet value or word of an unreadable item reaches the answer.
+//    The modes and owners of items come from the feed (a chmod or chown is
+//    a change like any other, so it counts at once), kept in search.db only
+//    for the items some non-root reader may not read (a read bit missing):
+//    for root, and for a store whose items are all readable by everyone, a
+//    query costs what it did without the check. Directories' modes are read
+//    from the store at query time. The default Reader is root: `itemfs
 //    search` is run by whoever can open the store, and shows everything.
-//  - Every method is thread-safe. run(), suggest_json() and facets_json() read
-//    one store Snapshot (a point in time) and never wait for writers.
+//  - Every method is thread-safe. run(), suggest_json() and facets_json()
+//    read one state of the index and never wait for the store's writers.
 //  - Errors a caller must act on come back as Status; unexpected SQLite
-//    failures throw store::StoreError (inside a hook this aborts the batch).
+//    failures throw store::StoreError.
 //
 // Usage:
 //   auto store = itemfs::store::Store::open(dir);
 //   itemfs::search::Index index(*store);   // must not outlive the store
-//   store->add_hook(&index);
 //   itemfs::search::Results r;
 //   if (auto st = index.run("solar panel -wind limit:10", r); !st.ok()) ...
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -83,15 +99,29 @@ struct Results {
   std::string query;      // the query as given
   uint64_t total = 0;     // number of matching items (not capped by limit:)
   std::vector<Hit> hits;  // at most limit: entries, best first (or newest first for sort:date)
+  // Changes committed before the query that the index had not applied when
+  // it answered (0: none; the answer is as of every write before it).
+  uint64_t pending = 0;
 };
 
-class Index : public store::CommitHook {
+struct IndexOptions {
+  // How long a query waits for the index to apply the changes committed
+  // before it began; none: until it has.
+  std::optional<std::chrono::milliseconds> max_wait;
+  // Called while the index is built from the items (opening a missing or
+  // old index, reindex()) with the items done so far and their number.
+  using Progress = std::function<void(uint64_t done, uint64_t total)>;
+  Progress progress;
+};
+
+class Index {
  public:
-  // Creates the index tables if missing (and fills them from the items when
-  // the store already has some). The caller then calls store.add_hook(this).
+  // Opens STORE/search.db (building it from the items if it is missing or
+  // of another version), applies what the store committed while no index
+  // followed it, and starts following the store's change feed.
   // Throws store::StoreError if the index was written by a newer itemfs.
-  explicit Index(store::Store& store);
-  ~Index() override;
+  explicit Index(store::Store& store, IndexOptions options = {});
+  ~Index();
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
 
@@ -124,26 +154,23 @@ class Index : public store::CommitHook {
   // The query language documentation (search/README.md, embedded at build time).
   static std::string_view readme();
 
-  // Rebuilds the whole index from the items in one write transaction.
+  // Rebuilds the whole index from the items in one transaction of
+  // search.db (IndexOptions::progress tells how far it is). EROFS on a
+  // read-only store.
   void reindex();
-  // Whether opening rebuilt the index (it was missing or of another
+  // Whether opening built the index (it was missing or of another
   // version), so that it is as fresh as reindex() would make it.
   bool rebuilt_when_opened() const;
+  // Returns once the index has applied every change committed before the
+  // call (or its follower failed: check() then says why).
+  void catch_up();
+  // The changes committed that the index has not applied yet.
+  uint64_t lag();
 
   // Readable problem lines when the index is out of step with the items
-  // (missing, extra or stale entries, damaged FTS structure). Empty if clean.
+  // (behind the feed after catching up, missing, extra or stale entries,
+  // wrong modes, damaged FTS structure). Empty if clean.
   std::vector<std::string> check();
-
-  // store::CommitHook
-  void on_put(store::Transaction& txn, const store::ItemInfo& item, std::istream& content) override;
-  void on_remove(store::Transaction& txn, const store::ItemInfo& item) override;
-  void on_rename(store::Transaction& txn, const store::ItemInfo& item, std::string_view old_id) override;
-  // Writes the full-text rows of the batch's puts (and pending deletes) at once.
-  void before_commit(store::Transaction& txn) override;
-  // The text extraction of on_put() (thread-safe), for Store::prepare().
-  std::unique_ptr<store::PreparedPut> prepare_put(std::string_view content) override;
-  void on_put_prepared(store::Transaction& txn, const store::ItemInfo& item, std::istream& content,
-                       store::PreparedPut* prepared) override;
 
  private:
   struct Impl;

@@ -21,6 +21,7 @@
 
 #include "store/codec.h"
 #include "store/dictionary.h"
+#include "store/feed.h"
 #include "store/hash.h"
 #include "store/json_check.h"
 #include "store/parallel.h"
@@ -59,7 +60,6 @@ struct PreparedItem::Parts {
   Sha256 sha256{};
   std::vector<Chunk> chunks;
   int64_t dict_id = 0;  // the generation of the dictionary set it was compressed with
-  std::vector<std::unique_ptr<PreparedPut>> hooks;  // by hook, in add_hook() order
   bool skip_unchanged = false;  // skip_if_unchanged()
   bool replaced = false;        // put_prepared() found an item of this id
 };
@@ -118,6 +118,12 @@ const char* const kBlobsBySha =
 // Format 3: a one-chunk item, and so its blob, is found by the first 4 bytes
 // of its SHA-256.
 const char* const kItemsBySha = "CREATE INDEX IF NOT EXISTS items_by_sha ON items(substr(sha256, 1, 4))";
+// Format 4: the search index of formats 1 to 3 (its tables and its partial
+// index of the items) is no longer in store.db.
+const char* const kDropOldSearchIndex =
+    "DROP INDEX IF EXISTS search_items_closed; DROP TABLE IF EXISTS search_vocab; DROP TABLE IF EXISTS search_fts;"
+    "DROP TABLE IF EXISTS search_doc; DROP TABLE IF EXISTS search_value; DROP TABLE IF EXISTS search_dead;"
+    "DROP TABLE IF EXISTS search_meta;";
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -142,7 +148,7 @@ DirInfo dir_from(Stmt& s) {
   return info;
 }
 
-// A seekable istream over bytes already in memory, for hooks.
+// A seekable istream over bytes already in memory.
 class MemoryBuf : public std::streambuf {
  public:
   explicit MemoryBuf(std::string_view bytes) {
@@ -275,8 +281,7 @@ struct BlobRow {
 class WriteBatchImpl final : public WriteBatch {
  public:
   WriteBatchImpl(StoreImpl& store, Db& db) : store_(store), db_(db) {}
-  sqlite3* db() override { return db_.handle(); }
-  Status put(std::string_view id, std::istream& content, const Attrs& attrs) override;
+  Status put(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored) override;
   Status put_prepared(PreparedItem& item) override;
   Status remove(std::string_view id) override;
   Status rename(std::string_view from, std::string_view to) override;
@@ -289,6 +294,9 @@ class WriteBatchImpl final : public WriteBatch {
   // Stores the blobs this batch added again, in packing_order(): called once,
   // after the batch's last change.
   void pack_new_blobs();
+  // Saves the feed's last sequence number (and trims it): after the last
+  // change. Returns the batch's last sequence number, 0 if it made none.
+  uint64_t finish_feed() { return feed_.recorded() ? feed_.finish() : 0; }
 
  private:
   // Runs `fn` inside a savepoint so a failed call leaves the batch as it was.
@@ -314,11 +322,12 @@ class WriteBatchImpl final : public WriteBatch {
   Status put_bytes(std::string_view id, std::string_view bytes, const Attrs& attrs);
   Status put_stream(std::string_view id, std::istream& content, uint64_t size, const Attrs& attrs);
   Status finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest, uint64_t size,
-                    const Attrs& attrs, std::istream& content,
-                    std::vector<std::unique_ptr<PreparedPut>>* prepared = nullptr);
+                    const Attrs& attrs);
 
   StoreImpl& store_;
   Db& db_;
+  feed::Recorder feed_{db_};
+  ItemInfo* stored_ = nullptr;  // where finish_put() reports the item it stored
   std::vector<std::string> changed_;
   std::string compressed_;
   // Blobs reuse_checked() has checked in this batch: one that repeats (the
@@ -377,24 +386,22 @@ class StoreImpl final : public Store {
 
   const fs::path& dir() const override { return dir_; }
   const Options& options() const override { return options_; }
-  void add_hook(CommitHook* hook) override { hooks_.push_back(hook); }
-
-  const std::vector<CommitHook*>& hooks() const { return hooks_; }
   Compressor& compressor() { return compressor_; }
   bool elide_blob_hashes() const { return elide_blob_hashes_; }
   size_t page_size() const { return page_size_; }
 
   void write(const std::function<void(WriteBatch&)>& fn) override {
     if (options_.read_only) throw StoreError(EROFS, "the store is open read-only");
-    std::lock_guard lock(write_mutex_);
+    std::unique_lock lock(write_mutex_);
     size_t puts = 0;
+    uint64_t seq = 0;
     writer_->exec("BEGIN IMMEDIATE");
     try {
       WriteBatchImpl batch(*this, *writer_);
       fn(batch);
       batch.pack_new_blobs();
-      for (CommitHook* hook : hooks_) hook->before_commit(batch);
       puts = batch.changed_ids().size();
+      seq = batch.finish_feed();
       commit_or_use_reserve();
     } catch (...) {
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
@@ -412,7 +419,65 @@ class StoreImpl final : public Store {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "itemfs: training a compression dictionary failed: %s\n", e.what());
     }
+    lock.unlock();
+    if (seq) {
+      for (const auto& listener : listeners_) listener(seq);
+    }
   }
+
+  uint64_t last_seq() override {
+    auto reader = acquire();
+    return feed::last_seq(*reader);
+  }
+  void add_commit_listener(CommitListener fn) override { listeners_.push_back(std::move(fn)); }
+
+  // One short write transaction for a follower's cursor.
+  void feed_write(const std::function<void()>& fn) {
+    std::lock_guard lock(write_mutex_);
+    writer_->exec("BEGIN IMMEDIATE");
+    try {
+      fn();
+      writer_->exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+  uint64_t follow(std::string_view name) override {
+    if (options_.read_only) return last_seq();
+    uint64_t at = 0;
+    feed_write([&] {
+      auto s = writer_->cached("SELECT seq FROM followers WHERE name=?");
+      s->bind(1, name);
+      if (s->step()) {
+        at = uint64_t(s->int64(0));
+        return;
+      }
+      s->reset();
+      at = feed::last_seq(*writer_);
+      feed::set_cursor(*writer_, name, at, true);
+    });
+    return at;
+  }
+  void advance(std::string_view name, uint64_t seq) override {
+    if (options_.read_only) return;
+    auto now = cursor(name);
+    if (!now || *now >= seq) return;
+    feed_write([&] { feed::set_cursor(*writer_, name, seq, false); });
+  }
+  void unfollow(std::string_view name) override {
+    if (options_.read_only) return;
+    feed_write([&] { feed::remove_follower(*writer_, name); });
+  }
+  std::optional<uint64_t> cursor(std::string_view name) override {
+    if (!has_feed_) return std::nullopt;
+    auto reader = acquire();
+    auto s = reader->cached("SELECT seq FROM followers WHERE name=?");
+    s->bind(1, name);
+    if (!s->step()) return std::nullopt;
+    return uint64_t(s->int64(0));
+  }
+  bool has_feed() const { return has_feed_; }
 
   // Disk full. SQLite grows store.db only at a checkpoint, by copying WAL
   // pages into it, and never shrinks the WAL file by itself. On a disk that
@@ -638,7 +703,6 @@ class StoreImpl final : public Store {
       p.sha256 = whole.finish();
     }
     compress_prepared(p, *current_dictionaries());
-    for (CommitHook* hook : hooks_) p.hooks.push_back(hook->prepare_put(p.bytes));
     return item;
   }
 
@@ -723,10 +787,6 @@ class StoreImpl final : public Store {
   std::unique_ptr<ItemReader> open_item(const ItemInfo& item, bool lazy) override;
   std::unique_ptr<Snapshot> snapshot() override;
 
-  void with_reader(const std::function<void(sqlite3*)>& fn) override {
-    auto reader = acquire();
-    fn(reader->handle());
-  }
 
   bool changed_by_others() override {
     std::lock_guard lock(write_mutex_);
@@ -999,18 +1059,23 @@ class StoreImpl final : public Store {
         writer_->exec("ALTER TABLE dicts ADD COLUMN raw_size INTEGER");
         if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
       }
-      if (found == 1 || found == 2) {
+      if (found == 1 || found == 2 || found == 3) {
         writer_->exec(kSchema);
         writer_->exec(kItemsBySha);
+        // 3 to 4: the search index moves to search.db (its own database).
+        writer_->exec(kDropOldSearchIndex);
+        feed::create_tables(*writer_);
         auto set = writer_->cached("UPDATE meta SET value=? WHERE key='format_version'");
         set->bind(1, int64_t(kFormatVersion)).run();
       } else if (found == kFormatVersion) {
         writer_->exec(kSchema);
         if (!has_unique_sha_index()) writer_->exec(kBlobsBySha);
         writer_->exec(kItemsBySha);
+        feed::create_tables(*writer_);
       }
       if (!found) {
         writer_->exec(kSchema);
+        feed::create_tables(*writer_);
         writer_->exec(kBlobsBySha);
         writer_->exec(kItemsBySha);
         auto set = writer_->cached("INSERT INTO meta(key, value) VALUES('format_version', ?)");
@@ -1340,8 +1405,10 @@ class StoreImpl final : public Store {
     auto s = writer_->cached("SELECT value FROM meta WHERE key='format_version'");
     if (!s->step()) throw StoreError(EINVAL, dir_.string() + " is not an itemfs store (no format_version)");
     int64_t version = s->int64(0);
-    // A read-only store of format 1 or 2 is read as it is (see init_schema()).
-    if (version != kFormatVersion && !((version == 1 || version == 2) && options_.read_only))
+    // A read-only store of format 1 to 3 is read as it is (see init_schema()),
+    // with no change feed.
+    has_feed_ = version == kFormatVersion;
+    if (version != kFormatVersion && !(version >= 1 && version <= 3 && options_.read_only))
       throw StoreError(EINVAL, "store format " + std::to_string(version) + " is not supported (this build reads " +
                                    std::to_string(kFormatVersion) + ")");
   }
@@ -1351,7 +1418,8 @@ class StoreImpl final : public Store {
   std::atomic<bool> reserve_held_ = false;  // changed under write_mutex_ (or construction)
   fs::path dir_;
   Options options_;
-  std::vector<CommitHook*> hooks_;
+  std::vector<CommitListener> listeners_;
+  bool has_feed_ = true;  // false: a read-only store of format 1 to 3
   std::mutex write_mutex_;
   std::unique_ptr<Db> writer_;
   Compressor compressor_;
@@ -1620,7 +1688,12 @@ void WriteBatchImpl::touch_dir(const std::string& shard, int64_t now) {
   s->bind(1, now).bind(2, shard).run();
 }
 
-Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs) {
+Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored) {
+  stored_ = stored;
+  struct Clear {
+    ItemInfo*& p;
+    ~Clear() { p = nullptr; }
+  } clear{stored_};
   if (Status status = check_id(id); !status.ok()) return status;
   content.clear();
   content.seekg(0, std::ios::end);
@@ -1644,9 +1717,7 @@ Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, co
   if (Status status = validate_json_bytes(bytes); !status.ok()) return status;
   return guarded([&] {
     std::vector<ChunkRef> chunks{{store_chunk(bytes, true), bytes.size()}};
-    MemoryBuf buf(bytes);
-    std::istream in(&buf);
-    return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs, in);
+    return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs);
   });
 }
 
@@ -1669,9 +1740,7 @@ Status WriteBatchImpl::put_prepared(PreparedItem& item) {
       std::string_view raw = std::string_view(p.bytes).substr(chunk.offset, chunk.size);
       chunks.push_back({store_prepared_chunk(chunk, raw, p.chunks.size() == 1), raw.size()});
     }
-    MemoryBuf buf(p.bytes);
-    std::istream in(&buf);
-    return finish_put(p.id, chunks, p.sha256, p.bytes.size(), p.attrs, in, &p.hooks);
+    return finish_put(p.id, chunks, p.sha256, p.bytes.size(), p.attrs);
   });
 }
 
@@ -1694,15 +1763,12 @@ Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, ui
       chunks.push_back({store_chunk(piece, false), piece.size()});
       total += uint64_t(want);
     }
-    content.clear();
-    content.seekg(0);
-    return finish_put(id, chunks, whole.finish(), size, attrs, content);
+    return finish_put(id, chunks, whole.finish(), size, attrs);
   });
 }
 
 Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest,
-                                  uint64_t size, const Attrs& attrs, std::istream& content,
-                                  std::vector<std::unique_ptr<PreparedPut>>* prepared) {
+                                  uint64_t size, const Attrs& attrs) {
   int64_t now = now_ns();
   int64_t mtime = attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns;
   std::string shard = shard_of(id);
@@ -1710,6 +1776,7 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   int64_t ino;
   if (existing) {
     ino = existing->ino;
+    if (existing->sha256 != digest) feed_.keep_old(*existing);
     release_chunks(*existing);
     auto s = db_.cached(
         "UPDATE items SET size=?, sha256=?, mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE ino=?");
@@ -1743,13 +1810,8 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
   info.attrs.mtime_ns = mtime;
   info.ctime_ns = now;
   info.sha256 = digest;
-  const auto& hooks = store_.hooks();
-  for (size_t i = 0; i < hooks.size(); ++i) {
-    content.clear();
-    content.seekg(0);
-    if (prepared && i < prepared->size()) hooks[i]->on_put_prepared(*this, info, content, (*prepared)[i].get());
-    else hooks[i]->on_put(*this, info, content);
-  }
+  feed_.record(ChangeKind::kPut, ino, id);
+  if (stored_) *stored_ = info;
   changed_.emplace_back(id);
   return Status::success();
 }
@@ -1758,10 +1820,11 @@ Status WriteBatchImpl::remove(std::string_view id) {
   return guarded([&] {
     auto existing = find(id);
     if (!existing) return Status::error(ENOENT, "no item " + std::string(id));
-    for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *existing);
+    feed_.keep_old(*existing);
     release_chunks(*existing);
     auto s = db_.cached("DELETE FROM items WHERE ino=?");
     s->bind(1, existing->ino).run();
+    feed_.record(ChangeKind::kRemove, existing->ino, id);
     touch_dir(shard_of(id), now_ns());
     changed_.emplace_back(id);
     return Status::success();
@@ -1775,22 +1838,20 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
     if (!source) return Status::error(ENOENT, "no item " + std::string(from));
     if (from == to) return Status::success();
     if (auto target = find(to)) {
-      for (CommitHook* hook : store_.hooks()) hook->on_remove(*this, *target);
+      feed_.keep_old(*target);
       release_chunks(*target);
       auto s = db_.cached("DELETE FROM items WHERE ino=?");
       s->bind(1, target->ino).run();
+      feed_.record(ChangeKind::kRemove, target->ino, to);
     }
     int64_t now = now_ns();
     std::string shard = shard_of(to);
     ensure_dir(shard, source->attrs, now);
     auto s = db_.cached("UPDATE items SET id=?, shard=?, ctime_ns=? WHERE ino=?");
     s->bind(1, to).bind(2, shard).bind(3, now).bind(4, source->ino).run();
+    feed_.record(ChangeKind::kRename, source->ino, to, from);
     touch_dir(shard_of(from), now);
     touch_dir(shard, now);
-    ItemInfo moved = *source;
-    moved.id = std::string(to);
-    moved.ctime_ns = now;
-    for (CommitHook* hook : store_.hooks()) hook->on_rename(*this, moved, from);
     changed_.emplace_back(from);
     changed_.emplace_back(to);
     return Status::success();
@@ -1799,11 +1860,14 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
 
 Status WriteBatchImpl::set_attrs(std::string_view id, const Attrs& attrs) {
   return guarded([&] {
-    auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=?");
+    auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=? RETURNING ino");
     s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
     int64_t now = now_ns();
-    s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, id).run();
-    if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no item " + std::string(id));
+    s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, id);
+    if (!s->step()) return Status::error(ENOENT, "no item " + std::string(id));
+    const int64_t ino = s->int64(0);
+    s->reset();
+    feed_.record(ChangeKind::kAttrs, ino, id);
     return Status::success();
   });
 }
@@ -2089,8 +2153,51 @@ class SnapshotImpl final : public Snapshot {
   }
   ~SnapshotImpl() override { sqlite3_exec(lease_->handle(), "COMMIT", nullptr, nullptr, nullptr); }
 
-  sqlite3* db() override { return lease_->handle(); }
   std::optional<ItemInfo> item(std::string_view id) override { return StoreImpl::find_item(*lease_, id); }
+  std::optional<ItemInfo> item_by_ino(int64_t ino) override {
+    auto s = lease_->cached("SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items WHERE ino=?");
+    s->bind(1, ino);
+    if (!s->step()) return std::nullopt;
+    return item_from(*s);
+  }
+  uint64_t seq() override { return feed::last_seq(*lease_); }
+  bool read_replaced(uint64_t seq, std::string& out) override {
+    out.clear();
+    if (!store_.has_feed()) return false;
+    auto parts = feed::old_parts(*lease_, seq);
+    if (parts.empty()) return false;
+    for (auto& part : parts) {
+      BlobRow row;
+      row.data = std::move(part.data);
+      row.raw_size = part.raw_size;
+      row.codec = part.codec;
+      row.dict_id = part.dict_id;
+      std::string problem;
+      auto bytes = store_.decode(*lease_, row, &problem);
+      if (!bytes || bytes->size() != part.raw_size) return false;
+      out += *bytes;
+    }
+    return true;
+  }
+  ChangeList changes_since(uint64_t after, size_t limit) override {
+    if (!store_.has_feed()) {
+      ChangeList none;
+      none.complete = false;
+      return none;
+    }
+    return feed::changes_since(*lease_, after, limit);
+  }
+
+  void scan_items(const std::function<void(const ItemInfo&)>& fn) override {
+    // Table (rowid) order reads the table's pages once, front to back; id
+    // order would walk the id index and look each row up in the table.
+    Stmt s(lease_->handle(), "SELECT ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns FROM items");
+    ItemInfo info;  // reused: the id keeps its buffer from row to row
+    while (s.step()) {
+      fill_item(s, info);
+      fn(info);
+    }
+  }
 
   void for_each_item(const std::function<void(const ItemInfo&)>& fn) override {
     // Its own statement: `fn` may use the cached ones (read_item) meanwhile.
@@ -2432,6 +2539,8 @@ std::string permissions_warning(const std::filesystem::path& dir) {
   return warning + ": any local user who can read it can read every item, private ones included, from the "
                    "database (chmod 700 " + dir.string() + " to keep them out)";
 }
+
+std::string Store::engine_version() { return std::string("SQLite ") + sqlite3_libversion(); }
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Options& options) {
   return std::make_unique<StoreImpl>(dir, options);

@@ -11,8 +11,10 @@
 //  - Every change goes through Store::write(), which runs one SQLite
 //    transaction: either all of a batch lands or none of it. Readers (any
 //    thread, any number) see the state before or after, never a mix.
-//  - Registered CommitHooks run inside that same transaction, so an index kept
-//    by a hook can never be out of step with the items.
+//  - Every change of an item gets a sequence number in the same transaction
+//    (the change feed): what is derived from the items (the search index)
+//    follows the feed, outside the store's transactions (ChangeList,
+//    Snapshot::changes_since, add_commit_listener, follow).
 //  - Every method is thread-safe. Writers are serialised; readers never wait
 //    for writers (WAL). "database is locked" never escapes: busy waits are
 //    retried internally.
@@ -34,12 +36,10 @@
 #include "base/sha256.h"
 #include "base/status.h"
 
-struct sqlite3;
-
 namespace itemfs::store {
 
 inline constexpr uint64_t kChunkSize = 1 << 20;
-inline constexpr int kFormatVersion = 3;
+inline constexpr int kFormatVersion = 4;
 
 // Status, errors and SHA-256 are base's (base/status.h, base/sha256.h); the
 // store's names for them stay, so callers say store::Status as before.
@@ -104,45 +104,35 @@ Status validate_json(std::istream& in);
 // database), as one sentence; "" when nothing. Stores are created 0700.
 std::string permissions_warning(const std::filesystem::path& dir);
 
-class Transaction;
-
-// What a hook works out for a put from the item's bytes alone, ahead of the
-// write transaction (see CommitHook::prepare_put).
-class PreparedPut {
- public:
-  virtual ~PreparedPut() = default;
+// The change feed (docs/FORMAT.md, "The change feed"): every change of an
+// item gets a sequence number, 1, 2, ..., in the transaction that makes it.
+enum class ChangeKind : uint8_t {
+  kPut = 1,     // created or replaced (new bytes or attributes)
+  kRemove = 2,  // gone (removed, or renamed over)
+  kRename = 3,  // id changed (to `id` from `old_id`); bytes and attributes kept
+  kAttrs = 4,   // mode, owner or mtime changed; bytes kept
 };
 
-// Hooks run inside Store::write()'s transaction; throwing aborts the batch.
-class CommitHook {
- public:
-  virtual ~CommitHook() = default;
-  // `content` is positioned at the start of the (already validated) item.
-  virtual void on_put(Transaction& txn, const ItemInfo& item, std::istream& content) = 0;
-  virtual void on_remove(Transaction& txn, const ItemInfo& item) = 0;
-  // The content is unchanged; only the id moved.
-  virtual void on_rename(Transaction& txn, const ItemInfo& item, std::string_view old_id) = 0;
-  // After the batch's last change, before it commits (once per write()).
-  virtual void before_commit(Transaction& txn) { (void)txn; }
-  // Called by Store::prepare(), on any thread and possibly on several at
-  // once, with the validated bytes of an item about to be put: the part of
-  // on_put() that needs nothing but the bytes. nullptr (the default): none.
-  virtual std::unique_ptr<PreparedPut> prepare_put(std::string_view content) {
-    (void)content;
-    return nullptr;
-  }
-  // Instead of on_put() for an item stored by WriteBatch::put_prepared();
-  // `prepared` is what prepare_put() returned for it (may be null). Must
-  // leave the index exactly as on_put() would.
-  virtual void on_put_prepared(Transaction& txn, const ItemInfo& item, std::istream& content, PreparedPut* prepared) {
-    (void)prepared;
-    on_put(txn, item, content);
-  }
+struct Change {
+  uint64_t seq = 0;
+  ChangeKind kind = ChangeKind::kPut;
+  int64_t ino = 0;     // the item (ItemInfo::ino), kept across rename
+  std::string id;      // its id after the change
+  std::string old_id;  // kRename: its id before
+};
+
+struct ChangeList {
+  std::vector<Change> changes;  // oldest first
+  // False when changes after the asked sequence are no longer kept (the
+  // asker is not a registered follower, or fell behind what the feed
+  // keeps): it must start again from the items.
+  bool complete = true;
+  uint64_t last_seq = 0;  // the newest sequence number in this view
 };
 
 // An item made ready to store by Store::prepare(): id and size checked,
-// JSON validated, content hashed, cut into chunks and compressed, and the
-// hooks' prepare_put() done, all outside the write transaction. Opaque:
+// JSON validated, content hashed, cut into chunks and compressed, all
+// outside the write transaction. Opaque:
 // only the store reads its parts.
 class PreparedItem {
  public:
@@ -173,22 +163,19 @@ class PreparedItem {
   std::unique_ptr<Parts> parts_;
 };
 
-class Transaction {
- public:
-  virtual ~Transaction() = default;
-  virtual sqlite3* db() = 0;
-};
-
 // One write transaction. Methods returning Status leave the batch usable on
 // failure (nothing of that call was applied); the batch commits when the
 // callback passed to Store::write() returns.
-class WriteBatch : public Transaction {
+class WriteBatch {
  public:
+  virtual ~WriteBatch() = default;
   // Stores `content` as item `id` (creating or replacing it), validating it
   // first. attrs.mtime_ns == kMtimeNow means now.
-  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs) = 0;
+  // `stored`, if given, gets the item as stored (ino, size, hash, times).
+  virtual Status put(std::string_view id, std::istream& content, const Attrs& attrs,
+                     ItemInfo* stored = nullptr) = 0;
   // The same for an item made by Store::prepare() (of this store): the same
-  // rows, blobs and hook calls as put() of its bytes, with the same Status.
+  // rows, blobs and changes as put() of its bytes, with the same Status.
   // New blobs keep the compression (and dictionary id) it was prepared with.
   virtual Status put_prepared(PreparedItem& item) = 0;
   virtual Status remove(std::string_view id) = 0;                           // ENOENT
@@ -212,8 +199,21 @@ class WriteBatch : public Transaction {
 class Snapshot {
  public:
   virtual ~Snapshot() = default;
-  virtual sqlite3* db() = 0;
   virtual std::optional<ItemInfo> item(std::string_view id) = 0;
+  virtual std::optional<ItemInfo> item_by_ino(int64_t ino) = 0;
+  // The sequence number of the last change this view holds (0: none yet).
+  virtual uint64_t seq() = 0;
+  // The changes after `after` in this view, oldest first, at most `limit`.
+  virtual ChangeList changes_since(uint64_t after, size_t limit) = 0;
+  // The bytes change `seq` took away (a put that replaced an item's
+  // content, a remove), into `out`, if the feed kept them: it does while a
+  // follower is registered, for items of up to 4 MiB, until the change is
+  // trimmed. For a follower that must undo what it derived from them.
+  // Not checked against a hash (the caller knows the hash it expects).
+  virtual bool read_replaced(uint64_t seq, std::string& out) = 0;
+  // All items in storage order (which reads the store front to back, faster
+  // than id order); one ItemInfo is reused from item to item.
+  virtual void scan_items(const std::function<void(const ItemInfo&)>& fn) = 0;
   // All items in id order.
   virtual void for_each_item(const std::function<void(const ItemInfo&)>& fn) = 0;
   // Streams the item's bytes to `sink` in order (at most kChunkSize at a
@@ -282,7 +282,6 @@ class Store {
 
   virtual const std::filesystem::path& dir() const = 0;
   virtual const Options& options() const = 0;
-  virtual void add_hook(CommitHook* hook) = 0;  // not owned; add before use
 
   // Does the work of WriteBatch::put() that needs no database (see
   // PreparedItem) with the dictionary current now. Thread-safe, never waits
@@ -300,6 +299,26 @@ class Store {
   // If `fn` throws, nothing is applied and the exception propagates.
   virtual void write(const std::function<void(WriteBatch&)>& fn) = 0;
 
+  // The change feed. last_seq(): the newest sequence number committed (by
+  // any process). A commit listener is called after each commit of this
+  // process that recorded changes, outside the transaction and the store's
+  // locks, with the batch's last sequence number: it must be quick (wake a
+  // thread). Add listeners before use; `fn` lives as long as the store.
+  virtual uint64_t last_seq() = 0;
+  using CommitListener = std::function<void(uint64_t seq)>;
+  virtual void add_commit_listener(CommitListener fn) = 0;
+  // Followers: a name and the last sequence it applied. The feed keeps every
+  // change after the slowest follower's cursor and drops the rest, so a
+  // store whose followers keep up holds no feed. follow() registers `name`
+  // (at last_seq(), if new) and returns its cursor; advance() moves it on
+  // (never back: a smaller seq is ignored); unfollow() forgets it. On a
+  // read-only store nothing is recorded and follow() returns last_seq().
+  virtual uint64_t follow(std::string_view name) = 0;
+  virtual void advance(std::string_view name, uint64_t seq) = 0;
+  virtual void unfollow(std::string_view name) = 0;
+  // The cursor of follower `name`, if registered.
+  virtual std::optional<uint64_t> cursor(std::string_view name) = 0;
+
   // Point reads, each its own read transaction.
   virtual std::optional<ItemInfo> item(std::string_view id) = 0;
   virtual std::optional<ItemInfo> item_by_ino(int64_t ino) = 0;
@@ -315,8 +334,6 @@ class Store {
   // is EIO with a sentence naming the item.
   virtual std::unique_ptr<ItemReader> open_item(const ItemInfo& item, bool lazy = false) = 0;
   virtual std::unique_ptr<Snapshot> snapshot() = 0;
-  // Runs `fn` with a pooled read connection (for hooks' own queries).
-  virtual void with_reader(const std::function<void(sqlite3*)>& fn) = 0;
 
   // ENOSPC unless `bytes` more on the store's disk (staging files, which
   // live there) would leave what the store keeps back for its log and
@@ -333,6 +350,8 @@ class Store {
   virtual FsckReport fsck(bool repair, const FsckProgress& progress = {}) = 0;
   // Every item of `snap`, in no particular order (store/backup_scan.cpp).
   static void scan_items(Snapshot& snap, const std::function<void(const ItemInfo&)>& fn);
+  // The version of the database library the store runs with ("3.40.1").
+  static std::string engine_version();
 };
 
 }  // namespace itemfs::store

@@ -124,7 +124,7 @@ assert_eq 14 "$(jq -r .total "$S/tomatoes OR solar.json")" "others after rm -rf"
 stop_mount
 "$ITEMFS" fsck "$STORE" >"$T/fsck2.out" || fail "fsck after rm -rf: $(cat "$T/fsck2.out")"
 if command -v sqlite3 >/dev/null; then  # deletes still pending were written at unmount
-  assert_eq 0 "$(sqlite3 "$STORE/store.db" "SELECT count(*) FROM search_dead")" "dead rows after unmount"
+  assert_eq 0 "$(sqlite3 "$STORE/search.db" "SELECT count(*) FROM search_dead")" "dead rows after unmount"
 fi
 "$ITEMFS" reindex "$STORE" 2>/dev/null || fail "reindex"
 "$ITEMFS" fsck "$STORE" --repair >/dev/null || fail "fsck --repair"

@@ -49,7 +49,6 @@ class SearchFoldIndex : public ::testing::Test {
   void SetUp() override {
     store_ = itemfs::store::Store::open(dir_.path());
     index_ = std::make_unique<itemfs::search::Index>(*store_);
-    store_->add_hook(index_.get());
   }
   void put(const std::string& id, const nlohmann::json& doc) {
     store_->write([&](itemfs::store::WriteBatch& b) {

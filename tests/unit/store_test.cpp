@@ -1029,7 +1029,7 @@ TEST(StoreFormatTest, AFormat2StoreOpensReadsEveryByteAndMigrates) {
   // Opened to write, it is brought to format 3: an index more, nothing
   // rewritten (its blobs keep their hashes).
   auto store = Store::open(dir.path());
-  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 3);
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), kFormatVersion);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name='items_by_sha'"), 1);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM blobs WHERE length(sha256) <> 32"), 0);
   read_back_all(*store);
@@ -1061,7 +1061,7 @@ TEST(StoreFormatTest, AFormat2StoreOpensReadsEveryByteAndMigrates) {
   // Opened again, nothing more changes.
   store.reset();
   store = Store::open(dir.path());
-  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 3);
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), kFormatVersion);
   EXPECT_EQ(read_all(*store, "new"), "{\"new\": true}");
   EXPECT_TRUE(store->fsck(false).clean());
 }
@@ -1073,7 +1073,7 @@ TEST(StoreFormatTest, AOneChunkItemsBlobIsFoundByTheItemsHash) {
   TempDir dir;
   auto db = dir.path() / "store.db";
   auto store = Store::open(dir.path());
-  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), 3);
+  EXPECT_EQ(scalar(db, "SELECT value FROM meta WHERE key='format_version'"), kFormatVersion);
   // A JSON string of exactly one chunk, and an item of two chunks that
   // starts with it (JSON allows the spaces after it).
   std::string whole = "\"";
