@@ -145,9 +145,11 @@ int cli_import(const std::vector<std::string>& all) {
 }
 
 int cli_export(const std::vector<std::string>& all) {
-  const char* usage = "usage: itemfs export STORE DIR\n";
+  const char* usage =
+      "usage: itemfs export STORE DIR [--json]\n"
+      "  on a terminal, a progress line on stderr; --json: one JSON summary on stdout\n";
   Words words;
-  if (int rc = parse_words("export", all, {}, {}, usage, words); rc >= 0) return rc;
+  if (int rc = parse_words("export", all, {"--json"}, {}, usage, words); rc >= 0) return rc;
   const std::vector<std::string>& args = words.positional;
   if (args.size() != 2) {
     std::cerr << usage;
@@ -158,10 +160,11 @@ int cli_export(const std::vector<std::string>& all) {
   stdfs::path out(args[1]);
   Progress progress("export", Progress::Unit::kItems, store->stats().items);
   auto snapshot = store->snapshot();
-  uint64_t count = 0, damaged = 0;
+  uint64_t count = 0;
+  std::vector<std::string> damaged;
   int rc = 0;
   snapshot->for_each_item([&](const store::ItemInfo& item) {
-    progress.update(count + damaged);
+    progress.update(count + damaged.size());
     stdfs::path dir = out / store::shard_of(item.id);
     stdfs::create_directories(dir);
     stdfs::path file = dir / (item.id + ".json");
@@ -175,7 +178,7 @@ int cli_export(const std::vector<std::string>& all) {
       stdfs::remove(file, ec);
       progress.finish();
       std::cerr << "itemfs export: skipped " << item.id << ": " << e.what() << "\n";
-      ++damaged;
+      damaged.push_back(item.id);
       rc = 1;
       return;
     }
@@ -192,8 +195,18 @@ int cli_export(const std::vector<std::string>& all) {
     ++count;
   });
   progress.finish();
+  if (words.has("--json")) {
+    std::cout << nlohmann::json{{"exported", count},
+                                {"dir", out.string()},
+                                {"damaged", damaged},
+                                {"seconds", progress.seconds()}}
+                     .dump(2)
+              << "\n";
+    return rc;
+  }
   std::cerr << "exported " << count << " items to " << out.string();
-  if (damaged) std::cerr << "; " << damaged << " damaged items left out (itemfs fsck " << args[0] << " names them)";
+  if (!damaged.empty())
+    std::cerr << "; " << damaged.size() << " damaged items left out (itemfs fsck " << args[0] << " names them)";
   std::cerr << "\n";
   return rc;
 }
