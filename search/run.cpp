@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "base/json_string.h"
 #include "search/access.h"
 #include "search/index_impl.h"
 #include "search/matching.h"
@@ -13,7 +14,6 @@
 #include "search/schema.h"
 #include "search/snippets.h"
 #include "store/parallel.h"
-#include "store/utf8.h"
 
 namespace itemfs::search {
 
@@ -22,38 +22,6 @@ namespace {
 using json = nlohmann::json;
 
 std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
-
-// Appends s as a JSON string exactly as dump() writes it.
-void append_json_string(std::string& out, std::string_view s) {
-  if (!store::is_valid_utf8(s)) {
-    out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
-    return;
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  size_t plain = 0;  // start of the bytes not yet copied
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = uint8_t(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.substr(plain, i - plain));
-    plain = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xF];
-    }
-  }
-  out.append(s.substr(plain));
-  out += '"';
-}
 
 }  // namespace
 
@@ -241,22 +209,22 @@ std::string Index::to_json(const Results& r) {
   uint64_t rank = 0;
   for (const Hit& h : r.hits) {
     out += rank == 0 ? "\n    {\n      \"id\": " : ",\n    {\n      \"id\": ";
-    append_json_string(out, h.id);
+    base::append_json_string(out, h.id);
     out += ",\n      \"path\": ";
-    append_json_string(out, item_path(h.id));
+    base::append_json_string(out, item_path(h.id));
     out += ",\n      \"rank\": ";
     out += std::to_string(++rank);
     out += ",\n      \"score\": ";
     out += json(std::round(h.score * 1e6) / 1e6).dump();
     out += ",\n      \"snippet\": ";
-    append_json_string(out, h.snippet);
+    base::append_json_string(out, h.snippet);
     out += "\n    }";
   }
   if (rank > 0) out += "\n  ";
   out += "],\n  ";
   if (r.pending > 0) out += "\"pending\": " + std::to_string(r.pending) + ",\n  ";
   out += "\"query\": ";
-  append_json_string(out, r.query);
+  base::append_json_string(out, r.query);
   out += ",\n  \"total\": ";
   out += std::to_string(r.total);
   out += "\n}\n";
