@@ -66,7 +66,7 @@ int64_t WriteBatchImpl::reuse_checked(const Sha256& digest, std::string_view raw
 }
 
 int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
-  Sha256 digest = sha256_of(raw);
+  Sha256 digest = base::sha256_of(raw);
   if (int64_t id = reuse_checked(digest, raw, whole)) return id;
   int64_t dict_id = 0;
   Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
@@ -226,10 +226,10 @@ Status WriteBatchImpl::repair_blobs(std::string_view bytes, uint64_t* rewritten)
   return guarded([&] {
     // Cut as put() cuts: one chunk up to kChunkSize, else kChunkSize pieces.
     const bool whole = bytes.size() <= kChunkSize;
-    const Sha256 whole_digest = sha256_of(bytes);
+    const Sha256 whole_digest = base::sha256_of(bytes);
     for (uint64_t offset = 0; offset == 0 || offset < bytes.size(); offset += kChunkSize) {
       std::string_view raw = bytes.substr(size_t(offset), size_t(kChunkSize));
-      const Sha256 digest = sha256_of(raw);
+      const Sha256 digest = base::sha256_of(raw);
       // The blobs that claim this content: by their hash, and (one chunk)
       // those stored without one, by the hash of the items they are.
       std::vector<int64_t> blobs;

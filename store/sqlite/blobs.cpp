@@ -23,7 +23,7 @@ ChunkRead StoreImpl::load_chunk(Db& db, const ReadChunk& chunk, std::string_view
     problem = "it holds " + std::to_string(bytes->size()) + " bytes, not " + std::to_string(chunk.raw_size);
   else if (bytes && !chunk.has_digest)
     problem = "its blob has no SHA-256 to check it against";
-  else if (bytes && sha256_of(*bytes) != chunk.digest)
+  else if (bytes && base::sha256_of(*bytes) != chunk.digest)
     problem = "its bytes do not match its SHA-256 " + to_hex(chunk.digest);
   if (problem.empty()) {
     out = std::move(*bytes);

@@ -85,14 +85,14 @@ PreparedItem StoreImpl::prepare(std::string id, std::string bytes, const Attrs& 
   }
   if (!p.invalid.ok()) return item;
   if (size <= kChunkSize) {
-    p.chunks.push_back({sha256_of(p.bytes), 0, size, Codec::kRaw, {}});
+    p.chunks.push_back({base::sha256_of(p.bytes), 0, size, Codec::kRaw, {}});
     p.sha256 = p.chunks[0].sha256;
   } else {
-    Sha256Hasher whole;
+    base::Sha256Hasher whole;
     for (uint64_t offset = 0; offset < size; offset += kChunkSize) {
       std::string_view piece = std::string_view(p.bytes).substr(offset, kChunkSize);
       whole.update(piece);
-      p.chunks.push_back({sha256_of(piece), offset, piece.size(), Codec::kRaw, {}});
+      p.chunks.push_back({base::sha256_of(piece), offset, piece.size(), Codec::kRaw, {}});
     }
     p.sha256 = whole.finish();
   }

@@ -98,7 +98,7 @@ FsckReport StoreImpl::fsck(bool repair, const FsckProgress& progress) {
       if (!bytes) {
         report.problems.push_back("blob " + name + ": " + problem);
         bad_blobs.insert(id);
-      } else if (!unknown && to_hex(sha256_of(*bytes)) != name) {
+      } else if (!unknown && to_hex(base::sha256_of(*bytes)) != name) {
         report.problems.push_back("blob " + name + ": content does not match its SHA-256");
         bad_blobs.insert(id);
       }
@@ -147,7 +147,7 @@ FsckReport StoreImpl::fsck(bool repair, const FsckProgress& progress) {
         missing_dirs.push_back(shard);
         dirs.insert(shard);
       }
-      Sha256Hasher hasher;
+      base::Sha256Hasher hasher;
       uint64_t size = 0;
       bool readable = true;
       std::string list_problem;
@@ -195,7 +195,7 @@ FsckReport StoreImpl::fsck(bool repair, const FsckProgress& progress) {
           "WHERE refs<>(SELECT count(*) FROM chunks WHERE chunks.blob=blobs.id)");
       report.repaired += uint64_t(sqlite3_changes(w.handle()));
       w.exec("DELETE FROM blobs WHERE refs=0");
-      int64_t now = now_ns();
+      int64_t now = base::now_ns();
       for (const auto& shard : missing_dirs) {
         auto s = w.cached("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,0,0,?,?)");
         s->bind(1, shard).bind(2, int64_t(S_IFDIR | 0755)).bind(3, now).bind(4, now).run();

@@ -131,7 +131,7 @@ void StoreImpl::init_schema() {
       set->run();
       auto root = writer_->cached(
           "INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES('', ?, ?, ?, ?, ?)");
-      int64_t now = now_ns();
+      int64_t now = base::now_ns();
       root->bind(1, int64_t(S_IFDIR | 0755)).bind(2, int64_t(getuid())).bind(3, int64_t(getgid()));
       root->bind(4, now).bind(5, now).run();
     }

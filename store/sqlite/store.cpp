@@ -8,7 +8,6 @@
 
 #include <sys/stat.h>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <utility>
 
@@ -53,11 +52,6 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Optio
 }  // namespace itemfs::store
 
 namespace itemfs::store::sqlite {
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 ItemInfo item_from(Stmt& s) {
   ItemInfo info;

@@ -38,9 +38,10 @@
 #include <utility>
 #include <vector>
 
+#include "base/clock.h"
+#include "base/sha256.h"
 #include "store/codec.h"
 #include "store/dictionary.h"
-#include "store/hash.h"
 #include "store/json_check.h"
 #include "store/parallel.h"
 #include "store/sqlite/db.h"
@@ -73,9 +74,6 @@ struct PreparedItem::Parts {
 namespace sqlite {
 
 namespace fs = std::filesystem;
-
-// The time of day in nanoseconds (store.cpp).
-int64_t now_ns();
 
 // Rows of the items and dirs tables ("ino, id, size, sha256, mode, uid, gid,
 // mtime_ns, ctime_ns"; "ino, name, mode, uid, gid, mtime_ns, ctime_ns"), as

@@ -91,7 +91,7 @@ void StoreImpl::maybe_train_dictionary(size_t changes) {
     auto add = [&](const std::string& data) {
       Codec codec = compressor.compress(data, std::string_view(), stored);
       std::string_view kept = codec == Codec::kZlib ? std::string_view(stored) : std::string_view(data);
-      insert->bind(1, now_ns()).bind_blob(2, kept.data(), kept.size());
+      insert->bind(1, base::now_ns()).bind_blob(2, kept.data(), kept.size());
       insert->bind(3, int64_t(codec)).bind(4, int64_t(data.size()));
       insert->step();
       int64_t id = insert->int64(0);

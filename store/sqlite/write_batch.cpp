@@ -74,7 +74,7 @@ Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, co
   if (Status status = validate_json_bytes(bytes); !status.ok()) return status;
   return guarded([&] {
     std::vector<ChunkRef> chunks{{store_chunk(bytes, true), bytes.size()}};
-    return finish_put(id, chunks, sha256_of(bytes), bytes.size(), attrs);
+    return finish_put(id, chunks, base::sha256_of(bytes), bytes.size(), attrs);
   });
 }
 
@@ -107,7 +107,7 @@ Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, ui
   return guarded([&] {
     content.clear();
     content.seekg(0);
-    Sha256Hasher whole;
+    base::Sha256Hasher whole;
     std::vector<ChunkRef> chunks;
     std::string buffer(kChunkSize, '\0');
     uint64_t total = 0;
@@ -126,7 +126,7 @@ Status WriteBatchImpl::put_stream(std::string_view id, std::istream& content, ui
 
 Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRef>& chunks, const Sha256& digest,
                                   uint64_t size, const Attrs& attrs) {
-  int64_t now = now_ns();
+  int64_t now = base::now_ns();
   int64_t mtime = attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns;
   std::string shard = shard_of(id);
   auto existing = find(id);
@@ -182,7 +182,7 @@ Status WriteBatchImpl::remove(std::string_view id) {
     auto s = db_.cached("DELETE FROM items WHERE ino=?");
     s->bind(1, existing->ino).run();
     feed_.record(ChangeKind::kRemove, existing->ino, id);
-    touch_dir(shard_of(id), now_ns());
+    touch_dir(shard_of(id), base::now_ns());
     changed_.emplace_back(id);
     return Status::success();
   });
@@ -201,7 +201,7 @@ Status WriteBatchImpl::rename(std::string_view from, std::string_view to) {
       s->bind(1, target->ino).run();
       feed_.record(ChangeKind::kRemove, target->ino, to);
     }
-    int64_t now = now_ns();
+    int64_t now = base::now_ns();
     std::string shard = shard_of(to);
     ensure_dir(shard, source->attrs, now);
     auto s = db_.cached("UPDATE items SET id=?, shard=?, ctime_ns=? WHERE ino=?");
@@ -219,7 +219,7 @@ Status WriteBatchImpl::set_attrs(std::string_view id, const Attrs& attrs) {
   return guarded([&] {
     auto s = db_.cached("UPDATE items SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE id=? RETURNING ino");
     s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
-    int64_t now = now_ns();
+    int64_t now = base::now_ns();
     s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, id);
     if (!s->step()) return Status::error(ENOENT, "no item " + std::string(id));
     const int64_t ino = s->int64(0);
@@ -235,7 +235,7 @@ Status WriteBatchImpl::make_dir(std::string_view shard, const Attrs& attrs) {
   if (!valid_shard_name(shard))
     return Status::error(EINVAL, "a directory under items/ is a shard: the first two characters of its ids");
   return guarded([&] {
-    int64_t now = now_ns();
+    int64_t now = base::now_ns();
     auto s = db_.cached("INSERT OR IGNORE INTO dirs(name, mode, uid, gid, mtime_ns, ctime_ns) VALUES(?,?,?,?,?,?)");
     s->bind(1, shard).bind(2, int64_t(attrs.mode)).bind(3, int64_t(attrs.uid)).bind(4, int64_t(attrs.gid));
     s->bind(5, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(6, now).run();
@@ -255,7 +255,7 @@ Status WriteBatchImpl::remove_dir(std::string_view shard) {
     auto s = db_.cached("DELETE FROM dirs WHERE name=?");
     s->bind(1, shard).run();
     if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no shard " + std::string(shard));
-    touch_dir("", now_ns());
+    touch_dir("", base::now_ns());
     return Status::success();
   });
 }
@@ -264,7 +264,7 @@ Status WriteBatchImpl::set_dir_attrs(std::string_view shard, const Attrs& attrs)
   return guarded([&] {
     auto s = db_.cached("UPDATE dirs SET mode=?, uid=?, gid=?, mtime_ns=?, ctime_ns=? WHERE name=?");
     s->bind(1, int64_t(attrs.mode)).bind(2, int64_t(attrs.uid)).bind(3, int64_t(attrs.gid));
-    int64_t now = now_ns();
+    int64_t now = base::now_ns();
     s->bind(4, attrs.mtime_ns == kMtimeNow ? now : attrs.mtime_ns).bind(5, now).bind(6, shard).run();
     if (sqlite3_changes(db_.handle()) == 0) return Status::error(ENOENT, "no shard " + std::string(shard));
     return Status::success();
