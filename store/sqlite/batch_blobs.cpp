@@ -65,30 +65,26 @@ int64_t WriteBatchImpl::reuse_checked(const Sha256& digest, std::string_view raw
   return id;
 }
 
+// The one way a chunk becomes a blob: an existing blob of its content
+// (checked first), or a new one, compressed as the item encoder does
+// (StoreImpl::compress_chunk()).
 int64_t WriteBatchImpl::store_chunk(std::string_view raw, bool whole) {
-  Sha256 digest = base::sha256_of(raw);
-  if (int64_t id = reuse_checked(digest, raw, whole)) return id;
-  int64_t dict_id = 0;
-  Codec codec = StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, compressed_, dict_id);
-  std::string_view stored = codec == Codec::kRaw ? raw : std::string_view(compressed_);
-  note_new_blob();
-  auto s = db_.cached(
-      "INSERT INTO blobs(sha256, raw_size, stored_size, codec, dict_id, refs, data) VALUES(?, ?, ?, ?, ?, 1, ?) "
-      "RETURNING id");
-  bool elide = whole && store_.elide_blob_hashes();
-  s->bind_blob(1, digest.data(), elide ? 0 : digest.size()).bind(2, int64_t(raw.size()));
-  s->bind(3, int64_t(stored.size()));
-  s->bind(4, int64_t(codec)).bind_blob(6, stored.data(), stored.size());
-  if (dict_id) s->bind(5, dict_id);
-  else s->bind_null(5);
-  if (!s->step()) throw StoreError(EIO, "blob insert returned no id");
-  return s->int64(0);
+  encoded_.sha256 = base::sha256_of(raw);
+  if (int64_t id = reuse_checked(encoded_.sha256, raw, whole)) return id;
+  encoded_.codec =
+      StoreImpl::compress_chunk(store_.compressor(), store_.dictionaries(), raw, encoded_.stored, encoded_.dict_id);
+  return insert_blob(encoded_, raw, whole);
 }
 
-// store_chunk() for a chunk compressed ahead.
+// store_chunk() for a chunk the item encoder compressed ahead.
 int64_t WriteBatchImpl::store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw,
                                              bool whole) {
   if (int64_t id = reuse_checked(chunk.sha256, raw, whole)) return id;
+  return insert_blob(chunk, raw, whole);
+}
+
+// A new blob of `raw`, encoded as `chunk` says, with one reference.
+int64_t WriteBatchImpl::insert_blob(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, bool whole) {
   std::string_view stored = chunk.codec == Codec::kRaw ? raw : std::string_view(chunk.stored);
   note_new_blob();
   auto s = db_.cached(

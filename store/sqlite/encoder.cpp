@@ -59,6 +59,12 @@ Codec StoreImpl::compress_chunk(Compressor& compressor, const DictionarySet& set
   return codec;
 }
 
+Status StoreImpl::check_item_size(uint64_t size) const {
+  if (size <= options_.max_item_size) return Status::success();
+  return Status::error(EFBIG, "item is " + std::to_string(size) + " bytes; the limit is " +
+                                  std::to_string(options_.max_item_size));
+}
+
 PreparedItem StoreImpl::prepare(std::string id, std::string bytes, const Attrs& attrs) {
   PreparedItem item;
   auto& p = item.parts();
@@ -71,9 +77,8 @@ PreparedItem StoreImpl::prepare(std::string id, std::string bytes, const Attrs& 
     return item;
   }
   uint64_t size = p.bytes.size();
-  if (size > options_.max_item_size) {
-    p.early = Status::error(EFBIG, "item is " + std::to_string(size) + " bytes; the limit is " +
-                                       std::to_string(options_.max_item_size));
+  if (Status status = check_item_size(size); !status.ok()) {
+    p.early = status;
     return item;
   }
   if (size <= kChunkSize) {

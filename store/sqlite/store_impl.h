@@ -149,6 +149,7 @@ class WriteBatchImpl final : public WriteBatch {
   // `whole`: the chunk is all of a one-chunk item.
   int64_t store_chunk(std::string_view raw, bool whole);
   int64_t store_prepared_chunk(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, bool whole);
+  int64_t insert_blob(const PreparedItem::Parts::Chunk& chunk, std::string_view raw, bool whole);
   // The blob of `digest`, with one reference more; 0 if there is none.
   // `whole`: the content is a one-chunk item's.
   int64_t reuse_blob(const Sha256& digest, bool whole);
@@ -173,7 +174,8 @@ class WriteBatchImpl final : public WriteBatch {
   feed::Recorder feed_{db_};
   ItemInfo* stored_ = nullptr;  // where finish_put() reports the item it stored
   std::vector<std::string> changed_;
-  std::string compressed_;
+  std::string compressed_;            // rewrite_blob()'s
+  PreparedItem::Parts::Chunk encoded_;  // store_chunk()'s
   // Blobs reuse_checked() has checked in this batch: one that repeats (the
   // same chunk many times in a large item, the same page in an import) is
   // decoded and hashed once.
@@ -239,6 +241,8 @@ class StoreImpl final : public Store {
   static Codec compress_chunk(Compressor& compressor, const DictionarySet& set, std::string_view raw,
                               std::string& stored, int64_t& dict_id);
   PreparedItem prepare(std::string id, std::string bytes, const Attrs& attrs) override;
+  // EFBIG for an item over Options::max_item_size (put and prepare alike).
+  Status check_item_size(uint64_t size) const;
   int64_t current_dictionary_id() const override { return current_dictionaries()->generation(); }
   bool recompress_if_stale(PreparedItem& item) override;
   static void compress_prepared(PreparedItem::Parts& p, const DictionarySet& dictionaries);

@@ -58,9 +58,7 @@ Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Att
   content.seekg(0, std::ios::beg);
   if (end < 0 || !content) return Status::error(EIO, "cannot read the content to store");
   uint64_t size = uint64_t(end);
-  if (size > store_.options().max_item_size)
-    return Status::error(EFBIG, "item is " + std::to_string(size) + " bytes; the limit is " +
-                                    std::to_string(store_.options().max_item_size));
+  if (Status status = store_.check_item_size(size); !status.ok()) return status;
   if (Status room = store_.check_room(size); !room.ok()) return room;
   if (size <= kChunkSize) {
     std::string bytes(size, '\0');
