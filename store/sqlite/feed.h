@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "store/sqlite_db.h"
+#include "store/sqlite/db.h"
 #include "store/store.h"
 
 namespace itemfs::store::feed {

@@ -1,6 +1,6 @@
 // The change feed's rows (see feed.h and docs/FORMAT.md, "The change feed").
 
-#include "store/feed.h"
+#include "store/sqlite/feed.h"
 
 #include <cerrno>
 

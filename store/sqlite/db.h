@@ -25,7 +25,7 @@ struct ItemInfo;
 
 // Fills `info` from the current row of `s`, whose first columns are an
 // items row's "ino, id, size, sha256, mode, uid, gid, mtime_ns, ctime_ns" in
-// that order (defined in store.cpp). `info.id` keeps its buffer, so one
+// that order (defined in store/sqlite/store.cpp). `info.id` keeps its buffer, so one
 // ItemInfo can be filled row after row.
 void fill_item(Stmt& s, ItemInfo& info);
 
