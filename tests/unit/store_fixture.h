@@ -21,12 +21,14 @@
 
 #include "store/codec.h"
 #include "store/dictionary.h"
-#include "store/hash.h"
+#include "base/sha256.h"
 #include "store/parallel.h"
 #include "store/store.h"
 #include "tests/unit/temp_dir.h"
 
 namespace itemfs::store {
+
+using base::sha256_of;
 
 inline Status put(Store& store, const std::string& id, const std::string& bytes, Attrs attrs = {}) {
   Status result;
