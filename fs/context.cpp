@@ -42,6 +42,16 @@ int Context::write_status(const std::function<store::Status(store::WriteBatch&)>
   return status.code;
 }
 
+int Context::sync_store() {
+  try {
+    store.sync();
+    return 0;
+  } catch (const store::StoreError& e) {
+    log.add(std::string("error: ") + e.what());
+    return e.code() ? e.code() : EIO;
+  }
+}
+
 void Context::invalidate_shard(const std::string& shard) {
   if (auto dir = store.dir_info(shard)) invalidator.inode(InodeTable::shard_node(dir->ino));
   invalidator.inode(kItemsIno);

@@ -58,6 +58,8 @@ class Context {
   // Refusals (EINVAL, EFBIG, ...) are the caller's to log; the store
   // failing (EIO, ENOSPC, ENOMEM) is logged here.
   int write_status(const std::function<store::Status(store::WriteBatch&)>& fn, std::string* message = nullptr);
+  // Store::sync() as an errno (0, or the disk's error, logged).
+  int sync_store();
 
   // The store moved the times of `shard` (and of items/ with it).
   void invalidate_shard(const std::string& shard);

@@ -122,10 +122,17 @@ int Items::flush(fuse_ino_t ino, ItemHandle& h) {
   return superseded(h) ? ESTALE : commit(ino, false);
 }
 
+// fsync(): the item's staged bytes committed, then the store synced, so
+// what fsync answered 0 for survives a power loss (concurrent fsyncs share
+// a sync). A reader's fsync syncs what is committed, as on any file.
 int Items::fsync(fuse_ino_t ino, ItemHandle& h) {
-  if (h.writer) return superseded(h) ? ESTALE : commit(ino, true);
-  if (h.state) fdatasync(h.state->fd);  // a pending item opened for reading
-  return 0;
+  if (h.writer) {
+    if (superseded(h)) return ESTALE;
+    if (int err = commit(ino, true)) return err;
+  } else if (h.state && fdatasync(h.state->fd) != 0) {  // a pending item opened for reading
+    return errno;
+  }
+  return ctx_.sync_store();
 }
 
 void Items::release(fuse_ino_t ino, ItemHandle& h) {

@@ -406,7 +406,12 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   });
 }
 
-void op_fsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+// fsync of items/ or of a shard: the barrier for scripts (sync(1) never
+// reaches a FUSE daemon). Every change made before it is committed already;
+// the store is synced. Other directories hold nothing to sync.
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  guarded(req, [&](Filesystem& fs) { fuse_reply_err(req, is_items_dir(ino) ? fs.ctx.sync_store() : 0); });
+}
 
 // The disk of the store: its free space, and the store's size as the space used.
 void op_statfs(fuse_req_t req, fuse_ino_t) {

@@ -16,7 +16,8 @@ inline nlohmann::json stats_json(const store::Stats& s) {
           {"blobs", s.blobs},
           {"dedup_ratio", s.dedup_ratio()},
           {"compression_ratio", s.compression_ratio()},
-          {"damaged_reads", s.damaged_reads}};
+          {"damaged_reads", s.damaged_reads},
+          {"syncs", s.syncs}};
 }
 
 }  // namespace itemfs::fs

@@ -87,6 +87,9 @@ struct Stats {
   // Reads by this process that found an item's stored bytes damaged (not
   // decodable, or not the bytes its SHA-256 names) and failed with EIO.
   uint64_t damaged_reads = 0;
+  // Syncs this process's sync() made to disk (callers that arrived while one
+  // ran shared the next).
+  uint64_t syncs = 0;
   double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / double(unique_bytes) : 1.0; }
   double compression_ratio() const { return stored_bytes ? double(unique_bytes) / double(stored_bytes) : 1.0; }
 };
@@ -341,6 +344,13 @@ class Store {
   virtual Status check_staging_room(uint64_t bytes) const = 0;
 
   virtual Stats stats() = 0;
+  // Makes every change committed before the call durable: it survives a
+  // power loss as far as the disk honours flushes (a commit alone survives
+  // the process being killed). Callers that arrive while a sync runs share
+  // the next one, so concurrent writers that each fsync share syncs. Throws
+  // StoreError with the disk's error. Nothing to do for a read-only store, or
+  // where every commit is synced already (Options::sync_full).
+  virtual void sync() = 0;
   // Whether another process (an `itemfs import`, a second mount) committed
   // to the store since the last call. The first call only takes note.
   virtual bool changed_by_others() = 0;

@@ -23,6 +23,7 @@ Stats StoreImpl::stats() {
   }
   reader->exec("COMMIT");
   stats.damaged_reads = damaged_reads_.load(std::memory_order_relaxed);
+  stats.syncs = sync_group_.runs();
   for (const char* suffix : {"", "-wal"}) {
     std::error_code ec;
     auto size = fs::file_size(db_path().string() + suffix, ec);

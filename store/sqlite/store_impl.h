@@ -40,6 +40,7 @@
 
 #include "base/clock.h"
 #include "base/sha256.h"
+#include "base/shared_sync.h"
 #include "store/codec.h"
 #include "store/dictionary.h"
 #include "store/json_check.h"
@@ -284,6 +285,7 @@ class StoreImpl final : public Store {
   std::unique_ptr<Snapshot> snapshot() override;
   FsckReport fsck(bool repair, const FsckProgress& progress) override;
   Stats stats() override;
+  void sync() override;
 
   // pool.cpp: a pooled read connection, returned to the pool when the
   // handle dies.
@@ -363,6 +365,7 @@ class StoreImpl final : public Store {
   bool dicts_coded_ = true;  // dicts has codec and raw_size (not in format 1)
   bool elide_blob_hashes_ = false;  // a one-chunk item's new blob is stored without its hash
   std::atomic<uint64_t> damaged_reads_{0};
+  base::SharedSync sync_group_;  // sync(): one sync for every caller waiting
   size_t page_size_ = 4096;  // of store.db
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
   HelperThread preview_helper_;  // last: its thread ends before the rest goes
