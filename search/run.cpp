@@ -22,8 +22,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
-
 }  // namespace
 
 // The table for snapshot db (read or brought up to date as needed); live:
@@ -212,7 +210,7 @@ std::string Index::to_json(const Results& r) {
     out += rank == 0 ? "\n    {\n      \"id\": " : ",\n    {\n      \"id\": ";
     base::append_json_string(out, h.id);
     out += ",\n      \"path\": ";
-    base::append_json_string(out, item_path(h.id));
+    base::append_json_string(out, store::item_path(h.id));
     out += ",\n      \"rank\": ";
     out += std::to_string(++rank);
     out += ",\n      \"score\": ";
