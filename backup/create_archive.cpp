@@ -184,7 +184,7 @@ void Manager::Impl::write_archive(Build& b) {
           if (segment_stop.load(std::memory_order_relaxed)) return;
           check_cancel();
           const store::ItemInfo info = b.item_of(r);
-          segment->begin(item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
+          segment->begin(store::item_path(info.id), info.size, info.attrs.mode, info.attrs.uid, info.attrs.gid,
                          info.attrs.mtime_ns);
           try {
             b.snap->read_item(info, [&](std::string_view chunk) {
@@ -252,7 +252,7 @@ void Manager::Impl::write_archive(Build& b) {
 
   std::string sums_text;
   for (const Row& r : b.rows) {
-    if (r.meta.archive == b.self) sums_text += sha256sums_line(r.meta.sha256, item_path(std::string(b.id_of(r))));
+    if (r.meta.archive == b.self) sums_text += sha256sums_line(r.meta.sha256, store::item_path(b.id_of(r)));
   }
 
   // Pass 2: the archive.
@@ -307,7 +307,7 @@ void Manager::Impl::write_archive(Build& b) {
     while (!segment && queue.pop(piece)) {
       switch (piece.kind) {
         case Piece::kBegin:
-          tw.begin(item_path(piece.info.id), piece.info.size, piece.info.attrs.mode, piece.info.attrs.uid,
+          tw.begin(store::item_path(piece.info.id), piece.info.size, piece.info.attrs.mode, piece.info.attrs.uid,
                    piece.info.attrs.gid, piece.info.attrs.mtime_ns);
           break;
         case Piece::kData:

@@ -126,10 +126,8 @@ class LayoutCursor {
   bool first_ = true, have_last_ = false, done_ = false, ok_ = true;
 };
 
-// "items/<shard>/<id>.json" for an id.
-std::string item_path(const std::string& id);
 // The id named by an archive entry path if it is exactly
-// items/<shard_of(id)>/<id>.json with a valid id; else "" .
+// store::item_path(id) with a valid id; else "" .
 std::string id_from_item_path(std::string_view path);
 // One SHA256SUMS line in `sha256sum -c` form (escaping \, \n, \r in names).
 std::string sha256sums_line(const base::Sha256& sha, const std::string& path);

@@ -245,6 +245,4 @@ void read_manifest_sorted(std::string_view text, Manifest& out, std::vector<MapE
   std::sort(items.begin(), items.end(), [](const MapEntry& a, const MapEntry& b) { return a.id < b.id; });
 }
 
-std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
-
 }  // namespace itemfs::backup

@@ -84,7 +84,7 @@ std::string Manager::Impl::read_entry(TarReader& tar, const ItemMeta& im, const 
 void Manager::Impl::choose_items(Manifest& m, const std::vector<std::string>& include) {
   std::vector<uint64_t> hits(include.size(), 0);
   for (auto it = m.items.begin(); it != m.items.end();) {
-    const std::string path = item_path(it->first);
+    const std::string path = store::item_path(it->first);
     bool chosen = false;
     for (size_t k = 0; k < include.size(); ++k) {
       // The item's path or one of its directories, as restic's --include.

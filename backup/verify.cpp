@@ -244,7 +244,7 @@ void Manager::Impl::verify_contents(TarReader& tar, const Found& f, VerifyResult
     bytes_done.fetch_add(nbytes, std::memory_order_relaxed);
   }
   for (const auto& [iid, im] : items) {
-    if (im.archive == self && !im.seen) r.add("missing from the archive: " + item_path(iid));
+    if (im.archive == self && !im.seen) r.add("missing from the archive: " + store::item_path(iid));
   }
   if (count != m.archived_count) {
     r.add("archive holds " + std::to_string(count) + " items, manifest says " + std::to_string(m.archived_count));

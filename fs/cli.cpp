@@ -355,8 +355,7 @@ int cli_search(const std::vector<std::string>& args) {
       if (c == '\t' || c == '\n' || c == '\r') c = ' ';
     char score[32];
     std::snprintf(score, sizeof score, "%.6g", hit.score);
-    std::cout << ++rank << "\t" << score << "\titems/" << store::shard_of(hit.id) << "/" << hit.id << ".json\t"
-              << snippet << "\n";
+    std::cout << ++rank << "\t" << score << "\t" << store::item_path(hit.id) << "\t" << snippet << "\n";
   }
   std::cerr << results.hits.size() << " of " << results.total << " matches\n";
   return 0;

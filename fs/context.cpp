@@ -97,12 +97,12 @@ std::string Context::node_path(fuse_ino_t ino) {
     auto it = table.nodes.find(ino);
     if (it == table.nodes.end()) return "a removed file";
     const Node& node = it->second;
-    if (node.kind == Kind::kItem && (node.pending || !node.item_ino)) return item_path(node.name());
+    if (node.kind == Kind::kItem && (node.pending || !node.item_ino)) return store::item_path(node.name());
     if (node.kind != Kind::kItem) return items_path(node.dir(), node.name());
     item_ino = node.item_ino;
   }
   auto item = store.item_by_ino(item_ino);  // a committed item's id is the store's
-  return item ? item_path(item->id) : "a removed file";
+  return item ? store::item_path(item->id) : "a removed file";
 }
 
 store::Attrs apply_setattr(store::Attrs attrs, const struct stat* attr, int to_set) {

@@ -75,7 +75,7 @@ int Items::commit_locked(fuse_ino_t ino, bool final) {
     }
     forget_cached(ino);
     ++ctx_.counters.commits_refused;
-    ctx_.log.add("refused " + item_path(id) + ": " + message +
+    ctx_.log.add("refused " + store::item_path(id) + ": " + message +
                  (err == EINVAL ? " (the previous version is kept)" : ""));
     return err;
   }
@@ -155,7 +155,7 @@ void Items::release(fuse_ino_t ino, ItemHandle& h) {
       }
       if (it != ctx_.table.nodes.end() && it->second.state == h.state && it->second.kind == Kind::kItem &&
           discard_at_release(still_last, it->second.pending, it->second.unlinked)) {
-        ctx_.log.add("discarded " + item_path(it->second.name()) + ": closed without a valid JSON document");
+        ctx_.log.add("discarded " + store::item_path(it->second.name()) + ": closed without a valid JSON document");
         ctx_.table.unpend(it->second.name(), ino);
         it->second.unlinked = true;
         discarded = it->second.name();

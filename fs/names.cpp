@@ -31,8 +31,6 @@ Resolved classify(const std::string& dir, const std::string& name) {
   return r;
 }
 
-std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
-
 std::string items_path(const std::string& dir, const std::string& name) {
   return "items/" + (dir.empty() ? "" : dir + "/") + name;
 }

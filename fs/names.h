@@ -24,8 +24,8 @@ Resolved classify(const std::string& dir, const std::string& name);
 
 bool ends_with_json(std::string_view name);
 
-// items/<shard>/<id>.json: the path a user knows item `id` by.
-std::string item_path(const std::string& id);
+// (items/<shard>/<id>.json, the path a user knows item `id` by, is
+// store::item_path.)
 // items/[<dir>/]<name>: the path of a scratch file or of a name under items/.
 std::string items_path(const std::string& dir, const std::string& name);
 

@@ -199,7 +199,7 @@ int Scratch::to_item(const std::string& dir, const std::string& name, const std:
   }
   if (err) {
     ++ctx_.counters.commits_refused;
-    ctx_.log.add("refused rename of " + items_path(dir, name) + " onto " + item_path(id) + ": " + message +
+    ctx_.log.add("refused rename of " + items_path(dir, name) + " onto " + store::item_path(id) + ": " + message +
                  (err == EINVAL ? " (the previous version is kept)" : ""));
     return err;
   }

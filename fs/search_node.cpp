@@ -99,7 +99,7 @@ std::string result_name(size_t rank, size_t width, const std::string& id) {
 
 size_t rank_width(size_t hits) { return std::max<size_t>(3, std::to_string(hits).size()); }
 
-std::string link_target(const std::string& id) { return "../../items/" + store::shard_of(id) + "/" + id + ".json"; }
+std::string link_target(const std::string& id) { return "../../" + store::item_path(id); }
 
 constexpr const char* kMountReadme = R"(
 ## The entries of search/<query>/

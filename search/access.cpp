@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <string>
 
-#include "search/index_stmt.h"
+#include "base/sqlite_stmt.h"
 
 namespace itemfs::search {
 
@@ -48,21 +48,21 @@ std::vector<int64_t> unreadable_gens(sqlite3* db, store::Store& store, const Rea
       const store::Attrs& a = dir.attrs;
       if ((a.mode & kAllSearch) == kAllSearch || who.may_search(a.mode, a.uid, a.gid)) continue;
       if (dir.name.empty()) {  // items/ itself: nothing is readable
-        Stmt all(db, kAllEntries);
+        base::Stmt all(db, kAllEntries);
         while (all.step()) out.push_back(all.int64(0));
         return out;  // in gen order (the table's rowid)
       }
       shut.push_back(dir.name);
     }
-    Stmt by_ino(db, "SELECT gen FROM search_doc WHERE ino=?");
+    base::Stmt by_ino(db, "SELECT gen FROM search_doc WHERE ino=?");
     for (const auto& shard : shut) {
       for (const auto& item : store.list_shard(shard)) {
-        ResetOnExit r{by_ino};
+        base::StmtScope r(by_ino);
         if (by_ino.bind(1, item.ino).step()) out.push_back(by_ino.int64(0));
       }
     }
   }
-  Stmt s(db, kClosedItems);
+  base::Stmt s(db, kClosedItems);
   while (s.step()) {
     if (!who.may_read(uint32_t(s.int64(1)), uint32_t(s.int64(2)), uint32_t(s.int64(3)))) out.push_back(s.int64(0));
   }

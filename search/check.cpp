@@ -49,7 +49,7 @@ std::vector<std::string> Index::check() {
     }
     std::unordered_map<int64_t, std::array<int64_t, 3>> closed;  // by ino: mode, uid, gid
     {
-      Stmt s(db, "SELECT ino, mode, uid, gid FROM search_closed");
+      base::Stmt s(db, "SELECT ino, mode, uid, gid FROM search_closed");
       while (s.step()) closed[s.int64(0)] = {s.int64(1), s.int64(2), s.int64(3)};
     }
     if (meta_value(db, "version").value_or(0) != kIndexVersion) {
@@ -63,18 +63,18 @@ std::vector<std::string> Index::check() {
     std::unordered_map<int64_t, Doc> docs;  // by ino
     std::unordered_set<int64_t> uses;  // the search_value ids entries hold
     {
-      Stmt s(db, "SELECT ino, gen, sha, host, author, lang, tags FROM search_doc");
+      base::Stmt s(db, "SELECT ino, gen, sha, host, author, lang, tags FROM search_doc");
       while (s.step()) {
         docs.emplace(s.int64(0), Doc{s.int64(1), s.int64(2)});
         for (int c = 3; c <= 6; ++c) {
-          if (!s.null(c)) uses.insert(s.int64(c));
+          if (!s.is_null(c)) uses.insert(s.int64(c));
         }
       }
     }
     {
       // (Values no entry uses wait for the next sweep: not a problem.) A
       // value under a wrong hash would be added again, splitting its count.
-      Stmt s(db, "SELECT id, hash, value FROM search_value");
+      base::Stmt s(db, "SELECT id, hash, value FROM search_value");
       std::unordered_set<std::string> values;
       uint64_t misfiled = 0, twice = 0;
       while (s.step()) {

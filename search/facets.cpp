@@ -31,7 +31,7 @@ Status Index::suggest_json(std::string_view prefix, std::string& out, const Read
   auto view = impl_->query_view(nullptr);
   if (!view) return Status::error(EIO, "the search index is missing; run itemfs reindex");
   sqlite3* db = view->db();
-  Stmt s(db, "SELECT term, doc FROM search_vocab WHERE term >= ?1 AND term < ?2");
+  base::Stmt s(db, "SELECT term, doc FROM search_vocab WHERE term >= ?1 AND term < ?2");
   s.bind(1, t).bind(2, t + "\xF4\x90");
   std::vector<std::pair<std::string, int64_t>> terms;
   while (s.step()) {
@@ -80,9 +80,9 @@ Status Index::facets_json(std::string_view query, std::string& out, const Reader
   if (!view) return Status::error(EIO, "the search index is missing; run itemfs reindex");
   sqlite3* db = view->db();
   auto snap = impl_->store.snapshot();
-  Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
+  base::Stmt s(db, match_sql(q, true, "d.host, d.author, d.lang, d.tags, d.date"));
   bind_match(s, q);
-  Stmt lookup(db, kItemOfGen);
+  base::Stmt lookup(db, kItemOfGen);
   const CheckPlan check(db, q);
   const std::vector<int64_t> closed = unreadable_gens(db, impl_->store, who);  // not counted
   // Host, author and lang are counted by search_value id; the values of the
@@ -95,15 +95,15 @@ Status Index::facets_json(std::string_view query, std::string& out, const Reader
     if (!closed.empty() && contains(closed, s.int64(0))) continue;
     if (check.needed(s.int64(0)) && !exact_match(*snap, lookup, tok, q, s.int64(0))) continue;
     ++total;
-    if (!s.null(1)) ++host[s.int64(1)];
-    if (!s.null(2)) ++author[s.int64(2)];
-    if (!s.null(3)) ++lang[s.int64(3)];
-    if (!s.null(4)) ++tag_list[s.int64(4)];
-    if (!s.null(5)) ++year[year_of(s.int64(5))];
+    if (!s.is_null(1)) ++host[s.int64(1)];
+    if (!s.is_null(2)) ++author[s.int64(2)];
+    if (!s.is_null(3)) ++lang[s.int64(3)];
+    if (!s.is_null(4)) ++tag_list[s.int64(4)];
+    if (!s.is_null(5)) ++year[year_of(s.int64(5))];
   }
-  Stmt value_of(db, "SELECT value FROM search_value WHERE id=?");
+  base::Stmt value_of(db, "SELECT value FROM search_value WHERE id=?");
   for (const auto& [id, count] : tag_list) {
-    ResetOnExit r{value_of};
+    base::StmtScope r(value_of);
     if (!value_of.bind(1, id).step()) continue;
     std::string_view tags = value_of.text(0);
     std::vector<std::string_view> seen;  // an item counts once for a tag it has twice
@@ -141,7 +141,7 @@ Status Index::facets_json(std::string_view query, std::string& out, const Reader
     return list;
   };
   auto value = [&](int64_t id) {
-    ResetOnExit r{value_of};
+    base::StmtScope r(value_of);
     return value_of.bind(1, id).step() ? std::string(value_of.text(0)) : std::string();
   };
   json facets{{"host", top(host, value)},

@@ -101,7 +101,7 @@ Follower::Step Index::Impl::apply_batch() {
     auto info = snap->item_by_ino(c.ino);
     std::optional<int64_t> indexed_sha, indexed_gen;
     {
-      ResetOnExit r{st.by_ino};
+      base::StmtScope r(st.by_ino);
       if (st.by_ino.bind(1, c.ino).step()) indexed_gen = st.by_ino.int64(0), indexed_sha = st.by_ino.int64(1);
     }
     if (indexed_gen && (!info || *indexed_sha != sha8(info->sha256))) recall_row(*snap, *indexed_gen, *indexed_sha, took[c.ino]);

@@ -73,7 +73,7 @@ Index::Index(store::Store& store, IndexOptions options) : impl_(std::make_unique
       impl.in_transaction([&](sqlite3* db) {
         exec_sql(db, kDrop);
         exec_sql(db, kSchema);
-        Stmt(db, "INSERT OR REPLACE INTO search_meta(key, value) VALUES('version', ?)").bind(1, int64_t(kIndexVersion)).run();
+        base::Stmt(db, "INSERT OR REPLACE INTO search_meta(key, value) VALUES('version', ?)").bind(1, int64_t(kIndexVersion)).run();
       });
       impl.writer_stmts.clear();
       impl.rebuild_locked(impl.options.progress);
@@ -130,9 +130,9 @@ Index::~Index() {
       impl_->flush_pending(impl_->stmts(db));
       if (impl_->dropped) impl_->sweep_values(db);
       if (!merge) return;
-      Stmt rows(db, "SELECT count(*) FROM search_doc");
+      base::Stmt rows(db, "SELECT count(*) FROM search_doc");
       if (rows.step() && impl_->inserted * kMergeFraction >= uint64_t(rows.int64(0))) {
-        exec(db, "INSERT INTO search_fts(search_fts) VALUES('optimize')");
+        exec_sql(db, "INSERT INTO search_fts(search_fts) VALUES('optimize')");
       }
     });
   } catch (const std::exception&) {

@@ -49,7 +49,7 @@
 
 #include "search/extract.h"
 #include "search/follower.h"
-#include "search/index_stmt.h"
+#include "base/sqlite_stmt.h"
 #include "search/ranking.h"
 #include "search/row.h"
 #include "search/search.h"
@@ -114,8 +114,8 @@ struct Index::Impl {
           closed_set(db, "INSERT OR REPLACE INTO search_closed(ino, mode, uid, gid) VALUES(?,?,?,?)"),
           closed_delete(db, "DELETE FROM search_closed WHERE ino=?") {}
     sqlite3* db;
-    Stmt by_ino, next_seq, add_dead, doc_exists, value_find, value_add, fts_delete, doc_insert, doc_delete;
-    Stmt closed_set, closed_delete;
+    base::Stmt by_ino, next_seq, add_dead, doc_exists, value_find, value_add, fts_delete, doc_insert, doc_delete;
+    base::Stmt closed_set, closed_delete;
   };
 
   struct Recent {

@@ -18,10 +18,10 @@ Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info) {
 }
 
 // The item indexed under generation gen, as snap has it (none if it is gone).
-std::optional<store::ItemInfo> item_of(store::Snapshot& snap, Stmt& lookup, int64_t gen) {
+std::optional<store::ItemInfo> item_of(store::Snapshot& snap, base::Stmt& lookup, int64_t gen) {
   int64_t ino = 0;
   {
-    ResetOnExit r{lookup};
+    base::StmtScope r(lookup);
     lookup.bind(1, gen);
     if (!lookup.step()) return std::nullopt;
     ino = lookup.int64(0);
@@ -31,7 +31,7 @@ std::optional<store::ItemInfo> item_of(store::Snapshot& snap, Stmt& lookup, int6
 
 // Whether the item of generation gen matches q word for word (the index found
 // it with phrases loosened to their words).
-bool exact_match(store::Snapshot& snap, Stmt& lookup, Tokenizer& tok, const Query& q, int64_t gen) {
+bool exact_match(store::Snapshot& snap, base::Stmt& lookup, Tokenizer& tok, const Query& q, int64_t gen) {
   auto info = item_of(snap, lookup, gen);
   if (!info) return false;
   return q.matches(column_tokens(read_extracted(snap, *info), tok, q));
@@ -39,7 +39,7 @@ bool exact_match(store::Snapshot& snap, Stmt& lookup, Tokenizer& tok, const Quer
 
 std::vector<int64_t> dead_gens(sqlite3* db) {
   std::vector<int64_t> out;
-  Stmt s(db, "SELECT gen FROM search_dead ORDER BY gen");
+  base::Stmt s(db, "SELECT gen FROM search_dead ORDER BY gen");
   while (s.step()) out.push_back(s.int64(0));
   return out;
 }
@@ -72,14 +72,16 @@ std::vector<int64_t> rows_matching(sqlite3* db, const std::string& expr) {
   PhraseRows phrase{&sink};
   const bool one_phrase = is_one_phrase(expr);
   if (one_phrase) {
-    Stmt s(db, "SELECT itemfs_rows(search_fts, ?2) FROM search_fts WHERE search_fts MATCH ?1 LIMIT 1", Stmt::Collecting{});
+    base::Stmt s =
+        collecting_stmt(db, "SELECT itemfs_rows(search_fts, ?2) FROM search_fts WHERE search_fts MATCH ?1 LIMIT 1");
     s.bind(1, expr);
     s.bind_pointer(2, &phrase, kPhraseRowsType);
     s.step();
   }
   if (!one_phrase || phrase.not_one_phrase) {
-    Stmt s(db, "SELECT count(itemfs_collect(?2, rowid)) FROM search_fts WHERE search_fts MATCH ?1", Stmt::Collecting{});
-    s.bind(1, expr).bind_sink(2, sink);
+    base::Stmt s = collecting_stmt(db, "SELECT count(itemfs_collect(?2, rowid)) FROM search_fts WHERE search_fts MATCH ?1");
+    s.bind(1, expr);
+    bind_sink(s, 2, sink);
     s.step();
   }
   std::vector<int64_t>& out = sink.rows;
@@ -106,7 +108,7 @@ std::string match_sql(const Query& q, bool join, const std::string& cols, bool c
   return sql;
 }
 
-void bind_match(Stmt& s, const Query& q) {
+void bind_match(base::Stmt& s, const Query& q) {
   if (!q.positive.empty()) {
     s.bind(1, q.match());
   } else if (!q.negative.empty()) {

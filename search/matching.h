@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "base/sqlite_stmt.h"
 #include "search/extract.h"
-#include "search/index_stmt.h"
 #include "search/query.h"
 #include "search/tokenize.h"
 #include "store/store.h"
@@ -42,7 +42,7 @@ std::vector<int64_t> rows_matching(sqlite3* db, const std::string& expr);
 // caller's to skip. With `collect`, the rows go to itemfs_collect(?4, ...)
 // and the statement gives one row, their count.
 std::string match_sql(const Query& q, bool join, const std::string& cols, bool collect = false);
-void bind_match(Stmt& s, const Query& q);
+void bind_match(base::Stmt& s, const Query& q);
 
 // The generations in search_dead, sorted.
 std::vector<int64_t> dead_gens(sqlite3* db);
@@ -52,10 +52,10 @@ bool contains(const std::vector<int64_t>& sorted, int64_t v);
 Extracted read_extracted(store::Snapshot& snap, const store::ItemInfo& info);
 // The item indexed under generation gen, as snap has it (none if it is gone);
 // lookup is a statement of kItemOfGen.
-std::optional<store::ItemInfo> item_of(store::Snapshot& snap, Stmt& lookup, int64_t gen);
+std::optional<store::ItemInfo> item_of(store::Snapshot& snap, base::Stmt& lookup, int64_t gen);
 // Whether the item of generation gen matches q word for word (the index found
 // it with phrases loosened to their words).
-bool exact_match(store::Snapshot& snap, Stmt& lookup, Tokenizer& tok, const Query& q, int64_t gen);
+bool exact_match(store::Snapshot& snap, base::Stmt& lookup, Tokenizer& tok, const Query& q, int64_t gen);
 
 // Which candidates of q need the word-for-word check (exact_match): all of
 // them when q has a phrase; otherwise those that have a content: word in

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "search/index_stmt.h"
+#include "base/sqlite_stmt.h"
 #include "search/matching.h"
 #include "search/row.h"
 
@@ -15,11 +15,11 @@ namespace {
 // How many rows hold token k of p (as title words when title is set).
 int64_t rows_with(sqlite3* db, const Phrase& p, size_t k, bool title) {
   if (is_plain_term(p, k)) {
-    Stmt s(db, "SELECT doc FROM search_vocab WHERE term = ?1");
+    base::Stmt s(db, "SELECT doc FROM search_vocab WHERE term = ?1");
     s.bind(1, index_term(p, k, title));
     return s.step() ? s.int64(0) : 0;
   }
-  Stmt s(db, "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?1");
+  base::Stmt s(db, "SELECT count(*) FROM search_fts WHERE search_fts MATCH ?1");
   s.bind(1, token_fts(p, k, title));
   return s.step() ? s.int64(0) : 0;
 }
@@ -29,7 +29,7 @@ int64_t rows_with(sqlite3* db, const Phrase& p, size_t k, bool title) {
 // How many rows search_fts has, as FTS5 keeps it: the first varint of its
 // averages record (row 1 of search_fts_data). None if that cannot be read.
 std::optional<int64_t> fts_rows(sqlite3* db) {
-  Stmt s(db, "SELECT block FROM search_fts_data WHERE id = 1");
+  base::Stmt s(db, "SELECT block FROM search_fts_data WHERE id = 1");
   if (!s.step()) return std::nullopt;
   const std::string_view b = s.text(0);
   uint64_t v = 0;
@@ -49,7 +49,7 @@ std::optional<int64_t> fts_rows(sqlite3* db) {
 // much of a reader's page cache at 100k items).
 int64_t indexed_items(sqlite3* db, size_t dead) {
   if (auto rows = fts_rows(db); rows && *rows >= int64_t(dead)) return *rows - int64_t(dead);
-  Stmt count(db, "SELECT count(*) FROM search_doc");
+  base::Stmt count(db, "SELECT count(*) FROM search_doc");
   return count.step() ? count.int64(0) : 0;
 }
 

@@ -13,6 +13,7 @@
 #include "search/ranking.h"
 #include "search/schema.h"
 #include "search/snippets.h"
+#include "search/sql_functions.h"
 #include "store/parallel.h"
 
 namespace itemfs::search {
@@ -20,8 +21,6 @@ namespace itemfs::search {
 namespace {
 
 using json = nlohmann::json;
-
-std::string item_path(const std::string& id) { return "items/" + store::shard_of(id) + "/" + id + ".json"; }
 
 }  // namespace
 
@@ -41,7 +40,7 @@ std::shared_ptr<const ClassTable> Index::Impl::class_table(sqlite3* db, int64_t 
     *table = *cur;
     from = cur->upto;
   }
-  Stmt s(db, "SELECT gen, len FROM search_doc WHERE gen >= ?1 ORDER BY gen");
+  base::Stmt s(db, "SELECT gen, len FROM search_doc WHERE gen >= ?1 ORDER BY gen");
   s.bind(1, from);
   size_t rows = 0;
   while (s.step()) {
@@ -76,12 +75,12 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets, cons
   if (!dates) {
     matched.rows = rows_matching(db, q.match());
   } else {
-    Stmt s(db, match_sql(q, q.sort_date, "d.date", true), Stmt::Collecting{});
+    base::Stmt s = collecting_stmt(db, match_sql(q, q.sort_date, "d.date", true));
     bind_match(s, q);
-    s.bind_sink(4, matched);
+    bind_sink(s, 4, matched);
     s.step();
   }
-  Stmt lookup(db, kItemOfGen);
+  base::Stmt lookup(db, kItemOfGen);
   // Every row that matches, in rowid order: its generation, its date when
   // the query needs dates, its length class when it ranks.
   std::vector<int64_t> gens;
@@ -116,13 +115,13 @@ Status Index::Impl::run(std::string_view text, Results& out, bool snippets, cons
   if (ranked && !gens.empty()) {
     classes.resize(gens.size());
     const auto table = class_table(db, indexed);
-    Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
+    base::Stmt len(db, "SELECT len FROM search_doc WHERE gen=?");
     double length = 0;
     size_t hint = 0;
     for (size_t k = 0; k < gens.size(); ++k) {
       int c = table->get(gens[k], hint);
       if (c == ClassTable::kNone) {
-        ResetOnExit r{len};
+        base::StmtScope r(len);
         // A row no item has (not a dead row: check() reports it) counts as class 0.
         c = len.bind(1, gens[k]).step() ? int(std::clamp<int64_t>(len.int64(0), 0, kLengthClasses - 1)) : 0;
       }
@@ -211,7 +210,7 @@ std::string Index::to_json(const Results& r) {
     out += rank == 0 ? "\n    {\n      \"id\": " : ",\n    {\n      \"id\": ";
     base::append_json_string(out, h.id);
     out += ",\n      \"path\": ";
-    base::append_json_string(out, item_path(h.id));
+    base::append_json_string(out, store::item_path(h.id));
     out += ",\n      \"rank\": ";
     out += std::to_string(++rank);
     out += ",\n      \"score\": ";

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "search/index_stmt.h"
+#include "base/sqlite_stmt.h"
 
 namespace itemfs::search::detail {
 
@@ -43,7 +43,7 @@ const char* const kDrop =
     "DROP TABLE IF EXISTS search_meta;";
 
 bool table_exists(sqlite3* db, const char* name) {
-  Stmt s(db, "SELECT 1 FROM sqlite_master WHERE name=?");
+  base::Stmt s(db, "SELECT 1 FROM sqlite_master WHERE name=?");
   s.bind(1, name);
   return s.step();
 }
@@ -57,11 +57,11 @@ bool snapshot_has_table(sqlite3* db, const char* name) {
       sqlite3_table_column_metadata(db, "main", name, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
   if (rc == SQLITE_OK) return true;
   if (rc == SQLITE_ERROR) return false;  // no such table
-  fail(db, std::string("cannot read the schema for ") + name);
+  base::throw_sqlite(db, rc, std::string("search: cannot read the schema for ") + name);
 }
 
 std::optional<int64_t> meta_value(sqlite3* db, const char* key) {
-  Stmt s(db, "SELECT value FROM search_meta WHERE key=?");
+  base::Stmt s(db, "SELECT value FROM search_meta WHERE key=?");
   s.bind(1, key);
   if (!s.step()) return std::nullopt;
   return s.int64(0);

@@ -9,7 +9,8 @@
 #include <cstring>
 #include <string>
 
-#include "store/store.h"
+#include "base/sqlite_stmt.h"
+#include "base/status.h"
 
 namespace itemfs::search {
 
@@ -17,16 +18,12 @@ namespace {
 
 constexpr size_t kIdleReaders = 4;
 
-[[noreturn]] void fail(sqlite3* db, const std::string& what) {
-  const int rc = db ? sqlite3_extended_errcode(db) : SQLITE_CANTOPEN;
-  const int code = (rc & 0xFF) == SQLITE_FULL ? ENOSPC : EIO;
-  throw store::StoreError(code, "search: " + what + ": " + (db ? sqlite3_errmsg(db) : "cannot open"));
-}
-
 }  // namespace
 
 void exec_sql(sqlite3* db, const char* sql) {
-  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) fail(db, "SQL failed");
+  if (const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+    base::throw_sqlite(db, rc, "search: SQL failed");
+  }
 }
 
 SearchDb::SearchDb(const std::filesystem::path& file, bool read_only) : file_(file), read_only_(read_only) {
@@ -37,7 +34,7 @@ SearchDb::SearchDb(const std::filesystem::path& file, bool read_only) : file_(fi
     if (fd >= 0) {
       ::close(fd);
     } else if (errno != EEXIST) {
-      throw store::StoreError(errno, "cannot create " + file_.string() + ": " + std::strerror(errno));
+      throw base::Error(errno, "cannot create " + file_.string() + ": " + std::strerror(errno));
     }
   } else {
     std::error_code ec;
@@ -58,7 +55,7 @@ sqlite3* SearchDb::open_connection(bool read_only) {
   if (sqlite3_open_v2(file_.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string why = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
-    throw store::StoreError(EIO, "search: cannot open " + file_.string() + ": " + why);
+    throw base::Error(EIO, "search: cannot open " + file_.string() + ": " + why);
   }
   // Another process may write the index (an itemfs reindex beside a mount):
   // wait for it rather than fail.

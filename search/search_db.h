@@ -10,7 +10,8 @@
 //    committed state of the index.
 //  - Opened read-only, nothing is created or written; a missing file then
 //    leaves exists() false and every read view empty-handed (db() null).
-//  - SQLite failures throw store::StoreError (ENOSPC for a full disk, else EIO).
+//  - SQLite failures throw base::Error ("search: ..."; the errno is
+//    base::sqlite_errno's: ENOSPC for a full disk, EIO for I/O errors).
 #pragma once
 
 #include <sqlite3.h>
@@ -60,7 +61,8 @@ class SearchDb {
   std::vector<sqlite3*> pool_;
 };
 
-// Runs `sql` on `db` (one or more statements); throws store::StoreError.
+// Runs `sql` on `db` (one or more statements); throws base::Error
+// ("search: SQL failed: " and SQLite's message).
 void exec_sql(sqlite3* db, const char* sql);
 
 }  // namespace itemfs::search

@@ -81,4 +81,8 @@ bool register_missing_function(sqlite3* db, std::string_view error) {
   return api && api->iVersion >= 2 && api->xCreateFunction(api, "itemfs_rows", nullptr, phrase_rows, nullptr) == SQLITE_OK;
 }
 
+base::Stmt collecting_stmt(sqlite3* db, std::string_view sql) {
+  return base::Stmt(db, sql, [db](std::string_view error) { return register_missing_function(db, error); });
+}
+
 }  // namespace itemfs::search::detail

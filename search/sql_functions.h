@@ -11,6 +11,8 @@
 //  - register_missing_function registers whichever of the two `error` (an
 //    SQLite prepare error) says is missing, once per connection: registering
 //    again would expire every statement the connection has prepared.
+//  - collecting_stmt prepares SQL that calls them (base::Stmt's `mend`
+//    registers what is missing); bind_sink binds a RowSink for itemfs_collect.
 #pragma once
 
 #include <sqlite3.h>
@@ -19,6 +21,8 @@
 #include <optional>
 #include <string_view>
 #include <vector>
+
+#include "base/sqlite_stmt.h"
 
 namespace itemfs::search::detail {
 
@@ -38,5 +42,13 @@ constexpr const char* kPhraseRowsType = "itemfs_phrase_rows";
 
 // Registers itemfs_collect or itemfs_rows when `error` says it is missing.
 bool register_missing_function(sqlite3* db, std::string_view error);
+
+// A statement whose SQL calls itemfs_collect or itemfs_rows, registered on
+// db at their first use there (registering itemfs_collect again would expire
+// the statements the connection caches; itemfs_rows would be listed twice).
+base::Stmt collecting_stmt(sqlite3* db, std::string_view sql);
+
+// Binds `sink` as parameter `index`, the first argument of itemfs_collect.
+inline void bind_sink(base::Stmt& stmt, int index, RowSink& sink) { stmt.bind_pointer(index, &sink, kRowSinkType); }
 
 }  // namespace itemfs::search::detail

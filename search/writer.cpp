@@ -90,7 +90,7 @@ void Index::Impl::drop(WriterStmts& st, int64_t gen, int64_t ino, int64_t sha, b
 // part of the entries have been dropped since the last time, and when
 // the index is closed.
 void Index::Impl::sweep_values(sqlite3* db) {
-  exec(db,
+  exec_sql(db,
        "DELETE FROM search_value WHERE id NOT IN ("
        " SELECT host FROM search_doc WHERE host IS NOT NULL UNION ALL"
        " SELECT author FROM search_doc WHERE author IS NOT NULL UNION ALL"
@@ -116,13 +116,13 @@ void Index::Impl::add_pending(int64_t gen, Row row) {
 // away. Returns how many rows were copied.
 template <class Rows>
 size_t Index::Impl::stage_rows(WriterStmts& st, const std::string& table, const Rows& rows, bool live) {
-  exec(st.db, ("CREATE TEMP TABLE IF NOT EXISTS " + table + "(gen INTEGER PRIMARY KEY, text TEXT)").c_str());
-  Stmt add(st.db, "INSERT OR REPLACE INTO temp." + table + "(gen, text) VALUES(?,?)");
+  exec_sql(st.db, ("CREATE TEMP TABLE IF NOT EXISTS " + table + "(gen INTEGER PRIMARY KEY, text TEXT)").c_str());
+  base::Stmt add(st.db, "INSERT OR REPLACE INTO temp." + table + "(gen, text) VALUES(?,?)");
   size_t copied = 0;
   for (const auto& [gen, row] : rows) {
     bool exists = false;
     {
-      ResetOnExit r{st.doc_exists};
+      base::StmtScope r(st.doc_exists);
       exists = st.doc_exists.bind(1, gen).step();
     }
     if (exists != live) continue;
@@ -140,7 +140,7 @@ void Index::Impl::flush_pending(WriterStmts& st) {
   pending.clear();
   pending_bytes = 0;
   if (deleted == 0) return;
-  exec(st.db,
+  exec_sql(st.db,
        "INSERT INTO search_fts(search_fts, rowid, text) SELECT 'delete', gen, text FROM temp.search_dropped;"
        "DELETE FROM search_dead WHERE gen IN (SELECT gen FROM temp.search_dropped);"
        "DELETE FROM temp.search_dropped;");
@@ -149,7 +149,7 @@ void Index::Impl::flush_pending(WriterStmts& st) {
 void Index::Impl::drop_ino(WriterStmts& st, int64_t ino, bool defer) {
   int64_t gen = 0, sha = 0;
   {
-    ResetOnExit r{st.by_ino};
+    base::StmtScope r(st.by_ino);
     st.by_ino.bind(1, ino);
     if (!st.by_ino.step()) return;
     gen = st.by_ino.int64(0);
@@ -164,13 +164,13 @@ std::optional<int64_t> Index::Impl::value_id(WriterStmts& st, const std::string&
   if (value.empty()) return std::nullopt;
   const int64_t hash = value_hash(value);
   {
-    ResetOnExit r{st.value_find};
+    base::StmtScope r(st.value_find);
     st.value_find.bind(1, hash);
     while (st.value_find.step()) {
       if (st.value_find.text(1) == value) return st.value_find.int64(0);
     }
   }
-  ResetOnExit r{st.value_add};
+  base::StmtScope r(st.value_add);
   if (!st.value_add.bind(1, hash).bind(2, value).step()) throw StoreError(EIO, "search: cannot add a facet value");
   return st.value_add.int64(0);
 }
@@ -183,7 +183,7 @@ void Index::Impl::insert(WriterStmts& st, const store::ItemInfo& item, const Ext
 void Index::Impl::insert(WriterStmts& st, const store::ItemInfo& item, const Extracted& x, Row row) {
   int64_t gen;
   {
-    ResetOnExit r{st.next_seq};
+    base::StmtScope r(st.next_seq);
     if (!st.next_seq.step()) throw StoreError(EIO, "search: search_meta has no next_seq row");
     gen = st.next_seq.int64(0);
   }
@@ -208,7 +208,7 @@ void Index::Impl::flush_queued(WriterStmts& st) {
   queued.clear();
   queued_bytes = 0;
   if (added == 0) return;
-  exec(st.db,
+  exec_sql(st.db,
        "INSERT INTO search_fts(rowid, text) SELECT gen, text FROM temp.search_added;"
        "DELETE FROM temp.search_added;");
 }
@@ -223,7 +223,7 @@ void Index::Impl::set_closed(WriterStmts& st, const store::ItemInfo& item) {
 }
 
 void Index::Impl::set_applied(sqlite3* w, uint64_t seq) {
-  Stmt(w, "UPDATE search_meta SET value=? WHERE key='applied'").bind(1, int64_t(seq)).run();
+  base::Stmt(w, "UPDATE search_meta SET value=? WHERE key='applied'").bind(1, int64_t(seq)).run();
 }
 
 // Forgets what this index keeps in memory of rows not yet (or no longer)

@@ -16,6 +16,13 @@ std::string shard_of(std::string_view id) {
   return points < 2 ? std::string("00") : std::string(id.substr(0, end));
 }
 
+std::string item_path(std::string_view id) {
+  std::string path = "items/" + shard_of(id) + "/";
+  path.append(id);
+  path += ".json";
+  return path;
+}
+
 Status check_id(std::string_view id) {
   if (id.empty()) return Status::error(EINVAL, "an item id must not be empty");
   if (id.size() > 250) return Status::error(ENAMETOOLONG, "an item id is at most 250 bytes (\"<id>.json\" fits 255)");

@@ -96,6 +96,9 @@ struct Stats {
 
 // Shard of an id: its first two code points; "00" for one-code-point ids.
 std::string shard_of(std::string_view id);
+// An item's path in the mount and in backup archives and exports:
+// items/<shard_of(id)>/<id>.json.
+std::string item_path(std::string_view id);
 // Why an id cannot name an item (EINVAL / ENAMETOOLONG), or success.
 Status check_id(std::string_view id);
 // Validates one JSON document read from `in`. On failure the message says

@@ -83,8 +83,9 @@ TEST(BackupCommand, ItemPathsOnlyInsideItems) {
                                "items/ab/abc.JSON", "items/a/a.json"}) {
     EXPECT_EQ(id_from_item_path(bad), "") << bad;
   }
-  EXPECT_EQ(item_path("abc"), "items/ab/abc.json");
-  EXPECT_EQ(item_path("a"), "items/00/a.json");
+  for (std::string id : {"abc", "a", "\xc3\xa9\xc3\xa9x", ".x", "a.json"}) {
+    EXPECT_EQ(id_from_item_path(store::item_path(id)), id) << id;
+  }
 }
 
 TEST(BackupCommand, Sha256SumsEscapesLikeCoreutils) {

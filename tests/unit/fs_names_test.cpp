@@ -70,7 +70,6 @@ TEST(FsNamesTest, OddItemIdsAreRefusedWithTheStoresReason) {
 }
 
 TEST(FsNamesTest, Paths) {
-  EXPECT_EQ(item_path("abc"), "items/ab/abc.json");
   EXPECT_EQ(items_path("", "x"), "items/x");
   EXPECT_EQ(items_path("ab", ".abc.json.swp"), "items/ab/.abc.json.swp");
   EXPECT_TRUE(ends_with_json("a.json"));
