@@ -78,9 +78,11 @@ TEST(StoreTrainingTest, AWriteReturnsWhileTheTrainingIsHeld) {
     if (step == Step::kTrain) gate.reach();
   };
   auto store = Store::open(dir.path(), options);
-  // Whatever happens below, the trainer is let go before the store closes.
+  std::future<void> write;
+  // Whatever happens below, the trainer is let go before the store closes
+  // (and before a write that waits for it is waited for).
   std::shared_ptr<void> let_go(nullptr, [&](void*) { gate.open(); });
-  auto write = std::async(std::launch::async, [&] { put_docs(*store, 0, 2500); });
+  write = std::async(std::launch::async, [&] { put_docs(*store, 0, 2500); });
   ASSERT_EQ(write.wait_for(kHang), std::future_status::ready) << "the write waited for the training";
   write.get();
   ASSERT_TRUE(gate.wait_reached()) << "no training started";
