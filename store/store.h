@@ -310,7 +310,8 @@ class Store {
   // Waits until the background work due so far is done (or the store is
   // closing): for a tool to wait for before it reports what it stored and
   // exits. Closing the store does not wait: it stops that work between two
-  // of its transactions, and the store opened next goes on with it.
+  // of its transactions; the store opened next goes on compressing where it
+  // stopped, and a training it dropped is due again after more writes.
   virtual void wait_idle() = 0;
 
   // The change feed. last_seq(): the newest sequence number committed (by
