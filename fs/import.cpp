@@ -184,7 +184,8 @@ class Tally {
 class Importer {
  public:
   Importer(store::Store& store, const ImportOptions& options, uint64_t total_bytes)
-      : options_(options),
+      : store_(store),
+        options_(options),
         limit_(store.options().max_item_size),
         progress_("import", Progress::Unit::kBytes, total_bytes),
         pipeline_(
@@ -268,6 +269,9 @@ class Importer {
 
   int finish() {
     pipeline_.finish();
+    // The dictionaries trained meanwhile, and the items compressed again
+    // with them: the store as this import leaves it.
+    store_.wait_idle();
     progress_.finish();
     const double seconds = progress_.seconds();
     auto misnamed = tally_.misnamed_files();
@@ -312,6 +316,7 @@ class Importer {
     progress_.update(read_, std::to_string(tally_.added + tally_.changed + tally_.unchanged) + " items");
   }
 
+  store::Store& store_;
   const ImportOptions& options_;
   const uint64_t limit_;
   uint64_t read_ = 0;  // input bytes handed to the pipeline

@@ -180,9 +180,10 @@ struct PutPipeline::Impl {
         report(slot->origin, status, slot->bytes, slot->item.replaced());
       }
     });
-    // The store trains its dictionary once, after a commit: the items
-    // prepared before are compressed again, by the workers, before they are
-    // written, so that they are stored as put() would store them.
+    // The store trains its dictionaries in the background: once they have
+    // changed, the items prepared before are compressed again, by the
+    // workers, before they are written, so that they are stored as put()
+    // would store them.
     const int64_t now = store.current_dictionary_id();
     {
       std::lock_guard lock(mu);

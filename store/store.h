@@ -267,6 +267,13 @@ struct Options {
   // from more of them (see FORMAT.md): after this many blobs of up to 64 KiB.
   bool train_dictionary = true;
   int64_t train_dictionary_after = 2000, train_dictionary_again_after = 20000;
+  // Training runs in the background, after the write that made it due has
+  // returned (see Store::wait_idle()). For tests: called on that background
+  // thread before it trains (kTrain) and before each batch of older blobs it
+  // compresses again (kRecompress), to hold the work there; what it throws
+  // ends that run as a failed training would (logged; the rest left to do).
+  enum class TrainingStep { kTrain, kRecompress };
+  std::function<void(TrainingStep)> training_hook;
 };
 
 struct FsckReport {
@@ -303,7 +310,15 @@ class Store {
 
   // Runs `fn` in one write transaction and commits it, retrying on busy.
   // If `fn` throws, nothing is applied and the exception propagates.
+  // What a write makes due (training the dictionaries, compressing the
+  // blobs stored before them again) is done in the background, after it.
   virtual void write(const std::function<void(WriteBatch&)>& fn) = 0;
+  // Waits until the background work due so far is done (or the store is
+  // closing): for a tool to wait for before it reports what it stored and
+  // exits. Closing the store does not wait: it stops that work between two
+  // of its transactions; the store opened next goes on compressing where it
+  // stopped, and a training it dropped is due again after more writes.
+  virtual void wait_idle() = 0;
 
   // The change feed. last_seq(): the newest sequence number committed (by
   // any process). A commit listener is called after each commit of this

@@ -1,6 +1,6 @@
-// The SQLite store: opening it, Store::write() (one transaction per batch,
-// the disk rules after it, training after the commit, then the commit
-// listeners), the change feed's followers, and the lookups of items and
+// The SQLite store: opening and closing it, Store::write() (one transaction
+// per batch, the disk rules after it, then waking the trainer when a check
+// of the dictionaries is due, then the commit listeners), the change feed's followers, and the lookups of items and
 // shard directories. Also Store::open, Store::engine_version,
 // permissions_warning and the row readers item_from, dir_from, fill_item.
 
@@ -87,7 +87,12 @@ StoreImpl::StoreImpl(fs::path dir, Options options) : dir_(std::move(dir)), opti
   load_dictionary_set();
   reserve_bytes_ = measure_reserve_bytes();
   if (!options_.read_only) keep_space_reserve();
+  // Older blobs left to compress again by a store closed (or stopped)
+  // before it was done: the trainer goes on with them.
+  if (!options_.read_only && has_recompression_pending()) trainer_.wake();
 }
+
+StoreImpl::~StoreImpl() { trainer_.stop(); }
 
 void StoreImpl::write(const std::function<void(WriteBatch&)>& fn) {
   if (options_.read_only) throw StoreError(EROFS, "the store is open read-only");
@@ -111,13 +116,7 @@ void StoreImpl::write(const std::function<void(WriteBatch&)>& fn) {
     throw;
   }
   give_back_space_if_low();
-  // The batch is committed: whatever happens to the training, the caller
-  // must hear that its write succeeded.
-  try {
-    maybe_train_dictionary(puts);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "itemfs: training a compression dictionary failed: %s\n", e.what());
-  }
+  note_changes(puts);
   lock.unlock();
   if (seq) {
     for (const auto& listener : listeners_) listener(seq);

@@ -8,14 +8,17 @@
 // is one call of Store::write(), inside the writer's transaction, each of
 // its calls in a savepoint so a refused call changes nothing. Each group of
 // members below is defined in the file named above it:
-//   store.cpp       opening, write(), the feed's cursors, item and dir lookups
+//   store.cpp       opening, closing, write(), the feed's cursors, item and
+//                   dir lookups
 //   schema.cpp      tables, migrations from formats 1 to 3, the version check
 //   space.cpp       the disk-full rules and the space reserve
 //   pool.cpp        the pool of read connections (Lease)
 //   encoder.cpp     the item encoder: validate, chunk, hash, compress (and
 //                   compress_chunk, which picks a blob's dictionary)
 //   dictionaries.cpp  reading dictionaries, the current DictionarySet
-//   training.cpp    training dictionaries and recompressing older blobs
+//   training.cpp    when training is due, and training dictionaries (on
+//                   the trainer's thread, trainer.h)
+//   recompress.cpp  compressing older blobs again with new dictionaries
 //   packing.cpp     the order that fills the blobs table's pages
 //   blobs.cpp       reading and checking blobs and an item's chunk list
 //   write_batch.cpp put, remove, rename, attributes, directories
@@ -47,6 +50,7 @@
 #include "store/parallel.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/feed.h"
+#include "store/sqlite/trainer.h"
 #include "store/store.h"
 
 namespace itemfs::store {
@@ -197,6 +201,9 @@ class StoreImpl final : public Store {
   // store.cpp: opens (creating and migrating unless read-only) the store in
   // `dir`.
   StoreImpl(std::filesystem::path dir, Options options);
+  // Stops the trainer (between two of its transactions) before the rest
+  // goes.
+  ~StoreImpl() override;
 
   const std::filesystem::path& dir() const override { return dir_; }
   const Options& options() const override { return options_; }
@@ -207,6 +214,7 @@ class StoreImpl final : public Store {
 
   // store.cpp: writing, the feed's followers, lookups.
   void write(const std::function<void(WriteBatch&)>& fn) override;
+  void wait_idle() override { trainer_.wait_idle(); }
   uint64_t last_seq() override;
   void add_commit_listener(CommitListener fn) override { listeners_.push_back(std::move(fn)); }
   uint64_t follow(std::string_view name) override;
@@ -335,11 +343,24 @@ class StoreImpl final : public Store {
   void load_dictionary_set();
   static std::shared_ptr<const Dictionary> make_dictionary(int64_t id, std::string data);
 
-  // training.cpp.
-  std::vector<std::string> training_samples(int64_t step, size_t max_bytes);
-  void maybe_train_dictionary(size_t changes);
+  // training.cpp. note_changes(): write()'s share, under write_mutex_:
+  // counts the changes and wakes the trainer when a check is due. The rest
+  // runs on the trainer's thread (train_in_background()).
+  void note_changes(size_t changes);
+  void train_in_background(const Trainer& trainer);
+  void maybe_train_dictionary(const Trainer& trainer);
+  std::vector<std::string> training_samples(Db& db, int64_t step, size_t max_bytes);
+  void store_dictionaries(const std::string& general, const std::vector<std::string>& groups, int64_t small_blobs);
+  void call_training_hook(Options::TrainingStep step) const {
+    if (options_.training_hook) options_.training_hook(step);
+  }
+
+  // recompress.cpp (on the trainer's thread). One batch of the older blobs
+  // still to compress again (meta.recompress_next .. recompress_last), in
+  // a short write transaction; false once none is left.
+  bool recompress_older_blobs(const Trainer& trainer);
+  bool has_recompression_pending();
   void drop_unused_dictionaries(const DictionarySet& set);
-  void recompress_older_blobs(const DictionarySet& set);
 
   uint64_t reserve_bytes_ = 0;
   mutable std::atomic<uint64_t> staging_allowance_ = 0;  // see check_staging_room()
@@ -360,15 +381,17 @@ class StoreImpl final : public Store {
   // current_dict_mutex_), read by the writer or under current_dict_mutex_.
   mutable std::mutex current_dict_mutex_;
   std::shared_ptr<const DictionarySet> dict_set_ = std::make_shared<const DictionarySet>();
-  size_t changes_since_check_ = 0;
-  bool dictionaries_final_ = false;  // no training to come (writer only)
+  size_t changes_since_check_ = 0;  // under write_mutex_
+  std::atomic<bool> dictionaries_final_ = false;  // no training to come (set by the trainer)
   bool dicts_coded_ = true;  // dicts has codec and raw_size (not in format 1)
   bool elide_blob_hashes_ = false;  // a one-chunk item's new blob is stored without its hash
   std::atomic<uint64_t> damaged_reads_{0};
   base::SharedSync sync_group_;  // sync(): one sync for every caller waiting
   size_t page_size_ = 4096;  // of store.db
   std::optional<int64_t> seen_data_version_;  // under write_mutex_
-  HelperThread preview_helper_;  // last: its thread ends before the rest goes
+  HelperThread preview_helper_;  // its thread ends before the rest goes
+  // Last: stopped (by ~StoreImpl) before anything it uses goes.
+  Trainer trainer_{[this](const Trainer& trainer) { train_in_background(trainer); }};
 };
 
 

@@ -103,7 +103,9 @@ struct Report {
 };
 
 // What `itemfs import` did before it had worker threads: batches of
-// WriteBatch::put(), a failed read reported at once.
+// WriteBatch::put(), a failed read reported at once. Both ways wait for the
+// store's background training after each batch, so that the dictionaries
+// come at the same point of both.
 void import_one_by_one(Store& store, const std::vector<Source>& items, size_t batch_items, Report& report) {
   std::vector<const Source*> batch;
   auto flush = [&] {
@@ -114,6 +116,7 @@ void import_one_by_one(Store& store, const std::vector<Source>& items, size_t ba
         report.add(s->origin, b.put(s->id, in, s->attrs), s->bytes.size());
       }
     });
+    store.wait_idle();
     batch.clear();
   };
   for (const auto& s : items) {
@@ -128,10 +131,10 @@ void import_one_by_one(Store& store, const std::vector<Source>& items, size_t ba
 }
 
 void import_pipelined(Store& store, const std::vector<Source>& items, PutPipeline::Options options, Report& report) {
-  PutPipeline pipeline(store, options,
-                       [&](const std::string& origin, const Status& status, uint64_t size, bool) {
-                         report.add(origin, status, size);
-                       });
+  PutPipeline pipeline(
+      store, options,
+      [&](const std::string& origin, const Status& status, uint64_t size, bool) { report.add(origin, status, size); },
+      [&] { store.wait_idle(); });
   for (const auto& s : items) {
     pipeline.add(s.origin, [&s](std::string& id, std::string& bytes, Attrs& attrs) {
       if (!s.load_status.ok()) return s.load_status;
@@ -303,6 +306,7 @@ TEST(PutPrepared, KeepsTheDictionaryItWasCompressedWith) {
       }
     });
   }
+  store->wait_idle();
   auto dict = rows(dir.path(), "SELECT value FROM meta WHERE key='current_dict'");
   ASSERT_EQ(dict.size(), 1u) << "no dictionary was trained";
   PreparedItem late = store->prepare("late", early_bytes + " ", Attrs{0100644, 0, 0, 6});
@@ -348,6 +352,7 @@ TEST(PutPrepared, RecompressesAnItemPreparedBeforeTheDictionary) {
       }
     });
   }
+  store->wait_idle();
   ASSERT_NE(rows(dir.path(), "SELECT value FROM meta WHERE key='current_dict'"), std::vector<std::string>{});
   EXPECT_TRUE(store->recompress_if_stale(item));
   EXPECT_NE(item.dictionary_id(), 0);

@@ -35,6 +35,7 @@ TEST(StoreDictionaryTest, TrainedFromTheStoreAndUsedForNewBlobs) {
       ASSERT_TRUE(batch.put(std::string("p").append(std::to_string(i)), in, {}).ok());
     }
   });
+  store->wait_idle();  // the training the write made due
   auto db = dir.path() / "store.db";
   ASSERT_GE(scalar(db, "SELECT count(*) FROM dicts"), 1);
   EXPECT_EQ(scalar(plain_dir.path() / "store.db", "SELECT count(*) FROM dicts"), 0);
@@ -78,6 +79,7 @@ TEST(StoreDictionaryTest, GroupsOfAlikeItemsGetTheirOwnDictionaries) {
       }
     });
   }
+  store->wait_idle();
   auto db = dir.path() / "store.db";
   // A general dictionary and one for each language.
   ASSERT_GE(scalar(db, "SELECT count(*) FROM dicts"), 3);
@@ -149,6 +151,7 @@ TEST(StoreDictionaryTest, TrainedAgainFromMoreItems) {
       });
     };
     for (int i = 0; i < 600; i += 200) put_batch(i, i + 200);
+    store->wait_idle();
     const int64_t first = scalar(db, "SELECT count(*) FROM dicts");
     ASSERT_GE(first, 2);
     const int64_t first_newest = scalar(db, "SELECT max(id) FROM dicts");
@@ -160,6 +163,7 @@ TEST(StoreDictionaryTest, TrainedAgainFromMoreItems) {
       EXPECT_GE(scalar(db, "SELECT value FROM meta WHERE key='dict_trained_blobs'"), 300);
     }
     for (int i = 600; i < 2600; i += 200) put_batch(i, i + 200);
+    store->wait_idle();
     if (older_build) {
       EXPECT_EQ(scalar(db, "SELECT max(id) FROM dicts"), first_newest);
     } else {
@@ -181,6 +185,7 @@ TEST(StoreDictionaryTest, TrainedAgainFromMoreItems) {
         ASSERT_TRUE(b.put("e" + std::to_string(i), in, {}).ok());
       }
     });
+    store->wait_idle();
     EXPECT_EQ(scalar(db, "SELECT max(id) FROM dicts"), newest);
   }
 }

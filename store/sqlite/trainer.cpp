@@ -1,0 +1,58 @@
+// The store's background trainer: the thread, its wake-ups, waiting for it
+// to be idle, and stopping it (see trainer.h).
+
+#include "store/sqlite/trainer.h"
+
+#include <cstdio>
+#include <exception>
+
+namespace itemfs::store::sqlite {
+
+void Trainer::wake() {
+  std::lock_guard lock(mutex_);
+  if (stopping()) return;
+  due_ = true;
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  changed_.notify_all();
+}
+
+void Trainer::wait_idle() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return stopping() || (!due_ && !busy_); });
+}
+
+void Trainer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_.store(true, std::memory_order_release);
+    changed_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Trainer::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [this] { return stopping() || due_; });
+    if (stopping()) break;
+    due_ = false;
+    busy_ = true;
+    lock.unlock();
+    // The writes that made the run due are committed: whatever happens to
+    // the training, no writer hears of it.
+    try {
+      work_(*this);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "itemfs: training a compression dictionary failed: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "itemfs: training a compression dictionary failed\n");
+    }
+    lock.lock();
+    busy_ = false;
+    changed_.notify_all();
+  }
+  busy_ = false;
+  changed_.notify_all();
+}
+
+}  // namespace itemfs::store::sqlite
