@@ -48,8 +48,9 @@ need(m["runs"] >= 3, "fewer than 3 runs")
 for k in ("date", "commit", "machine", "corpus_bytes", "passthrough_docs"):
     need(k in m, f"meta.{k} missing")
 
-keys = ["cp_in", "cat_cold", "cat_warm", "grep_cold", "grep_warm", "ls_cold", "ls_warm",
-        "stat_cold", "stat_warm", "rsync_out", "rm_rf", "rsync_in", "rsync_noop"]
+keys = ["cp_in", "cp_in_indexed", "cat_cold", "cat_warm", "grep_cold", "grep_warm", "ls_cold", "ls_warm",
+        "stat_cold", "stat_warm", "rsync_out", "rm_rf", "rm_rf_indexed", "rsync_in", "rsync_in_indexed",
+        "rsync_noop"]
 w = r["workloads"]
 for k in keys:
     need(k in w, f"workload {k} missing")
@@ -73,6 +74,12 @@ for k in keys:
         both = row["itemfs"].get("status") == "ok" and row[other].get("status") == "ok"
         v = row.get(rk)
         need((v is not None and v > 0) if both else v is None, f"{k}.{rk} = {v!r}")
+
+# A write workload "until indexed" is the write plus the index's catch-up.
+for k in ("cp_in", "rm_rf", "rsync_in"):
+    a, b = w.get(k, {}).get("itemfs", {}), w.get(k + "_indexed", {}).get("itemfs", {})
+    if a.get("status") == "ok" and b.get("status") == "ok":
+        need(all(y >= x for x, y in zip(a["runs_s"], b["runs_s"])), f"{k}_indexed shorter than {k}")
 
 # itemfs's core must carry the basic workloads.
 if os.access(itemfs, os.X_OK):
