@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string id = backup::id_from_item_path(bytes.substr(0, 300));
   if (!id.empty()) {
     if (!store::check_id(id).ok()) std::abort();
-    if (backup::item_path(id) != bytes.substr(0, 300)) std::abort();
+    if (store::item_path(id) != bytes.substr(0, 300)) std::abort();
   }
   return 0;
 }
