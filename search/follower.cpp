@@ -10,8 +10,8 @@ namespace {
 constexpr auto kPoll = std::chrono::seconds(1);
 }
 
-Follower::Follower(uint64_t applied, std::function<Step()> step)
-    : step_(std::move(step)), applied_(applied), thread_([this] { loop(); }) {}
+Follower::Follower(uint64_t applied, std::function<Step()> step, std::chrono::milliseconds gather)
+    : step_(std::move(step)), gather_(gather), applied_(applied), thread_([this] { loop(); }) {}
 
 Follower::~Follower() {
   {
@@ -47,7 +47,12 @@ void Follower::set_applied(uint64_t seq) {
 
 uint64_t Follower::wait_for(uint64_t seq, std::optional<std::chrono::milliseconds> timeout) {
   if (applied_.load() >= seq) return applied_.load();
-  wake();
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->woken = true;
+    shared_->urgent = true;
+  }
+  shared_->wake.notify_one();
   std::unique_lock lock(done_mutex_);
   const uint64_t failures = failures_;
   auto ready = [&] { return applied_.load() >= seq || failures_ != failures; };
@@ -66,8 +71,12 @@ void Follower::loop() {
     {
       std::unique_lock lock(shared_->mutex);
       shared_->wake.wait_for(lock, kPoll, [&] { return shared_->woken || shared_->stopping; });
+      if (shared_->woken && !shared_->urgent) {
+        shared_->wake.wait_for(lock, gather_, [&] { return shared_->urgent || shared_->stopping; });
+      }
       if (shared_->stopping) return;
       shared_->woken = false;
+      shared_->urgent = false;
     }
     for (bool more = true; more;) {
       try {

@@ -9,7 +9,11 @@
 //    and whether more may be waiting (then it is called again at once).
 //  - The thread runs step() when woken (wake(): a commit listener), and on
 //    its own every second, so that commits by other processes (an import
-//    beside a mount) are followed too.
+//    beside a mount) are followed too. A wake() gathers: the step runs
+//    `gather` after the first wake, so that a stream of small commits (a
+//    `cp -r`) is applied in a few large batches, not one step per commit
+//    (a step is a transaction of the index; its cost is mostly fixed).
+//    Someone waiting (wait_for) cuts the gathering short.
 //  - wait_for(seq) wakes the thread and returns once applied() >= seq, the
 //    time given has passed, or a step failed after the wait began (the
 //    error is kept: last_error()). A failed step is tried again a second
@@ -36,7 +40,8 @@ class Follower {
     uint64_t applied = 0;
     bool more = false;
   };
-  Follower(uint64_t applied, std::function<Step()> step);
+  static constexpr std::chrono::milliseconds kDefaultGather{50};
+  Follower(uint64_t applied, std::function<Step()> step, std::chrono::milliseconds gather = kDefaultGather);
   ~Follower();
   Follower(const Follower&) = delete;
   Follower& operator=(const Follower&) = delete;
@@ -58,11 +63,13 @@ class Follower {
     std::mutex mutex;
     std::condition_variable wake;  // the thread waits here
     bool woken = false;
+    bool urgent = false;  // someone waits: no gathering
     bool stopping = false;
   };
   void loop();
 
   std::function<Step()> step_;
+  std::chrono::milliseconds gather_;
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::atomic<uint64_t> applied_;
   mutable std::mutex done_mutex_;
