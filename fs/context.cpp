@@ -28,9 +28,22 @@ Context::Context(store::Store& the_store, const MountConfig& the_config) : store
 }
 
 int Context::write_status(const std::function<store::Status(store::WriteBatch&)>& fn, std::string* message) {
+  return store_status([&] {
+    store::Status status;
+    store.write([&](store::WriteBatch& batch) { status = fn(batch); });
+    return status;
+  }, message);
+}
+
+int Context::accept_status(const std::string& id, std::istream& content, const store::Attrs& attrs,
+                           store::ItemInfo* stored, std::string* message) {
+  return store_status([&] { return store.accept(id, content, attrs, stored); }, message);
+}
+
+int Context::store_status(const std::function<store::Status()>& fn, std::string* message) {
   store::Status status;
   try {
-    store.write([&](store::WriteBatch& batch) { status = fn(batch); });
+    status = fn();
   } catch (const store::StoreError& e) {
     status = store::Status::error(e.code(), e.what());
   } catch (const std::exception& e) {

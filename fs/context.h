@@ -14,6 +14,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <istream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,11 @@ class Context {
   // Refusals (EINVAL, EFBIG, ...) are the caller's to log; the store
   // failing (EIO, ENOSPC, ENOMEM) is logged here.
   int write_status(const std::function<store::Status(store::WriteBatch&)>& fn, std::string* message = nullptr);
+  // store.accept() of an item's new bytes, errors as write_status() has them.
+  int accept_status(const std::string& id, std::istream& content, const store::Attrs& attrs, store::ItemInfo* stored,
+                    std::string* message);
+  // Runs a store call, its exceptions as a Status; logs what needs an operator.
+  int store_status(const std::function<store::Status()>& fn, std::string* message);
   // Store::sync() as an errno (0, or the disk's error, logged).
   int sync_store();
 

@@ -66,7 +66,7 @@ int Items::commit_locked(fuse_ino_t ino, bool final) {
   std::istream in(&buf);
   std::string message;
   store::ItemInfo stored;
-  int err = ctx_.write_status([&](store::WriteBatch& batch) { return batch.put(id, in, attrs, &stored); }, &message);
+  int err = ctx_.accept_status(id, in, attrs, &stored, &message);
   if (err) {
     {
       std::lock_guard state_lock(state->mutex);

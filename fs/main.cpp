@@ -261,6 +261,9 @@ int mount_command(const std::vector<std::string>& args) {
   if (read_only) {
     config.store_options.read_only = true;
     config.fuse_options.push_back("ro");
+  } else {
+    // A close() returns once its write is accepted (DESIGN.md §4).
+    config.store_options.journal = true;
   }
   return itemfs::fs::run_mount(config);
 }

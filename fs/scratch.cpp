@@ -195,7 +195,7 @@ int Scratch::to_item(const std::string& dir, const std::string& name, const std:
     }
     FdStreamBuf buf(state->fd, size);
     std::istream in(&buf);
-    err = ctx_.write_status([&](store::WriteBatch& b) { return b.put(id, in, attrs, &stored); }, &message);
+    err = ctx_.accept_status(id, in, attrs, &stored, &message);
   }
   if (err) {
     ++ctx_.counters.commits_refused;

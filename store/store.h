@@ -199,6 +199,19 @@ class WriteBatch {
   virtual Status repair_blobs(std::string_view bytes, uint64_t* rewritten) = 0;
   // Ids whose content or existence changed in this batch so far.
   virtual const std::vector<std::string>& changed_ids() const = 0;
+
+  // For a writer that hands out items before it stores them (the journal of
+  // accepted writes, store/accepting_store.h):
+  // put() that gives a new item number `ino` (from reserve_inos()) when the
+  // item is new and no item has that number.
+  virtual Status put_with_ino(std::string_view id, std::istream& content, const Attrs& attrs, int64_t ino,
+                              ItemInfo* stored) = 0;
+  // Reserves `n` item numbers that no item will be given but by
+  // put_with_ino(); returns the first (they are consecutive).
+  virtual int64_t reserve_inos(int64_t n) = 0;
+  // Records, with this batch, how far the journal has been applied
+  // (Store::journal_position()).
+  virtual void set_journal_position(uint64_t position) = 0;
 };
 
 // A consistent read view: everything read through it is one point in time.
@@ -274,6 +287,11 @@ struct Options {
   // ends that run as a failed training would (logged; the rest left to do).
   enum class TrainingStep { kTrain, kRecompress };
   std::function<void(TrainingStep)> training_hook;
+  // Accept writes through accept() into a journal (STORE/journal) and commit
+  // them in groups on a thread of the store (store/accepting_store.h); for
+  // the mount. Every writable open applies what a journal left behind
+  // (unless the process that owns it is still running).
+  bool journal = false;
 };
 
 struct FsckReport {
@@ -307,6 +325,18 @@ class Store {
   // Names the dictionaries new blobs are compressed with now (each chunk
   // with the one that fits it best): the id of the newest (0: none yet).
   virtual int64_t current_dictionary_id() const = 0;
+
+  // Stores `content` as item `id` for a writer through the mount: like a
+  // write() of one put(), with its checks and refusals (EINVAL, EFBIG,
+  // ENOSPC, a bad id). A store opened with Options::journal returns once the
+  // write is accepted (checked, and recorded in its journal) and commits it
+  // with others a moment later: from the return on, every read of this
+  // store object sees the new version, and a crash of the process loses
+  // nothing (the journal is applied by whoever opens the store next).
+  // `stored` gets the item as it will be stored.
+  virtual Status accept(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored);
+  // How far this store's journal has been applied (0: never).
+  virtual uint64_t journal_position() = 0;
 
   // Runs `fn` in one write transaction and commits it, retrying on busy.
   // If `fn` throws, nothing is applied and the exception propagates.
@@ -360,6 +390,9 @@ class Store {
   // live there) would leave what the store keeps back for its log and
   // checkpoint (see FORMAT.md, "A full disk").
   virtual Status check_staging_room(uint64_t bytes) const = 0;
+  // ENOSPC unless committing `bytes` more of new items would leave that
+  // room too (what put() checks before it stores an item).
+  virtual Status check_room(uint64_t bytes) const = 0;
 
   virtual Stats stats() = 0;
   // Makes every change committed before the call durable: it survives a

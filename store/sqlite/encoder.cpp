@@ -1,6 +1,7 @@
 // The item encoder: validate, chunk, hash, compress (Store::prepare), and
 // compress_chunk, which picks a blob's dictionary.
 
+#include "store/memory_stream.h"
 #include "store/sqlite/store_impl.h"
 
 #include <istream>
@@ -23,29 +24,6 @@ bool PreparedItem::replaced() const { return parts_->replaced; }
 
 namespace itemfs::store::sqlite {
 
-namespace {
-
-// A seekable istream over bytes already in memory.
-class MemoryBuf : public std::streambuf {
- public:
-  explicit MemoryBuf(std::string_view bytes) {
-    char* p = const_cast<char*>(bytes.data());
-    setg(p, p, p + bytes.size());
-  }
-
- protected:
-  pos_type seekoff(off_type off, std::ios_base::seekdir dir, std::ios_base::openmode) override {
-    char* target = (dir == std::ios_base::beg ? eback() : dir == std::ios_base::cur ? gptr() : egptr()) + off;
-    if (target < eback() || target > egptr()) return pos_type(off_type(-1));
-    setg(eback(), target, egptr());
-    return pos_type(target - eback());
-  }
-  pos_type seekpos(pos_type pos, std::ios_base::openmode mode) override {
-    return seekoff(off_type(pos), std::ios_base::beg, mode);
-  }
-};
-
-}  // namespace
 
 // Compresses one chunk as a new blob is stored: with the dictionary of
 // `set` chosen for its bytes, raw if zlib does not shrink it. `dict_id`

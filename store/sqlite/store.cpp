@@ -1,7 +1,7 @@
 // The SQLite store: opening and closing it, Store::write() (one transaction
 // per batch, the disk rules after it, then waking the trainer when a check
 // of the dictionaries is due, then the commit listeners), the change feed's followers, and the lookups of items and
-// shard directories. Also Store::open, Store::engine_version,
+// shard directories. Also open_sqlite (for Store::open), Store::engine_version,
 // permissions_warning and the row readers item_from, dir_from, fill_item.
 
 #include "store/sqlite/store_impl.h"
@@ -45,13 +45,14 @@ std::string permissions_warning(const std::filesystem::path& dir) {
 
 std::string Store::engine_version() { return std::string("SQLite ") + sqlite3_libversion(); }
 
-std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Options& options) {
-  return std::make_unique<sqlite::StoreImpl>(dir, options);
-}
 
 }  // namespace itemfs::store
 
 namespace itemfs::store::sqlite {
+
+std::unique_ptr<Store> open_sqlite(const std::filesystem::path& dir, const Options& options) {
+  return std::make_unique<StoreImpl>(dir, options);
+}
 
 ItemInfo item_from(Stmt& s) {
   ItemInfo info;

@@ -140,6 +140,10 @@ class WriteBatchImpl final : public WriteBatch {
   Status set_dir_attrs(std::string_view shard, const Attrs& attrs) override;
   Status repair_blobs(std::string_view bytes, uint64_t* rewritten) override;
   const std::vector<std::string>& changed_ids() const override { return changed_; }
+  Status put_with_ino(std::string_view id, std::istream& content, const Attrs& attrs, int64_t ino,
+                      ItemInfo* stored) override;
+  int64_t reserve_inos(int64_t n) override;
+  void set_journal_position(uint64_t position) override;
   // Stores the blobs this batch added again, in packing_order(): called once,
   // after the batch's last change.
   void pack_new_blobs();
@@ -178,6 +182,7 @@ class WriteBatchImpl final : public WriteBatch {
   Db& db_;
   feed::Recorder feed_{db_};
   ItemInfo* stored_ = nullptr;  // where finish_put() reports the item it stored
+  int64_t wanted_ino_ = 0;      // put_with_ino()'s number for a new item
   std::vector<std::string> changed_;
   std::string compressed_;            // rewrite_blob()'s
   PreparedItem::Parts::Chunk encoded_;  // store_chunk()'s
@@ -216,6 +221,7 @@ class StoreImpl final : public Store {
   void write(const std::function<void(WriteBatch&)>& fn) override;
   void wait_idle() override { trainer_.wait_idle(); }
   uint64_t last_seq() override;
+  uint64_t journal_position() override;
   void add_commit_listener(CommitListener fn) override { listeners_.push_back(std::move(fn)); }
   uint64_t follow(std::string_view name) override;
   void advance(std::string_view name, uint64_t seq) override;
@@ -235,7 +241,7 @@ class StoreImpl final : public Store {
   // (ENOSPC) unless the disk keeps room for it twice, the WAL and
   // kSpareBytes more.
   static constexpr uint64_t kSpareBytes = 256 << 10;
-  Status check_room(uint64_t size) const;
+  Status check_room(uint64_t size) const override;
   Status check_staging_room(uint64_t bytes) const override;
   // After every commit: checkpoints and truncates the WAL when the disk is
   // low, takes the reserve back when there is room.

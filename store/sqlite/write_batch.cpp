@@ -139,9 +139,17 @@ Status WriteBatchImpl::finish_put(std::string_view id, const std::vector<ChunkRe
     s->bind(4, int64_t(attrs.uid)).bind(5, int64_t(attrs.gid)).bind(6, mtime).bind(7, now).bind(8, ino).run();
   } else {
     ensure_dir(shard, attrs, now);
+    // put_with_ino()'s reserved number, unless another item has it.
+    int64_t given = 0;
+    if (wanted_ino_) {
+      auto taken = db_.cached("SELECT 1 FROM items WHERE ino=?");
+      if (!taken->bind(1, wanted_ino_).step()) given = wanted_ino_;
+    }
     auto s = db_.cached(
-        "INSERT INTO items(id, shard, size, sha256, mode, uid, gid, mtime_ns, ctime_ns) "
-        "VALUES(?,?,?,?,?,?,?,?,?) RETURNING ino");
+        "INSERT INTO items(id, shard, size, sha256, mode, uid, gid, mtime_ns, ctime_ns, ino) "
+        "VALUES(?,?,?,?,?,?,?,?,?,?) RETURNING ino");
+    if (given) s->bind(10, given);
+    else s->bind_null(10);
     s->bind(1, id).bind(2, shard).bind(3, int64_t(size)).bind_blob(4, digest.data(), digest.size());
     s->bind(5, int64_t(attrs.mode)).bind(6, int64_t(attrs.uid)).bind(7, int64_t(attrs.gid)).bind(8, mtime);
     s->bind(9, now);

@@ -1,0 +1,82 @@
+// Opening a store: the backend, then what a journal of accepted writes
+// left behind applied (journal.h), then, for Options::journal, the
+// AcceptingStore on top. Also Store::accept for stores without a journal.
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <istream>
+#include <vector>
+
+#include "store/accepting_store.h"
+#include "store/journal.h"
+#include "store/memory_stream.h"
+
+namespace itemfs::store {
+
+namespace sqlite {
+std::unique_ptr<Store> open_sqlite(const std::filesystem::path& dir, const Options& options);
+}
+
+Status Store::accept(std::string_view id, std::istream& content, const Attrs& attrs, ItemInfo* stored) {
+  Status status;
+  write([&](WriteBatch& batch) { status = batch.put(id, content, attrs, stored); });
+  return status;
+}
+
+namespace {
+
+// Applies the journal's records past the store's recorded position, in
+// groups like the committer's. A record the store refuses now (it was
+// checked when accepted: only a changed limit can do that) is left out.
+void replay(Store& store, Journal& journal) {
+  std::vector<JournalRecord> group;
+  size_t bytes = 0;
+  auto commit = [&] {
+    if (group.empty()) return;
+    store.write([&](WriteBatch& batch) {
+      for (auto& r : group) {
+        MemoryBuf buf(r.bytes);
+        std::istream in(&buf);
+        (void)batch.put_with_ino(r.id, in, r.attrs, r.ino, nullptr);
+      }
+      batch.set_journal_position(group.back().end);
+    });
+    group.clear();
+    bytes = 0;
+  };
+  journal.replay(store.journal_position(), [&](JournalRecord& r) {
+    bytes += r.bytes.size();
+    group.push_back(std::move(r));
+    if (group.size() >= AcceptingStore::kGroupItems || bytes >= AcceptingStore::kGroupBytes) commit();
+  });
+  commit();
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Options& options) {
+  std::error_code ec;
+  if (options.read_only) {
+    // A journal a dead process left with records in it is applied first,
+    // so that a command that only reads sees every accepted write.
+    if (std::filesystem::file_size(dir / "journal", ec) > Journal::kHeaderBytes && !ec && ::access(dir.c_str(), W_OK) == 0 &&
+        Journal::take(dir)) {
+      Options writable = options;
+      writable.read_only = false;
+      writable.journal = false;
+      Store::open(dir, writable).reset();
+    }
+    return sqlite::open_sqlite(dir, options);
+  }
+  auto store = sqlite::open_sqlite(dir, options);
+  if (!options.journal && !std::filesystem::exists(dir / "journal", ec)) return store;
+  auto journal = Journal::take(dir);
+  if (!journal) return store;  // another process's, which applies it itself
+  replay(*store, *journal);
+  if (options.journal) return std::make_unique<AcceptingStore>(std::move(store), std::move(journal));
+  journal->restart();  // all applied
+  return store;
+}
+
+}  // namespace itemfs::store

@@ -1,0 +1,177 @@
+// A store opened with a journal (store/accepting_store.h): an accepted
+// write is seen at once by every read of that store and by other
+// processes once committed; refusals are put()'s; a process that dies with
+// writes accepted but not committed loses none of them, and one that
+// removed an item after accepting it does not get it back (the journal is
+// applied exactly once); an item too large for the journal is committed
+// at once; one process at a time uses a store's journal.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <string>
+
+#include "store/store.h"
+#include "tests/unit/temp_dir.h"
+
+namespace itemfs::store {
+namespace {
+
+Options journaled() {
+  Options o;
+  o.journal = true;
+  return o;
+}
+
+Status accept(Store& store, const std::string& id, const std::string& bytes, ItemInfo* info = nullptr) {
+  std::istringstream in(bytes);
+  return store.accept(id, in, {}, info);
+}
+
+std::string read_all(Store& store, const std::string& id) {
+  auto info = store.item(id);
+  if (!info) return "<none>";
+  auto reader = store.open_item(*info);
+  if (!reader) return "<stale>";
+  std::string out;
+  EXPECT_TRUE(reader->pread(0, info->size, out).ok());
+  return out;
+}
+
+std::string doc(int k) { return R"({"k":)" + std::to_string(k) + R"(,"text":"item )" + std::to_string(k) + R"("})"; }
+
+// Runs `fn` in a child process that then dies at once, as if killed.
+void in_child_that_dies(const std::function<void()>& fn) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    fn();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+}
+
+TEST(StoreAccept, AnAcceptedWriteIsReadAtOnceAndCommittedSoon) {
+  TempDir dir;
+  auto store = Store::open(dir.path(), journaled());
+  store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("ab", {0040755}).ok()); });
+  ItemInfo info;
+  ASSERT_TRUE(accept(*store, "abc", doc(1), &info).ok());
+  EXPECT_EQ(info.id, "abc");
+  EXPECT_EQ(info.size, doc(1).size());
+  EXPECT_NE(info.attrs.mtime_ns, kMtimeNow);
+  EXPECT_EQ(read_all(*store, "abc"), doc(1));
+  auto by_ino = store->item_by_ino(info.ino);
+  ASSERT_TRUE(by_ino);
+  EXPECT_EQ(by_ino->id, "abc");
+  auto listed = store->list_shard("ab");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].ino, info.ino);
+  // A replacement keeps the number; the newest version is what reads see.
+  ItemInfo again;
+  ASSERT_TRUE(accept(*store, "abc", doc(2), &again).ok());
+  EXPECT_EQ(again.ino, info.ino);
+  EXPECT_EQ(read_all(*store, "abc"), doc(2));
+  store->sync();  // everything accepted before it is committed
+  auto other = Store::open(dir.path(), Options{.read_only = true});
+  auto committed = other->item("abc");
+  ASSERT_TRUE(committed);
+  EXPECT_EQ(committed->ino, info.ino);
+  EXPECT_EQ(committed->attrs.mtime_ns, again.attrs.mtime_ns);
+  EXPECT_EQ(read_all(*other, "abc"), doc(2));
+}
+
+TEST(StoreAccept, RefusalsAreThoseOfPut) {
+  TempDir dir;
+  Options o = journaled();
+  o.max_item_size = 100;
+  auto store = Store::open(dir.path(), o);
+  store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("ab", {0040755}).ok()); });
+  EXPECT_EQ(accept(*store, "abc", R"({"a":)").code, EINVAL);
+  EXPECT_EQ(accept(*store, "abc", "").code, EINVAL);
+  EXPECT_EQ(accept(*store, "abc", std::string(200, ' ') + "1").code, EFBIG);
+  EXPECT_EQ(accept(*store, "a/b", "1").code, EINVAL);
+  EXPECT_FALSE(store->item("abc"));
+  store->sync();
+  EXPECT_EQ(store->stats().items, 0u);
+}
+
+TEST(StoreAccept, AProcessThatDiesLosesNoAcceptedWriteAndResurrectsNoRemovedOne) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir.path());
+    store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("it", {0040755}).ok()); });
+  }
+  in_child_that_dies([&] {
+    auto store = Store::open(dir.path(), journaled()).release();  // never closed
+    for (int k = 0; k < 300; ++k)
+      if (!accept(*store, "item" + std::to_string(k), doc(k)).ok()) _exit(2);
+    // Removed after it was accepted (and so committed first): it must stay gone.
+    store->write([](WriteBatch& b) {
+      if (!b.remove("item7").ok()) _exit(3);
+    });
+    for (int k = 300; k < 400; ++k)
+      if (!accept(*store, "item" + std::to_string(k), doc(k)).ok()) _exit(2);
+    if (!accept(*store, "item5", doc(5000)).ok()) _exit(2);
+  });
+  for (int round = 0; round < 2; ++round) {  // and a second open finds nothing more to do
+    auto store = Store::open(dir.path());
+    EXPECT_EQ(store->stats().items, 399u);
+    EXPECT_FALSE(store->item("item7"));
+    EXPECT_EQ(read_all(*store, "item5"), doc(5000));
+    EXPECT_EQ(read_all(*store, "item399"), doc(399));
+    EXPECT_TRUE(store->fsck(false).clean());
+  }
+}
+
+TEST(StoreAccept, ItemNumbersGivenAtAcceptanceAreKeptAndNeverShared) {
+  TempDir dir;
+  ItemInfo mine;
+  {
+    auto store = Store::open(dir.path(), journaled());
+    store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("it", {0040755}).ok()); });
+    ASSERT_TRUE(accept(*store, "item1", doc(1), &mine).ok());
+    // Another writer (an import beside the mount) adds items meanwhile.
+    auto other = Store::open(dir.path());
+    other->write([](WriteBatch& b) {
+      for (int k = 2; k < 10; ++k) {
+        std::istringstream in(doc(k));
+        ASSERT_TRUE(b.put("item" + std::to_string(k), in, {}).ok());
+      }
+    });
+    for (int k = 2; k < 10; ++k) EXPECT_NE(other->item("item" + std::to_string(k))->ino, mine.ino);
+  }
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(store->item("item1")->ino, mine.ino);
+  EXPECT_EQ(store->stats().items, 9u);
+}
+
+TEST(StoreAccept, ALargeItemOrANewShardIsCommittedAtOnce) {
+  TempDir dir;
+  auto store = Store::open(dir.path(), journaled());
+  auto other = Store::open(dir.path(), Options{.read_only = true});
+  // No shard "zz" yet: the put makes it, before accept returns.
+  ASSERT_TRUE(accept(*store, "zz1", doc(1)).ok());
+  EXPECT_TRUE(other->item("zz1"));
+  EXPECT_TRUE(other->dir_info("zz"));
+  const std::string big = "[" + std::string(3u << 20, ' ') + "1]";
+  ASSERT_TRUE(accept(*store, "zz2", big).ok());
+  EXPECT_EQ(other->item("zz2")->size, big.size());
+}
+
+TEST(StoreAccept, OneProcessAtATimeUsesTheJournal) {
+  TempDir dir;
+  auto first = Store::open(dir.path(), journaled());
+  first->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("it", {0040755}).ok()); });
+  // A second open (a second mount of the store) writes straight through.
+  auto second = Store::open(dir.path(), journaled());
+  auto reader = Store::open(dir.path(), Options{.read_only = true});
+  ASSERT_TRUE(accept(*second, "item1", doc(1)).ok());
+  EXPECT_TRUE(reader->item("item1"));
+}
+
+}  // namespace
+}  // namespace itemfs::store
