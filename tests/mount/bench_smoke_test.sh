@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of scripts/bench: 500 documents of the real corpus (made by
-# scripts/corpus --limit 500; the .deb downloads are cached), all three
-# targets, and a check that the JSON it writes is complete and well formed.
+# scripts/corpus --limit 500; the .deb downloads are cached), all four
+# targets (passthrough_ll on its multi-threaded and on its single-threaded
+# loop), and a check that the JSON it writes is complete and well formed.
 # No timing is asserted.  Needs root (drop_caches) and Debian's apt sources.
 set -euo pipefail
 
@@ -57,7 +58,7 @@ for k in keys:
     if k not in w:
         continue
     row = w[k]
-    for t in ("plain", "passthrough", "itemfs"):
+    for t in ("plain", "passthrough", "passthrough_s", "itemfs"):
         s = row.get(t)
         need(isinstance(s, dict), f"{k}.{t} missing")
         if not isinstance(s, dict):
@@ -70,10 +71,20 @@ for k in keys:
         else:
             need(bool(s.get("error")), f"{k}.{t}: unavailable without an error")
     need(row["plain"].get("status") == "ok", f"{k}: the plain directory must always be measured")
-    for rk, other in (("ratio_itemfs_plain", "plain"), ("ratio_itemfs_passthrough", "passthrough")):
+    for rk, other in (("ratio_itemfs_plain", "plain"), ("ratio_itemfs_passthrough", "passthrough"),
+                      ("ratio_itemfs_passthrough_s", "passthrough_s")):
         both = row["itemfs"].get("status") == "ok" and row[other].get("status") == "ok"
         v = row.get(rk)
         need((v is not None and v > 0) if both else v is None, f"{k}.{rk} = {v!r}")
+
+# passthrough_ll -s is the same binary: where it runs multi-threaded, it runs on
+# the single-threaded loop too.
+for k in keys:
+    row = w.get(k, {})
+    if row.get("passthrough", {}).get("status") == "ok":
+        need(row.get("passthrough_s", {}).get("status") == "ok",
+             f"{k}.passthrough_s: {row.get('passthrough_s', {}).get('error')}")
+        need("passthrough_s" in r.get("daemon_peak_rss_mib", {}), "daemon_peak_rss_mib.passthrough_s missing")
 
 # A write workload "until indexed" is the write plus the index's catch-up.
 for k in ("cp_in", "rm_rf", "rsync_in"):
