@@ -244,8 +244,14 @@ std::unique_ptr<Snapshot> AcceptingStore::snapshot() {
 }
 
 void AcceptingStore::sync() {
-  drain();
-  backend_->sync();
+  std::unique_lock lock(mu_);
+  const uint64_t ticket = ++sync_asked_;
+  sync_target_ = accepted_;
+  work_.notify_one();
+  Status why;
+  if (!wait_progress(lock, [&] { return sync_done_ >= ticket; }, &why))
+    throw StoreError(why.code, "the store cannot commit the writes it accepted: " + why.message);
+  if (!sync_result_.ok()) throw StoreError(sync_result_.code, sync_result_.message);
 }
 
 Stats AcceptingStore::stats() {

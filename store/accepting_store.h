@@ -25,6 +25,9 @@
 //    committed holds back only what was accepted after it. accept() checks the room a commit
 //    of the item and of the backlog before it needs (check_room), so a full
 //    disk refuses the close() rather than a commit after it.
+//  - sync() returns once everything accepted before it is committed and
+//    one backend sync has run after that: the committer syncs after a
+//    group, once for every sync() waiting then (concurrent fsyncs share).
 //  - Memory: accepted items are held in memory until committed, at most
 //    kMaxBacklogBytes / kMaxBacklogItems; accept() waits while more are.
 //  - Destroying it commits what was accepted (or, if the committer is
@@ -112,6 +115,7 @@ class AcceptingStore final : public Store {
   int64_t new_ino();
   std::shared_ptr<const Accepted> accepted(std::string_view id);
   void committer();
+  bool commit_next(std::unique_lock<std::mutex>& lock);
   size_t commit_group(const std::vector<std::shared_ptr<Accepted>>& group);
   void write_group(const std::vector<std::shared_ptr<Accepted>>& group, size_t from, size_t to);
   void note_failure(const std::exception& e);
@@ -132,6 +136,11 @@ class AcceptingStore final : public Store {
   Status failing_;  // the committer's last error, while it fails
   uint64_t attempts_ = 0;  // groups the committer has tried to commit
   bool retry_now_ = false;  // someone waits on a failing committer: try again now
+  // sync(): each call takes a ticket; the committer syncs once everything
+  // accepted before the newest ticket is committed, for every ticket so far.
+  uint64_t sync_asked_ = 0, sync_done_ = 0, sync_target_ = 0;
+  Status sync_result_;  // of the last sync the committer made
+  std::chrono::steady_clock::time_point last_sync_;
   int64_t next_ino_ = 0, ino_end_ = 0;  // reserved, not yet given
   std::unordered_set<std::string> shards_;  // known to exist in the backend
   std::thread thread_;

@@ -14,6 +14,8 @@ namespace itemfs::store {
 
 namespace {
 constexpr auto kRetryAfter = std::chrono::seconds(1);
+constexpr auto kSyncsCloseTogether = std::chrono::milliseconds(20);
+constexpr auto kSyncGather = std::chrono::milliseconds(1);
 // A journal whose records are all applied starts again once it is this big,
 // so that it never holds more disk than about one group.
 constexpr uint64_t kRestartJournalAfter = 1u << 20;
@@ -62,50 +64,80 @@ void AcceptingStore::note_failure(const std::exception& e) {
 void AcceptingStore::committer() {
   std::unique_lock lock(mu_);
   for (;;) {
-    work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and all committed
-    // Gather: a group is the writes of kGroupWait, unless it fills or
-    // someone waits for it.
-    const auto due = queue_.front()->at + kGroupWait;
-    work_.wait_until(lock, due, [&] {
-      return stopping_ || draining_ > 0 || queue_.size() >= kGroupItems || queued_bytes_ >= kGroupBytes;
-    });
-    std::vector<std::shared_ptr<Accepted>> group;
-    size_t bytes = 0;
-    for (const auto& a : queue_) {
-      if (group.size() >= kGroupItems || (bytes >= kGroupBytes && !group.empty())) break;
-      group.push_back(a);
-      bytes += a->info.size;
-    }
-    lock.unlock();
-    const size_t done = commit_group(group);
-    lock.lock();
-    ++attempts_;
-    if (done == 0) {
-      progress_.notify_all();  // a drain() or a full backlog may give up now
-      if (stopping_) return;   // the journal keeps the rest
+    work_.wait(lock, [&] { return stopping_ || !queue_.empty() || sync_asked_ > sync_done_; });
+    if (!queue_.empty() && !commit_next(lock)) {
+      if (stopping_) return;  // the journal keeps the rest
       work_.wait_for(lock, kRetryAfter, [&] { return stopping_ || retry_now_; });
       retry_now_ = false;
       continue;
     }
-    if (done == group.size()) failing_ = Status::success();
-    group.resize(done);
-    for (const auto& a : group) {
-      queue_.pop_front();
-      queued_bytes_ -= a->info.size;
-      if (auto it = by_id_.find(a->info.id); it != by_id_.end() && it->second == a) by_id_.erase(it);
-      if (auto it = by_ino_.find(a->info.ino); it != by_ino_.end() && it->second == a) by_ino_.erase(it);
-    }
-    committed_ = group.back()->number;
-    if (queue_.empty() && journal_->file_bytes() >= kRestartJournalAfter) {
-      try {
-        journal_->restart();
-      } catch (const StoreError&) {
-        // The old file stays and is applied from its recorded position.
+    if (sync_asked_ > sync_done_ && committed_ >= sync_target_) {
+      // Syncs asked for one after another (writers that each fsync): wait
+      // a moment for the next ones to share this sync.
+      if (std::chrono::steady_clock::now() - last_sync_ < kSyncsCloseTogether) {
+        work_.wait_for(lock, kSyncGather, [&] { return stopping_; });
+        if (committed_ < sync_target_) continue;  // more was accepted first
       }
+      const uint64_t ticket = sync_asked_;
+      lock.unlock();
+      Status result;
+      try {
+        backend_->sync();
+      } catch (const StoreError& e) {
+        result = Status::error(e.code() ? e.code() : EIO, e.what());
+      }
+      lock.lock();
+      sync_done_ = ticket;
+      sync_result_ = result;
+      last_sync_ = std::chrono::steady_clock::now();
+      progress_.notify_all();
     }
-    progress_.notify_all();
+    if (stopping_ && queue_.empty() && sync_asked_ <= sync_done_) return;
   }
+}
+
+// Gathers and commits the next group (the caller holds `lock`); false if
+// nothing of it could be committed.
+bool AcceptingStore::commit_next(std::unique_lock<std::mutex>& lock) {
+  // A group is the writes of kGroupWait, unless it fills or someone waits.
+  const auto due = queue_.front()->at + kGroupWait;
+  work_.wait_until(lock, due, [&] {
+    return stopping_ || draining_ > 0 || sync_asked_ > sync_done_ || queue_.size() >= kGroupItems ||
+           queued_bytes_ >= kGroupBytes;
+  });
+  std::vector<std::shared_ptr<Accepted>> group;
+  size_t bytes = 0;
+  for (const auto& a : queue_) {
+    if (group.size() >= kGroupItems || (bytes >= kGroupBytes && !group.empty())) break;
+    group.push_back(a);
+    bytes += a->info.size;
+  }
+  lock.unlock();
+  const size_t done = commit_group(group);
+  lock.lock();
+  ++attempts_;
+  if (done == 0) {
+    progress_.notify_all();  // a drain() or a full backlog may give up now
+    return false;
+  }
+  if (done == group.size()) failing_ = Status::success();
+  group.resize(done);
+  for (const auto& a : group) {
+    queue_.pop_front();
+    queued_bytes_ -= a->info.size;
+    if (auto it = by_id_.find(a->info.id); it != by_id_.end() && it->second == a) by_id_.erase(it);
+    if (auto it = by_ino_.find(a->info.ino); it != by_ino_.end() && it->second == a) by_ino_.erase(it);
+  }
+  committed_ = group.back()->number;
+  if (queue_.empty() && journal_->file_bytes() >= kRestartJournalAfter) {
+    try {
+      journal_->restart();
+    } catch (const StoreError&) {
+      // The old file stays and is applied from its recorded position.
+    }
+  }
+  progress_.notify_all();
+  return true;
 }
 
 }  // namespace itemfs::store

@@ -4,7 +4,8 @@
 // writes accepted but not committed loses none of them, and one that
 // removed an item after accepting it does not get it back (the journal is
 // applied exactly once); an item too large for the journal is committed
-// at once; one process at a time uses a store's journal.
+// at once; one process at a time uses a store's journal; a reader keeps
+// the version it opened through the commit of a newer one.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,6 +83,22 @@ TEST(StoreAccept, AnAcceptedWriteIsReadAtOnceAndCommittedSoon) {
   EXPECT_EQ(committed->ino, info.ino);
   EXPECT_EQ(committed->attrs.mtime_ns, again.attrs.mtime_ns);
   EXPECT_EQ(read_all(*other, "abc"), doc(2));
+}
+
+TEST(StoreAccept, AReaderKeepsTheVersionItOpenedThroughLaterCommits) {
+  TempDir dir;
+  auto store = Store::open(dir.path(), journaled());
+  store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("ab", {0040755}).ok()); });
+  ItemInfo first;
+  ASSERT_TRUE(accept(*store, "abc", doc(1), &first).ok());
+  auto reader = store->open_item(first);  // of the accepted version
+  ASSERT_TRUE(reader);
+  ASSERT_TRUE(accept(*store, "abc", doc(22), nullptr).ok());
+  store->sync();  // both committed, the overlay empty
+  std::string out;
+  ASSERT_TRUE(reader->pread(0, 1000, out).ok());
+  EXPECT_EQ(out, doc(1));
+  EXPECT_EQ(read_all(*store, "abc"), doc(22));
 }
 
 TEST(StoreAccept, RefusalsAreThoseOfPut) {
