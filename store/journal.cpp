@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -205,6 +206,8 @@ uint64_t Journal::append(std::string_view id, const Attrs& attrs, int64_t ino, s
 }
 
 void Journal::restart() { write_new_file(end()); }
+
+void Journal::restart_at(uint64_t at) { write_new_file(std::max(at, end())); }
 
 void Journal::sync() {
   if (::fdatasync(fd_) != 0) throw io_error("cannot sync", dir_ / "journal");

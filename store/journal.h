@@ -58,8 +58,11 @@ class Journal {
   // Appends a put record; returns its end position. Throws StoreError
   // (ENOSPC, EIO) with the file as it was.
   uint64_t append(std::string_view id, const Attrs& attrs, int64_t ino, std::string_view bytes);
-  // Every record is applied: starts an empty file at the current end.
+  // Every record is applied: starts an empty file at the current end, or
+  // at `at` when that is further (a journal lost or deleted: its positions
+  // must go on past what the store recorded as applied).
   void restart();
+  void restart_at(uint64_t at);
   void sync();
   uint64_t end() const { return start_ + size_; }
   uint64_t file_bytes() const { return size_; }

@@ -73,6 +73,8 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& dir, const Optio
   if (!options.journal && !std::filesystem::exists(dir / "journal", ec)) return store;
   auto journal = Journal::take(dir);
   if (!journal) return store;  // another process's, which applies it itself
+  const uint64_t applied = store->journal_position();
+  if (journal->end() < applied) journal->restart_at(applied);  // the journal was lost: go on after it
   replay(*store, *journal);
   if (options.journal) return std::make_unique<AcceptingStore>(std::move(store), std::move(journal));
   journal->restart();  // all applied

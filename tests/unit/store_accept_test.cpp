@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <sstream>
 #include <string>
 
@@ -142,6 +143,23 @@ TEST(StoreAccept, AProcessThatDiesLosesNoAcceptedWriteAndResurrectsNoRemovedOne)
     EXPECT_EQ(read_all(*store, "item399"), doc(399));
     EXPECT_TRUE(store->fsck(false).clean());
   }
+}
+
+TEST(StoreAccept, AJournalDeletedByHandStartsAfterWhatTheStoreApplied) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir.path(), journaled());
+    store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("it", {0040755}).ok()); });
+    for (int k = 0; k < 20; ++k) ASSERT_TRUE(accept(*store, "item" + std::to_string(k), doc(k)).ok());
+  }
+  std::filesystem::remove(dir.path() / "journal");
+  in_child_that_dies([&] {
+    auto store = Store::open(dir.path(), journaled()).release();
+    if (!accept(*store, "item99", doc(99)).ok()) _exit(2);
+  });
+  auto store = Store::open(dir.path());
+  EXPECT_EQ(read_all(*store, "item99"), doc(99));
+  EXPECT_EQ(store->stats().items, 21u);
 }
 
 TEST(StoreAccept, ItemNumbersGivenAtAcceptanceAreKeptAndNeverShared) {
