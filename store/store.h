@@ -203,7 +203,8 @@ class WriteBatch {
   // For a writer that hands out items before it stores them (the journal of
   // accepted writes, store/accepting_store.h):
   // put() that gives a new item number `ino` (from reserve_inos()) when the
-  // item is new and no item has that number.
+  // item is new and no item has that number. For bytes already checked to
+  // be one valid JSON document: an item of one chunk is not checked again.
   virtual Status put_with_ino(std::string_view id, std::istream& content, const Attrs& attrs, int64_t ino,
                               ItemInfo* stored) = 0;
   // Reserves `n` item numbers that no item will be given but by
