@@ -20,9 +20,10 @@ Extracted Index::Impl::extract_bytes(std::string_view bytes) {
 }
 
 // Extracts the text of every item of `work` (from its bytes, which it
-// frees) on up to a few threads, each with a tokenizer of its own.
+// frees) on this thread, or for a large batch on up to a few threads
+// (extraction_threads), each with a tokenizer of its own.
 void Index::Impl::extract_all(std::vector<Work>& work) {
-  const size_t threads = std::min<size_t>({work.size(), std::max<size_t>(store::usable_cpus(), 1), 4});
+  const size_t threads = extraction_threads(work.size(), store::usable_cpus());
   std::atomic<size_t> next{0};
   store::run_on_threads(threads, [&](size_t) {
     auto tok = pooled_tokenizer();

@@ -33,6 +33,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -68,6 +69,18 @@ constexpr size_t kFeedBatch = 2000;
 // Items whose text is extracted at once (on worker threads) when the index
 // is built from all the items.
 constexpr size_t kRebuildBatch = 512;
+// A batch of fewer items than this has its text extracted on the
+// follower's thread alone. A mount's writes reach the index in batches of
+// a few dozen items; a helper thread made for each of them (with the
+// malloc arena it fills with rows) added megabytes to the daemon's resident
+// size and no speed, as the writers keep the CPUs busy meanwhile. A build
+// or a catch-up (batches of hundreds) extracts on up to 4 threads.
+constexpr size_t kParallelExtractFrom = 256;
+// The threads that extract the text of `items` items on `cpus` CPUs.
+inline size_t extraction_threads(size_t items, size_t cpus) {
+  if (items < kParallelExtractFrom) return std::min<size_t>(items, 1);
+  return std::min<size_t>({items, std::max<size_t>(cpus, 1), 4});
+}
 constexpr size_t kRecentCacheBytes = 8u << 20;
 constexpr size_t kMaxPending = 256;  // deferred full-text deletes (see Impl::drop)
 constexpr size_t kMaxPendingBytes = 8u << 20;

@@ -37,10 +37,9 @@ Db::Db(const std::filesystem::path& file, bool read_only, bool sync_full) {
   sqlite3_busy_handler(db_, wait_when_busy, nullptr);
   if (!read_only) exec("PRAGMA journal_mode=WAL");
   exec(sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-  // The writer keeps the hot pages of every index it updates; readers are
-  // pooled (one per FUSE thread at most), so theirs stay small: 16 readers
-  // with the default-sized cache made a 300 MB daemon.
-  exec(read_only ? "PRAGMA cache_size=-2000" : "PRAGMA cache_size=-16000");
+  // Readers are pooled (one per FUSE thread at most), so their caches stay
+  // small: 16 readers with the default-sized cache made a 300 MB daemon.
+  exec("PRAGMA cache_size=-" + std::to_string(read_only ? kReaderCacheKiB : kWriterCacheKiB));
   exec("PRAGMA temp_store=MEMORY");
   // SQLite reuses a WAL file from its start after a checkpoint but never
   // shrinks it: one big item, or a disk that filled up, would keep its

@@ -29,6 +29,16 @@ struct ItemInfo;
 // ItemInfo can be filled row after row.
 void fill_item(Stmt& s, ItemInfo& info);
 
+// Page cache sizes in KiB. The writer keeps the hot pages of every index
+// it updates: the items' id and hash indexes, where inserts land anywhere,
+// and the last pages of items, chunks and blobs (about 5 MB at 100,000
+// items; the rest of its cache holds blob pages written once). When one
+// connection also wrote the search index it had 16 MB; the index now has
+// its own connection and cache in search.db (SQLite's default, 2 MB), and
+// both stay within those 16 MB: a mount holds both for its whole life.
+inline constexpr int kWriterCacheKiB = 12000;
+inline constexpr int kReaderCacheKiB = 2000;
+
 class Db {
  public:
   Db(const std::filesystem::path& file, bool read_only, bool sync_full);
