@@ -49,6 +49,10 @@
 
 namespace itemfs::store {
 
+// Stores an accepted item's bytes (checked when accepted) in `batch` with
+// the number it was given: what the committer and a journal replay do.
+Status put_accepted(WriteBatch& batch, std::string_view id, std::string_view bytes, const Attrs& attrs, int64_t ino);
+
 class AcceptingStore final : public Store {
  public:
   static constexpr size_t kGroupItems = 1000;

@@ -21,14 +21,18 @@ constexpr auto kSyncGather = std::chrono::milliseconds(1);
 constexpr uint64_t kRestartJournalAfter = 1u << 20;
 }  // namespace
 
+Status put_accepted(WriteBatch& batch, std::string_view id, std::string_view bytes, const Attrs& attrs, int64_t ino) {
+  MemoryBuf buf(bytes);
+  std::istream in(&buf);
+  return batch.put_with_ino(id, in, attrs, ino, nullptr);
+}
+
 // One transaction: every put of `group` and the journal position after them.
 void AcceptingStore::write_group(const std::vector<std::shared_ptr<Accepted>>& group, size_t from, size_t to) {
   backend_->write([&](WriteBatch& batch) {
     for (size_t k = from; k < to; ++k) {
       const Accepted& a = *group[k];
-      MemoryBuf buf(*a.bytes);
-      std::istream in(&buf);
-      Status status = batch.put_with_ino(a.info.id, in, a.info.attrs, a.info.ino, nullptr);
+      Status status = put_accepted(batch, a.info.id, *a.bytes, a.info.attrs, a.info.ino);
       if (!status.ok()) throw StoreError(status.code, "committing " + item_path(a.info.id) + ": " + status.message);
     }
     batch.set_journal_position(group[to - 1]->end);

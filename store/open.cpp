@@ -10,7 +10,6 @@
 
 #include "store/accepting_store.h"
 #include "store/journal.h"
-#include "store/memory_stream.h"
 
 namespace itemfs::store {
 
@@ -35,11 +34,7 @@ void replay(Store& store, Journal& journal) {
   auto commit = [&] {
     if (group.empty()) return;
     store.write([&](WriteBatch& batch) {
-      for (auto& r : group) {
-        MemoryBuf buf(r.bytes);
-        std::istream in(&buf);
-        (void)batch.put_with_ino(r.id, in, r.attrs, r.ino, nullptr);
-      }
+      for (auto& r : group) (void)put_accepted(batch, r.id, r.bytes, r.attrs, r.ino);
       batch.set_journal_position(group.back().end);
     });
     group.clear();

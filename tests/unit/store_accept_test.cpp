@@ -43,6 +43,13 @@ std::string read_all(Store& store, const std::string& id) {
 
 std::string doc(int k) { return R"({"k":)" + std::to_string(k) + R"(,"text":"item )" + std::to_string(k) + R"("})"; }
 
+// A store with a journal, and shard directory `shard` made.
+std::unique_ptr<Store> journaled_with_shard(const std::filesystem::path& dir, const std::string& shard) {
+  auto store = Store::open(dir, journaled());
+  store->write([&](WriteBatch& b) { EXPECT_TRUE(b.make_dir(shard, {0040755}).ok()); });
+  return store;
+}
+
 // Runs `fn` in a child process that then dies at once, as if killed.
 void in_child_that_dies(const std::function<void()>& fn) {
   pid_t pid = fork();
@@ -58,8 +65,7 @@ void in_child_that_dies(const std::function<void()>& fn) {
 
 TEST(StoreAccept, AnAcceptedWriteIsReadAtOnceAndCommittedSoon) {
   TempDir dir;
-  auto store = Store::open(dir.path(), journaled());
-  store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("ab", {0040755}).ok()); });
+  auto store = journaled_with_shard(dir.path(), "ab");
   ItemInfo info;
   ASSERT_TRUE(accept(*store, "abc", doc(1), &info).ok());
   EXPECT_EQ(info.id, "abc");
@@ -88,8 +94,7 @@ TEST(StoreAccept, AnAcceptedWriteIsReadAtOnceAndCommittedSoon) {
 
 TEST(StoreAccept, AReaderKeepsTheVersionItOpenedThroughLaterCommits) {
   TempDir dir;
-  auto store = Store::open(dir.path(), journaled());
-  store->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("ab", {0040755}).ok()); });
+  auto store = journaled_with_shard(dir.path(), "ab");
   ItemInfo first;
   ASSERT_TRUE(accept(*store, "abc", doc(1), &first).ok());
   auto reader = store->open_item(first);  // of the accepted version
@@ -199,8 +204,7 @@ TEST(StoreAccept, ALargeItemOrANewShardIsCommittedAtOnce) {
 
 TEST(StoreAccept, OneProcessAtATimeUsesTheJournal) {
   TempDir dir;
-  auto first = Store::open(dir.path(), journaled());
-  first->write([](WriteBatch& b) { ASSERT_TRUE(b.make_dir("it", {0040755}).ok()); });
+  auto first = journaled_with_shard(dir.path(), "it");
   // A second open (a second mount of the store) writes straight through.
   auto second = Store::open(dir.path(), journaled());
   auto reader = Store::open(dir.path(), Options{.read_only = true});
