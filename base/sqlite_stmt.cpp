@@ -1,11 +1,27 @@
 #include "base/sqlite_stmt.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <string>
 
 #include "base/status.h"
 
 namespace itemfs::base {
+
+namespace {
+
+void report_damage(void*, int rc, const char* message) {
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_IOERR:
+    case SQLITE_NOTADB: std::fprintf(stderr, "itemfs: sqlite: %s (code %d)\n", message, rc); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void log_sqlite_damage() { sqlite3_config(SQLITE_CONFIG_LOG, report_damage, nullptr); }
 
 int sqlite_errno(int rc) {
   switch (rc & 0xff) {

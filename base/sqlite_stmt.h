@@ -25,6 +25,11 @@
 
 namespace itemfs::base {
 
+// Sends SQLite's own reports of damage and I/O failures (SQLITE_CORRUPT,
+// SQLITE_IOERR, SQLITE_NOTADB, with the system call and errno behind them)
+// to stderr, which a mount's log receives. Call once, first thing in main.
+void log_sqlite_damage();
+
 // The errno that fits a SQLite result code (primary or extended).
 int sqlite_errno(int rc);
 

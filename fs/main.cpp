@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 #include <zlib.h>
 
+#include "base/sqlite_stmt.h"
 #include "fs/cli.h"
 #include "fs/filesystem.h"
 #include "store/store.h"
@@ -279,6 +280,7 @@ std::string version_text() {
 }
 
 int main(int argc, char** argv) {
+  itemfs::base::log_sqlite_damage();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     std::cout << kUsage;

@@ -37,7 +37,11 @@ std::optional<uint64_t> StoreImpl::disk_free() const {
   return uint64_t(st.f_bavail) * uint64_t(st.f_frsize ? st.f_frsize : st.f_bsize);
 }
 
-Status StoreImpl::check_room(uint64_t size) const {
+Status StoreImpl::check_room(uint64_t size) const { return room_for(size, free_pages_after_commit_.load()); }
+
+Status StoreImpl::check_room_in_batch(uint64_t size) const { return room_for(size, free_page_bytes()); }
+
+Status StoreImpl::room_for(uint64_t size, uint64_t free_pages) const {
   auto free = disk_free();
   if (!free) return Status::success();
   uint64_t need = 2 * size + wal_bytes() + kSpareBytes + missing_reserve();
@@ -45,7 +49,7 @@ Status StoreImpl::check_room(uint64_t size) const {
   // Pages freed by removed items are reused at the checkpoint: store.db
   // then need not grow, and what the lent reserve keeps free is not at
   // stake (the WAL is what the reserve is for).
-  uint64_t growth = size - std::min(size, free_page_bytes());
+  uint64_t growth = size - std::min(size, free_pages);
   need = size + growth + wal_bytes() + kSpareBytes + (growth ? missing_reserve() : 0);
   if (*free >= need) return Status::success();
   return Status::error(ENOSPC, "the disk holding the store is full: " + std::to_string(*free) +
@@ -76,6 +80,11 @@ Status StoreImpl::check_staging_room(uint64_t bytes) const {
 }
 
 void StoreImpl::give_back_space_if_low() {
+  try {
+    free_pages_after_commit_ = free_page_bytes();
+  } catch (const std::exception&) {
+    // Keeps the last count: it only weighs how near full the disk is.
+  }
   uint64_t wal = wal_bytes();
   auto free = disk_free();
   if (!free) return;

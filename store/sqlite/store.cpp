@@ -86,6 +86,7 @@ StoreImpl::StoreImpl(fs::path dir, Options options) : dir_(std::move(dir)), opti
   // Format 1's UNIQUE(sha256) allows one empty hash only.
   elide_blob_hashes_ = !options_.read_only && !has_unique_sha_index();
   load_dictionary_set();
+  free_pages_after_commit_ = free_page_bytes();
   reserve_bytes_ = measure_reserve_bytes();
   if (!options_.read_only) keep_space_reserve();
   // Older blobs left to compress again by a store closed (or stopped)

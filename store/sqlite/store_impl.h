@@ -241,7 +241,12 @@ class StoreImpl final : public Store {
   // (ENOSPC) unless the disk keeps room for it twice, the WAL and
   // kSpareBytes more.
   static constexpr uint64_t kSpareBytes = 256 << 10;
+  // check_room() may be called from any thread at any time (a mount asks it
+  // when it accepts a write): it counts the free pages store.db had after
+  // the last commit. check_room_in_batch(), inside a write transaction,
+  // asks the writer connection for them as they are now.
   Status check_room(uint64_t size) const override;
+  Status check_room_in_batch(uint64_t size) const;
   Status check_staging_room(uint64_t bytes) const override;
   // After every commit: checkpoints and truncates the WAL when the disk is
   // low, takes the reserve back when there is room.
@@ -339,7 +344,8 @@ class StoreImpl final : public Store {
   std::filesystem::path reserve_path() const { return dir_ / "space-reserve"; }
   uint64_t reserve_bytes() const { return reserve_bytes_; }
   uint64_t measure_reserve_bytes() const;
-  uint64_t free_page_bytes() const;
+  uint64_t free_page_bytes() const;  // on the writer connection: under write_mutex_
+  Status room_for(uint64_t size, uint64_t free_pages) const;
   // While the reserve is given back, its space is not for new items.
   uint64_t missing_reserve() const { return reserve_held_ ? 0 : reserve_bytes(); }
   void keep_space_reserve();
@@ -371,6 +377,7 @@ class StoreImpl final : public Store {
   uint64_t reserve_bytes_ = 0;
   mutable std::atomic<uint64_t> staging_allowance_ = 0;  // see check_staging_room()
   std::atomic<bool> reserve_held_ = false;  // changed under write_mutex_ (or construction)
+  std::atomic<uint64_t> free_pages_after_commit_ = 0;  // free_page_bytes(), set under write_mutex_
   std::filesystem::path dir_;
   Options options_;
   std::vector<CommitListener> listeners_;

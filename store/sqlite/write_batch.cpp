@@ -59,7 +59,7 @@ Status WriteBatchImpl::put(std::string_view id, std::istream& content, const Att
   if (end < 0 || !content) return Status::error(EIO, "cannot read the content to store");
   uint64_t size = uint64_t(end);
   if (Status status = store_.check_item_size(size); !status.ok()) return status;
-  if (Status room = store_.check_room(size); !room.ok()) return room;
+  if (Status room = store_.check_room_in_batch(size); !room.ok()) return room;
   if (size <= kChunkSize) {
     std::string bytes(size, '\0');
     if (!content.read(bytes.data(), std::streamsize(size))) return Status::error(EIO, "short read of the content");
@@ -82,7 +82,7 @@ Status WriteBatchImpl::put_bytes(std::string_view id, std::string_view bytes, co
 Status WriteBatchImpl::put_prepared(PreparedItem& item) {
   auto& p = item.parts();
   if (!p.early.ok()) return p.early;
-  if (Status room = store_.check_room(p.bytes.size()); !room.ok()) return room;
+  if (Status room = store_.check_room_in_batch(p.bytes.size()); !room.ok()) return room;
   if (!p.invalid.ok()) return p.invalid;
   if (p.skip_unchanged) {
     auto existing = find(p.id);

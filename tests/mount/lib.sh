@@ -77,6 +77,10 @@ remount() {
 cleanup() {
   local rc=$?
   stop_mount
+  # ITEMFS_TEST_KEEP=DIR keeps a failed test's files (store, logs) there.
+  if [ $rc -ne 0 ] && [ -n "${ITEMFS_TEST_KEEP:-}" ]; then
+    mkdir -p "$ITEMFS_TEST_KEEP" && cp -a "$T" "$ITEMFS_TEST_KEEP/" 2>/dev/null || true
+  fi
   if [ -n "$CLEANUP_EXTRA" ]; then eval "$CLEANUP_EXTRA" || true; fi
   if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then echo "--- daemon log" >&2; tail -n 20 "$T/daemon.log" >&2; fi
   rm -rf "$T"
