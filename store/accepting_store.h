@@ -21,8 +21,10 @@
 //    its error (last_seq() and stats() answer what is committed), and
 //    accept() refuse, once one more attempt asked for has failed too
 //    (kStuckAfter with no error), instead of hanging. A group that fails
-//    is committed again item by item, so one item that cannot be
-//    committed holds back only what was accepted after it. accept() checks the room a commit
+//    is committed again item by item, so an item that fails holds back only
+//    what was accepted after it, and one that can never be committed (its
+//    error is not a full disk, an I/O error or a busy database) is dropped
+//    and logged rather than retried. accept() checks the room a commit
 //    of the item and of the backlog before it needs (check_room), so a full
 //    disk refuses the close() rather than a commit after it.
 //  - sync() returns once everything accepted before it is committed and
@@ -52,6 +54,12 @@ namespace itemfs::store {
 // Stores an accepted item's bytes (checked when accepted) in `batch` with
 // the number it was given: what the committer and a journal replay do.
 Status put_accepted(WriteBatch& batch, std::string_view id, std::string_view bytes, const Attrs& attrs, int64_t ino);
+// True for a failure of an accepted item that no retry mends (the item
+// itself cannot be stored: a limit lowered since, a constraint of the
+// store); false for a full disk, an I/O error, a busy database.
+bool cannot_ever_commit(const std::exception& e);
+// Logs that the accepted write of `id` is dropped, and why.
+void log_dropped(std::string_view id, std::string_view why);
 
 class AcceptingStore final : public Store {
  public:
@@ -123,6 +131,9 @@ class AcceptingStore final : public Store {
   size_t commit_group(const std::vector<std::shared_ptr<Accepted>>& group);
   void write_group(const std::vector<std::shared_ptr<Accepted>>& group, size_t from, size_t to);
   void note_failure(const std::exception& e);
+  // Moves the journal position past `a`, which can never be committed, and
+  // logs it; false (the failure noted) if even that cannot be committed.
+  bool drop(const Accepted& a, const std::exception& why);
 
   std::unique_ptr<Store> backend_;
   std::unique_ptr<Journal> journal_;

@@ -5,6 +5,7 @@
 // closes (then the journal keeps it for the next open).
 
 #include <cerrno>
+#include <cstdio>
 #include <istream>
 
 #include "store/accepting_store.h"
@@ -39,24 +40,59 @@ void AcceptingStore::write_group(const std::vector<std::shared_ptr<Accepted>>& g
   });
 }
 
+bool cannot_ever_commit(const std::exception& e) {
+  const auto* se = dynamic_cast<const StoreError*>(&e);
+  if (!se) return false;
+  switch (se->code()) {
+    case EINVAL:
+    case EFBIG:
+    case EEXIST:
+    case ENAMETOOLONG:
+    case ENOTDIR:
+    case EISDIR: return true;
+    default: return false;
+  }
+}
+
 // The group in one transaction; if that fails (on a disk nearly full, the
 // log of a large group can need the room one item at a time would not),
-// item by item, in order, up to the first that fails. Returns how many of
-// the group's first items are committed; the error is kept in failing_.
+// item by item, in order, up to the first that fails for a reason that may
+// pass. An item that can never be committed is isolated: dropped, with the
+// journal position moved past it, and logged, so it does not hold back
+// every later write. Returns how many of the group's first items are done
+// (committed or dropped); the error that stopped it is kept in failing_.
 size_t AcceptingStore::commit_group(const std::vector<std::shared_ptr<Accepted>>& group) {
-  size_t done = 0;
   try {
     write_group(group, 0, group.size());
     return group.size();
   } catch (const std::exception& e) {
-    if (group.size() == 1) return note_failure(e), 0;
+    if (group.size() == 1 && !cannot_ever_commit(e)) return note_failure(e), 0;
   }
-  try {
-    for (; done < group.size(); ++done) write_group(group, done, done + 1);
-  } catch (const std::exception& e) {
-    note_failure(e);
+  size_t done = 0;
+  for (; done < group.size(); ++done) {
+    try {
+      write_group(group, done, done + 1);
+    } catch (const std::exception& e) {
+      if (!cannot_ever_commit(e) || !drop(*group[done], e)) break;
+    }
   }
   return done;
+}
+
+bool AcceptingStore::drop(const Accepted& a, const std::exception& why) {
+  try {
+    backend_->write([&](WriteBatch& batch) { batch.set_journal_position(a.end); });
+  } catch (const std::exception& e) {
+    note_failure(e);
+    return false;
+  }
+  log_dropped(a.info.id, why.what());
+  return true;
+}
+
+void log_dropped(std::string_view id, std::string_view why) {
+  std::fprintf(stderr, "itemfs: error: the write of %s was accepted but cannot be committed, and is dropped: %.*s\n",
+               item_path(id).c_str(), int(why.size()), why.data());
 }
 
 void AcceptingStore::note_failure(const std::exception& e) {

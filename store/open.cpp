@@ -27,16 +27,37 @@ namespace {
 
 // Applies the journal's records past the store's recorded position, in
 // groups like the committer's. A record the store refuses now (it was
-// checked when accepted: only a changed limit can do that) is left out.
+// checked when accepted: only a changed limit or a constraint of the store
+// can do that) is left out and logged, as the committer does.
 void replay(Store& store, Journal& journal) {
   std::vector<JournalRecord> group;
   size_t bytes = 0;
+  auto apply = [&](size_t from, size_t to) {
+    store.write([&](WriteBatch& batch) {
+      for (size_t k = from; k < to; ++k) {
+        const JournalRecord& r = group[k];
+        if (Status status = put_accepted(batch, r.id, r.bytes, r.attrs, r.ino); !status.ok())
+          log_dropped(r.id, status.message);
+      }
+      batch.set_journal_position(group[to - 1].end);
+    });
+  };
   auto commit = [&] {
     if (group.empty()) return;
-    store.write([&](WriteBatch& batch) {
-      for (auto& r : group) (void)put_accepted(batch, r.id, r.bytes, r.attrs, r.ino);
-      batch.set_journal_position(group.back().end);
-    });
+    try {
+      apply(0, group.size());
+    } catch (const std::exception&) {
+      // One by one, to find the record that cannot be stored.
+      for (size_t k = 0; k < group.size(); ++k) {
+        try {
+          apply(k, k + 1);
+        } catch (const std::exception& e) {
+          if (!cannot_ever_commit(e)) throw;
+          store.write([&](WriteBatch& batch) { batch.set_journal_position(group[k].end); });
+          log_dropped(group[k].id, e.what());
+        }
+      }
+    }
     group.clear();
     bytes = 0;
   };

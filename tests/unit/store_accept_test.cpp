@@ -5,8 +5,11 @@
 // removed an item after accepting it does not get it back (the journal is
 // applied exactly once); an item too large for the journal is committed
 // at once; one process at a time uses a store's journal; a reader keeps
-// the version it opened through the commit of a newer one.
+// the version it opened through the commit of a newer one; an accepted item
+// the store can never hold is dropped and logged, not retried in front of
+// every later write, by the committer and by a replay alike.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -210,6 +213,57 @@ TEST(StoreAccept, OneProcessAtATimeUsesTheJournal) {
   auto reader = Store::open(dir.path(), Options{.read_only = true});
   ASSERT_TRUE(accept(*second, "item1", doc(1)).ok());
   EXPECT_TRUE(reader->item("item1"));
+}
+
+// Makes the store refuse to hold an item named "poison" (a constraint no
+// retry can pass), as a store whose limits changed since a write was
+// accepted would.
+void poison_store(const std::filesystem::path& dir) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "store.db").c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER poison BEFORE INSERT ON items WHEN NEW.id='poison' "
+                         "BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+}
+
+TEST(StoreAccept, AnItemThatCanNeverBeCommittedIsDroppedAndHoldsBackNothing) {
+  TempDir dir;
+  auto store = journaled_with_shard(dir.path(), "po");
+  poison_store(dir.path());
+  ASSERT_TRUE(accept(*store, "pox1", doc(1)).ok());
+  ASSERT_TRUE(accept(*store, "poison", doc(2)).ok());
+  ASSERT_TRUE(accept(*store, "pox3", doc(3)).ok());
+  store->sync();  // returns: nothing is stuck
+  EXPECT_FALSE(store->item("poison"));
+  EXPECT_EQ(read_all(*store, "pox1"), doc(1));
+  EXPECT_EQ(read_all(*store, "pox3"), doc(3));
+  ASSERT_TRUE(accept(*store, "pox4", doc(4)).ok());
+  store->sync();
+  store.reset();
+  auto again = Store::open(dir.path());  // the journal holds nothing more to apply
+  EXPECT_FALSE(again->item("poison"));
+  EXPECT_EQ(again->stats().items, 3u);
+  EXPECT_EQ(read_all(*again, "pox4"), doc(4));
+}
+
+TEST(StoreAccept, AReplayDropsARecordTheStoreCanNeverHoldAndAppliesTheRest) {
+  TempDir dir;
+  journaled_with_shard(dir.path(), "po").reset();
+  poison_store(dir.path());
+  in_child_that_dies([&] {
+    auto store = Store::open(dir.path(), journaled()).release();  // never closed
+    for (const char* id : {"pox1", "poison", "pox3"})
+      if (!accept(*store, id, doc(7)).ok()) _exit(2);
+  });
+  for (int round = 0; round < 2; ++round) {
+    auto store = Store::open(dir.path());
+    EXPECT_FALSE(store->item("poison"));
+    EXPECT_EQ(read_all(*store, "pox1"), doc(7));
+    EXPECT_EQ(read_all(*store, "pox3"), doc(7));
+  }
 }
 
 }  // namespace
