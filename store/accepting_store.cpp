@@ -157,13 +157,26 @@ Status AcceptingStore::commit_now(std::string_view id, std::istream& content, co
   return status;
 }
 
+// Numbers come from a range reserved in the store. The committer reserves
+// the next range inside one of its groups, before this one runs out
+// (spare_ino_); only when new items come faster than groups does accept()
+// reserve one itself, in a transaction of its own.
 int64_t AcceptingStore::new_ino() {
   if (next_ino_ == ino_end_) {
-    constexpr int64_t kReserve = 4096;
-    int64_t first = 0;
-    backend_->write([&](WriteBatch& batch) { first = batch.reserve_inos(kReserve); });
-    next_ino_ = first;
-    ino_end_ = first + kReserve;
+    {
+      std::lock_guard lock(mu_);
+      if (spare_ino_ != 0) {
+        next_ino_ = spare_ino_;
+        ino_end_ = spare_ino_ + kInoReserve;
+        spare_ino_ = 0;
+      }
+    }
+    if (next_ino_ == ino_end_) {
+      int64_t first = 0;
+      backend_->write([&](WriteBatch& batch) { first = batch.reserve_inos(kInoReserve); });
+      next_ino_ = first;
+      ino_end_ = first + kInoReserve;
+    }
   }
   return next_ino_++;
 }
@@ -207,7 +220,16 @@ bool AcceptingStore::wait_progress(std::unique_lock<std::mutex>& lock, const std
   return ok;
 }
 
+namespace {
+// The AcceptingStore whose write() this thread is inside, if any.
+thread_local const AcceptingStore* writing_in = nullptr;
+}  // namespace
+
 void AcceptingStore::drain() {
+  // Inside a write() (a restore takes a snapshot in its batch) everything
+  // accepted before it is committed already, and what was accepted since
+  // cannot be until the write ends: waiting for it would wait for itself.
+  if (writing_in == this) return;
   std::unique_lock lock(mu_);
   const uint64_t target = accepted_;
   Status why;
@@ -222,6 +244,11 @@ void AcceptingStore::write(const std::function<void(WriteBatch&)>& fn) {
     std::lock_guard lock(mu_);
     shards_.clear();
   }
+  struct Inside {
+    const AcceptingStore* before;
+    explicit Inside(const AcceptingStore* store) : before(writing_in) { writing_in = store; }
+    ~Inside() { writing_in = before; }
+  } inside(this);
   backend_->write(fn);
 }
 

@@ -69,6 +69,7 @@ class AcceptingStore final : public Store {
   static constexpr size_t kMaxBacklogBytes = 32u << 20;
   static constexpr size_t kMaxBacklogItems = 20000;
   static constexpr std::chrono::seconds kStuckAfter{30};
+  static constexpr int64_t kInoReserve = 4096;  // item numbers reserved at a time
 
   AcceptingStore(std::unique_ptr<Store> backend, std::unique_ptr<Journal> journal);
   ~AcceptingStore() override;
@@ -156,7 +157,8 @@ class AcceptingStore final : public Store {
   uint64_t sync_asked_ = 0, sync_done_ = 0, sync_target_ = 0;
   Status sync_result_;  // of the last sync the committer made
   std::chrono::steady_clock::time_point last_sync_;
-  int64_t next_ino_ = 0, ino_end_ = 0;  // reserved, not yet given
+  int64_t next_ino_ = 0, ino_end_ = 0;  // reserved, not yet given (under accept_mu_)
+  int64_t spare_ino_ = 0;  // the first of the next range the committer reserved (0: none)
   std::unordered_set<std::string> shards_;  // known to exist in the backend
   std::thread thread_;
 };

@@ -29,7 +29,15 @@ Status put_accepted(WriteBatch& batch, std::string_view id, std::string_view byt
 }
 
 // One transaction: every put of `group` and the journal position after them.
+// Also reserves the next range of item numbers when none is spare, so
+// that accept() rarely needs a transaction of its own for one.
 void AcceptingStore::write_group(const std::vector<std::shared_ptr<Accepted>>& group, size_t from, size_t to) {
+  bool want_spare;
+  {
+    std::lock_guard lock(mu_);
+    want_spare = spare_ino_ == 0;
+  }
+  int64_t spare = 0;
   backend_->write([&](WriteBatch& batch) {
     for (size_t k = from; k < to; ++k) {
       const Accepted& a = *group[k];
@@ -37,7 +45,12 @@ void AcceptingStore::write_group(const std::vector<std::shared_ptr<Accepted>>& g
       if (!status.ok()) throw StoreError(status.code, "committing " + item_path(a.info.id) + ": " + status.message);
     }
     batch.set_journal_position(group[to - 1]->end);
+    if (want_spare) spare = batch.reserve_inos(kInoReserve);
   });
+  if (spare) {
+    std::lock_guard lock(mu_);
+    spare_ino_ = spare;
+  }
 }
 
 bool cannot_ever_commit(const std::exception& e) {

@@ -102,7 +102,7 @@ ChangeList changes_since(Db& db, uint64_t after, size_t limit) {
 
 void set_cursor(Db& db, std::string_view name, uint64_t seq, bool add) {
   auto s = db.cached(add ? "INSERT OR REPLACE INTO followers(name, seq) VALUES(?, ?)"
-                         : "UPDATE followers SET seq=?2 WHERE name=?1");
+                         : "UPDATE followers SET seq=?2 WHERE name=?1 AND seq<?2");  // never back
   s->bind(1, name).bind(2, int64_t(seq)).run();
   trim(db);
 }

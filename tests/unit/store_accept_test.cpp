@@ -13,7 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <set>
+#include <thread>
 #include <sstream>
 #include <string>
 
@@ -213,6 +217,57 @@ TEST(StoreAccept, OneProcessAtATimeUsesTheJournal) {
   auto reader = Store::open(dir.path(), Options{.read_only = true});
   ASSERT_TRUE(accept(*second, "item1", doc(1)).ok());
   EXPECT_TRUE(reader->item("item1"));
+}
+
+TEST(StoreAccept, ASnapshotInsideAWriteDoesNotWaitForWritesAcceptedSince) {
+  TempDir dir;
+  auto store = journaled_with_shard(dir.path(), "ab");
+  ASSERT_TRUE(accept(*store, "abc", doc(1)).ok());
+  store->sync();
+  // A restore takes its snapshot inside its write, while the mount goes on
+  // accepting: the write cannot wait for what can commit only after it.
+  const auto started = std::chrono::steady_clock::now();
+  store->write([&](WriteBatch&) {
+    std::thread([&] { EXPECT_TRUE(accept(*store, "abc", doc(2)).ok()); }).join();
+    auto snapshot = store->snapshot();
+    ASSERT_TRUE(snapshot->item("abc"));
+    EXPECT_EQ(snapshot->item("abc")->size, doc(1).size());
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  store->sync();
+  EXPECT_EQ(read_all(*store, "abc"), doc(2));
+}
+
+TEST(StoreAccept, NewItemsNeedNoTransactionOfTheirOwnWhileTheCommitterKeepsUp) {
+  TempDir dir;
+  auto store = journaled_with_shard(dir.path(), "it");
+  ASSERT_TRUE(accept(*store, "item0", doc(0)).ok());
+  store->sync();  // its group reserved the next range of numbers
+  // Another process holds the store's write lock (a long restore, an
+  // import): accepting more new items than one range holds must not wait.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() / "store.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::atomic<int> accepted{0};
+  std::set<int64_t> numbers;
+  std::thread writer([&] {
+    for (int k = 1; k <= 6000; ++k) {
+      ItemInfo info;
+      if (!accept(*store, "item" + std::to_string(k), doc(k), &info).ok()) break;
+      numbers.insert(info.ino);
+      ++accepted;
+    }
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (accepted < 6000 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(accepted.load(), 6000) << "accept() waited for the store's write lock";
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  writer.join();
+  EXPECT_EQ(numbers.size(), 6000u);
+  store->sync();
+  EXPECT_EQ(store->stats().items, 6001u);
 }
 
 // Makes the store refuse to hold an item named "poison" (a constraint no
