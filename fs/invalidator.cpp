@@ -1,4 +1,5 @@
 // The invalidation thread (fs/invalidator.h).
+#include "base/thread_name.h"
 #include "fs/invalidator.h"
 
 namespace itemfs::fs {
@@ -9,6 +10,7 @@ void Invalidator::start(fuse_session* session) {
 }
 
 void Invalidator::loop() {
+  base::name_this_thread("itemfs-inval");
   std::unique_lock lock(mutex_);
   while (true) {
     cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });

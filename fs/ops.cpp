@@ -145,7 +145,12 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) 
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guarded(req, [&](Filesystem& fs) { fuse_reply_err(req, fs.shards.rmdir(parent, name)); });
+  guarded(req, [&](Filesystem& fs) {
+    // One at a time with creates and renames: an item renamed into the
+    // shard meanwhile either comes first (ENOTEMPTY) or after (ENOENT).
+    std::lock_guard ns(fs.ctx.namespace_mutex);
+    fuse_reply_err(req, fs.shards.rmdir(parent, name));
+  });
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* raw_name) {

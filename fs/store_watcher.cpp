@@ -1,4 +1,5 @@
 // The store watcher (fs/store_watcher.h).
+#include "base/thread_name.h"
 #include "fs/store_watcher.h"
 
 namespace itemfs::fs {
@@ -8,6 +9,7 @@ void StoreWatcher::start(store::Store& store, std::function<void()> changed, std
   store.changed_by_others();  // the baseline
   thread_ = std::thread([this, &store, changed = std::move(changed), tick = std::move(tick),
                          error = std::move(error)] {
+    base::name_this_thread("itemfs-watch");
     std::unique_lock lock(mutex_);
     while (!cv_.wait_for(lock, kPeriod, [&] { return stop_; })) {
       lock.unlock();

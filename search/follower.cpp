@@ -1,5 +1,6 @@
 // The feed follower's thread (see follower.h).
 
+#include "base/thread_name.h"
 #include "search/follower.h"
 
 #include <exception>
@@ -67,6 +68,7 @@ std::string Follower::last_error() const {
 }
 
 void Follower::loop() {
+  base::name_this_thread("itemfs-index");
   for (;;) {
     {
       std::unique_lock lock(shared_->mutex);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <istream>
 
+#include "base/thread_name.h"
 #include "store/accepting_store.h"
 #include "store/memory_stream.h"
 
@@ -115,6 +116,7 @@ void AcceptingStore::note_failure(const std::exception& e) {
 }
 
 void AcceptingStore::committer() {
+  base::name_this_thread("itemfs-commit");
   std::unique_lock lock(mu_);
   for (;;) {
     work_.wait(lock, [&] { return stopping_ || !queue_.empty() || sync_asked_ > sync_done_; });

@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/thread_name.h"
+
 namespace itemfs::store {
 
 struct PutPipeline::Impl {
@@ -74,6 +76,7 @@ struct PutPipeline::Impl {
   }
 
   void work() {
+    base::name_this_thread("itemfs-prepare");
     std::unique_lock lock(mu);
     for (;;) {
       // Loaded bytes cap how far workers run ahead, except for the slot the

@@ -1,6 +1,7 @@
 // The store's background trainer: the thread, its wake-ups, waiting for it
 // to be idle, and stopping it (see trainer.h).
 
+#include "base/thread_name.h"
 #include "store/sqlite/trainer.h"
 
 #include <cstdio>
@@ -31,6 +32,7 @@ void Trainer::stop() {
 }
 
 void Trainer::run() {
+  base::name_this_thread("itemfs-train");
   std::unique_lock lock(mutex_);
   for (;;) {
     changed_.wait(lock, [this] { return stopping() || due_; });
