@@ -1,9 +1,9 @@
 #include "base/sqlite_stmt.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <string>
 
+#include "base/log.h"
 #include "base/status.h"
 
 namespace itemfs::base {
@@ -14,7 +14,9 @@ void report_damage(void*, int rc, const char* message) {
   switch (rc & 0xff) {
     case SQLITE_CORRUPT:
     case SQLITE_IOERR:
-    case SQLITE_NOTADB: std::fprintf(stderr, "itemfs: sqlite: %s (code %d)\n", message, rc); break;
+    case SQLITE_NOTADB:
+      log_event("error: sqlite: " + std::string(message) + " (code " + std::to_string(rc) + ")");
+      break;
     default: break;
   }
 }

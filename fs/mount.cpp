@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include "base/log.h"
 #include "fs/filesystem.h"
 #include "fs/ops.h"
 
@@ -72,6 +73,10 @@ int run_mount(const MountConfig& config) {
     holder.fs = std::make_unique<Filesystem>(*store, config);
     Filesystem& fs = *holder.fs;
     fs.ctx.log.use_syslog(!config.foreground);
+    // What the store reports on its own (a dropped write, the space
+    // reserve, SQLite's reports of damage) goes to the mount's log, with
+    // what it reported while opening.
+    base::set_log_sink([&fs](std::string_view line) { fs.ctx.log.add(std::string(line)); });
     if (!config.read_only_reason.empty()) fs.ctx.log.add("warning: " + config.read_only_reason);
     fs.start(se);
     fuse_loop_config* loop = fuse_loop_cfg_create();
@@ -104,6 +109,7 @@ int run_mount(const MountConfig& config) {
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
+  base::set_log_sink({});
   holder.fs.reset();
   store.reset();
   return rc;

@@ -5,9 +5,9 @@
 // closes (then the journal keeps it for the next open).
 
 #include <cerrno>
-#include <cstdio>
 #include <istream>
 
+#include "base/log.h"
 #include "base/thread_name.h"
 #include "store/accepting_store.h"
 #include "store/memory_stream.h"
@@ -105,8 +105,8 @@ bool AcceptingStore::drop(const Accepted& a, const std::exception& why) {
 }
 
 void log_dropped(std::string_view id, std::string_view why) {
-  std::fprintf(stderr, "itemfs: error: the write of %s was accepted but cannot be committed, and is dropped: %.*s\n",
-               item_path(id).c_str(), int(why.size()), why.data());
+  base::log_event("error: the write of " + item_path(id) + " was accepted but cannot be committed, and is dropped: " +
+                  std::string(why));
 }
 
 void AcceptingStore::note_failure(const std::exception& e) {

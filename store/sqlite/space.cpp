@@ -3,12 +3,13 @@
 
 #include "store/sqlite/store_impl.h"
 
+#include "base/log.h"
+
 #include <fcntl.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 
 namespace itemfs::store::sqlite {
 
@@ -177,7 +178,7 @@ bool StoreImpl::release_space_reserve() {
   std::error_code ec;
   fs::remove(reserve_path(), ec);
   reserve_held_ = false;
-  std::fprintf(stderr, "itemfs: the disk holding the store is full; its space reserve was given back\n");
+  base::log_event("the disk holding the store is full; its space reserve was given back");
   return !ec;
 }
 

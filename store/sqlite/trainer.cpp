@@ -1,10 +1,10 @@
 // The store's background trainer: the thread, its wake-ups, waiting for it
 // to be idle, and stopping it (see trainer.h).
 
+#include "base/log.h"
 #include "base/thread_name.h"
 #include "store/sqlite/trainer.h"
 
-#include <cstdio>
 #include <exception>
 
 namespace itemfs::store::sqlite {
@@ -45,9 +45,9 @@ void Trainer::run() {
     try {
       work_(*this);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "itemfs: training a compression dictionary failed: %s\n", e.what());
+      base::log_event(std::string("training a compression dictionary failed: ") + e.what());
     } catch (...) {
-      std::fprintf(stderr, "itemfs: training a compression dictionary failed\n");
+      base::log_event("training a compression dictionary failed");
     }
     lock.lock();
     busy_ = false;
