@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -329,34 +330,53 @@ class Importer {
 
 std::string id_from_url(std::string_view url) { return base::to_hex(base::sha256_of(url)).substr(0, 16); }
 
+namespace {
+
+// Calls `fn` for every file under `dir` that import takes, in sorted order:
+// each directory's names sorted, a subdirectory walked where its name
+// falls. Only one directory's names are held at a time, not every path of
+// the tree (a million files would be a hundred megabytes of paths).
+// Returns why a directory could not be read ("" when all could).
+std::string walk_sorted(const stdfs::path& dir, const std::function<void(Input)>& fn) {
+  std::error_code ec;
+  struct Entry {
+    std::string name;
+    bool is_dir;
+  };
+  std::vector<Entry> entries;
+  for (auto it = stdfs::directory_iterator(dir, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec))
+    entries.push_back({it->path().filename().string(), it->is_directory(ec) && !it->is_symlink(ec)});
+  if (ec) return dir.string() + ": " + ec.message();
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  std::string failed;
+  for (const Entry& e : entries) {
+    const stdfs::path path = dir / e.name;
+    if (e.is_dir) {
+      if (std::string why = walk_sorted(path, fn); failed.empty()) failed = why;
+    } else if (auto kind = kind_of(e.name); kind && stdfs::is_regular_file(path, ec)) {
+      fn({path.string(), *kind, uint64_t(stdfs::file_size(path, ec))});
+    }
+  }
+  return failed;
+}
+
+}  // namespace
+
 int run_import(store::Store& store, const std::vector<std::string>& paths, const ImportOptions& options) {
-  // Every input first, so that progress knows the total.
-  std::vector<Input> inputs;
+  // A first look at every input, so that progress knows the total; the
+  // files of a directory are found again when they are imported.
   std::vector<std::pair<std::string, std::string>> refused;
   uint64_t total = 0;
+  bool from_stdin = false;
   for (const std::string& arg : paths) {
-    if (arg == "-") {
-      inputs.push_back({arg, Kind::kLines, 0});
-      continue;
-    }
     std::error_code ec;
-    if (stdfs::is_directory(arg, ec)) {
-      std::vector<Input> found;
-      for (auto it = stdfs::recursive_directory_iterator(arg, ec); !ec && it != stdfs::recursive_directory_iterator();
-           it.increment(ec)) {
-        if (!it->is_regular_file(ec)) continue;
-        if (auto kind = kind_of(it->path().filename().string()))
-          found.push_back({it->path().string(), *kind, uint64_t(it->file_size(ec))});
-      }
-      if (ec) refused.emplace_back(arg, "cannot read the directory: " + ec.message());
-      std::sort(found.begin(), found.end(), [](const Input& a, const Input& b) { return a.path < b.path; });
-      for (auto& in : found) {
-        total += in.size;
-        inputs.push_back(std::move(in));
-      }
-    } else if (auto kind = kind_of(stdfs::path(arg).filename().string())) {
-      uint64_t size = stdfs::file_size(arg, ec);
-      inputs.push_back({arg, *kind, ec ? 0 : size});
+    if (arg == "-") {
+      from_stdin = true;
+    } else if (stdfs::is_directory(arg, ec)) {
+      if (std::string why = walk_sorted(arg, [&](const Input& in) { total += in.size; }); !why.empty())
+        refused.emplace_back(arg, "cannot read the directory " + why);
+    } else if (kind_of(stdfs::path(arg).filename().string())) {
+      const uint64_t size = stdfs::file_size(arg, ec);
       total += ec ? 0 : size;
     } else {
       refused.emplace_back(arg, stdfs::exists(arg, ec) ? "not a directory, .json, .jsonl or .ndjson file (gzipped or not)"
@@ -364,12 +384,23 @@ int run_import(store::Store& store, const std::vector<std::string>& paths, const
     }
   }
   // Standard input has no size: the total is then unknown.
-  if (std::any_of(inputs.begin(), inputs.end(), [](const Input& in) { return in.path == "-"; })) total = 0;
+  if (from_stdin) total = 0;
   Importer importer(store, options, total);
   for (const auto& [path, why] : refused) importer.refuse(path, why);
-  for (const Input& in : inputs) {
+  auto add = [&](const Input& in) {
     if (in.kind == Kind::kJson) importer.add_json_file(in);
     else importer.add_lines(in);
+  };
+  for (const std::string& arg : paths) {
+    std::error_code ec;
+    if (arg == "-") {
+      add({arg, Kind::kLines, 0});
+    } else if (stdfs::is_directory(arg, ec)) {
+      walk_sorted(arg, add);
+    } else if (auto kind = kind_of(stdfs::path(arg).filename().string())) {
+      const uint64_t size = stdfs::file_size(arg, ec);
+      add({arg, *kind, ec ? 0 : size});
+    }
   }
   return importer.finish();
 }
