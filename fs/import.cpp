@@ -87,6 +87,57 @@ std::string id_field_of(const nlohmann::json& doc, const std::string& field) {
   return "";
 }
 
+// The top-level "id" field of a JSON object as id_field_of() gives it,
+// read only as far as that field (no document is built): a file's check
+// against its name costs a scan of its first bytes, not a parse of all.
+class IdFinder : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::string found;
+
+  bool null() override { return value(""); }
+  bool boolean(bool) override { return value(""); }
+  bool number_integer(number_integer_t v) override { return value(std::to_string(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(std::to_string(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return value(nlohmann::json(v).dump()); }
+  bool string(string_t& v) override { return value(v); }
+  bool binary(binary_t&) override { return value(""); }
+  bool start_object(std::size_t) override { return open(true); }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool key(string_t& k) override {
+    at_id_ = depth_ == 1 && top_is_object_ && k == "id";
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool value(const std::string& v) {
+    if (!at_id_) return true;
+    found = v;
+    return false;  // found: read no further
+  }
+  bool open(bool object) {
+    if (at_id_) return false;  // an object or array as the id: none
+    if (depth_++ == 0) top_is_object_ = object;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    at_id_ = false;
+    return true;
+  }
+  int depth_ = 0;
+  bool top_is_object_ = false;
+  bool at_id_ = false;
+};
+
+std::string top_level_id(const std::string& bytes) {
+  IdFinder finder;
+  nlohmann::json::sax_parse(bytes, &finder, nlohmann::json::input_format_t::json, false);
+  return finder.found;
+}
+
 // Reads JSON Lines from a gzFile a line at a time, lines of any length up to
 // a limit (a longer one is read past and reported).
 class LineReader {
@@ -207,8 +258,7 @@ class Importer {
       // A file whose "id" field names another item is stored under its
       // file name (export and import round-trip) and listed.
       if (bytes.find("\"id\"") != std::string::npos) {
-        auto doc = nlohmann::json::parse(bytes, nullptr, false);
-        if (std::string named = id_field_of(doc, "id"); !named.empty() && named != id) tally_.misnamed(path, named);
+        if (std::string named = top_level_id(bytes); !named.empty() && named != id) tally_.misnamed(path, named);
       }
       return store::Status::success();
     });

@@ -42,13 +42,18 @@ expect_fail "$ITEMFS" import "$S" "$T/urls.jsonl" --id-from-url url --id-field k
 expect_fail "$ITEMFS" import "$S" "$T/urls.jsonl" --id-from-url
 
 # A .json file whose "id" is not its name: stored under its name, listed.
+# Only the top level's "id" counts; a number is compared as written.
 mkdir "$T/named" && printf '{"id":"other"}' >"$T/named/mine.json"
+printf '{"meta":{"id":"inner"},"id":"nested"}' >"$T/named/nested.json"
+printf '{"n":[{"id":1}],"id":7}' >"$T/named/7.json"
+printf '{"id":7}' >"$T/named/eight.json"
 summary "$T/named" >"$T/out" || fail "named: $(cat "$T/err")"
-assert_eq 1 "$(jq .id_differs_from_name "$T/out")" "files whose id is not their name"
+assert_eq 2 "$(jq .id_differs_from_name "$T/out")" "files whose id is not their name"
 grep -q 'named/mine.json ("id": "other")' "$T/err" || fail "the file is not listed: $(cat "$T/err")"
+grep -q 'named/eight.json ("id": "7")' "$T/err" || fail "the numbered file is not listed: $(cat "$T/err")"
 # The summary line without --json.
 "$ITEMFS" import "$S" "$T/named" 2>"$T/err" >/dev/null || fail "plain import"
-grep -q "^0 added, 0 changed, 1 unchanged, 0 skipped" "$T/err" || fail "summary line: $(cat "$T/err")"
+grep -q "^0 added, 0 changed, 4 unchanged, 0 skipped" "$T/err" || fail "summary line: $(cat "$T/err")"
 
 # Progress: on a terminal one updating line with percent and rate; none otherwise.
 make_items "$T/many" 400
