@@ -355,7 +355,8 @@ class Store {
   // any process). A commit listener is called after each commit of this
   // process that recorded changes, outside the transaction and the store's
   // locks, with the batch's last sequence number: it must be quick (wake a
-  // thread). Add listeners before use; `fn` lives as long as the store.
+  // thread). A listener may be added at any time, from any thread; it hears
+  // every commit that begins after it was added. `fn` lives as long as the store.
   virtual uint64_t last_seq() = 0;
   using CommitListener = std::function<void(uint64_t seq)>;
   virtual void add_commit_listener(CommitListener fn) = 0;

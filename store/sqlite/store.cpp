@@ -121,8 +121,20 @@ void StoreImpl::write(const std::function<void(WriteBatch&)>& fn) {
   note_changes(puts);
   lock.unlock();
   if (seq) {
-    for (const auto& listener : listeners_) listener(seq);
+    std::shared_ptr<const std::vector<CommitListener>> listeners;
+    {
+      std::lock_guard guard(listeners_mutex_);
+      listeners = listeners_;
+    }
+    for (const auto& listener : *listeners) listener(seq);
   }
+}
+
+void StoreImpl::add_commit_listener(CommitListener fn) {
+  std::lock_guard guard(listeners_mutex_);
+  auto more = std::make_shared<std::vector<CommitListener>>(*listeners_);
+  more->push_back(std::move(fn));
+  listeners_ = std::move(more);
 }
 
 uint64_t StoreImpl::last_seq() {

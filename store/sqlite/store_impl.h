@@ -222,7 +222,7 @@ class StoreImpl final : public Store {
   void wait_idle() override { trainer_.wait_idle(); }
   uint64_t last_seq() override;
   uint64_t journal_position() override;
-  void add_commit_listener(CommitListener fn) override { listeners_.push_back(std::move(fn)); }
+  void add_commit_listener(CommitListener fn) override;
   uint64_t follow(std::string_view name) override;
   void advance(std::string_view name, uint64_t seq) override;
   void unfollow(std::string_view name) override;
@@ -380,7 +380,10 @@ class StoreImpl final : public Store {
   std::atomic<uint64_t> free_pages_after_commit_ = 0;  // free_page_bytes(), set under write_mutex_
   std::filesystem::path dir_;
   Options options_;
-  std::vector<CommitListener> listeners_;
+  // Replaced whole when one is added, so that a commit calls the list it
+  // took under listeners_mutex_ without holding it.
+  std::mutex listeners_mutex_;
+  std::shared_ptr<const std::vector<CommitListener>> listeners_ = std::make_shared<std::vector<CommitListener>>();
   bool has_feed_ = true;  // false: a read-only store of format 1 to 3
   std::mutex write_mutex_;
   std::unique_ptr<Db> writer_;
