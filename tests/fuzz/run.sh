@@ -23,7 +23,7 @@ flags=(-std=c++20 -O1 -g1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,unde
 declare -A sources=(
   [json]="tests/fuzz/json_fuzz.cpp store/json_check.cpp store/ids.cpp base/utf8.cpp"
   [ctl]="tests/fuzz/ctl_fuzz.cpp backup/command.cpp"
-  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/cjk.cpp search/fold.cpp search/query.cpp search/tokenize.cpp store/ids.cpp base/utf8.cpp base/sqlite_stmt.cpp"
+  [search]="tests/fuzz/search_fuzz.cpp search/extract.cpp search/cjk.cpp search/fold.cpp search/query.cpp search/tokenize.cpp store/ids.cpp base/utf8.cpp base/sqlite_stmt.cpp base/log.cpp"
   [manifest]="tests/fuzz/manifest_fuzz.cpp backup/manifest.cpp backup/manifest_sax.cpp backup/manifest_layout.cpp backup/util.cpp store/ids.cpp base/utf8.cpp base/sha256.cpp base/clock.cpp base/json_string.cpp"
   [archive]="tests/fuzz/archive_fuzz.cpp $(echo backup/*.cpp store/*.cpp store/sqlite/*.cpp base/*.cpp)"
 )
