@@ -1,5 +1,6 @@
 #include "fs/import.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/sha256.h"
+#include "fs/memory_trim.h"
 #include "fs/progress.h"
 #include "store/pipeline.h"
 
@@ -245,7 +247,10 @@ class Importer {
             [this](const std::string& origin, const store::Status& status, uint64_t size, bool replaced) {
               tally_.report(origin, status, size, replaced);
             },
-            [this] { draw(); }) {}
+            [this] {
+              trimmer_.tick(++batches_);
+              draw();
+            }) {}
 
   void add_json_file(const Input& in) {
     read_ += in.size;
@@ -371,6 +376,10 @@ class Importer {
   const ImportOptions& options_;
   const uint64_t limit_;
   uint64_t read_ = 0;  // input bytes handed to the pipeline
+  // Freed memory given back after the batches that freed enough of it
+  // (see run_import()).
+  MemoryTrimmer trimmer_;
+  uint64_t batches_ = 0;
   Tally tally_;
   Progress progress_;
   store::PutPipeline pipeline_;  // last: its workers stop before the rest goes
@@ -413,6 +422,12 @@ std::string walk_sorted(const stdfs::path& dir, const std::function<void(Input)>
 }  // namespace
 
 int run_import(store::Store& store, const std::vector<std::string>& paths, const ImportOptions& options) {
+  // Each thread that allocates while others hold the arenas gets its own
+  // (the workers, the index's thread and its helpers, the trainer), and what
+  // is freed stays in them: at 300,000 items the arenas held 152 MB of which
+  // 69 were in use. Two arenas, and the free pages given back after the
+  // batches that freed enough (MemoryTrimmer), as in a mount.
+  mallopt(M_ARENA_MAX, 2);
   // A first look at every input, so that progress knows the total; the
   // files of a directory are found again when they are imported.
   std::vector<std::pair<std::string, std::string>> refused;

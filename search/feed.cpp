@@ -96,7 +96,7 @@ Follower::Step Index::Impl::apply_batch() {
     if (c.kind == store::ChangeKind::kPut || c.kind == store::ChangeKind::kRemove) took[c.ino].push_back(c.seq);
   }
   for (const store::Change& c : list.changes) {
-    if (bytes >= kMaxQueuedBytes * 4) break;  // the rest in the next batch
+    if (bytes >= kFeedBatchBytes) break;  // the rest in the next batch
     through = c.seq;
     if (!seen.insert(c.ino).second) continue;
     auto info = snap->item_by_ino(c.ino);

@@ -20,10 +20,10 @@ class PutPipeline {
  public:
   struct Options {
     unsigned workers = 0;         // 0: one per core
-    size_t batch_items = 1000;    // a batch commits once it holds this many items
-    uint64_t batch_bytes = 64u << 20;  // or this many bytes
-    size_t window_items = 2000;        // items added but not written yet, at most
-    uint64_t window_bytes = 128u << 20;  // bytes loaded but not written yet, about
+    size_t batch_items = 500;          // a batch commits once it holds this many items
+    uint64_t batch_bytes = 16u << 20;  // or this many bytes
+    size_t window_items = 1000;        // items added but not written yet, at most
+    uint64_t window_bytes = 32u << 20;  // bytes loaded but not written yet, about
     // Items stored already with the same bytes and attributes are not written
     // again: reported with EALREADY (PreparedItem::skip_if_unchanged()).
     bool skip_unchanged = false;
