@@ -173,6 +173,10 @@ class Index {
   std::vector<std::string> check();
 
  private:
+  // check() at one point of the feed; `store_moved`: the store committed
+  // past what was caught up before the index could be read (a mount beside
+  // this process), so the comparison is to be made again.
+  std::vector<std::string> check_at_one_point(bool& store_moved);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
