@@ -1,6 +1,7 @@
 #include "fs/cli.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -133,6 +134,13 @@ int cli_import(const std::vector<std::string>& all) {
               << usage;
     return 2;
   }
+  // A setting of the whole process, made before its threads start: each
+  // thread that allocates while others hold the arenas gets its own (the
+  // workers, the index's thread and its helpers, the trainer), and what is
+  // freed stays in them: at 300,000 items the arenas held 152 MB of which
+  // 69 were in use. Two arenas, and the free pages given back after the
+  // batches that freed enough (MemoryTrimmer in the Importer), as in a mount.
+  mallopt(M_ARENA_MAX, 2);
   bool fresh = !store_exists(args[0]);
   auto store = open_store(args[0]);
   if (fresh) say_created(args[0]);

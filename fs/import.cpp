@@ -1,6 +1,5 @@
 #include "fs/import.h"
 
-#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -377,7 +376,7 @@ class Importer {
   const uint64_t limit_;
   uint64_t read_ = 0;  // input bytes handed to the pipeline
   // Freed memory given back after the batches that freed enough of it
-  // (see run_import()).
+  // (see cli_import()).
   MemoryTrimmer trimmer_;
   uint64_t batches_ = 0;
   Tally tally_;
@@ -422,12 +421,6 @@ std::string walk_sorted(const stdfs::path& dir, const std::function<void(Input)>
 }  // namespace
 
 int run_import(store::Store& store, const std::vector<std::string>& paths, const ImportOptions& options) {
-  // Each thread that allocates while others hold the arenas gets its own
-  // (the workers, the index's thread and its helpers, the trainer), and what
-  // is freed stays in them: at 300,000 items the arenas held 152 MB of which
-  // 69 were in use. Two arenas, and the free pages given back after the
-  // batches that freed enough (MemoryTrimmer), as in a mount.
-  mallopt(M_ARENA_MAX, 2);
   // A first look at every input, so that progress knows the total; the
   // files of a directory are found again when they are imported.
   std::vector<std::pair<std::string, std::string>> refused;
